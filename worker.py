@@ -1,0 +1,118 @@
+"""The ob-takeover worker: runs the takeover workflows and their activities.
+
+Environment: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE (default default),
+OB_TAKEOVER_TASK_QUEUE (default ob-takeover), OB_TAKEOVER_TIMEOUT_SCALE (default 1).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from temporalio.api.enums.v1 import IndexedValueType
+from temporalio.api.operatorservice.v1 import (
+    AddSearchAttributesRequest,
+    ListSearchAttributesRequest,
+)
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.service import RPCError
+from temporalio.worker import Worker
+
+from activities.registry import ACTIVITIES
+from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
+
+log = logging.getLogger("ob_takeover.worker")
+
+DEFAULT_TASK_QUEUE = "ob-takeover"
+
+
+def task_queue() -> str:
+    return os.environ.get("OB_TAKEOVER_TASK_QUEUE", DEFAULT_TASK_QUEUE)
+
+
+async def connect(address: str | None = None, namespace: str | None = None) -> Client:
+    """A client for the configured Temporal server, with the project's data converter."""
+    return await Client.connect(
+        address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"),
+        namespace=namespace or os.environ.get("TEMPORAL_NAMESPACE", "default"),
+        data_converter=pydantic_data_converter,
+    )
+
+
+async def ensure_search_attributes(client: Client) -> None:
+    """Register the project's Keyword search attributes where the server lets us; else say how."""
+    wanted = {key.name for key in SEARCH_ATTRIBUTES}
+    try:
+        listed = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+        missing = wanted - set(listed.custom_attributes)
+        if missing:
+            await client.operator_service.add_search_attributes(
+                AddSearchAttributesRequest(
+                    namespace=client.namespace,
+                    search_attributes={
+                        name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in sorted(missing)
+                    },
+                )
+            )
+            log.info("registered search attributes %s", ", ".join(sorted(missing)))
+    except RPCError as exc:
+        log.warning(
+            "could not check or register search attributes %s (%s); register them as Keyword "
+            "on the namespace before starting takeovers",
+            ", ".join(sorted(wanted)),
+            exc.message,
+        )
+
+
+def build_worker(
+    client: Client,
+    *,
+    activities: Sequence[Callable[..., Any]] = ACTIVITIES,
+    queue: str | None = None,
+    max_concurrent_activities: int = 100,
+) -> Worker:
+    """The worker for the takeover workflows; tests pass their own activities and task queue."""
+    return Worker(
+        client,
+        task_queue=queue or task_queue(),
+        workflows=[TakeOverCluster],
+        activities=list(activities),
+        max_concurrent_activities=max_concurrent_activities,
+    )
+
+
+async def serve(worker: Worker) -> None:
+    """Run until SIGTERM or SIGINT, then stop taking tasks and let running activities finish."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with worker:
+        log.info("worker polling task queue %s", worker.task_queue)
+        await stop.wait()
+        log.info("stopping: finishing running activities")
+
+
+async def main() -> None:
+    logging.basicConfig(
+        level=os.environ.get("OB_TAKEOVER_LOG_LEVEL", "INFO"),
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    client = await connect()
+    await ensure_search_attributes(client)
+    await serve(build_worker(client))
+
+
+if __name__ == "__main__":
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,1 @@
+"""Temporal workflows of ob-takeover and the pure task engine they are built on."""

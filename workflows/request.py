@@ -1,0 +1,181 @@
+"""The takeover request: OCP's `POST /api/v2/ob/clusters/takeOver` body, validated."""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from enum import Enum
+from typing import Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+_HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
+_PUBLISH_PORT = re.compile(r"^(\d{1,5}):(\d{1,5})$")
+
+
+_PROXY_NEEDS_CLUSTER_NAME = "is required when connectionMode is proxy"
+_CONTAINER_NEEDS_PORTS = "is required when kind is DEDICATED_CONTAINER"
+
+
+class ConnectionMode(str, Enum):
+    DIRECT = "direct"
+    PROXY = "proxy"
+
+
+class HostKind(str, Enum):
+    DEDICATED_PHYSICAL_MACHINE = "DEDICATED_PHYSICAL_MACHINE"
+    DEDICATED_CONTAINER = "DEDICATED_CONTAINER"
+    DEDICATED_ECS = "DEDICATED_ECS"
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(
+        alias_generator=to_camel,
+        validate_by_name=True,
+        validate_by_alias=True,
+        serialize_by_alias=True,
+        extra="forbid",
+        frozen=True,
+    )
+
+
+class HostInfo(_Body):
+    """How to register the cluster's hosts that are not managed yet."""
+
+    kind: HostKind = HostKind.DEDICATED_PHYSICAL_MACHINE
+    publish_ports: str | None = None
+    host_type_id: int = Field(gt=0)
+    credential_id: int = Field(gt=0)
+    ssh_port: int = Field(default=22, ge=1, le=65535)
+
+    @field_validator("publish_ports")
+    @classmethod
+    def _check_publish_ports(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        for mapping in value.split(","):
+            match = _PUBLISH_PORT.match(mapping.strip())
+            if not match or not all(1 <= int(port) <= 65535 for port in match.groups()):
+                raise ValueError("expected host:container[,…] with ports 1-65535")
+        return value
+
+    @model_validator(mode="after")
+    def _container_needs_ports(self) -> HostInfo:
+        if self.kind is HostKind.DEDICATED_CONTAINER and not self.publish_ports:
+            raise ValueError(_CONTAINER_NEEDS_PORTS)
+        return self
+
+
+class TakeOverRequest(_Body):
+    """The request body, with OCP's defaults and the two fields obdeploy adds (sshPort, proxyroPassword)."""
+
+    root_sys_password: str = Field(min_length=1, repr=False)
+    address: str = Field(min_length=1, max_length=253)
+    port: int = Field(ge=1, le=65535)
+    save_to_credential: bool = True
+    connection_mode: ConnectionMode = ConnectionMode.DIRECT
+    cluster_name: str | None = Field(default=None, min_length=1, max_length=128)
+    ob_cluster_id: int | None = Field(default=None, gt=0)
+    switch_config_url: bool = True
+    host_info: HostInfo | None = None
+    proxyro_password: str | None = Field(default=None, min_length=1, repr=False)
+
+    @field_validator("address")
+    @classmethod
+    def _check_address(cls, value: str) -> str:
+        try:
+            ipaddress.ip_address(value)
+            return value
+        except ValueError:
+            pass
+        labels = value.rstrip(".").split(".")
+        if not all(_HOSTNAME_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+            raise ValueError("is neither an IPv4 or IPv6 address nor a host name")
+        return value
+
+    @model_validator(mode="after")
+    def _proxy_needs_cluster_name(self) -> TakeOverRequest:
+        if self.connection_mode is ConnectionMode.PROXY and not self.cluster_name:
+            raise ValueError(_PROXY_NEEDS_CLUSTER_NAME)
+        return self
+
+    @property
+    def endpoint(self) -> str:
+        """The cluster endpoint as host:port, with IPv6 addresses bracketed."""
+        host = f"[{self.address}]" if ":" in self.address else self.address
+        return f"{host}:{self.port}"
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class InvalidRequest(ValueError):
+    """A request body that breaks one or more rules; `errors` names every field at once."""
+
+    def __init__(self, errors: list[FieldError]) -> None:
+        self.errors = errors
+        super().__init__(
+            "invalid takeover request: " + "; ".join(f"{e.field}: {e.message}" for e in errors)
+        )
+
+
+def _field_path(location: tuple[int | str, ...]) -> str:
+    """Render a pydantic error location with the request's camelCase names."""
+    parts = [to_camel(part) if isinstance(part, str) else f"[{part}]" for part in location]
+    return ".".join(parts).replace(".[", "[") or "body"
+
+
+def _cross_field_errors(body: dict[str, Any]) -> list[FieldError]:
+    """The rules that tie two fields together, checked on the raw body.
+
+    Pydantic skips model-level rules once a field fails; checking them here as well lets one answer
+    list every violation.
+    """
+    errors = []
+    if body.get("connectionMode") == "proxy" and not body.get("clusterName"):
+        errors.append(FieldError(field="clusterName", message=_PROXY_NEEDS_CLUSTER_NAME))
+    host_info = body.get("hostInfo")
+    if (
+        isinstance(host_info, dict)
+        and host_info.get("kind") == HostKind.DEDICATED_CONTAINER.value
+        and not host_info.get("publishPorts")
+    ):
+        errors.append(FieldError(field="hostInfo.publishPorts", message=_CONTAINER_NEEDS_PORTS))
+    return errors
+
+
+def parse_request(body: Any) -> TakeOverRequest:
+    """Validate a raw request body, reporting every violation with the field it concerns.
+
+    Error messages never echo the submitted values, so a password sent in the wrong field is not
+    repeated in an error that ends up in logs or in the workflow history.
+    """
+    if not isinstance(body, dict):
+        raise InvalidRequest(
+            [FieldError(field="body", message=f"must be a JSON object, got {type(body).__name__}")]
+        )
+    try:
+        return TakeOverRequest.model_validate(body)
+    except ValidationError as exc:
+        errors: list[FieldError] = []
+        for error in exc.errors(include_input=False, include_url=False, include_context=False):
+            if error["type"] == "value_error" and error["msg"].endswith(
+                (_PROXY_NEEDS_CLUSTER_NAME, _CONTAINER_NEEDS_PORTS)
+            ):
+                continue  # reported by _cross_field_errors with the field it concerns
+            message = error["msg"].removeprefix("Value error, ")
+            if error["type"] == "extra_forbidden":
+                message = "is not a field of the takeover request"
+            errors.append(FieldError(field=_field_path(tuple(error["loc"])), message=message))
+        errors.extend(_cross_field_errors(body))
+        raise InvalidRequest(errors) from None

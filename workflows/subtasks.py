@@ -1,0 +1,141 @@
+"""The one table that drives a takeover.
+
+Each row is a stage of OCP's "Take over primary OB cluster" DAG, in order. A stage that fans out runs
+one subtask per server, host or zone and is followed by a "Wait node" barrier. The workflow, the task
+JSON, the activity summaries and the README's table of steps are all derived from this table.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class FanOut(str, Enum):
+    """What a stage runs once for."""
+
+    CLUSTER = "CLUSTER"
+    SERVER = "SERVER"
+    HOST = "HOST"
+    ZONE = "ZONE"
+
+
+# Subtasks longer than this heartbeat, so that a crashed worker is noticed within the heartbeat
+# timeout rather than after the subtask's full timeout.
+HEARTBEAT_ABOVE_SECONDS = 60
+HEARTBEAT_TIMEOUT_SECONDS = 30
+WAIT_NODE_NAME = "Wait node"
+WAIT_NODE_TIMEOUT_SECONDS = 30
+# OCP runs at most this many READY or RUNNING subtasks of one task at a time.
+MAX_PARALLEL_SUBTASKS = 10
+
+
+@dataclass(frozen=True)
+class SubtaskDef:
+    """One stage of the takeover: what runs, how long it may take and what undoes it."""
+
+    name: str
+    timeout: int
+    activity: str
+    fan_out: FanOut = FanOut.CLUSTER
+    compensation: str | None = None
+    prohibit_skip: bool = False
+    prohibit_rollback: bool = False
+    # Attempts for transient errors (connection lost, timeouts); classified errors never retry.
+    max_attempts: int = 3
+
+    @property
+    def heartbeats(self) -> bool:
+        return self.timeout > HEARTBEAT_ABOVE_SECONDS
+
+
+SUBTASKS: tuple[SubtaskDef, ...] = (
+    SubtaskDef(
+        "Mc lock ob clusters",
+        60,
+        "acquire_cluster_lock",
+        compensation="release_cluster_lock",
+        prohibit_skip=True,
+    ),
+    SubtaskDef(
+        "Prepare take over cluster", 30, "prepare_takeover", compensation="remove_cluster_record"
+    ),
+    SubtaskDef("Reserve host", 1800, "reserve_hosts", compensation="unreserve_hosts"),
+    SubtaskDef(
+        "Create default user", 180, "create_default_user", compensation="drop_default_user"
+    ),
+    SubtaskDef(
+        "Register config url", 60, "register_config_url", compensation="restore_config_url"
+    ),
+    SubtaskDef("Run io calibration", 1800, "run_io_calibration", FanOut.SERVER),
+    SubtaskDef(
+        "Record root service list",
+        60,
+        "record_root_service_list",
+        compensation="remove_root_service_list",
+    ),
+    SubtaskDef("Wait cluster accessible", 1200, "wait_cluster_accessible"),
+    SubtaskDef(
+        "Update server process info",
+        5000,
+        "update_server_process_info",
+        FanOut.SERVER,
+        compensation="remove_server_process_info",
+    ),
+    SubtaskDef(
+        "Attach cluster attributes",
+        1800,
+        "attach_cluster_attributes",
+        compensation="detach_cluster_attributes",
+    ),
+    SubtaskDef(
+        "Refresh ocp agent config",
+        3600,
+        "refresh_agent_config",
+        FanOut.HOST,
+        compensation="restore_agent_config",
+    ),
+    SubtaskDef(
+        "Active agent modules",
+        1800,
+        "activate_agent_modules",
+        FanOut.HOST,
+        compensation="deactivate_agent_modules",
+    ),
+    SubtaskDef("Sync cluster info", 60, "sync_cluster_info", compensation="remove_cluster_info"),
+    SubtaskDef(
+        "Sync all tenant information", 300, "sync_tenant_info", compensation="remove_tenant_info"
+    ),
+    # The previous proxyro password cannot be read back, so this step cannot be undone.
+    SubtaskDef(
+        "Set proxyro password to sys tenant",
+        600,
+        "set_proxyro_password",
+        prohibit_rollback=True,
+    ),
+    SubtaskDef(
+        "Update observer status", 300, "update_observer_status", FanOut.SERVER, prohibit_skip=True
+    ),
+    SubtaskDef("Update zone status", 1800, "update_zone_status", FanOut.ZONE, prohibit_skip=True),
+    SubtaskDef("Update OB cluster status", 30, "update_cluster_status", prohibit_skip=True),
+    SubtaskDef(
+        "Create resource manager for default user",
+        180,
+        "create_resource_manager",
+        compensation="drop_resource_manager",
+    ),
+    SubtaskDef("Mc unlock ob clusters", 60, "release_cluster_lock", prohibit_skip=True),
+)
+
+LOCK_STAGE = SUBTASKS[0]
+UNLOCK_STAGE = SUBTASKS[-1]
+
+
+def activity_names() -> list[str]:
+    """Every activity a takeover may schedule: subtask work and compensations, without repeats."""
+    names: list[str] = []
+    for stage in SUBTASKS:
+        for name in (stage.activity, stage.compensation):
+            if name and name not in names:
+                names.append(name)
+    return names

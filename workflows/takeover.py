@@ -1,0 +1,412 @@
+"""`TakeOverCluster`: OCP's takeover task as a durable Temporal workflow.
+
+The workflow learns the cluster's topology, expands the subtask table into the task graph and walks
+it: each subtask is one activity, scheduled with its table timeout. A FAILED task waits durably for an
+operator update (retry, retry_subtask, skip_subtask, cancel_subtask, rollback); workflow cancellation
+aborts the task and releases the cluster lock.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    TimeoutError,
+    is_cancelled_exception,
+)
+
+with workflow.unsafe.imports_passed_through():
+    from activities.contracts import (
+        ClusterEndpoint,
+        DiscoverTopologyInput,
+        EngineSettings,
+        Model,
+        SubtaskInput,
+        SubtaskResult,
+        Topology,
+    )
+    from workflows.request import InvalidRequest, TakeOverRequest, parse_request
+    from workflows.subtasks import HEARTBEAT_TIMEOUT_SECONDS, LOCK_STAGE, UNLOCK_STAGE
+    from workflows.task import (
+        Operation,
+        OperationRefused,
+        Subtask,
+        SubtaskStatus,
+        Task,
+        TaskView,
+        format_time,
+    )
+
+WORKFLOW_NAME = "TakeOverCluster"
+CLUSTER_NAME_KEY = SearchAttributeKey.for_keyword("ObClusterName")
+CLUSTER_ADDRESS_KEY = SearchAttributeKey.for_keyword("ObClusterAddress")
+TASK_STATUS_KEY = SearchAttributeKey.for_keyword("ObTaskStatus")
+SEARCH_ATTRIBUTES = (CLUSTER_NAME_KEY, CLUSTER_ADDRESS_KEY, TASK_STATUS_KEY)
+DISCOVERY_TIMEOUT_SECONDS = 60
+
+
+def workflow_id_for(address: str, port: int) -> str:
+    """One running takeover per cluster endpoint: the workflow id is derived from it."""
+    return f"takeover-{address}-{port}"
+
+
+class SubtaskRef(Model):
+    """The argument of the subtask operations and of the `subtask_log` query."""
+
+    subtask_id: int
+
+
+@workflow.defn(name=WORKFLOW_NAME)
+class TakeOverCluster:
+    def __init__(self) -> None:
+        self._task: Task | None = None
+        self._request: TakeOverRequest | None = None
+        self._settings = EngineSettings()
+        self._running: dict[int, asyncio.Task[None]] = {}
+        self._changed = False
+        self._published_status = "CREATING"
+
+    @workflow.run
+    async def run(self, body: dict[str, Any]) -> TaskView:
+        try:
+            request = parse_request(body)
+        except InvalidRequest as exc:
+            raise ApplicationError(
+                str(exc),
+                [error.model_dump() for error in exc.errors],
+                type="InvalidRequest",
+                non_retryable=True,
+            ) from None
+        self._request = request
+        workflow.upsert_search_attributes(
+            [
+                CLUSTER_ADDRESS_KEY.value_set(request.endpoint),
+                TASK_STATUS_KEY.value_set("CREATING"),
+            ]
+        )
+        self._settings = await workflow.execute_local_activity(
+            "load_engine_settings",
+            result_type=EngineSettings,
+            start_to_close_timeout=timedelta(seconds=10),
+        )
+        topology = await self._discover_topology(request)
+        info = workflow.info()
+        rng = workflow.random()
+        self._task = Task(
+            task_id=rng.randint(10_000_000, 99_999_999),
+            first_subtask_id=rng.randint(10_000_000, 99_999_999) * 100,
+            topology=topology,
+            creator=str(workflow.memo_value("creator", "temporal")),
+            executor=self._settings.executor,
+            start_time=format_time(workflow.now()),
+        )
+        workflow.upsert_search_attributes([CLUSTER_NAME_KEY.value_set(topology.cluster_name)])
+        workflow.logger.info(
+            "task %s: taking over cluster %s at %s (%d servers) in %s",
+            self._task.id,
+            topology.cluster_name,
+            request.endpoint,
+            len(topology.servers),
+            info.workflow_id,
+        )
+        try:
+            await self._drive()
+        except asyncio.CancelledError:
+            await self._abort()
+            raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._task.view()
+
+    # --- queries and updates ----------------------------------------------------------------
+
+    @workflow.query(name="task")
+    def task(self) -> TaskView:
+        return self._require_task().view()
+
+    @workflow.query(name="subtask_log")
+    def subtask_log(self, ref: SubtaskRef) -> str:
+        try:
+            return self._require_task().subtask(ref.subtask_id).log
+        except OperationRefused as exc:
+            raise ApplicationError(str(exc), type="OperationRefused") from None
+
+    @workflow.update(name="retry")
+    async def retry(self) -> TaskView:
+        task = self._require_task()
+        now = self._now()
+        for subtask in task.apply_retry(now):
+            workflow.logger.info("task %s: operator retries subtask %s", task.id, subtask.label)
+        return self._after_operation()
+
+    @retry.validator
+    def _validate_retry(self) -> None:
+        self._validate("retry", lambda task: task.check_retry())
+
+    @workflow.update(name="retry_subtask")
+    async def retry_subtask(self, ref: SubtaskRef) -> TaskView:
+        task = self._require_task()
+        subtask = task.subtask(ref.subtask_id)
+        task.apply_retry_subtask(subtask, self._now())
+        workflow.logger.info("task %s: operator retries subtask %s", task.id, subtask.label)
+        return self._after_operation()
+
+    @retry_subtask.validator
+    def _validate_retry_subtask(self, ref: SubtaskRef) -> None:
+        self._validate("retry_subtask", lambda task: task.check_retry_subtask(ref.subtask_id))
+
+    @workflow.update(name="skip_subtask")
+    async def skip_subtask(self, ref: SubtaskRef) -> TaskView:
+        task = self._require_task()
+        subtask = task.subtask(ref.subtask_id)
+        task.apply_skip_subtask(subtask, self._now())
+        workflow.logger.info("task %s: operator skips subtask %s", task.id, subtask.label)
+        return self._after_operation()
+
+    @skip_subtask.validator
+    def _validate_skip_subtask(self, ref: SubtaskRef) -> None:
+        self._validate("skip_subtask", lambda task: task.check_skip_subtask(ref.subtask_id))
+
+    @workflow.update(name="cancel_subtask")
+    async def cancel_subtask(self, ref: SubtaskRef) -> TaskView:
+        task = self._require_task()
+        subtask = task.subtask(ref.subtask_id)
+        task.apply_cancel_subtask(subtask, self._now())
+        workflow.logger.info("task %s: operator cancels subtask %s", task.id, subtask.label)
+        self._running[subtask.id].cancel()
+        self._publish()
+        # Answer once the activity has stopped and the subtask is FAILED.
+        await workflow.wait_condition(lambda: subtask.status is not SubtaskStatus.CANCELING)
+        return task.view()
+
+    @cancel_subtask.validator
+    def _validate_cancel_subtask(self, ref: SubtaskRef) -> None:
+        self._validate("cancel_subtask", lambda task: task.check_cancel_subtask(ref.subtask_id))
+
+    @workflow.update(name="rollback")
+    async def rollback(self) -> TaskView:
+        task = self._require_task()
+        task.apply_rollback(self._now())
+        workflow.logger.info("task %s: operator rolls the task back", task.id)
+        return self._after_operation()
+
+    @rollback.validator
+    def _validate_rollback(self) -> None:
+        self._validate("rollback", lambda task: task.check_rollback())
+
+    def _validate(self, operation: str, check: Any) -> None:
+        """Run an OCP rule check; a refusal is logged, since a rejected update leaves no history."""
+        try:
+            check(self._require_task())
+        except (OperationRefused, ApplicationError) as exc:
+            workflow.logger.warning("operator request %s refused: %s", operation, exc)
+            raise
+
+    def _after_operation(self) -> TaskView:
+        self._changed = True
+        self._publish()
+        return self._require_task().view()
+
+    def _require_task(self) -> Task:
+        if self._task is None:
+            raise ApplicationError(
+                "the task is being created: the cluster's topology is not known yet",
+                type="TaskNotReady",
+            )
+        return self._task
+
+    # --- driving the graph --------------------------------------------------------------------
+
+    async def _discover_topology(self, request: TakeOverRequest) -> Topology:
+        endpoint = ClusterEndpoint(
+            address=request.address,
+            port=request.port,
+            connection_mode=request.connection_mode.value,
+            cluster_name=request.cluster_name,
+            ob_cluster_id=request.ob_cluster_id,
+            root_sys_password=request.root_sys_password,
+        )
+        try:
+            return await workflow.execute_activity(
+                "discover_topology",
+                DiscoverTopologyInput(endpoint=endpoint),
+                result_type=Topology,
+                schedule_to_close_timeout=self._scaled(DISCOVERY_TIMEOUT_SECONDS),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=self._settings.retry_initial_interval),
+                    maximum_attempts=3,
+                ),
+                summary=f"Discover topology · {request.endpoint}",
+            )
+        except ActivityError as exc:
+            cause = exc.cause
+            kind = cause.type if isinstance(cause, ApplicationError) else "ClusterUnreachable"
+            raise ApplicationError(
+                f"cannot take over {request.endpoint}: {_failure_message(exc)}",
+                type=kind or "TopologyUnavailable",
+                non_retryable=True,
+            ) from None
+
+    async def _drive(self) -> None:
+        task = self._require_task()
+        self._publish()
+        while True:
+            now = self._now()
+            for subtask in task.next_to_start():
+                self._start(task, subtask, now)
+            self._publish()
+            if task.finished:
+                return
+            await workflow.wait_condition(lambda: self._changed)
+            self._changed = False
+
+    def _start(self, task: Task, subtask: Subtask, now: str) -> None:
+        task.start(subtask, now)
+        activity = self._activity_for(task, subtask)
+        if activity is None:
+            # Wait nodes, and rollback of subtasks that have nothing to undo, finish at once.
+            task.succeed(subtask, now, [], {})
+            self._changed = True
+            return
+        self._running[subtask.id] = asyncio.create_task(self._run(task, subtask, activity))
+
+    def _activity_for(self, task: Task, subtask: Subtask) -> str | None:
+        stage = subtask.plan.stage
+        if stage is None:
+            return None
+        return stage.compensation if task.rolling_back else stage.activity
+
+    async def _run(self, task: Task, subtask: Subtask, activity: str) -> None:
+        stage = subtask.plan.stage
+        assert stage is not None and self._request is not None
+        plan = subtask.plan
+        arg = SubtaskInput(
+            task_id=task.id,
+            subtask_id=subtask.id,
+            subtask_name=subtask.name,
+            workflow_id=workflow.info().workflow_id,
+            operation=subtask.operation.value,
+            request=self._request,
+            cluster_name=task.topology.cluster_name,
+            ob_cluster_id=task.topology.ob_cluster_id,
+            topology=task.topology if plan.node_kind == "CLUSTER" else None,
+            node_kind=plan.node_kind,
+            server=plan.server,
+            host=plan.host,
+            zone=plan.zone,
+            context=task.context_for(subtask),
+        )
+        verb = "Roll back" if task.rolling_back else None
+        summary = f"{verb + ' · ' if verb else ''}{subtask.name} · {plan.node or task.topology.cluster_name}"
+        try:
+            result: SubtaskResult = await workflow.execute_activity(
+                activity,
+                arg,
+                result_type=SubtaskResult,
+                schedule_to_close_timeout=self._scaled(stage.timeout),
+                heartbeat_timeout=(
+                    self._scaled(HEARTBEAT_TIMEOUT_SECONDS) if stage.heartbeats else None
+                ),
+                retry_policy=RetryPolicy(
+                    initial_interval=timedelta(seconds=self._settings.retry_initial_interval),
+                    maximum_interval=timedelta(seconds=30),
+                    maximum_attempts=stage.max_attempts,
+                ),
+                cancellation_type=workflow.ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+                activity_id=f"{subtask.id}-{subtask.run_time}-{subtask.operation.value.lower()}",
+                summary=summary,
+            )
+        except asyncio.CancelledError:
+            self._finish_cancelled(task, subtask)
+            if task.aborted:
+                raise
+            return
+        except ActivityError as exc:
+            if is_cancelled_exception(exc):
+                self._finish_cancelled(task, subtask)
+            else:
+                message = _failure_message(exc)
+                task.fail(subtask, self._now(), [], message)
+                workflow.logger.warning("task %s: subtask %s failed: %s", task.id, subtask.label, message)
+        else:
+            if subtask.status is SubtaskStatus.CANCELING:
+                # The work finished before the cancellation reached it; the operator asked for a
+                # stop, so the subtask is FAILED and can be retried (every subtask is idempotent).
+                self._finish_cancelled(task, subtask, result.log)
+            else:
+                task.succeed(subtask, self._now(), result.log, result.context)
+        finally:
+            self._running.pop(subtask.id, None)
+            self._changed = True
+
+    def _finish_cancelled(self, task: Task, subtask: Subtask, log: list[str] | None = None) -> None:
+        reason = "aborted with the task" if task.aborted else "cancelled by the operator"
+        task.fail(subtask, self._now(), log or [], reason)
+        subtask.operation = Operation.CANCEL
+
+    async def _abort(self) -> None:
+        """Stop every running subtask, then release the cluster lock if this task holds it."""
+        task = self._require_task()
+        task.aborted = True
+        running = list(self._running.values())
+        for handle in running:
+            handle.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+        lock = task.subtasks[0]
+        unlock = task.subtasks[-1]
+        holds_lock = lock.executed and unlock.status is not SubtaskStatus.SUCCESSFUL
+        if holds_lock and LOCK_STAGE.compensation:
+            await workflow.execute_activity(
+                UNLOCK_STAGE.activity,
+                SubtaskInput(
+                    task_id=task.id,
+                    subtask_id=unlock.id,
+                    subtask_name=unlock.name,
+                    workflow_id=workflow.info().workflow_id,
+                    operation=Operation.CANCEL.value,
+                    request=self._request,
+                    cluster_name=task.topology.cluster_name,
+                    ob_cluster_id=task.topology.ob_cluster_id,
+                    context=task.context_for(unlock),
+                ),
+                result_type=SubtaskResult,
+                schedule_to_close_timeout=self._scaled(UNLOCK_STAGE.timeout),
+                summary=f"Abort · {UNLOCK_STAGE.name} · {task.topology.cluster_name}",
+            )
+            unlock.append_log(f"############{{CANCEL}}{{{self._now()}}}############")
+            unlock.append_log("cluster lock released because the task was aborted")
+        task.end_time = self._now()
+        self._publish()
+
+    # --- Temporal UI ----------------------------------------------------------------------------
+
+    def _publish(self) -> None:
+        task = self._require_task()
+        workflow.set_current_details(task.progress_table())
+        status = task.search_status
+        if status != self._published_status:
+            self._published_status = status
+            workflow.upsert_search_attributes([TASK_STATUS_KEY.value_set(status)])
+
+    def _now(self) -> str:
+        return format_time(workflow.now())
+
+    def _scaled(self, seconds: float) -> timedelta:
+        return timedelta(seconds=max(seconds * self._settings.timeout_scale, 1.0))
+
+
+def _failure_message(error: ActivityError) -> str:
+    """The cause of an activity failure as an operator should read it."""
+    cause = error.cause
+    if isinstance(cause, TimeoutError):
+        return f"timed out ({cause.type.name.lower().replace('_', '-')})"
+    if isinstance(cause, ApplicationError):
+        prefix = f"[{cause.type}] " if cause.type else ""
+        return prefix + cause.message
+    return str(cause or error)
+
