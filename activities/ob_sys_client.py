@@ -6,6 +6,7 @@ error tree so that activities report what failed and what to do.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -101,7 +102,7 @@ class ObSysClient:
                 node=self.where,
                 code=code,
             )
-        if code in _NETWORK_ERRORS or isinstance(exc, pymysql.err.OperationalError) and sql is None:
+        if code in _NETWORK_ERRORS or (isinstance(exc, pymysql.err.OperationalError) and sql is None):
             return ClusterUnreachable(
                 f"cannot reach the cluster ({code}: {text}); check address, port and network",
                 node=self.where,
@@ -112,10 +113,8 @@ class ObSysClient:
 
     def close(self) -> None:
         if self._connection is not None:
-            try:
+            with contextlib.suppress(pymysql.err.Error):
                 self._connection.close()
-            except pymysql.err.Error:
-                pass
             self._connection = None
 
     def __enter__(self) -> ObSysClient:

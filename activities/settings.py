@@ -17,7 +17,10 @@ def read_engine_settings(environ: dict[str, str] | None = None) -> EngineSetting
     """Engine settings from the environment; a malformed value is an error naming the variable."""
     env = os.environ if environ is None else environ
     values: dict[str, float] = {}
-    for name, field in ((TIMEOUT_SCALE_ENV, "timeout_scale"), (RETRY_INTERVAL_ENV, "retry_initial_interval")):
+    for name, field in (
+        (TIMEOUT_SCALE_ENV, "timeout_scale"),
+        (RETRY_INTERVAL_ENV, "retry_initial_interval"),
+    ):
         raw = env.get(name)
         if raw is None:
             continue

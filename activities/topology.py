@@ -19,17 +19,12 @@ from activities.errors import (
 from activities.ob_sys_client import ObSysClient
 
 VERSION_SQL = "SELECT version() AS VERSION"
-PARAMETERS_SQL = (
-    "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME IN ('cluster', 'cluster_id')"
-)
+PARAMETERS_SQL = "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME IN ('cluster', 'cluster_id')"
 SERVERS_SQL = (
-    "SELECT SVR_IP, SVR_PORT, SQL_PORT, ZONE FROM oceanbase.DBA_OB_SERVERS "
-    "ORDER BY ZONE, SVR_IP, SVR_PORT"
+    "SELECT SVR_IP, SVR_PORT, SQL_PORT, ZONE FROM oceanbase.DBA_OB_SERVERS ORDER BY ZONE, SVR_IP, SVR_PORT"
 )
 ZONES_SQL = "SELECT ZONE, REGION, IDC FROM oceanbase.DBA_OB_ZONES ORDER BY ZONE"
-TENANT_ROLES_SQL = (
-    "SELECT TENANT_ROLE FROM oceanbase.DBA_OB_TENANTS WHERE TENANT_TYPE = 'USER'"
-)
+TENANT_ROLES_SQL = "SELECT TENANT_ROLE FROM oceanbase.DBA_OB_TENANTS WHERE TENANT_TYPE = 'USER'"
 
 # MySQL error for a missing table: a MySQL server that is not OceanBase lacks the oceanbase views.
 _NO_SUCH_TABLE = 1146
@@ -49,9 +44,7 @@ def parse_version(version_text: str) -> str:
         )
     version = ".".join(part for part in match.groups() if part is not None)
     if int(match.group(1)) < 4:
-        raise UnsupportedVersion(
-            f"OceanBase {version} found; only OceanBase 4.x clusters can be taken over"
-        )
+        raise UnsupportedVersion(f"OceanBase {version} found; only OceanBase 4.x clusters can be taken over")
     return version
 
 

@@ -98,7 +98,13 @@ class FakeCluster:
         @activity.defn(name=name)
         async def run(arg: SubtaskInput) -> SubtaskResult:
             node = (
-                arg.server.label if arg.server else arg.host.ip if arg.host else arg.zone.name if arg.zone else None
+                arg.server.label
+                if arg.server
+                else arg.host.ip
+                if arg.host
+                else arg.zone.name
+                if arg.zone
+                else None
             )
             with self._lock:
                 self.calls.append(Call(name, node, arg.operation, arg.subtask_id))

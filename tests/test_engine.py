@@ -3,29 +3,15 @@
 from __future__ import annotations
 
 import json
-import uuid
 from pathlib import Path
 from typing import Any
 
-import pytest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client
 
+from tests.driver import start
 from tests.fakes import FakeCluster, make_topology
-from workflows.takeover import TakeOverCluster
-from workflows.task import TaskView
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "sample-task-response.json"
-BODY = {"rootSysPassword": "S3cret!pw", "address": "127.0.0.1", "port": 2881}
-
-
-async def start(client: Client, task_queue: str, body: dict[str, Any] | None = None) -> WorkflowHandle[Any, TaskView]:
-    return await client.start_workflow(
-        TakeOverCluster.run,
-        body or BODY,
-        id=f"takeover-test-{uuid.uuid4().hex[:8]}",
-        task_queue=task_queue,
-        result_type=TaskView,
-    )
 
 
 def chain(task: dict[str, Any]) -> list[dict[str, Any]]:
@@ -40,7 +26,9 @@ def chain(task: dict[str, Any]) -> list[dict[str, Any]]:
     return walked
 
 
-async def test_one_server_task_json_matches_ocp_sample(client: Client, task_queue: str, running_worker: Any, fake: FakeCluster) -> None:
+async def test_one_server_task_json_matches_ocp_sample(
+    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster
+) -> None:
     async with running_worker(fake):
         handle = await start(client, task_queue)
         result = await handle.result()

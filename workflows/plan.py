@@ -72,7 +72,7 @@ def build_plan(topology: Topology) -> list[PlannedSubtask]:
                 subtask.server = node
             elif isinstance(node, HostNode):
                 subtask.host = node
-            else:
+            elif isinstance(node, ZoneNode):
                 subtask.zone = node
             group.append(add(subtask))
         previous = group

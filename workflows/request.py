@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from pydantic import (
@@ -25,12 +25,12 @@ _PROXY_NEEDS_CLUSTER_NAME = "is required when connectionMode is proxy"
 _CONTAINER_NEEDS_PORTS = "is required when kind is DEDICATED_CONTAINER"
 
 
-class ConnectionMode(str, Enum):
+class ConnectionMode(StrEnum):
     DIRECT = "direct"
     PROXY = "proxy"
 
 
-class HostKind(str, Enum):
+class HostKind(StrEnum):
     DEDICATED_PHYSICAL_MACHINE = "DEDICATED_PHYSICAL_MACHINE"
     DEDICATED_CONTAINER = "DEDICATED_CONTAINER"
     DEDICATED_ECS = "DEDICATED_ECS"
@@ -124,9 +124,7 @@ class InvalidRequest(ValueError):
 
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
-        super().__init__(
-            "invalid takeover request: " + "; ".join(f"{e.field}: {e.message}" for e in errors)
-        )
+        super().__init__("invalid takeover request: " + "; ".join(f"{e.field}: {e.message}" for e in errors))
 
 
 def _field_path(location: tuple[int | str, ...]) -> str:

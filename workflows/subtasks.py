@@ -8,10 +8,10 @@ JSON, the activity summaries and the README's table of steps are all derived fro
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import Enum
+from enum import StrEnum
 
 
-class FanOut(str, Enum):
+class FanOut(StrEnum):
     """What a stage runs once for."""
 
     CLUSTER = "CLUSTER"
@@ -57,16 +57,10 @@ SUBTASKS: tuple[SubtaskDef, ...] = (
         compensation="release_cluster_lock",
         prohibit_skip=True,
     ),
-    SubtaskDef(
-        "Prepare take over cluster", 30, "prepare_takeover", compensation="remove_cluster_record"
-    ),
+    SubtaskDef("Prepare take over cluster", 30, "prepare_takeover", compensation="remove_cluster_record"),
     SubtaskDef("Reserve host", 1800, "reserve_hosts", compensation="unreserve_hosts"),
-    SubtaskDef(
-        "Create default user", 180, "create_default_user", compensation="drop_default_user"
-    ),
-    SubtaskDef(
-        "Register config url", 60, "register_config_url", compensation="restore_config_url"
-    ),
+    SubtaskDef("Create default user", 180, "create_default_user", compensation="drop_default_user"),
+    SubtaskDef("Register config url", 60, "register_config_url", compensation="restore_config_url"),
     SubtaskDef("Run io calibration", 1800, "run_io_calibration", FanOut.SERVER),
     SubtaskDef(
         "Record root service list",
@@ -103,9 +97,7 @@ SUBTASKS: tuple[SubtaskDef, ...] = (
         compensation="deactivate_agent_modules",
     ),
     SubtaskDef("Sync cluster info", 60, "sync_cluster_info", compensation="remove_cluster_info"),
-    SubtaskDef(
-        "Sync all tenant information", 300, "sync_tenant_info", compensation="remove_tenant_info"
-    ),
+    SubtaskDef("Sync all tenant information", 300, "sync_tenant_info", compensation="remove_tenant_info"),
     # The previous proxyro password cannot be read back, so this step cannot be undone.
     SubtaskDef(
         "Set proxyro password to sys tenant",
@@ -113,9 +105,7 @@ SUBTASKS: tuple[SubtaskDef, ...] = (
         "set_proxyro_password",
         prohibit_rollback=True,
     ),
-    SubtaskDef(
-        "Update observer status", 300, "update_observer_status", FanOut.SERVER, prohibit_skip=True
-    ),
+    SubtaskDef("Update observer status", 300, "update_observer_status", FanOut.SERVER, prohibit_skip=True),
     SubtaskDef("Update zone status", 1800, "update_zone_status", FanOut.ZONE, prohibit_skip=True),
     SubtaskDef("Update OB cluster status", 30, "update_cluster_status", prohibit_skip=True),
     SubtaskDef(

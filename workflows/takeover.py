@@ -232,7 +232,7 @@ class TakeOverCluster:
             root_sys_password=request.root_sys_password,
         )
         try:
-            return await workflow.execute_activity(
+            topology: Topology = await workflow.execute_activity(
                 "discover_topology",
                 DiscoverTopologyInput(endpoint=endpoint),
                 result_type=Topology,
@@ -243,6 +243,7 @@ class TakeOverCluster:
                 ),
                 summary=f"Discover topology · {request.endpoint}",
             )
+            return topology
         except ActivityError as exc:
             cause = exc.cause
             kind = cause.type if isinstance(cause, ApplicationError) else "ClusterUnreachable"
@@ -309,9 +310,7 @@ class TakeOverCluster:
                 arg,
                 result_type=SubtaskResult,
                 schedule_to_close_timeout=self._scaled(stage.timeout),
-                heartbeat_timeout=(
-                    self._scaled(HEARTBEAT_TIMEOUT_SECONDS) if stage.heartbeats else None
-                ),
+                heartbeat_timeout=(self._scaled(HEARTBEAT_TIMEOUT_SECONDS) if stage.heartbeats else None),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=self._settings.retry_initial_interval),
                     maximum_interval=timedelta(seconds=30),
@@ -404,9 +403,9 @@ def _failure_message(error: ActivityError) -> str:
     """The cause of an activity failure as an operator should read it."""
     cause = error.cause
     if isinstance(cause, TimeoutError):
-        return f"timed out ({cause.type.name.lower().replace('_', '-')})"
+        kind = cause.type.name.lower().replace("_", "-") if cause.type else "timeout"
+        return f"timed out ({kind})"
     if isinstance(cause, ApplicationError):
         prefix = f"[{cause.type}] " if cause.type else ""
         return prefix + cause.message
     return str(cause or error)
-

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 
 from activities.contracts import Model, Topology
 from workflows.plan import PlannedSubtask, build_plan
@@ -18,7 +18,7 @@ from workflows.subtasks import MAX_PARALLEL_SUBTASKS
 SUBTASK_LOG_LIMIT = 64 * 1024
 
 
-class SubtaskStatus(str, Enum):
+class SubtaskStatus(StrEnum):
     PENDING = "PENDING"
     READY = "READY"
     RUNNING = "RUNNING"
@@ -27,7 +27,7 @@ class SubtaskStatus(str, Enum):
     SUCCESSFUL = "SUCCESSFUL"
 
 
-class Operation(str, Enum):
+class Operation(StrEnum):
     EXECUTE = "EXECUTE"
     RETRY = "RETRY"
     ROLLBACK = "ROLLBACK"
@@ -36,7 +36,7 @@ class Operation(str, Enum):
     CANCEL = "CANCEL"
 
 
-class TaskStatus(str, Enum):
+class TaskStatus(StrEnum):
     RUNNING = "RUNNING"
     FAILED = "FAILED"
     SUCCESSFUL = "SUCCESSFUL"
@@ -181,8 +181,7 @@ class Task:
         self.rolling_back = False
         self.aborted = False
         self.subtasks = [
-            Subtask(id=first_subtask_id + planned.series_id, plan=planned)
-            for planned in build_plan(topology)
+            Subtask(id=first_subtask_id + planned.series_id, plan=planned) for planned in build_plan(topology)
         ]
         self._by_id = {subtask.id: subtask for subtask in self.subtasks}
         self._id_of = {subtask.plan.series_id: subtask.id for subtask in self.subtasks}
@@ -263,12 +262,8 @@ class Task:
     def _neighbours_done(self, subtask: Subtask) -> bool:
         if self.rolling_back:
             # A compensation runs once everything that depends on the subtask has been undone.
-            return all(
-                self.subtasks[d].status is SubtaskStatus.PENDING for d in subtask.plan.downstreams
-            )
-        return all(
-            self.subtasks[u].status is SubtaskStatus.SUCCESSFUL for u in subtask.plan.upstreams
-        )
+            return all(self.subtasks[d].status is SubtaskStatus.PENDING for d in subtask.plan.downstreams)
+        return all(self.subtasks[u].status is SubtaskStatus.SUCCESSFUL for u in subtask.plan.upstreams)
 
     def _needs_run(self, subtask: Subtask) -> bool:
         if self.rolling_back:
@@ -283,9 +278,7 @@ class Task:
         """
         if self.aborted:
             return []
-        busy = sum(
-            s.status in (SubtaskStatus.RUNNING, SubtaskStatus.CANCELING) for s in self.subtasks
-        )
+        busy = sum(s.status in (SubtaskStatus.RUNNING, SubtaskStatus.CANCELING) for s in self.subtasks)
         order = reversed(self.subtasks) if self.rolling_back else iter(self.subtasks)
         chosen: list[Subtask] = []
         for subtask in order:

@@ -1,0 +1,86 @@
+"""Driving a takeover from tests: start it, wait for a state, run operator updates."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from workflows.takeover import SubtaskRef, TakeOverCluster
+from workflows.task import SubtaskView, TaskView
+
+BODY: dict[str, Any] = {"rootSysPassword": "S3cret!pw", "address": "127.0.0.1", "port": 2881}
+Handle = WorkflowHandle[TakeOverCluster, TaskView]
+
+
+async def start(
+    client: Client,
+    task_queue: str,
+    body: dict[str, Any] | None = None,
+    workflow_id: str | None = None,
+) -> Handle:
+    return await client.start_workflow(
+        TakeOverCluster.run,
+        BODY if body is None else body,
+        id=workflow_id or f"takeover-test-{uuid.uuid4().hex[:8]}",
+        task_queue=task_queue,
+    )
+
+
+async def task_of(handle: Handle) -> TaskView:
+    return await handle.query(TakeOverCluster.task)
+
+
+async def log_of(handle: Handle, subtask_id: int) -> str:
+    return await handle.query(TakeOverCluster.subtask_log, SubtaskRef(subtask_id=subtask_id))
+
+
+async def wait_for(handle: Handle, predicate: Callable[[TaskView], bool], timeout: float = 20) -> TaskView:
+    """Poll the `task` query until `predicate` holds; fail with the task's state after `timeout`."""
+    deadline = time.monotonic() + timeout
+    last: TaskView | None = None
+    while time.monotonic() < deadline:
+        try:
+            last = await task_of(handle)
+        except Exception:  # the task does not exist while the topology is read
+            last = None
+        if last is not None and predicate(last):
+            return last
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition not reached; task is {describe(last)}")
+
+
+def describe(task: TaskView | None) -> str:
+    if task is None:
+        return "not created"
+    active = [f"{s.id}:{s.name}:{s.status.value}" for s in task.subtasks if s.status.value != "PENDING"]
+    return f"{task.status.value} with {', '.join(active)}"
+
+
+def named(task: TaskView, name: str) -> list[SubtaskView]:
+    return [s for s in task.subtasks if s.name == name]
+
+
+def failed(task: TaskView) -> bool:
+    return task.status.value == "FAILED"
+
+
+async def update(handle: Handle, name: str, subtask_id: int | None = None) -> TaskView:
+    args = [SubtaskRef(subtask_id=subtask_id)] if subtask_id is not None else []
+    task: TaskView = await handle.execute_update(name, args=args, result_type=TaskView)
+    return task
+
+
+async def refusal(handle: Handle, name: str, subtask_id: int | None = None) -> str:
+    """The message of a refused operator update."""
+    with pytest.raises(WorkflowUpdateFailedError) as info:
+        await update(handle, name, subtask_id)
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError)
+    return cause.message
