@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import time
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -84,3 +86,20 @@ async def refusal(handle: Handle, name: str, subtask_id: int | None = None) -> s
     cause = info.value.cause
     assert isinstance(cause, ApplicationError)
     return cause.message
+
+
+HISTORIES = Path(__file__).resolve().parent / "histories"
+RECORD_ENV = "OB_TAKEOVER_RECORD_HISTORIES"
+
+
+async def keep_history(handle: Handle, name: str) -> None:
+    """Save the workflow's history for the replay test when OB_TAKEOVER_RECORD_HISTORIES=1.
+
+    Recorded histories are checked in; replaying them in CI catches changes that would break
+    takeovers already running.
+    """
+    if os.environ.get(RECORD_ENV) != "1":
+        return
+    history = await handle.fetch_history()
+    HISTORIES.mkdir(exist_ok=True)
+    (HISTORIES / f"{name}.json").write_text(history.to_json() + "\n")

@@ -8,7 +8,7 @@ from typing import Any
 
 from temporalio.client import Client
 
-from tests.driver import start
+from tests.driver import keep_history, start
 from tests.fakes import FakeCluster, make_topology
 
 SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "sample-task-response.json"
@@ -63,7 +63,9 @@ async def test_one_server_task_json_matches_ocp_sample(
 async def test_three_zones_two_servers_fan_out(client: Client, task_queue: str, running_worker: Any) -> None:
     fake = FakeCluster(topology=make_topology(zones=3, servers_per_zone=2))
     async with running_worker(fake):
-        result = await (await start(client, task_queue)).result()
+        handle = await start(client, task_queue)
+        result = await handle.result()
+        await keep_history(handle, "success_3x2")
     subtasks = result.subtasks
     by_name: dict[str, list[Any]] = {}
     for subtask in subtasks:

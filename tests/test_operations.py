@@ -10,7 +10,7 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, CancelledError, WorkflowAlreadyStartedError
 
-from tests.driver import failed, log_of, named, refusal, start, task_of, update, wait_for
+from tests.driver import failed, keep_history, log_of, named, refusal, start, task_of, update, wait_for
 from tests.fakes import FakeCluster, make_topology
 from workflows.takeover import workflow_id_for
 
@@ -33,6 +33,7 @@ async def test_failed_subtask_retried_by_operator_then_task_succeeds(
         retried = next(s for s in after.subtasks if s.id == subtask.id)
         assert retried.run_time == 2 and retried.operation.value == "RETRY"
         result = await handle.result()
+        await keep_history(handle, "retry_subtask")
         log = await log_of(handle, subtask.id)
     assert result.status.value == "SUCCESSFUL"
     assert fake.names().count("create_default_user") == 2
@@ -54,6 +55,7 @@ async def test_failed_subtask_skipped_and_downstream_continues(
         (subtask,) = named(task, "Register config url")
         await update(handle, "skip_subtask", subtask.id)
         result = await handle.result()
+        await keep_history(handle, "skip_subtask")
     skipped = next(s for s in result.subtasks if s.id == subtask.id)
     assert skipped.status.value == "SUCCESSFUL" and skipped.operation.value == "SKIP"
     assert result.status.value == "SUCCESSFUL"
@@ -92,6 +94,7 @@ async def test_rollback_runs_compensations_in_reverse_and_releases_lock(
         await wait_for(handle, failed)
         await update(handle, "rollback")
         result = await handle.result()
+        await keep_history(handle, "rollback")
     compensations = fake.names("ROLLBACK")
     # Reverse graph order; fan-out groups (3 hosts) in any order inside their stage.
     stages = list(dict.fromkeys(compensations))
@@ -136,6 +139,7 @@ async def test_rollback_refused_once_proxyro_password_was_set(
         )
         await update(handle, "retry")
         result = await handle.result()
+        await keep_history(handle, "retry_refused_rollback")
     assert result.status.value == "SUCCESSFUL"
     assert fake.names("ROLLBACK") == []
 
@@ -178,6 +182,7 @@ async def test_cancel_running_subtask_then_retry(
         release.set()
         await update(handle, "retry_subtask", subtask.id)
         result = await handle.result()
+        await keep_history(handle, "cancel_subtask")
     assert result.status.value == "SUCCESSFUL"
     assert fake.names().count("reserve_hosts") == 2
 
@@ -192,6 +197,7 @@ async def test_abort_stops_work_and_releases_lock(
         await handle.cancel()
         with pytest.raises(WorkflowFailureError) as info:
             await handle.result()
+        await keep_history(handle, "abort")
         assert isinstance(info.value.cause, CancelledError)
         task = await task_of(handle)
     assert fake.names()[-1] == "release_cluster_lock"

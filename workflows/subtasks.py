@@ -129,3 +129,26 @@ def activity_names() -> list[str]:
             if name and name not in names:
                 names.append(name)
     return names
+
+
+def steps_table_markdown() -> str:
+    """The README's table of takeover steps, generated from SUBTASKS (a test keeps them equal)."""
+    rows = [
+        "| # | subtask | runs once per | timeout (s) | activity | rollback | skip |",
+        "|---|---|---|---:|---|---|---|",
+    ]
+    for number, stage in enumerate(SUBTASKS, start=1):
+        per = stage.fan_out.value.lower() + (" + Wait node" if stage.fan_out is not FanOut.CLUSTER else "")
+        rollback = (
+            "prohibited"
+            if stage.prohibit_rollback
+            else (f"`{stage.compensation}`" if stage.compensation else "-")
+        )
+        skip = "prohibited" if stage.prohibit_skip else "allowed"
+        cells = [str(number), stage.name, per, str(stage.timeout), f"`{stage.activity}`", rollback, skip]
+        rows.append("| " + " | ".join(cells) + " |")
+    return "\n".join(rows)
+
+
+if __name__ == "__main__":
+    print(steps_table_markdown())

@@ -1,0 +1,29 @@
+"""Recorded histories replay against the current workflow code: a change that would break running
+takeovers (a non-deterministic edit) fails here. Re-record with OB_TAKEOVER_RECORD_HISTORIES=1 only
+for a deliberate, versioned change."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from temporalio.client import WorkflowHistory
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Replayer
+
+from workflows.takeover import TakeOverCluster
+
+HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"))
+
+
+def test_histories_cover_every_operation() -> None:
+    names = {path.stem for path in HISTORIES}
+    assert {"success_3x2", "retry_subtask", "skip_subtask", "rollback", "cancel_subtask", "abort"} <= names
+
+
+@pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
+async def test_history_replays(path: Path) -> None:
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=[TakeOverCluster], data_converter=pydantic_data_converter)
+    result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
+    assert result.replay_failure is None
