@@ -11,7 +11,7 @@ from temporalio.client import Client
 from tests.driver import keep_history, start
 from tests.fakes import FakeCluster, make_topology
 
-SEED = Path(__file__).resolve().parents[2] / "shared" / "seed" / "sample-task-response.json"
+SEED = Path(__file__).resolve().parent / "data" / "ocp-sample-task-response.json"
 
 
 def chain(task: dict[str, Any]) -> list[dict[str, Any]]:
