@@ -4,6 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# Metadb tests run on MariaDB too (Debian's server; nothing is started by the package itself).
+if ! command -v mariadb-install-db >/dev/null 2>&1; then
+    if [ "$(id -u)" = 0 ]; then
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null
+    else
+        echo "mariadb-server is needed for the metadb tests: sudo apt-get install mariadb-server" >&2
+        exit 1
+    fi
+fi
+
 python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv

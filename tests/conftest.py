@@ -6,7 +6,7 @@ import os
 import shutil
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -17,7 +17,11 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from metadb.db import Database
+from metadb.migrate import migrate
+from metadb.vault import MasterKey, Vault
 from tests.fakes import FakeCluster
+from tests.mariadb import create_database, mariadb_available, mariadb_server
 from worker import build_worker
 from workflows.takeover import SEARCH_ATTRIBUTES
 
@@ -100,3 +104,36 @@ def running_worker(client: Client, task_queue: str) -> Callable[[FakeCluster], A
             yield worker
 
     return run
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """One MariaDB server for the session (Debian's mariadb-server, installed by scripts/test.sh)."""
+    if not mariadb_available():
+        pytest.fail("mariadb-server is not installed: run scripts/test.sh, which installs it")
+    with mariadb_server(tmp_path_factory.mktemp("mariadb")) as address:
+        yield address
+
+
+@pytest.fixture(params=["sqlite", "mariadb"])
+def metadb_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh, empty metadb on each backend."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'metadb.sqlite'}"
+    host, port = request.getfixturevalue("mariadb")
+    return create_database(host, port, f"metadb_{uuid.uuid4().hex[:10]}")
+
+
+@pytest.fixture
+def metadb(metadb_url: str) -> Iterator[Database]:
+    db = Database(metadb_url)
+    migrate(db)
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def vault(metadb: Database) -> Vault:
+    box = Vault(MasterKey.generate())
+    box.verify(metadb)
+    return box

@@ -1,0 +1,159 @@
+"""Credentials in the password box: host SSH logins, cluster users and the platform's proxyro password."""
+
+from __future__ import annotations
+
+import secrets
+import string
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from metadb.db import Database
+from metadb.vault import Vault, credential_context
+
+HOST = "HOST"
+CLUSTER = "CLUSTER"
+PLATFORM = "PLATFORM"
+PROXYRO_NAME = "proxyro"
+
+
+class CredentialNotFound(LookupError):
+    pass
+
+
+@dataclass(frozen=True)
+class Credential:
+    """A decrypted credential, for the code that logs in with it; its repr hides the secrets."""
+
+    id: int
+    kind: str
+    name: str
+    username: str
+    secret_type: str  # "password" or "private_key"
+    secret: str = field(repr=False)
+    passphrase: str | None = field(default=None, repr=False)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def generate_password(length: int = 24) -> str:
+    """A password OceanBase accepts: letters, digits and a few punctuation marks, at least one of each."""
+    alphabet = string.ascii_letters + string.digits + "_-.+"
+    while True:
+        password = "".join(secrets.choice(alphabet) for _ in range(length))
+        if (
+            any(c.islower() for c in password)
+            and any(c.isupper() for c in password)
+            and any(c.isdigit() for c in password)
+            and any(c in "_-.+" for c in password)
+        ):
+            return password
+
+
+def save_credential(
+    db: Database,
+    vault: Vault,
+    *,
+    kind: str,
+    name: str,
+    username: str,
+    secret: str,
+    secret_type: str = "password",
+    passphrase: str | None = None,
+    cluster_id: int | None = None,
+) -> int:
+    """Store (or replace) the credential `kind`/`name`; returns its id."""
+    context = credential_context(kind, name)
+    now = _now()
+    with db.transaction():
+        db.upsert(
+            "credentials",
+            {"kind": kind, "name": name},
+            {
+                "username": username,
+                "secret_type": secret_type,
+                "secret": vault.encrypt(secret, context),
+                "passphrase": vault.encrypt(passphrase, context + ":passphrase") if passphrase else None,
+                "cluster_id": cluster_id,
+                "created_at": now,
+                "updated_at": now,
+            },
+        )
+        row = db.one("SELECT id FROM credentials WHERE kind = ? AND name = ?", (kind, name))
+    assert row is not None
+    return int(row["id"])
+
+
+def _decrypt(vault: Vault, row: dict[str, Any]) -> Credential:
+    context = credential_context(row["kind"], row["name"])
+    return Credential(
+        id=int(row["id"]),
+        kind=row["kind"],
+        name=row["name"],
+        username=row["username"],
+        secret_type=row["secret_type"],
+        secret=vault.decrypt(row["secret"], context),
+        passphrase=vault.decrypt(row["passphrase"], context + ":passphrase") if row["passphrase"] else None,
+    )
+
+
+def get_credential(db: Database, vault: Vault, credential_id: int) -> Credential:
+    row = db.one("SELECT * FROM credentials WHERE id = ?", (credential_id,))
+    if row is None:
+        raise CredentialNotFound(f"credential {credential_id} does not exist in the password box")
+    return _decrypt(vault, row)
+
+
+def find_credential(db: Database, vault: Vault, kind: str, name: str) -> Credential | None:
+    row = db.one("SELECT * FROM credentials WHERE kind = ? AND name = ?", (kind, name))
+    return _decrypt(vault, row) if row else None
+
+
+def list_credentials(db: Database, kind: str | None = None) -> list[dict[str, Any]]:
+    """Credentials without their secrets."""
+    sql = "SELECT id, kind, name, username, secret_type, cluster_id, created_at FROM credentials"
+    if kind:
+        return db.query(sql + " WHERE kind = ? ORDER BY id", (kind,))
+    return db.query(sql + " ORDER BY id")
+
+
+def delete_credential(db: Database, credential_id: int) -> bool:
+    """Delete a credential unless a host still uses it; returns whether a row was deleted."""
+    used = db.one("SELECT ip FROM hosts WHERE credential_id = ?", (credential_id,))
+    if used:
+        raise ValueError(f"credential {credential_id} is used by host {used['ip']}")
+    with db.transaction():
+        found = db.one("SELECT id FROM credentials WHERE id = ?", (credential_id,))
+        db.execute("DELETE FROM credentials WHERE id = ?", (credential_id,))
+    return found is not None
+
+
+def delete_cluster_credential(db: Database, name: str) -> None:
+    db.execute("DELETE FROM credentials WHERE kind = ? AND name = ?", (CLUSTER, name))
+
+
+def platform_proxyro_password(db: Database, vault: Vault) -> str:
+    """The platform's one proxyro password, generated and stored on first use."""
+    found = find_credential(db, vault, PLATFORM, PROXYRO_NAME)
+    if found:
+        return found.secret
+    # Two takeovers may get here together: the first insert wins and both use its password.
+    context = credential_context(PLATFORM, PROXYRO_NAME)
+    now = _now()
+    db.insert_ignore(
+        "credentials",
+        {
+            "kind": PLATFORM,
+            "name": PROXYRO_NAME,
+            "username": "proxyro",
+            "secret_type": "password",
+            "secret": vault.encrypt(generate_password(), context),
+            "created_at": now,
+            "updated_at": now,
+        },
+    )
+    stored = find_credential(db, vault, PLATFORM, PROXYRO_NAME)
+    assert stored is not None
+    return stored.secret

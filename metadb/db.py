@@ -1,0 +1,274 @@
+"""`Database`: one small interface over SQLite and MySQL-protocol backends.
+
+Statements are written with `?` placeholders and portable SQL; the few dialect differences (auto
+increment keys, upserts, advisory locks) live here. Driver errors become `MetadbUnavailable` (the
+database cannot be reached: transient) or propagate as programming errors.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import unquote, urlsplit
+
+import pymysql
+import pymysql.cursors
+
+METADB_ENV = "OB_TAKEOVER_METADB"
+DEFAULT_METADB = "var/metadb.sqlite"
+
+Row = dict[str, Any]
+T = TypeVar("T")
+
+
+class MetadbUnavailable(Exception):
+    """The metadb cannot be reached or dropped the connection; retrying later may succeed."""
+
+
+class TransactionConflict(MetadbUnavailable):
+    """The database chose this transaction as a deadlock victim or timed out a lock: run it again."""
+
+
+# MySQL: deadlock victim, lock wait timeout.
+_CONFLICT_CODES = {1213, 1205}
+
+
+@dataclass(frozen=True)
+class MetadbUrl:
+    """Where the metadb lives: `sqlite:///path`, a plain path, or `mysql://user:pass@host:port/db`."""
+
+    dialect: str
+    path: str = ""
+    host: str = ""
+    port: int = 3306
+    user: str = ""
+    password: str = ""
+    database: str = ""
+
+    @classmethod
+    def parse(cls, url: str) -> MetadbUrl:
+        if url.startswith(("mysql://", "mariadb://", "oceanbase://")):
+            parts = urlsplit(url)
+            if not parts.hostname or not parts.path.strip("/"):
+                raise ValueError(f"metadb URL {redact(url)} needs a host and a database name")
+            return cls(
+                dialect="mysql",
+                host=parts.hostname,
+                port=parts.port or 3306,
+                user=unquote(parts.username or ""),
+                password=unquote(parts.password or ""),
+                database=parts.path.strip("/"),
+            )
+        path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
+        if "://" in path:
+            raise ValueError(
+                f"metadb URL {redact(url)}: use sqlite:///path or mysql://user:pass@host:port/db"
+            )
+        return cls(dialect="sqlite", path=path)
+
+    def __str__(self) -> str:
+        if self.dialect == "sqlite":
+            return f"sqlite:///{self.path}"
+        user = f"{self.user}:***@" if self.user else ""
+        return f"mysql://{user}{self.host}:{self.port}/{self.database}"
+
+
+def redact(url: str) -> str:
+    """A URL with its password replaced by ***, for messages and logs."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+
+
+def metadb_url_from_env() -> str:
+    return os.environ.get(METADB_ENV, DEFAULT_METADB)
+
+
+class Database:
+    """A connection to the metadb; thread-safe (one connection per thread)."""
+
+    def __init__(self, url: str | MetadbUrl) -> None:
+        self.url = url if isinstance(url, MetadbUrl) else MetadbUrl.parse(url)
+        self.dialect = self.url.dialect
+        self._local = threading.local()
+        if self.dialect == "sqlite" and self.url.path != ":memory:":
+            Path(self.url.path).parent.mkdir(parents=True, exist_ok=True)
+
+    # --- connections ------------------------------------------------------------------------
+
+    def _connect(self) -> Any:
+        if self.dialect == "sqlite":
+            connection = sqlite3.connect(self.url.path, timeout=30, isolation_level=None)
+            connection.row_factory = sqlite3.Row
+            connection.execute("PRAGMA journal_mode=WAL")
+            connection.execute("PRAGMA foreign_keys=ON")
+            connection.execute("PRAGMA busy_timeout=30000")
+            return connection
+        try:
+            return pymysql.connect(
+                host=self.url.host,
+                port=self.url.port,
+                user=self.url.user,
+                password=self.url.password,
+                database=self.url.database,
+                connect_timeout=5,
+                read_timeout=30,
+                write_timeout=30,
+                autocommit=True,
+                charset="utf8mb4",
+                ssl_disabled=True,
+                cursorclass=pymysql.cursors.DictCursor,
+            )
+        except pymysql.err.OperationalError as exc:
+            raise MetadbUnavailable(f"cannot connect to metadb {self.url}: {exc.args[-1]}") from None
+
+    def _connection(self) -> Any:
+        connection = getattr(self._local, "connection", None)
+        if connection is None:
+            connection = self._connect()
+            self._local.connection = connection
+        return connection
+
+    def close(self) -> None:
+        connection = getattr(self._local, "connection", None)
+        if connection is not None:
+            with contextlib.suppress(Exception):
+                connection.close()
+            self._local.connection = None
+
+    def check(self) -> None:
+        """Fail with MetadbUnavailable, naming the URL without its password, if unreachable."""
+        self.query("SELECT 1 AS ok")
+
+    @property
+    def for_update(self) -> str:
+        """The locking-read suffix: SQLite's write transactions already serialise."""
+        return " FOR UPDATE" if self.dialect == "mysql" else ""
+
+    # --- statements ---------------------------------------------------------------------------
+
+    def _sql(self, sql: str) -> str:
+        return sql.replace("?", "%s") if self.dialect == "mysql" else sql
+
+    def query(self, sql: str, args: Sequence[Any] = ()) -> list[Row]:
+        rows: list[Row] = self._run(sql, args, fetch=True)
+        return rows
+
+    def one(self, sql: str, args: Sequence[Any] = ()) -> Row | None:
+        rows = self.query(sql, args)
+        return rows[0] if rows else None
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run a statement; returns the new row id for an INSERT into an auto-increment table."""
+        result: int = self._run(sql, args, fetch=False)
+        return result
+
+    def _run(self, sql: str, args: Sequence[Any], *, fetch: bool) -> Any:
+        for attempt in (1, 2):
+            connection = self._connection()
+            try:
+                if self.dialect == "sqlite":
+                    cursor = connection.execute(sql, tuple(args))
+                    if fetch:
+                        return [dict(row) for row in cursor.fetchall()]
+                    return cursor.lastrowid or 0
+                with connection.cursor() as cursor:
+                    cursor.execute(self._sql(sql), tuple(args))
+                    if fetch:
+                        return [dict(row) for row in cursor.fetchall()]
+                    return cursor.lastrowid or 0
+            except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+                if exc.args and exc.args[0] in _CONFLICT_CODES:
+                    raise TransactionConflict(f"metadb {self.url}: {exc.args[-1]}") from None
+                # A dropped connection is reconnected once; a database that stays down is transient.
+                self.close()
+                if attempt == 2 or getattr(self._local, "in_transaction", False):
+                    raise MetadbUnavailable(f"metadb {self.url} unavailable: {exc.args[-1]}") from None
+        raise AssertionError("unreachable")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """A transaction on this thread's connection; SQLite takes the write lock at once."""
+        connection = self._connection()
+        if getattr(self._local, "in_transaction", False):
+            yield self
+            return
+        self._local.in_transaction = True
+        try:
+            if self.dialect == "sqlite":
+                connection.execute("BEGIN IMMEDIATE")
+            else:
+                connection.begin()
+            try:
+                yield self
+            except BaseException:
+                with contextlib.suppress(Exception):
+                    connection.rollback() if self.dialect == "mysql" else connection.execute("ROLLBACK")
+                raise
+            if self.dialect == "sqlite":
+                connection.execute("COMMIT")
+            else:
+                connection.commit()
+        except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
+            self.close()
+            raise MetadbUnavailable(f"metadb {self.url} unavailable: {exc.args[-1]}") from None
+        finally:
+            self._local.in_transaction = False
+
+    def retry_conflicts(self, work: Callable[[], T], attempts: int = 5) -> T:
+        """Run a transactional `work` again when the database aborted it as a deadlock victim."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return work()
+            except TransactionConflict:
+                if attempt == attempts:
+                    raise
+                time.sleep(0.02 * attempt)
+        raise AssertionError("unreachable")
+
+    def upsert(self, table: str, keys: Mapping[str, Any], values: Mapping[str, Any]) -> None:
+        """Insert a row or update the one with the same unique `keys`: running it twice is a no-op."""
+        columns = [*keys, *values]
+        params = [*keys.values(), *values.values()]
+        marks = ", ".join("?" for _ in columns)
+        if self.dialect == "sqlite":
+            updates = ", ".join(f"{c} = excluded.{c}" for c in values) or f"{columns[0]} = {columns[0]}"
+            sql = (
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {updates}"
+            )
+        else:
+            updates = ", ".join(f"{c} = VALUES({c})" for c in values) or f"{columns[0]} = {columns[0]}"
+            sql = (
+                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
+                f"ON DUPLICATE KEY UPDATE {updates}"
+            )
+        self.execute(sql, params)
+
+    def insert_ignore(self, table: str, values: Mapping[str, Any]) -> None:
+        """Insert a row unless one with the same unique key exists (the first writer wins)."""
+        verb = "INSERT OR IGNORE" if self.dialect == "sqlite" else "INSERT IGNORE"
+        marks = ", ".join("?" for _ in values)
+        self.execute(f"{verb} INTO {table} ({', '.join(values)}) VALUES ({marks})", list(values.values()))
+
+    @contextlib.contextmanager
+    def advisory_lock(self, name: str, timeout: float = 60) -> Iterator[None]:
+        """Serialise a section across processes (migrations): GET_LOCK on MySQL, a write lock on SQLite."""
+        if self.dialect == "sqlite":
+            with self.transaction():
+                yield
+            return
+        deadline = time.monotonic() + timeout
+        row = self.one("SELECT GET_LOCK(?, ?) AS got", (name, int(timeout)))
+        if not row or row["got"] != 1 or time.monotonic() > deadline:
+            raise MetadbUnavailable(f"could not take lock {name} on metadb {self.url} within {timeout:.0f}s")
+        try:
+            yield
+        finally:
+            self.query("SELECT RELEASE_LOCK(?) AS released", (name,))

@@ -1,0 +1,166 @@
+"""The password box: credentials encrypted at rest with AES-GCM under a master key.
+
+The master key comes from `OB_TAKEOVER_MASTER_KEY` (base64 of 32 bytes) or from a key file
+(`OB_TAKEOVER_MASTER_KEY_FILE`, default `var/master.key`) created with mode 0600 on first start. The
+metadb keeps a fingerprint of the key, so a wrong key is a clear error at start, never garbage.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import os
+import secrets
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from metadb.db import Database
+
+MASTER_KEY_ENV = "OB_TAKEOVER_MASTER_KEY"
+MASTER_KEY_FILE_ENV = "OB_TAKEOVER_MASTER_KEY_FILE"
+DEFAULT_MASTER_KEY_FILE = "var/master.key"
+_CHECK_MESSAGE = b"ob-takeover password box key check"
+
+
+class MasterKeyError(Exception):
+    """The master key is missing, malformed or not the one that encrypted the stored secrets."""
+
+
+@dataclass(frozen=True)
+class MasterKey:
+    key: bytes = field(repr=False)
+
+    @property
+    def key_id(self) -> str:
+        return hashlib.sha256(b"key-id" + self.key).hexdigest()[:16]
+
+    @property
+    def check_value(self) -> str:
+        return hmac.new(self.key, _CHECK_MESSAGE, hashlib.sha256).hexdigest()
+
+    @classmethod
+    def generate(cls) -> MasterKey:
+        return cls(secrets.token_bytes(32))
+
+    @classmethod
+    def decode(cls, text: str, source: str) -> MasterKey:
+        try:
+            key = base64.b64decode(text.strip(), validate=True)
+        except binascii.Error:
+            raise MasterKeyError(f"{source} is not base64") from None
+        if len(key) != 32:
+            raise MasterKeyError(f"{source} must hold 32 bytes (base64), found {len(key)}")
+        return cls(key)
+
+    def encoded(self) -> str:
+        return base64.b64encode(self.key).decode()
+
+
+def load_master_key(environ: dict[str, str] | None = None, *, create: bool = True) -> MasterKey:
+    """The master key from the environment or its key file (created 0600 when missing and allowed)."""
+    env = os.environ if environ is None else environ
+    if env.get(MASTER_KEY_ENV):
+        return MasterKey.decode(env[MASTER_KEY_ENV], MASTER_KEY_ENV)
+    path = Path(env.get(MASTER_KEY_FILE_ENV, DEFAULT_MASTER_KEY_FILE))
+    if not path.exists():
+        if not create:
+            raise MasterKeyError(f"no master key: set {MASTER_KEY_ENV} or create {path}")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        key = MasterKey.generate()
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(key.encoded() + "\n")
+        return key
+    mode = path.stat().st_mode & 0o777
+    if mode & 0o077:
+        raise MasterKeyError(f"master key file {path} has mode {mode:o}; make it 0600")
+    return MasterKey.decode(path.read_text(), f"master key file {path}")
+
+
+class Vault:
+    """Encrypts and decrypts secrets; `context` binds a ciphertext to the row it belongs to."""
+
+    def __init__(self, key: MasterKey, previous: list[MasterKey] | None = None) -> None:
+        self.key = key
+        self._keys = {k.key_id: k for k in [key, *(previous or [])]}
+
+    def encrypt(self, plaintext: str, context: str) -> str:
+        nonce = secrets.token_bytes(12)
+        sealed = AESGCM(self.key.key).encrypt(nonce, plaintext.encode(), context.encode())
+        return f"v1:{self.key.key_id}:{base64.b64encode(nonce + sealed).decode()}"
+
+    def decrypt(self, token: str, context: str) -> str:
+        try:
+            version, key_id, payload = token.split(":", 2)
+        except ValueError:
+            raise MasterKeyError("stored secret is not in the password box format") from None
+        key = self._keys.get(key_id)
+        if version != "v1" or key is None:
+            raise MasterKeyError(
+                f"secret was encrypted with master key {key_id}; the configured key is {self.key.key_id}"
+            )
+        raw = base64.b64decode(payload)
+        try:
+            return AESGCM(key.key).decrypt(raw[:12], raw[12:], context.encode()).decode()
+        except InvalidTag:
+            raise MasterKeyError(f"secret for {context} does not decrypt: it was altered or moved") from None
+
+    def verify(self, db: Database) -> None:
+        """Check the key against the metadb's fingerprints; the first key to start is recorded."""
+        rows = db.query("SELECT key_id, check_value, active FROM vault_keys")
+        if not rows:
+            db.upsert(
+                "vault_keys",
+                {"key_id": self.key.key_id},
+                {"check_value": self.key.check_value, "active": 1, "created_at": _now()},
+            )
+            return
+        active = [row for row in rows if int(row["active"]) == 1]
+        if not any(
+            row["key_id"] == self.key.key_id and row["check_value"] == self.key.check_value for row in active
+        ):
+            known = ", ".join(row["key_id"] for row in active)
+            raise MasterKeyError(
+                f"the master key ({self.key.key_id}) is not the one that encrypted the metadb's secrets "
+                f"({known}); set {MASTER_KEY_ENV} or {MASTER_KEY_FILE_ENV} to that key"
+            )
+
+
+def rotate_master_key(db: Database, old: Vault, new_key: MasterKey) -> int:
+    """Re-encrypt every secret under `new_key` in one transaction; returns how many were re-encrypted."""
+    old.verify(db)
+    new = Vault(new_key)
+    count = 0
+    with db.transaction():
+        for row in db.query("SELECT id, kind, name, secret, passphrase FROM credentials"):
+            context = credential_context(row["kind"], row["name"])
+            secret = new.encrypt(old.decrypt(row["secret"], context), context)
+            passphrase = row["passphrase"] and new.encrypt(
+                old.decrypt(row["passphrase"], context + ":passphrase"), context + ":passphrase"
+            )
+            db.execute(
+                "UPDATE credentials SET secret = ?, passphrase = ? WHERE id = ?",
+                (secret, passphrase, row["id"]),
+            )
+            count += 1
+        db.execute("UPDATE vault_keys SET active = 0")
+        db.upsert(
+            "vault_keys",
+            {"key_id": new_key.key_id},
+            {"check_value": new_key.check_value, "active": 1, "created_at": _now()},
+        )
+    return count
+
+
+def credential_context(kind: str, name: str) -> str:
+    return f"credential:{kind}:{name}"
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")

@@ -1,0 +1,92 @@
+"""A throw-away MariaDB server on a loopback port, for metadb tests on the MySQL backend."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pymysql
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as sock:
+        sock.bind((host, 0))
+        return int(sock.getsockname()[1])
+
+
+def mariadb_available() -> bool:
+    return bool(
+        shutil.which("mariadb-install-db")
+        and (shutil.which("mariadbd") or Path("/usr/sbin/mariadbd").exists())
+    )
+
+
+@contextmanager
+def mariadb_server(datadir: Path) -> Iterator[tuple[str, int]]:
+    """Start mariadbd with a fresh data dir; yields (host, port); root has an empty password."""
+    mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
+    subprocess.run(
+        [
+            "mariadb-install-db",
+            "--no-defaults",
+            f"--datadir={datadir}",
+            "--user=root",
+            "--auth-root-authentication-method=normal",
+        ],
+        check=True,
+        capture_output=True,
+    )
+    port = free_port()
+    log = (datadir / "server.log").open("wb")
+    process = subprocess.Popen(
+        [
+            mariadbd,
+            "--no-defaults",
+            f"--datadir={datadir}",
+            f"--socket={datadir}/sock",
+            f"--port={port}",
+            "--bind-address=127.0.0.1",
+            "--user=root",
+            "--skip-log-bin",
+            "--innodb-buffer-pool-size=32M",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                pymysql.connect(
+                    host="127.0.0.1", port=port, user="root", password="", connect_timeout=1
+                ).close()
+                break
+            except pymysql.err.OperationalError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"mariadbd did not start: {(datadir / 'server.log').read_text()[-2000:]}"
+                    ) from None
+                time.sleep(0.2)
+        yield "127.0.0.1", port
+    finally:
+        process.terminate()
+        try:
+            process.wait(20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()
+
+
+def create_database(host: str, port: int, name: str) -> str:
+    connection = pymysql.connect(host=host, port=port, user="root", password="")
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute(f"CREATE DATABASE `{name}` CHARACTER SET utf8mb4")
+    finally:
+        connection.close()
+    return f"mysql://root:@{host}:{port}/{name}"
