@@ -1,0 +1,1 @@
+"""ob-takeover's operator command, HTTP service and client."""

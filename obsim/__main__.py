@@ -1,0 +1,128 @@
+"""`python -m obsim`: a simulated OceanBase cluster (and, with --ssh-port, its hosts).
+
+Prints one line `READY {json}` once every endpoint accepts connections; stops cleanly on SIGTERM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import ipaddress
+import json
+import logging
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from obsim.cluster import ServerSpec, SimCluster
+from obsim.control import control_app
+from obsim.server import start_sql_endpoint
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m obsim", description=__doc__)
+    parser.add_argument("--zones", type=int, default=1)
+    parser.add_argument("--servers-per-zone", type=int, default=1)
+    parser.add_argument("--root-password", help="root@sys password (or --root-password-file)")
+    parser.add_argument("--root-password-file", type=Path)
+    parser.add_argument("--base-address", default="127.0.0.2", help="first server's loopback address")
+    parser.add_argument("--sql-port", type=int, default=2881)
+    parser.add_argument("--rpc-port", type=int, default=2882)
+    parser.add_argument("--cluster-name", default="obcluster")
+    parser.add_argument("--cluster-id", type=int, default=1)
+    parser.add_argument("--version", default="4.2.1.8")
+    parser.add_argument("--io-calibration-seconds", type=float, default=1.0)
+    parser.add_argument("--control-port", type=int, default=0, help="0 picks a free port")
+    parser.add_argument("--ssh-port", type=int, help="also start one SSH server per host on this port")
+    parser.add_argument(
+        "--hosts-dir", type=Path, help="where the simulated hosts' roots live (with --ssh-port)"
+    )
+    args = parser.parse_args(argv)
+    if not args.root_password and not args.root_password_file:
+        parser.error("--root-password or --root-password-file is required")
+    if args.root_password_file:
+        args.root_password = args.root_password_file.read_text().rstrip("\n")
+    base = ipaddress.ip_address(args.base_address)
+    if not base.is_loopback:
+        parser.error("--base-address must be a loopback address (127.0.0.0/8)")
+    last = ipaddress.ip_address(int(base) + args.zones * args.servers_per_zone - 1)
+    if not last.is_loopback:
+        parser.error("too many servers for the loopback range from --base-address")
+    return args
+
+
+def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
+    base = int(ipaddress.ip_address(args.base_address))
+    specs = []
+    for zone in range(args.zones):
+        for index in range(args.servers_per_zone):
+            address = str(ipaddress.ip_address(base + zone * args.servers_per_zone + index))
+            specs.append(ServerSpec(address, args.rpc_port, args.sql_port, f"zone{zone + 1}"))
+    return specs
+
+
+async def run(args: argparse.Namespace) -> None:
+    specs = server_specs(args)
+    cluster = SimCluster(
+        servers=specs,
+        root_password=args.root_password,
+        cluster_name=args.cluster_name,
+        cluster_id=args.cluster_id,
+        version=args.version,
+        io_calibration_seconds=args.io_calibration_seconds,
+    )
+    endpoints = [await start_sql_endpoint(cluster, spec) for spec in specs]
+    ready: dict[str, Any] = {
+        "cluster": {"name": args.cluster_name, "id": args.cluster_id, "version": args.version},
+        "servers": [
+            {"zone": s.zone, "address": s.ip, "sql_port": s.sql_port, "rpc_port": s.rpc_port} for s in specs
+        ],
+        "hosts": [],
+    }
+    extra_state: dict[str, Any] = {}
+    hosts = None
+    if args.ssh_port:
+        from obsim.hosts import start_hosts
+
+        hosts = await start_hosts(specs, args.ssh_port, args.hosts_dir, args.sql_port)
+        ready["hosts"] = [
+            {"address": h.address, "ssh_port": args.ssh_port, "root": str(h.root)} for h in hosts.hosts
+        ]
+        ready["ssh"] = hosts.client_info()
+    runner = web.AppRunner(control_app(cluster, extra_state))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", args.control_port)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    ready["control"] = f"http://127.0.0.1:{port}"
+    print("READY " + json.dumps(ready), flush=True)
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    for endpoint in endpoints:
+        endpoint.close()
+    if hosts is not None:
+        await hosts.close()
+    await runner.cleanup()
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s obsim %(levelname)s %(message)s")
+    # mysql-mimic logs every error it answers with; those are the simulator's normal answers.
+    logging.getLogger("mysql_mimic").setLevel(logging.CRITICAL)
+    args = parse_args(argv)
+    try:
+        asyncio.run(run(args))
+    except OSError as exc:
+        print(f"obsim: cannot listen: {exc}", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,867 @@
+"""The simulated cluster's state and its SQL: what an OceanBase 4.x sys tenant answers.
+
+State lives in one SQLite database. SELECTs on OceanBase's views run on SQLite views of the same
+names and columns; everything else (users, grants, ALTER SYSTEM, the resource manager) is parsed here
+and changes the state. Statements it does not know fail as OceanBase fails them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import sqlite3
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+# OceanBase's MySQL-mode error codes and messages.
+ER_PARSE = 1064
+ER_NO_SUCH_TABLE = 1146
+ER_ACCESS_DENIED = 1045
+ER_CANNOT_USER = 1396
+ER_DUP_ENTRY = 1062
+ER_NO_SUCH_GRANT = 1141
+ER_SYS_CONFIG_UNKNOWN = 5099
+ER_NOT_SUPPORTED = 1235
+ER_SP_DOES_NOT_EXIST = 1305
+ER_WRONG_ARGUMENTS = 1210
+
+KNOWN_PARAMETERS: dict[str, str] = {
+    "cluster": "",
+    "cluster_id": "",
+    "obconfig_url": "",
+    "rootservice_list": "",
+    "data_dir": "/home/admin/oceanbase/store",
+    "redo_dir": "/home/admin/oceanbase/store/redo",
+    "memory_limit": "8G",
+    "system_memory": "1G",
+    "cpu_count": "4",
+    "datafile_size": "20G",
+    "log_disk_size": "20G",
+    "enable_syslog_recycle": "True",
+    "max_syslog_file_count": "4",
+    "syslog_level": "WDIAG",
+    "enable_perf_event": "True",
+    "enable_sql_audit": "True",
+    "ob_enable_prepared_statement": "True",
+    "server_permanent_offline_time": "3600s",
+    "min_observer_version": "",
+}
+
+_SCHEMA = """
+CREATE TABLE servers (svr_ip TEXT, svr_port INTEGER, sql_port INTEGER, id INTEGER, zone TEXT,
+    with_rootserver TEXT, status TEXT, start_service_time TEXT, stop_time TEXT,
+    block_migrate_in_time TEXT, build_version TEXT, PRIMARY KEY (svr_ip, svr_port));
+CREATE TABLE zones (zone TEXT PRIMARY KEY, status TEXT, region TEXT, idc TEXT, type TEXT);
+CREATE TABLE tenants (tenant_id INTEGER PRIMARY KEY, tenant_name TEXT, tenant_type TEXT,
+    primary_zone TEXT, locality TEXT, compatibility_mode TEXT, status TEXT, tenant_role TEXT);
+CREATE TABLE unit_configs (unit_config_id INTEGER PRIMARY KEY, name TEXT, max_cpu REAL, min_cpu REAL,
+    memory_size INTEGER, log_disk_size INTEGER, max_iops INTEGER, min_iops INTEGER, iops_weight INTEGER);
+CREATE TABLE resource_pools (resource_pool_id INTEGER PRIMARY KEY, name TEXT, unit_count INTEGER,
+    unit_config_id INTEGER, zone_list TEXT, tenant_id INTEGER);
+CREATE TABLE units (unit_id INTEGER PRIMARY KEY, tenant_id INTEGER, status TEXT, resource_pool_id INTEGER,
+    zone TEXT, svr_ip TEXT, svr_port INTEGER, unit_config_id INTEGER);
+CREATE TABLE parameters (name TEXT PRIMARY KEY, value TEXT, scope TEXT);
+CREATE TABLE users (user TEXT PRIMARY KEY, host TEXT, auth_string TEXT);
+CREATE TABLE grants (user TEXT, privilege TEXT, object TEXT, PRIMARY KEY (user, privilege, object));
+CREATE TABLE io_calibration (svr_ip TEXT, svr_port INTEGER, storage_name TEXT, started REAL,
+    start_time TEXT, PRIMARY KEY (svr_ip, svr_port));
+CREATE TABLE rsrc_plans (plan TEXT PRIMARY KEY, comments TEXT);
+CREATE TABLE rsrc_consumer_groups (consumer_group TEXT PRIMARY KEY, comments TEXT);
+CREATE TABLE rsrc_plan_directives (plan TEXT, group_or_subplan TEXT, comments TEXT, mgmt_p1 INTEGER,
+    utilization_limit INTEGER, PRIMARY KEY (plan, group_or_subplan));
+CREATE TABLE rsrc_group_mappings (attribute TEXT, value TEXT, consumer_group TEXT,
+    PRIMARY KEY (attribute, value));
+CREATE TABLE variables (name TEXT PRIMARY KEY, value TEXT);
+CREATE TABLE statements (seq INTEGER PRIMARY KEY AUTOINCREMENT, server TEXT, user TEXT, sql TEXT,
+    error INTEGER, at TEXT);
+
+CREATE VIEW DBA_OB_SERVERS AS SELECT svr_ip AS SVR_IP, svr_port AS SVR_PORT, id AS ID, zone AS ZONE,
+    sql_port AS SQL_PORT, with_rootserver AS WITH_ROOTSERVER, status AS STATUS,
+    start_service_time AS START_SERVICE_TIME, stop_time AS STOP_TIME,
+    block_migrate_in_time AS BLOCK_MIGRATE_IN_TIME, build_version AS BUILD_VERSION FROM servers;
+CREATE VIEW GV$OB_SERVERS AS SELECT svr_ip AS SVR_IP, svr_port AS SVR_PORT, zone AS ZONE,
+    sql_port AS SQL_PORT, 4 AS CPU_CAPACITY, 8589934592 AS MEM_CAPACITY, 'ACTIVE' AS STATUS
+    FROM servers WHERE stop_time IS NULL;
+CREATE VIEW DBA_OB_ZONES AS SELECT zone AS ZONE, status AS STATUS, region AS REGION, idc AS IDC,
+    type AS TYPE FROM zones;
+CREATE VIEW DBA_OB_TENANTS AS SELECT tenant_id AS TENANT_ID, tenant_name AS TENANT_NAME,
+    tenant_type AS TENANT_TYPE, primary_zone AS PRIMARY_ZONE, locality AS LOCALITY,
+    compatibility_mode AS COMPATIBILITY_MODE, status AS STATUS, tenant_role AS TENANT_ROLE FROM tenants;
+CREATE VIEW DBA_OB_UNIT_CONFIGS AS SELECT unit_config_id AS UNIT_CONFIG_ID, name AS NAME,
+    max_cpu AS MAX_CPU, min_cpu AS MIN_CPU, memory_size AS MEMORY_SIZE, log_disk_size AS LOG_DISK_SIZE,
+    max_iops AS MAX_IOPS, min_iops AS MIN_IOPS, iops_weight AS IOPS_WEIGHT FROM unit_configs;
+CREATE VIEW DBA_OB_RESOURCE_POOLS AS SELECT resource_pool_id AS RESOURCE_POOL_ID, name AS NAME,
+    unit_count AS UNIT_COUNT, unit_config_id AS UNIT_CONFIG_ID, zone_list AS ZONE_LIST,
+    tenant_id AS TENANT_ID FROM resource_pools;
+CREATE VIEW DBA_OB_UNITS AS SELECT u.unit_id AS UNIT_ID, u.tenant_id AS TENANT_ID, u.status AS STATUS,
+    u.resource_pool_id AS RESOURCE_POOL_ID, u.zone AS ZONE, u.svr_ip AS SVR_IP, u.svr_port AS SVR_PORT,
+    u.unit_config_id AS UNIT_CONFIG_ID, c.max_cpu AS MAX_CPU, c.min_cpu AS MIN_CPU,
+    c.memory_size AS MEMORY_SIZE, c.log_disk_size AS LOG_DISK_SIZE
+    FROM units u JOIN unit_configs c ON c.unit_config_id = u.unit_config_id;
+CREATE VIEW GV$OB_PARAMETERS AS SELECT s.svr_ip AS SVR_IP, s.svr_port AS SVR_PORT, s.zone AS ZONE,
+    p.scope AS SCOPE, p.name AS NAME, 'varchar' AS DATA_TYPE, p.value AS VALUE, '' AS INFO,
+    'SECTION' AS SECTION, 'DYNAMIC_EFFECTIVE' AS EDIT_LEVEL FROM servers s CROSS JOIN parameters p;
+CREATE VIEW CDB_OB_LS_LOCATIONS AS SELECT 1 AS TENANT_ID, 1 AS LS_ID, svr_ip AS SVR_IP,
+    svr_port AS SVR_PORT, sql_port AS SQL_PORT, zone AS ZONE,
+    CASE WHEN with_rootserver = 'YES' THEN 'LEADER' ELSE 'FOLLOWER' END AS ROLE,
+    'FULL' AS REPLICA_TYPE FROM servers;
+CREATE VIEW GV$OB_IO_CALIBRATION_STATUS AS SELECT svr_ip AS SVR_IP, svr_port AS SVR_PORT,
+    storage_name AS STORAGE_NAME, io_calibration_status(started) AS STATUS, start_time AS START_TIME,
+    io_calibration_finish(started) AS FINISH_TIME FROM io_calibration;
+CREATE VIEW DBA_RSRC_PLANS AS SELECT plan AS PLAN, comments AS COMMENTS FROM rsrc_plans;
+CREATE VIEW DBA_RSRC_CONSUMER_GROUPS AS SELECT consumer_group AS CONSUMER_GROUP, comments AS COMMENTS
+    FROM rsrc_consumer_groups;
+CREATE VIEW DBA_RSRC_PLAN_DIRECTIVES AS SELECT plan AS PLAN, group_or_subplan AS GROUP_OR_SUBPLAN,
+    comments AS COMMENTS, mgmt_p1 AS MGMT_P1, utilization_limit AS UTILIZATION_LIMIT
+    FROM rsrc_plan_directives;
+CREATE VIEW DBA_RSRC_GROUP_MAPPINGS AS SELECT attribute AS ATTRIBUTE, value AS VALUE,
+    consumer_group AS CONSUMER_GROUP FROM rsrc_group_mappings;
+CREATE VIEW "user" AS SELECT host AS host, user AS user, 'N' AS account_locked FROM users;
+"""
+
+_VIEWS = {
+    "DBA_OB_SERVERS",
+    "GV$OB_SERVERS",
+    "DBA_OB_ZONES",
+    "DBA_OB_TENANTS",
+    "DBA_OB_UNIT_CONFIGS",
+    "DBA_OB_RESOURCE_POOLS",
+    "DBA_OB_UNITS",
+    "GV$OB_PARAMETERS",
+    "CDB_OB_LS_LOCATIONS",
+    "GV$OB_IO_CALIBRATION_STATUS",
+    "DBA_RSRC_PLANS",
+    "DBA_RSRC_CONSUMER_GROUPS",
+    "DBA_RSRC_PLAN_DIRECTIVES",
+    "DBA_RSRC_GROUP_MAPPINGS",
+}
+
+
+class SimError(Exception):
+    """An error the simulator answers with, as OceanBase would."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+@dataclass
+class Result:
+    columns: list[str] = field(default_factory=list)
+    rows: list[Sequence[Any]] = field(default_factory=list)
+
+
+@dataclass
+class Fault:
+    """An injected error: statements matching `match` (on `server`, or any) fail `times` times."""
+
+    match: str
+    error: int
+    message: str
+    server: str | None = None
+    times: int = 1
+    delay: float = 0.0
+
+    def applies(self, sql: str, server: str) -> bool:
+        return (
+            self.times != 0
+            and (self.server is None or self.server == server)
+            and re.search(self.match, sql, re.IGNORECASE | re.DOTALL) is not None
+        )
+
+
+def native_password_hash(password: str) -> str:
+    """MySQL's mysql_native_password auth string: SHA1(SHA1(password)) in hex."""
+    return hashlib.sha1(hashlib.sha1(password.encode()).digest()).hexdigest()
+
+
+def mask_secrets(sql: str) -> str:
+    """The statement as logged: passwords replaced by ***."""
+    return re.sub(r"(IDENTIFIED\s+BY\s+)'(?:[^'\\]|\\.|'')*'", r"\1'***'", sql, flags=re.IGNORECASE)
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
+
+
+@dataclass
+class ServerSpec:
+    ip: str
+    rpc_port: int
+    sql_port: int
+    zone: str
+
+    @property
+    def label(self) -> str:
+        return f"{self.ip}:{self.rpc_port}"
+
+
+class SimCluster:
+    """A cluster's state and the statements that read and change it. Thread-safe."""
+
+    def __init__(
+        self,
+        *,
+        servers: list[ServerSpec],
+        root_password: str,
+        cluster_name: str = "obcluster",
+        cluster_id: int = 1,
+        version: str = "4.2.1.8",
+        io_calibration_seconds: float = 1.0,
+    ) -> None:
+        self.version = version
+        self.cluster_name = cluster_name
+        self.cluster_id = cluster_id
+        self.io_calibration_seconds = io_calibration_seconds
+        self.faults: list[Fault] = []
+        self._lock = threading.RLock()
+        self._db = sqlite3.connect(":memory:", check_same_thread=False, isolation_level=None)
+        self._db.create_function("version", 0, lambda: self.version_string)
+        self._db.create_function("ob_version", 0, lambda: self.version)
+        self._db.create_function("now", 0, _now)
+        self._db.create_function("io_calibration_status", 1, self._calibration_status)
+        self._db.create_function("io_calibration_finish", 1, self._calibration_finish)
+        self._db.executescript(_SCHEMA)
+        self._seed(servers, root_password)
+
+    @property
+    def version_string(self) -> str:
+        return f"5.7.25-OceanBase_CE-v{self.version}"
+
+    # --- seed -------------------------------------------------------------------------------
+
+    def _seed(self, servers: list[ServerSpec], root_password: str) -> None:
+        db = self._db
+        zones = sorted({s.zone for s in servers})
+        started = _now()
+        for index, server in enumerate(servers):
+            db.execute(
+                "INSERT INTO servers VALUES (?, ?, ?, ?, ?, ?, 'ACTIVE', ?, NULL, NULL, ?)",
+                (
+                    server.ip,
+                    server.rpc_port,
+                    server.sql_port,
+                    index + 1,
+                    server.zone,
+                    "YES" if index == 0 else "NO",
+                    started,
+                    f"{self.version}_{100000000 + index}-x86_64",
+                ),
+            )
+        for number, zone in enumerate(zones, start=1):
+            db.execute(
+                "INSERT INTO zones VALUES (?, 'ACTIVE', ?, ?, 'ReadWrite')",
+                (zone, "sys_region", f"idc{number}"),
+            )
+        rs_list = ";".join(f"{s.ip}:{s.rpc_port}:{s.sql_port}" for s in servers if s.zone == zones[0])
+        parameters = dict(KNOWN_PARAMETERS)
+        parameters.update(
+            cluster=self.cluster_name,
+            cluster_id=str(self.cluster_id),
+            rootservice_list=rs_list,
+            min_observer_version=self.version,
+        )
+        for name, value in parameters.items():
+            db.execute("INSERT INTO parameters VALUES (?, ?, 'CLUSTER')", (name, value))
+        db.execute("INSERT INTO users VALUES ('root', '%', ?)", (native_password_hash(root_password),))
+        db.execute("INSERT INTO grants VALUES ('root', 'ALL PRIVILEGES', '*.*')")
+        db.execute("INSERT INTO variables VALUES ('resource_manager_plan', '')")
+        self._seed_tenants(zones, servers)
+
+    def _seed_tenants(self, zones: list[str], servers: list[ServerSpec]) -> None:
+        db = self._db
+        locality = ", ".join(f"FULL{{1}}@{z}" for z in zones)
+        tenants = [
+            (1, "sys", "SYS", "MYSQL", "PRIMARY"),
+            (1001, "META$1002", "META", "MYSQL", "PRIMARY"),
+            (1002, "app_mysql", "USER", "MYSQL", "PRIMARY"),
+            (1003, "META$1004", "META", "MYSQL", "PRIMARY"),
+            (1004, "app_oracle", "USER", "ORACLE", "PRIMARY"),
+        ]
+        for tenant_id, name, kind, mode, role in tenants:
+            db.execute(
+                "INSERT INTO tenants VALUES (?, ?, ?, ?, ?, ?, 'NORMAL', ?)",
+                (tenant_id, name, kind, ";".join(zones), locality, mode, role),
+            )
+        configs = [(1, "sys_unit_config", 1.0, 1.0, 2 << 30), (1001, "app_unit", 2.0, 2.0, 4 << 30)]
+        for config_id, name, max_cpu, min_cpu, memory in configs:
+            db.execute(
+                "INSERT INTO unit_configs VALUES (?, ?, ?, ?, ?, ?, 10000, 10000, 1)",
+                (config_id, name, max_cpu, min_cpu, memory, memory * 3),
+            )
+        pools = [
+            (1, "sys_pool", 1, 1),
+            (1001, "app_mysql_pool", 1002, 1001),
+            (1002, "app_oracle_pool", 1004, 1001),
+        ]
+        unit_id = 1
+        for pool_id, name, tenant_id, config_id in pools:
+            db.execute(
+                "INSERT INTO resource_pools VALUES (?, ?, 1, ?, ?, ?)",
+                (pool_id, name, config_id, ";".join(zones), tenant_id),
+            )
+            for zone in zones:
+                server = next(s for s in servers if s.zone == zone)
+                db.execute(
+                    "INSERT INTO units VALUES (?, ?, 'ACTIVE', ?, ?, ?, ?, ?)",
+                    (unit_id, tenant_id, pool_id, zone, server.ip, server.rpc_port, config_id),
+                )
+                unit_id += 1
+
+    # --- io calibration, computed from the time the job started --------------------------------
+
+    def _calibration_status(self, started: float | None) -> str:
+        if started is None:
+            return "NOT AVAILABLE"
+        return "READY" if time.time() - started >= self.io_calibration_seconds else "IN PROGRESS"
+
+    def _calibration_finish(self, started: float | None) -> str | None:
+        if started is None or time.time() - started < self.io_calibration_seconds:
+            return None
+        moment = datetime.fromtimestamp(started + self.io_calibration_seconds, UTC)
+        return moment.strftime("%Y-%m-%d %H:%M:%S.%f")
+
+    # --- logins ---------------------------------------------------------------------------------
+
+    def auth_string(self, username: str) -> str | None:
+        """The stored hash for a login name (`user`, `user@sys`, `user@sys#cluster[:id]`), or None.
+
+        A proxy-style name must carry this cluster's name (and id, when given), as through OBProxy.
+        """
+        match = re.fullmatch(r"([^@#:]+)(?:@([^#:]+))?(?:#([^:]+)(?::(\d+))?)?", username)
+        if not match:
+            return None
+        user, tenant, cluster, cluster_id = match.groups()
+        if tenant not in (None, "sys"):
+            return None
+        if cluster is not None and cluster != self.cluster_name:
+            return None
+        if cluster_id is not None and int(cluster_id) != self.cluster_id:
+            return None
+        with self._lock:
+            row = self._db.execute("SELECT auth_string FROM users WHERE user = ?", (user,)).fetchone()
+        return row[0] if row else None
+
+    # --- statements -------------------------------------------------------------------------------
+
+    def execute(self, sql: str, server: str, user: str) -> Result:
+        """Run one statement as `user` on `server` (ip:rpc_port); SimError on failure."""
+        statement = sql.strip().rstrip(";").strip()
+        with self._lock:
+            fault = next((f for f in self.faults if f.applies(statement, server)), None)
+            if fault is not None:
+                fault.times -= 1
+        if fault is not None:
+            if fault.delay:
+                time.sleep(fault.delay)
+            if fault.error:
+                self._log(server, user, statement, fault.error)
+                raise SimError(fault.error, fault.message)
+        with self._lock:
+            try:
+                result = self._dispatch(statement, user.split("@")[0])
+            except SimError as exc:
+                self._log(server, user, statement, exc.code)
+                raise
+            self._log(server, user, statement, None)
+            return result
+
+    def _log(self, server: str, user: str, sql: str, error: int | None) -> None:
+        if re.match(r"(?i)(SET\s+(AUTOCOMMIT|NAMES|SESSION|@@SESSION)|SELECT\s+@@)", sql):
+            return  # driver housekeeping, not the client's work
+        self._db.execute(
+            "INSERT INTO statements (server, user, sql, error, at) VALUES (?, ?, ?, ?, ?)",
+            (server, user.split("@")[0], mask_secrets(sql), error, _now()),
+        )
+
+    def _dispatch(self, sql: str, user: str) -> Result:
+        head = sql.split(None, 1)[0].upper() if sql else ""
+        upper = sql.upper()
+        if head == "SELECT":
+            return self._select(sql)
+        if head == "SHOW":
+            return self._show(sql, user)
+        if head == "SET":
+            return self._set(sql)
+        if upper.startswith("CREATE USER"):
+            return self._create_user(sql)
+        if upper.startswith("ALTER USER"):
+            return self._alter_user(sql)
+        if upper.startswith("DROP USER"):
+            return self._drop_user(sql)
+        if head == "GRANT":
+            return self._grant(sql)
+        if head == "REVOKE":
+            return self._revoke(sql)
+        if upper.startswith("ALTER SYSTEM"):
+            return self._alter_system(sql)
+        if head == "CALL":
+            return self._call(sql)
+        if head in ("BEGIN", "COMMIT", "ROLLBACK") or upper == "START TRANSACTION":
+            return Result()
+        raise _syntax_error(sql)
+
+    # SELECT: OceanBase names are rewritten to the SQLite views, then SQLite runs the query.
+    def _select(self, sql: str) -> Result:
+        rewritten = re.sub(r"(?i)\boceanbase\.", "", sql)
+        rewritten = re.sub(r"(?i)\bmysql\.user\b", '"user"', rewritten)
+        for table in re.findall(r"(?i)\b(?:FROM|JOIN)\s+([\w$.\"]+)", rewritten):
+            bare = table.strip('"')
+            if bare.upper() not in _VIEWS and bare != "user":
+                raise SimError(ER_NO_SUCH_TABLE, f"Table 'oceanbase.{bare}' doesn't exist")
+        rewritten = re.sub(
+            r"(?i)@@(?:global\.|session\.)?(\w+)",
+            lambda m: f"(SELECT value FROM variables WHERE name = '{m.group(1).lower()}')",
+            rewritten,
+        )
+        try:
+            cursor = self._db.execute(rewritten)
+        except sqlite3.OperationalError as exc:
+            text = str(exc)
+            missing = re.match(r"no such table: (\S+)", text)
+            if missing:
+                raise SimError(
+                    ER_NO_SUCH_TABLE, f"Table 'oceanbase.{missing.group(1)}' doesn't exist"
+                ) from None
+            raise _syntax_error(sql) from None
+        columns = [d[0] for d in cursor.description or []]
+        return Result(columns, [tuple(row) for row in cursor.fetchall()])
+
+    def _show(self, sql: str, user: str) -> Result:
+        match = re.fullmatch(r"(?is)SHOW\s+PARAMETERS(?:\s+LIKE\s+'([^']*)')?", sql)
+        if match:
+            pattern = match.group(1) or "%"
+            cursor = self._db.execute(
+                "SELECT ZONE AS zone, SVR_IP AS svr_ip, SVR_PORT AS svr_port, NAME AS name, "
+                "DATA_TYPE AS data_type, "
+                "VALUE AS value, INFO AS info, SECTION AS section, SCOPE AS scope, EDIT_LEVEL AS edit_level "
+                "FROM GV$OB_PARAMETERS WHERE NAME LIKE ? ORDER BY SVR_IP, SVR_PORT, NAME",
+                (pattern,),
+            )
+            return Result([d[0] for d in cursor.description], [tuple(r) for r in cursor.fetchall()])
+        match = re.fullmatch(r"(?is)SHOW\s+GRANTS(?:\s+FOR\s+'?([\w$]+)'?(?:@'?[^']*'?)?)?", sql)
+        if match:
+            target = match.group(1) or user
+            if not self._user_exists(target):
+                raise SimError(
+                    ER_NO_SUCH_GRANT, f"There is no such grant defined for user '{target}' on host '%'"
+                )
+            grants = self._db.execute(
+                "SELECT privilege, object FROM grants WHERE user = ? ORDER BY object, privilege", (target,)
+            ).fetchall()
+            lines = [f"GRANT {p} ON {o} TO '{target}'" for p, o in grants] or [
+                f"GRANT USAGE ON *.* TO '{target}'"
+            ]
+            return Result([f"Grants for {target}@%"], [(line,) for line in lines])
+        match = re.fullmatch(r"(?is)SHOW\s+(?:GLOBAL\s+|SESSION\s+)?VARIABLES(?:\s+LIKE\s+'([^']*)')?", sql)
+        if match:
+            cursor = self._db.execute(
+                "SELECT name, value FROM variables WHERE name LIKE ? ORDER BY name", (match.group(1) or "%",)
+            )
+            return Result(["Variable_name", "Value"], [tuple(r) for r in cursor.fetchall()])
+        raise _syntax_error(sql)
+
+    def _set(self, sql: str) -> Result:
+        match = re.fullmatch(r"(?is)SET\s+GLOBAL\s+resource_manager_plan\s*=\s*'([^']*)'", sql)
+        if match:
+            plan = match.group(1)
+            if plan and not self._db.execute("SELECT 1 FROM rsrc_plans WHERE plan = ?", (plan,)).fetchone():
+                raise SimError(ER_WRONG_ARGUMENTS, f"plan '{plan}' does not exist")
+            self._db.execute("UPDATE variables SET value = ? WHERE name = 'resource_manager_plan'", (plan,))
+            return Result()
+        if re.match(
+            r"(?is)SET\s+(AUTOCOMMIT|NAMES|SESSION|@@SESSION|character_set|sql_mode|time_zone)\b", sql
+        ):
+            return Result()
+        raise _syntax_error(sql)
+
+    # --- users and grants -------------------------------------------------------------------
+
+    def _user_exists(self, user: str) -> bool:
+        return self._db.execute("SELECT 1 FROM users WHERE user = ?", (user,)).fetchone() is not None
+
+    def _create_user(self, sql: str) -> Result:
+        match = re.fullmatch(
+            r"(?is)CREATE\s+USER\s+(IF\s+NOT\s+EXISTS\s+)?'?([\w$]+)'?(?:@'([^']*)')?\s+IDENTIFIED\s+BY\s+"
+            + _STRING,
+            sql,
+        )
+        if not match:
+            raise _syntax_error(sql)
+        if_not_exists, user, host, password = (
+            match.group(1),
+            match.group(2),
+            match.group(3),
+            _unquote(match.group(4)),
+        )
+        if self._user_exists(user):
+            if if_not_exists:
+                return Result()
+            raise SimError(ER_CANNOT_USER, f"Operation CREATE USER failed for '{user}'@'{host or '%'}'")
+        self._db.execute(
+            "INSERT INTO users VALUES (?, ?, ?)", (user, host or "%", native_password_hash(password))
+        )
+        return Result()
+
+    def _alter_user(self, sql: str) -> Result:
+        match = re.fullmatch(
+            r"(?is)ALTER\s+USER\s+'?([\w$]+)'?(?:@'([^']*)')?\s+IDENTIFIED\s+BY\s+" + _STRING, sql
+        )
+        if not match:
+            raise _syntax_error(sql)
+        user, host, password = match.group(1), match.group(2), _unquote(match.group(3))
+        if not self._user_exists(user):
+            raise SimError(ER_CANNOT_USER, f"Operation ALTER USER failed for '{user}'@'{host or '%'}'")
+        self._db.execute(
+            "UPDATE users SET auth_string = ? WHERE user = ?", (native_password_hash(password), user)
+        )
+        return Result()
+
+    def _drop_user(self, sql: str) -> Result:
+        match = re.fullmatch(r"(?is)DROP\s+USER\s+(IF\s+EXISTS\s+)?'?([\w$]+)'?(?:@'([^']*)')?", sql)
+        if not match:
+            raise _syntax_error(sql)
+        if_exists, user, host = match.groups()
+        if not self._user_exists(user):
+            if if_exists:
+                return Result()
+            raise SimError(ER_CANNOT_USER, f"Operation DROP USER failed for '{user}'@'{host or '%'}'")
+        if user == "root":
+            raise SimError(ER_CANNOT_USER, "Operation DROP USER failed for 'root'@'%'")
+        self._db.execute("DELETE FROM users WHERE user = ?", (user,))
+        self._db.execute("DELETE FROM grants WHERE user = ?", (user,))
+        return Result()
+
+    def _grant(self, sql: str) -> Result:
+        match = re.fullmatch(r"(?is)GRANT\s+(.+?)\s+ON\s+(\S+)\s+TO\s+'?([\w$]+)'?(?:@'[^']*')?", sql)
+        if not match:
+            raise _syntax_error(sql)
+        privileges, target, user = match.groups()
+        if not re.fullmatch(r"(\*|\w+)\.(\*|\w+)", target):
+            raise _syntax_error(sql)
+        if not self._user_exists(user):
+            raise SimError(ER_CANNOT_USER, f"Operation GRANT failed for '{user}'@'%'")
+        for privilege in (p.strip().upper() for p in privileges.split(",")):
+            if privilege not in _PRIVILEGES:
+                raise _syntax_error(sql)
+            self._db.execute("INSERT OR IGNORE INTO grants VALUES (?, ?, ?)", (user, privilege, target))
+        return Result()
+
+    def _revoke(self, sql: str) -> Result:
+        match = re.fullmatch(r"(?is)REVOKE\s+(.+?)\s+ON\s+(\S+)\s+FROM\s+'?([\w$]+)'?(?:@'[^']*')?", sql)
+        if not match:
+            raise _syntax_error(sql)
+        privileges, target, user = match.groups()
+        for privilege in (p.strip().upper() for p in privileges.split(",")):
+            self._db.execute(
+                "DELETE FROM grants WHERE user = ? AND privilege = ? AND object = ?",
+                (user, privilege, target),
+            )
+        return Result()
+
+    # --- ALTER SYSTEM ---------------------------------------------------------------------------
+
+    def _alter_system(self, sql: str) -> Result:
+        match = re.fullmatch(
+            r"(?is)ALTER\s+SYSTEM\s+SET\s+(\w+)\s*=\s*" + _STRING + r"(?:\s+SCOPE\s*=\s*\w+)?", sql
+        )
+        if match:
+            name, value = match.group(1).lower(), _unquote(match.group(2))
+            if name not in KNOWN_PARAMETERS:
+                raise SimError(ER_SYS_CONFIG_UNKNOWN, "System config unknown")
+            if name in ("cluster", "cluster_id"):
+                raise SimError(ER_NOT_SUPPORTED, f"modify {name} not supported")
+            self._db.execute("UPDATE parameters SET value = ? WHERE name = ?", (value, name))
+            return Result()
+        if re.fullmatch(r"(?is)ALTER\s+SYSTEM\s+RELOAD\s+SERVER", sql):
+            return Result()
+        match = re.fullmatch(
+            r"(?is)ALTER\s+SYSTEM\s+RUN\s+JOB\s+'(\w+)'(?:\s+(SERVER|ZONE)\s*=\s*'([^']*)')?", sql
+        )
+        if match:
+            return self._run_job(sql, match.group(1), match.group(2), match.group(3))
+        raise _syntax_error(sql)
+
+    def _run_job(self, sql: str, job: str, scope: str | None, target: str | None) -> Result:
+        if job.lower() != "io_calibration":
+            raise SimError(ER_NOT_SUPPORTED, f"job '{job}' not supported")
+        if scope and scope.upper() == "SERVER":
+            ip, _, port = (target or "").rpartition(":")
+            rows = self._db.execute(
+                "SELECT svr_ip, svr_port FROM servers WHERE svr_ip = ? AND svr_port = ?", (ip, port or 0)
+            ).fetchall()
+            if not rows:
+                raise SimError(ER_WRONG_ARGUMENTS, f"server '{target}' is not in the cluster")
+        elif scope:
+            rows = self._db.execute(
+                "SELECT svr_ip, svr_port FROM servers WHERE zone = ?", (target,)
+            ).fetchall()
+            if not rows:
+                raise SimError(ER_WRONG_ARGUMENTS, f"zone '{target}' is not in the cluster")
+        else:
+            rows = self._db.execute("SELECT svr_ip, svr_port FROM servers").fetchall()
+        for ip, port in rows:
+            self._db.execute(
+                "INSERT OR REPLACE INTO io_calibration VALUES (?, ?, 'DATA', ?, ?)",
+                (ip, port, time.time(), _now()),
+            )
+        return Result()
+
+    # --- DBMS_RESOURCE_MANAGER --------------------------------------------------------------------
+
+    def _call(self, sql: str) -> Result:
+        match = re.fullmatch(r"(?is)CALL\s+DBMS_RESOURCE_MANAGER\.(\w+)\s*\((.*)\)", sql)
+        if not match:
+            raise _syntax_error(sql)
+        procedure = match.group(1).upper()
+        args = _call_arguments(match.group(2), sql)
+        spec = _PROCEDURES.get(procedure)
+        if spec is None:
+            raise SimError(
+                ER_SP_DOES_NOT_EXIST, f"PROCEDURE DBMS_RESOURCE_MANAGER.{procedure} does not exist"
+            )
+        values = _bind(procedure, spec, args, sql)
+        db = self._db
+        if procedure == "CREATE_PLAN":
+            self._insert_unique("rsrc_plans", (values["PLAN"], values.get("COMMENT") or ""), values["PLAN"])
+        elif procedure == "DELETE_PLAN":
+            self._delete_existing("rsrc_plans", "plan", values["PLAN"])
+            db.execute("DELETE FROM rsrc_plan_directives WHERE plan = ?", (values["PLAN"],))
+        elif procedure == "CREATE_CONSUMER_GROUP":
+            group = values["CONSUMER_GROUP"]
+            self._insert_unique("rsrc_consumer_groups", (group, values.get("COMMENT") or ""), group)
+        elif procedure == "DELETE_CONSUMER_GROUP":
+            self._delete_existing("rsrc_consumer_groups", "consumer_group", values["CONSUMER_GROUP"])
+        elif procedure == "CREATE_PLAN_DIRECTIVE":
+            plan, group = values["PLAN"], values["GROUP_OR_SUBPLAN"]
+            for table, column, value in (
+                ("rsrc_plans", "plan", plan),
+                ("rsrc_consumer_groups", "consumer_group", group),
+            ):
+                if not db.execute(f"SELECT 1 FROM {table} WHERE {column} = ?", (value,)).fetchone():
+                    raise SimError(ER_WRONG_ARGUMENTS, f"{column} '{value}' does not exist")
+            self._insert_unique(
+                "rsrc_plan_directives",
+                (
+                    plan,
+                    group,
+                    values.get("COMMENT") or "",
+                    int(values.get("MGMT_P1") or 100),
+                    int(values.get("UTILIZATION_LIMIT") or 100),
+                ),
+                f"{plan}-{group}",
+            )
+        elif procedure == "DELETE_PLAN_DIRECTIVE":
+            found = db.execute(
+                "DELETE FROM rsrc_plan_directives WHERE plan = ? AND group_or_subplan = ?",
+                (values["PLAN"], values["GROUP_OR_SUBPLAN"]),
+            ).rowcount
+            if not found:
+                raise SimError(ER_WRONG_ARGUMENTS, "plan directive does not exist")
+        elif procedure == "SET_CONSUMER_GROUP_MAPPING":
+            attribute, value, group = (
+                values["ATTRIBUTE"].upper(),
+                values["VALUE"],
+                values.get("CONSUMER_GROUP"),
+            )
+            if group is None:
+                db.execute(
+                    "DELETE FROM rsrc_group_mappings WHERE attribute = ? AND value = ?", (attribute, value)
+                )
+            else:
+                db.execute(
+                    "INSERT OR REPLACE INTO rsrc_group_mappings VALUES (?, ?, ?)", (attribute, value, group)
+                )
+        return Result()
+
+    def _insert_unique(self, table: str, row: tuple[Any, ...], key: str) -> None:
+        try:
+            self._db.execute(f"INSERT INTO {table} VALUES ({', '.join('?' for _ in row)})", row)
+        except sqlite3.IntegrityError:
+            raise SimError(ER_DUP_ENTRY, f"Duplicate entry '{key}' for key 'PRIMARY'") from None
+
+    def _delete_existing(self, table: str, column: str, value: str) -> None:
+        if not self._db.execute(f"DELETE FROM {table} WHERE {column} = ?", (value,)).rowcount:
+            raise SimError(ER_WRONG_ARGUMENTS, f"{column} '{value}' does not exist")
+
+    # --- control ------------------------------------------------------------------------------------
+
+    def state(self) -> dict[str, Any]:
+        """Everything a test checks: users, grants, parameters, io calibration, plans, statements."""
+        with self._lock:
+            q = self._db.execute
+
+            def rows(sql: str) -> list[dict[str, Any]]:
+                cursor = q(sql)
+                names = [d[0].lower() for d in cursor.description]
+                return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+            grants_sql = "SELECT privilege, object FROM grants WHERE user = ? ORDER BY object, privilege"
+            statements: dict[str, list[str]] = {}
+            for server, sql in q("SELECT server, sql FROM statements WHERE error IS NULL ORDER BY seq"):
+                statements.setdefault(server, []).append(sql)
+            return {
+                "cluster": {"name": self.cluster_name, "id": self.cluster_id, "version": self.version},
+                "users": {
+                    user: {
+                        "host": host,
+                        "grants": [
+                            f"{p} ON {o}"
+                            for p, o in q(
+                                "SELECT privilege, object FROM grants WHERE user = ? ORDER BY object, privilege",
+                                (user,),
+                            )
+                        ],
+                    }
+                    for user, host in q("SELECT user, host FROM users ORDER BY user")
+                },
+                "parameters": dict(q("SELECT name, value FROM parameters ORDER BY name").fetchall()),
+                "variables": dict(q("SELECT name, value FROM variables ORDER BY name").fetchall()),
+                "servers": rows("SELECT * FROM DBA_OB_SERVERS ORDER BY SVR_IP, SVR_PORT"),
+                "zones": rows("SELECT * FROM DBA_OB_ZONES ORDER BY ZONE"),
+                "io_calibration": {
+                    f"{r['svr_ip']}:{r['svr_port']}": r["status"]
+                    for r in rows("SELECT * FROM GV$OB_IO_CALIBRATION_STATUS")
+                },
+                "resource_manager": {
+                    "plans": rows("SELECT * FROM DBA_RSRC_PLANS ORDER BY PLAN"),
+                    "consumer_groups": rows("SELECT * FROM DBA_RSRC_CONSUMER_GROUPS ORDER BY CONSUMER_GROUP"),
+                    "directives": rows(
+                        "SELECT * FROM DBA_RSRC_PLAN_DIRECTIVES ORDER BY PLAN, GROUP_OR_SUBPLAN"
+                    ),
+                    "mappings": rows("SELECT * FROM DBA_RSRC_GROUP_MAPPINGS ORDER BY ATTRIBUTE, VALUE"),
+                },
+                "statements": statements,
+            }
+
+    def password_matches(self, user: str, password: str) -> bool:
+        with self._lock:
+            row = self._db.execute("SELECT auth_string FROM users WHERE user = ?", (user,)).fetchone()
+        return bool(row) and row[0] == native_password_hash(password)
+
+    def add_fault(self, fault: Fault) -> None:
+        re.compile(fault.match)
+        with self._lock:
+            self.faults.append(fault)
+
+    def clear_faults(self) -> None:
+        with self._lock:
+            self.faults.clear()
+
+    def update_server(self, label: str, values: dict[str, Any]) -> bool:
+        """Change a server's STATUS / STOP_TIME / START_SERVICE_TIME (control API)."""
+        ip, _, port = label.rpartition(":")
+        allowed = {k: v for k, v in values.items() if k in ("status", "stop_time", "start_service_time")}
+        if not allowed:
+            return False
+        with self._lock:
+            assignments = ", ".join(f"{k} = ?" for k in allowed)
+            return bool(
+                self._db.execute(
+                    f"UPDATE servers SET {assignments} WHERE svr_ip = ? AND svr_port = ?",
+                    (*allowed.values(), ip, port),
+                ).rowcount
+            )
+
+    def update_zone(self, zone: str, values: dict[str, Any]) -> bool:
+        allowed = {k: v for k, v in values.items() if k in ("status", "region", "idc")}
+        if not allowed:
+            return False
+        with self._lock:
+            assignments = ", ".join(f"{k} = ?" for k in allowed)
+            return bool(
+                self._db.execute(
+                    f"UPDATE zones SET {assignments} WHERE zone = ?", (*allowed.values(), zone)
+                ).rowcount
+            )
+
+    def set_parameter(self, name: str, value: str) -> None:
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO parameters VALUES (?, ?, 'CLUSTER')", (name, value))
+
+    def dump(self) -> str:
+        return json.dumps(self.state(), indent=2, sort_keys=True)
+
+
+_STRING = r"('(?:[^'\\]|\\.|'')*')"
+_PRIVILEGES = {
+    "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX", "CREATE VIEW", "SHOW VIEW",
+    "PROCESS", "SUPER", "ALL", "ALL PRIVILEGES", "USAGE", "CREATE USER", "GRANT OPTION", "SHOW DATABASES",
+}  # fmt: skip
+_PROCEDURES: dict[str, tuple[str, ...]] = {
+    "CREATE_PLAN": ("PLAN", "COMMENT"),
+    "DELETE_PLAN": ("PLAN",),
+    "CREATE_CONSUMER_GROUP": ("CONSUMER_GROUP", "COMMENT"),
+    "DELETE_CONSUMER_GROUP": ("CONSUMER_GROUP",),
+    "CREATE_PLAN_DIRECTIVE": ("PLAN", "GROUP_OR_SUBPLAN", "COMMENT", "MGMT_P1", "UTILIZATION_LIMIT"),
+    "DELETE_PLAN_DIRECTIVE": ("PLAN", "GROUP_OR_SUBPLAN"),
+    "SET_CONSUMER_GROUP_MAPPING": ("ATTRIBUTE", "VALUE", "CONSUMER_GROUP"),
+}
+_REQUIRED = {
+    "CREATE_PLAN": {"PLAN"},
+    "DELETE_PLAN": {"PLAN"},
+    "CREATE_CONSUMER_GROUP": {"CONSUMER_GROUP"},
+    "DELETE_CONSUMER_GROUP": {"CONSUMER_GROUP"},
+    "CREATE_PLAN_DIRECTIVE": {"PLAN", "GROUP_OR_SUBPLAN"},
+    "DELETE_PLAN_DIRECTIVE": {"PLAN", "GROUP_OR_SUBPLAN"},
+    "SET_CONSUMER_GROUP_MAPPING": {"ATTRIBUTE", "VALUE"},
+}
+
+
+def _unquote(literal: str) -> str:
+    body = literal[1:-1]
+    return re.sub(r"\\(.)|''", lambda m: m.group(1) if m.group(1) is not None else "'", body)
+
+
+def _syntax_error(sql: str) -> SimError:
+    near = sql[:40]
+    return SimError(
+        ER_PARSE,
+        "You have an error in your SQL syntax; check the manual that corresponds to your OceanBase "
+        f"version for the right syntax to use near '{mask_secrets(near)}' at line 1",
+    )
+
+
+def _call_arguments(text: str, sql: str) -> list[tuple[str | None, str | None]]:
+    """Arguments of a CALL: `'x'`, `NAME => 'x'`, numbers and NULL."""
+    arguments: list[tuple[str | None, str | None]] = []
+    pattern = re.compile(
+        r"\s*(?:(\w+)\s*=>\s*)?(" + _STRING[1:-1] + r"|-?\d+(?:\.\d+)?|NULL)\s*(,|$)", re.IGNORECASE
+    )
+    position = 0
+    text = text.strip()
+    while position < len(text):
+        match = pattern.match(text, position)
+        if not match:
+            raise _syntax_error(sql)
+        name, value = match.group(1), match.group(2)
+        if value.upper() == "NULL":
+            parsed: str | None = None
+        elif value.startswith("'"):
+            parsed = _unquote(value)
+        else:
+            parsed = value
+        arguments.append((name.upper() if name else None, parsed))
+        position = match.end()
+    return arguments
+
+
+def _bind(
+    procedure: str, spec: tuple[str, ...], args: list[tuple[str | None, str | None]], sql: str
+) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for index, (name, value) in enumerate(args):
+        key = name or (spec[index] if index < len(spec) else None)
+        if key is None or key not in spec:
+            raise SimError(ER_WRONG_ARGUMENTS, f"wrong number or types of arguments in call to '{procedure}'")
+        values[key] = value
+    missing = _REQUIRED[procedure] - {k for k, v in values.items() if v is not None}
+    if missing:
+        raise SimError(ER_WRONG_ARGUMENTS, f"wrong number or types of arguments in call to '{procedure}'")
+    return values
