@@ -711,13 +711,7 @@ class SimCluster:
                 "users": {
                     user: {
                         "host": host,
-                        "grants": [
-                            f"{p} ON {o}"
-                            for p, o in q(
-                                "SELECT privilege, object FROM grants WHERE user = ? ORDER BY object, privilege",
-                                (user,),
-                            )
-                        ],
+                        "grants": [f"{p} ON {o}" for p, o in q(grants_sql, (user,))],
                     }
                     for user, host in q("SELECT user, host FROM users ORDER BY user")
                 },
