@@ -10,8 +10,10 @@ import asyncio
 import ipaddress
 import json
 import logging
+import shutil
 import signal
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +21,7 @@ from aiohttp import web
 
 from obsim.cluster import ServerSpec, SimCluster
 from obsim.control import control_app
+from obsim.hosts import start_hosts
 from obsim.server import start_sql_endpoint
 
 
@@ -40,9 +43,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--hosts-dir", type=Path, help="where the simulated hosts' roots live (with --ssh-port)"
     )
+    parser.add_argument("--ssh-password-file", type=Path, help="also accept this password for the SSH user")
     args = parser.parse_args(argv)
     if not args.root_password and not args.root_password_file:
         parser.error("--root-password or --root-password-file is required")
+    args.ssh_password = args.ssh_password_file.read_text().rstrip("\n") if args.ssh_password_file else None
     if args.root_password_file:
         args.root_password = args.root_password_file.read_text().rstrip("\n")
     base = ipaddress.ip_address(args.base_address)
@@ -74,7 +79,15 @@ async def run(args: argparse.Namespace) -> None:
         version=args.version,
         io_calibration_seconds=args.io_calibration_seconds,
     )
-    endpoints = [await start_sql_endpoint(cluster, spec) for spec in specs]
+    hosts = None
+    relays: dict[str, str] | None = None
+    if args.ssh_port:
+        base = args.hosts_dir or Path(tempfile.mkdtemp(prefix="obsim-"))
+        (base / "sock").mkdir(parents=True, exist_ok=True)
+        relays = {s.label: str(base / "sock" / f"{s.ip}-{s.rpc_port}.sock") for s in specs}
+    endpoints = [
+        await start_sql_endpoint(cluster, spec, relays[spec.label] if relays else None) for spec in specs
+    ]
     ready: dict[str, Any] = {
         "cluster": {"name": args.cluster_name, "id": args.cluster_id, "version": args.version},
         "servers": [
@@ -83,11 +96,10 @@ async def run(args: argparse.Namespace) -> None:
         "hosts": [],
     }
     extra_state: dict[str, Any] = {}
-    hosts = None
     if args.ssh_port:
-        from obsim.hosts import start_hosts
-
-        hosts = await start_hosts(specs, args.ssh_port, args.hosts_dir, args.sql_port)
+        hosts = await start_hosts(
+            specs, args.ssh_port, base, args.sql_port, relays=relays, password=args.ssh_password
+        )
         ready["hosts"] = [
             {"address": h.address, "ssh_port": args.ssh_port, "root": str(h.root)} for h in hosts.hosts
         ]
@@ -105,10 +117,12 @@ async def run(args: argparse.Namespace) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
-    for endpoint in endpoints:
-        endpoint.close()
     if hosts is not None:
         await hosts.close()
+    for endpoint in endpoints:
+        endpoint.close()
+    if args.ssh_port and not args.hosts_dir:
+        shutil.rmtree(base, ignore_errors=True)
     await runner.cleanup()
 
 

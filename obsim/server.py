@@ -99,13 +99,19 @@ def _result_set(result: Result) -> ResultSet:
     return ResultSet(rows=result.rows, columns=columns)
 
 
-async def start_sql_endpoint(cluster: SimCluster, server: ServerSpec) -> MysqlServer:
-    """Listen on the server's own loopback address and SQL port."""
+async def start_sql_endpoint(
+    cluster: SimCluster, server: ServerSpec, unix_path: str | None = None
+) -> MysqlServer:
+    """Listen on the server's own loopback address and SQL port, or on a unix socket that the
+    server's simulated observer process relays its SQL port to."""
     endpoint = MysqlServer(
         session_factory=lambda: _SimSession(cluster, server.label),
         identity_provider=_Identities(cluster),
     )
-    await endpoint.start_server(host=server.ip, port=server.sql_port)
+    if unix_path:
+        await endpoint.start_unix_server(path=unix_path)
+    else:
+        await endpoint.start_server(host=server.ip, port=server.sql_port)
     return endpoint
 
 

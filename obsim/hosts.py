@@ -1,0 +1,251 @@
+"""Simulated hosts: an SSH server per host, running real commands in a per-host root.
+
+Each host has a directory tree like an OceanBase machine's (`home/admin/oceanbase/{bin,etc,store,log}`)
+and one real `observer` process per server on it: a small program started from the host's install
+directory that owns the server's SQL port (it relays connections to the simulator's endpoint), so
+`ss`, `ps` and `/proc` on the "host" show what they would show on a real one. Commands arrive over
+real SSH (asyncssh) and run with `bash -c`, with their real output and exit codes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from obsim.cluster import ServerSpec
+
+SSH_USER = "admin"
+
+_OBSERVER = '''#!{python}
+"""A simulated observer: owns the server's SQL port and relays connections to the simulator."""
+import asyncio, os, sys
+
+args = sys.argv[1:]
+opts = dict(zip(args[::2], args[1::2]))
+ip, port, upstream = opts["-I"], int(opts["-p"]), opts["--relay"]
+parent = os.getppid()
+
+
+async def pipe(reader, writer):
+    try:
+        while data := await reader.read(65536):
+            writer.write(data)
+            await writer.drain()
+    except (ConnectionError, OSError):
+        pass
+    finally:
+        writer.close()
+
+
+async def serve(client_reader, client_writer):
+    try:
+        reader, writer = await asyncio.open_unix_connection(upstream)
+    except OSError:
+        client_writer.close()
+        return
+    await asyncio.gather(pipe(client_reader, writer), pipe(reader, client_writer))
+
+
+async def main():
+    server = await asyncio.start_server(serve, ip, port)
+    os.makedirs("log", exist_ok=True)
+    with open("run/observer.pid", "w") as handle:
+        handle.write(str(os.getpid()))
+    async with server:
+        while os.getppid() == parent:
+            await asyncio.sleep(0.5)
+
+
+asyncio.run(main())
+'''
+
+
+@dataclass
+class SimHost:
+    address: str
+    root: Path
+    servers: list[ServerSpec]
+    host_key: asyncssh.SSHKey = field(repr=False)
+
+    @property
+    def home(self) -> Path:
+        return self.root / "home" / SSH_USER
+
+    @property
+    def install_dir(self) -> Path:
+        return self.home / "oceanbase"
+
+
+class SimHosts:
+    """The running hosts: SSH servers and observer processes; `close()` stops them all."""
+
+    def __init__(self, base: Path, owns_base: bool) -> None:
+        self.base = base
+        self._owns_base = owns_base
+        self.hosts: list[SimHost] = []
+        self.client_key_file = base / "client_key"
+        self.known_hosts_file = base / "known_hosts"
+        self.password: str | None = None
+        self._ssh_servers: list[asyncssh.SSHAcceptor] = []
+        self._observers: list[asyncio.subprocess.Process] = []
+
+    def client_info(self) -> dict[str, Any]:
+        return {
+            "username": SSH_USER,
+            "private_key_file": str(self.client_key_file),
+            "known_hosts": str(self.known_hosts_file),
+        }
+
+    async def close(self) -> None:
+        for server in self._ssh_servers:
+            server.close()
+        for process in self._observers:
+            if process.returncode is None:
+                process.send_signal(signal.SIGTERM)
+        for process in self._observers:
+            try:
+                await asyncio.wait_for(process.wait(), 5)
+            except TimeoutError:
+                process.kill()
+        if self._owns_base:
+            shutil.rmtree(self.base, ignore_errors=True)
+
+
+def _layout(host: SimHost) -> None:
+    for sub in ("bin", "etc", "store", "log", "run", "lib"):
+        (host.install_dir / sub).mkdir(parents=True, exist_ok=True)
+    (host.root / "usr" / "local" / "bin").mkdir(parents=True, exist_ok=True)
+    observer = host.install_dir / "bin" / "observer"
+    observer.write_text(_OBSERVER.format(python=sys.executable))
+    observer.chmod(0o755)
+
+
+class _HostSSHServer(asyncssh.SSHServer):
+    def __init__(self, hosts: SimHosts) -> None:
+        self._hosts = hosts
+
+    def begin_auth(self, username: str) -> bool:
+        return True
+
+    def password_auth_supported(self) -> bool:
+        return self._hosts.password is not None
+
+    def validate_password(self, username: str, password: str) -> bool:
+        return username == SSH_USER and password == self._hosts.password
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+
+async def _run_command(host: SimHost, process: asyncssh.SSHServerProcess[bytes]) -> None:
+    """Run the client's command with bash in the host's home, relaying stdin, stdout, stderr."""
+    command = process.command or "bash -l"
+    environment = {
+        "HOME": str(host.home),
+        "USER": SSH_USER,
+        "LOGNAME": SSH_USER,
+        "PATH": f"{host.root}/usr/local/bin:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin",
+        "LANG": "C.UTF-8",
+        "OBSIM_HOST_ROOT": str(host.root),
+    }
+    local = await asyncio.create_subprocess_exec(
+        "bash",
+        "-c",
+        command,
+        cwd=host.home,
+        env=environment,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        start_new_session=True,
+    )
+    await process.redirect(stdin=local.stdin, stdout=local.stdout, stderr=local.stderr)
+    process.exit(await local.wait())
+
+
+async def start_hosts(
+    servers: list[ServerSpec],
+    ssh_port: int,
+    hosts_dir: Path | None,
+    sql_port: int,
+    *,
+    relays: dict[str, str] | None = None,
+    password: str | None = None,
+) -> SimHosts:
+    """Start one SSH server per distinct server address, and each server's observer process.
+
+    `relays` maps a server label (ip:rpc_port) to the unix socket its observer relays to.
+    """
+    owns = hosts_dir is None
+    base = Path(tempfile.mkdtemp(prefix="obsim-hosts-")) if hosts_dir is None else hosts_dir
+    base.mkdir(parents=True, exist_ok=True)
+    hosts = SimHosts(base, owns)
+    hosts.password = password
+    client_key = asyncssh.generate_private_key("ssh-ed25519")
+    client_key.write_private_key(str(hosts.client_key_file))
+    os.chmod(hosts.client_key_file, 0o600)
+    client_key.write_public_key(str(hosts.client_key_file) + ".pub")
+    authorized = asyncssh.import_authorized_keys(client_key.export_public_key().decode())
+
+    by_address: dict[str, list[ServerSpec]] = {}
+    for server in servers:
+        by_address.setdefault(server.ip, []).append(server)
+    known_hosts = []
+    for address, on_host in by_address.items():
+        host = SimHost(address, base / address, on_host, asyncssh.generate_private_key("ssh-ed25519"))
+        _layout(host)
+        hosts.hosts.append(host)
+        known_hosts.append(f"[{address}]:{ssh_port} {host.host_key.export_public_key().decode().strip()}")
+
+        def factory(process: asyncssh.SSHServerProcess[bytes], host: SimHost = host) -> Any:
+            return _run_command(host, process)
+
+        acceptor = await asyncssh.create_server(
+            lambda: _HostSSHServer(hosts),
+            address,
+            ssh_port,
+            server_host_keys=[host.host_key],
+            authorized_client_keys=authorized,
+            process_factory=factory,
+            encoding=None,
+        )
+        hosts._ssh_servers.append(acceptor)
+        for server in on_host:
+            if relays is None:
+                continue
+            process = await asyncio.create_subprocess_exec(
+                str(host.install_dir / "bin" / "observer"),
+                "-I", server.ip, "-p", str(server.sql_port), "-P", str(server.rpc_port), "-z", server.zone,
+                "-d", str(host.install_dir / "store"), "--relay", relays[server.label],
+                cwd=host.install_dir,
+                stdin=asyncio.subprocess.DEVNULL,
+            )  # fmt: skip
+            hosts._observers.append(process)
+    hosts.known_hosts_file.write_text("\n".join(known_hosts) + "\n")
+    if relays is not None:
+        await _wait_listening([(s.ip, s.sql_port) for s in servers])
+    return hosts
+
+
+async def _wait_listening(endpoints: list[tuple[str, int]], timeout: float = 20) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    for ip, port in endpoints:
+        while True:
+            try:
+                _, writer = await asyncio.open_connection(ip, port)
+                writer.close()
+                break
+            except OSError:
+                if loop.time() > deadline:
+                    raise OSError(f"observer on {ip}:{port} did not start") from None
+                await asyncio.sleep(0.05)
