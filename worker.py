@@ -24,7 +24,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from activities.registry import ACTIVITIES
+from activities.registry import build_activities
+from activities.runtime import Runtime
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
 
 log = logging.getLogger("ob_takeover.worker")
@@ -57,9 +58,7 @@ async def ensure_search_attributes(client: Client) -> None:
             await client.operator_service.add_search_attributes(
                 AddSearchAttributesRequest(
                     namespace=client.namespace,
-                    search_attributes={
-                        name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in sorted(missing)
-                    },
+                    search_attributes={name: IndexedValueType.INDEXED_VALUE_TYPE_KEYWORD for name in sorted(missing)},
                 )
             )
             log.info("registered search attributes %s", ", ".join(sorted(missing)))
@@ -75,7 +74,7 @@ async def ensure_search_attributes(client: Client) -> None:
 def build_worker(
     client: Client,
     *,
-    activities: Sequence[Callable[..., Any]] = ACTIVITIES,
+    activities: Sequence[Callable[..., Any]],
     queue: str | None = None,
     max_concurrent_activities: int = 100,
 ) -> Worker:
@@ -106,9 +105,15 @@ async def main() -> None:
         level=os.environ.get("OB_TAKEOVER_LOG_LEVEL", "INFO"),
         format="%(asctime)s %(levelname)s %(name)s %(message)s",
     )
+    try:
+        runtime = Runtime.from_env()
+    except Exception as exc:  # a clear start-up error: metadb unreachable, wrong master key, bad setting
+        log.error("cannot start: %s", exc)
+        sys.exit(2)
+    log.info("metadb %s ready", runtime.db.url)
     client = await connect()
     await ensure_search_attributes(client)
-    await serve(build_worker(client))
+    await serve(build_worker(client, activities=build_activities(runtime)))
 
 
 if __name__ == "__main__":

@@ -38,16 +38,18 @@ def login_user(endpoint: ClusterEndpoint, user: str = "root", tenant: str = "sys
 
 
 class ObSysClient:
-    """Queries on the sys tenant. Use as an async-free context manager; one connection per client."""
+    """Queries on the sys tenant (as root unless `user` says otherwise); one connection per client."""
 
     def __init__(
         self,
         endpoint: ClusterEndpoint,
         *,
+        user: str = "root",
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
     ) -> None:
         self._endpoint = endpoint
+        self._user = user
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         self._connection: pymysql.connections.Connection[Any] | None = None
@@ -59,7 +61,7 @@ class ObSysClient:
 
     def _connect(self) -> pymysql.connections.Connection[Any]:
         if self._connection is None:
-            user = login_user(self._endpoint)
+            user = login_user(self._endpoint, self._user)
             try:
                 self._connection = pymysql.connect(
                     host=self._endpoint.address,
@@ -97,7 +99,8 @@ class ObSysClient:
         text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
         if code == _ACCESS_DENIED:
             return BadCredentials(
-                f"login as {login_user(self._endpoint)} refused ({code}): check rootSysPassword"
+                f"login as {login_user(self._endpoint, self._user)} refused ({code}): check "
+                + ("rootSysPassword" if self._user == "root" else f"the password of {self._user}")
                 + (" and clusterName/obClusterId" if self._endpoint.connection_mode == "proxy" else ""),
                 node=self.where,
                 code=code,

@@ -20,9 +20,7 @@ from activities.ob_sys_client import ObSysClient
 
 VERSION_SQL = "SELECT version() AS VERSION"
 PARAMETERS_SQL = "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME IN ('cluster', 'cluster_id')"
-SERVERS_SQL = (
-    "SELECT SVR_IP, SVR_PORT, SQL_PORT, ZONE FROM oceanbase.DBA_OB_SERVERS ORDER BY ZONE, SVR_IP, SVR_PORT"
-)
+SERVERS_SQL = "SELECT SVR_IP, SVR_PORT, SQL_PORT, ZONE FROM oceanbase.DBA_OB_SERVERS ORDER BY ZONE, SVR_IP, SVR_PORT"
 ZONES_SQL = "SELECT ZONE, REGION, IDC FROM oceanbase.DBA_OB_ZONES ORDER BY ZONE"
 TENANT_ROLES_SQL = "SELECT TENANT_ROLE FROM oceanbase.DBA_OB_TENANTS WHERE TENANT_TYPE = 'USER'"
 
@@ -78,8 +76,7 @@ def parse_topology(
             for row in servers
         ],
         zones=[
-            ZoneNode(name=str(row["ZONE"]), region=str(row["REGION"] or ""), idc=str(row["IDC"] or ""))
-            for row in zones
+            ZoneNode(name=str(row["ZONE"]), region=str(row["REGION"] or ""), idc=str(row["IDC"] or "")) for row in zones
         ],
     )
 

@@ -68,9 +68,7 @@ async def run_takeover(client: Client, zones: int, per_zone: int) -> tuple[float
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; the median is shown")
     parser.add_argument("--temporal", default=str(Path(sys.executable).parent / "temporal"))
     args = parser.parse_args()

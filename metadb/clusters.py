@@ -103,9 +103,7 @@ def set_config_url(db: Database, cluster_id: int, url: str | None, previous: str
 
 
 def set_attributes(db: Database, cluster_id: int, attributes: dict[str, Any] | None) -> None:
-    _update(
-        db, cluster_id, attributes=json.dumps(attributes, sort_keys=True) if attributes is not None else None
-    )
+    _update(db, cluster_id, attributes=json.dumps(attributes, sort_keys=True) if attributes is not None else None)
 
 
 def set_cluster_status(db: Database, cluster_id: int, status: str) -> None:
@@ -130,17 +128,13 @@ def _replace(
                 db.execute(f"DELETE FROM {table} WHERE cluster_id = ? AND {where}", (cluster_id, *key))
 
 
-def sync_topology(
-    db: Database, cluster_id: int, zones: list[dict[str, Any]], servers: list[dict[str, Any]]
-) -> None:
+def sync_topology(db: Database, cluster_id: int, zones: list[dict[str, Any]], servers: list[dict[str, Any]]) -> None:
     """Zones (name, region, idc, status) and servers (ip, rpc_port, sql_port, zone, status, …)."""
     with db.transaction():
         _replace(db, "zones", cluster_id, ("name",), zones)
         existing = {
             (row["ip"], row["rpc_port"]): row["process_info"]
-            for row in db.query(
-                "SELECT ip, rpc_port, process_info FROM servers WHERE cluster_id = ?", (cluster_id,)
-            )
+            for row in db.query("SELECT ip, rpc_port, process_info FROM servers WHERE cluster_id = ?", (cluster_id,))
         }
         # Process info comes from another subtask and is kept across syncs.
         rows = [{**s, "process_info": existing.get((s["ip"], s["rpc_port"]))} for s in servers]
@@ -174,9 +168,7 @@ def clear_tenants(db: Database, cluster_id: int) -> None:
             db.execute(f"DELETE FROM {table} WHERE cluster_id = ?", (cluster_id,))
 
 
-def set_server_process_info(
-    db: Database, cluster_id: int, ip: str, rpc_port: int, info: dict[str, Any] | None
-) -> None:
+def set_server_process_info(db: Database, cluster_id: int, ip: str, rpc_port: int, info: dict[str, Any] | None) -> None:
     db.execute(
         "UPDATE servers SET process_info = ? WHERE cluster_id = ? AND ip = ? AND rpc_port = ?",
         (json.dumps(info, sort_keys=True) if info is not None else None, cluster_id, ip, rpc_port),
@@ -207,3 +199,23 @@ def rows_of(db: Database, table: str, cluster_id: int) -> list[dict[str, Any]]:
         raise ValueError(f"unknown table {table}")
     rows = db.query(f"SELECT * FROM {table} WHERE cluster_id = ?", (cluster_id,))
     return sorted(rows, key=lambda row: json.dumps(row, sort_keys=True, default=str))
+
+
+def record_server_process_info(
+    db: Database, cluster_id: int, *, ip: str, rpc_port: int, sql_port: int, zone: str, info: dict[str, Any]
+) -> None:
+    """Process info for a server, creating its row if "Sync cluster info" has not run yet."""
+    db.insert_ignore(
+        "servers",
+        {
+            "cluster_id": cluster_id,
+            "ip": ip,
+            "rpc_port": rpc_port,
+            "sql_port": sql_port,
+            "zone": zone,
+            "status": "UNKNOWN",
+            "with_rootserver": "NO",
+            "build_version": "",
+        },
+    )
+    set_server_process_info(db, cluster_id, ip, rpc_port, info)

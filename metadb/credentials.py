@@ -63,8 +63,12 @@ def save_credential(
     secret_type: str = "password",
     passphrase: str | None = None,
     cluster_id: int | None = None,
+    created_by_task_id: int | None = None,
 ) -> int:
-    """Store (or replace) the credential `kind`/`name`; returns its id."""
+    """Store (or replace) the credential `kind`/`name`; returns its id.
+
+    `created_by_task_id` marks a cluster user that the takeover task created (its rollback drops it).
+    """
     context = credential_context(kind, name)
     now = _now()
     with db.transaction():
@@ -77,6 +81,7 @@ def save_credential(
                 "secret": vault.encrypt(secret, context),
                 "passphrase": vault.encrypt(passphrase, context + ":passphrase") if passphrase else None,
                 "cluster_id": cluster_id,
+                "created_by_task_id": created_by_task_id,
                 "created_at": now,
                 "updated_at": now,
             },

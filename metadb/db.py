@@ -69,9 +69,7 @@ class MetadbUrl:
             )
         path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
         if "://" in path:
-            raise ValueError(
-                f"metadb URL {redact(url)}: use sqlite:///path or mysql://user:pass@host:port/db"
-            )
+            raise ValueError(f"metadb URL {redact(url)}: use sqlite:///path or mysql://user:pass@host:port/db")
         return cls(dialect="sqlite", path=path)
 
     def __str__(self) -> str:
@@ -245,10 +243,7 @@ class Database:
             )
         else:
             updates = ", ".join(f"{c} = VALUES({c})" for c in values) or f"{columns[0]} = {columns[0]}"
-            sql = (
-                f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) "
-                f"ON DUPLICATE KEY UPDATE {updates}"
-            )
+            sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks}) ON DUPLICATE KEY UPDATE {updates}"
         self.execute(sql, params)
 
     def insert_ignore(self, table: str, values: Mapping[str, Any]) -> None:

@@ -36,9 +36,7 @@ def acquire(db: Database, keys: list[str], task_id: int, workflow_id: str, what:
 def _acquire(db: Database, keys: list[str], task_id: int, workflow_id: str, what: str) -> None:
     with db.transaction():
         for key in keys:
-            holder = db.one(
-                "SELECT task_id, workflow_id, locked_at FROM cluster_locks WHERE lock_key = ?", (key,)
-            )
+            holder = db.one("SELECT task_id, workflow_id, locked_at FROM cluster_locks WHERE lock_key = ?", (key,))
             if holder and holder["workflow_id"] != workflow_id:
                 raise ClusterLocked(
                     f"cluster {what} is locked by task {holder['task_id']} ({holder['workflow_id']}) "
@@ -54,8 +52,7 @@ def _acquire(db: Database, keys: list[str], task_id: int, workflow_id: str, what
         # latest rows, with a locking read on MySQL, and give up everything if one is not ours.
         for key in keys:
             holder = db.one(
-                "SELECT task_id, workflow_id, locked_at FROM cluster_locks WHERE lock_key = ?"
-                + db.for_update,
+                "SELECT task_id, workflow_id, locked_at FROM cluster_locks WHERE lock_key = ?" + db.for_update,
                 (key,),
             )
             if holder is None:
@@ -89,9 +86,7 @@ def list_locks(db: Database) -> list[dict[str, Any]]:
 
 def holder_of(db: Database, keys: list[str]) -> dict[str, Any] | None:
     for key in keys:
-        row = db.one(
-            "SELECT lock_key, task_id, workflow_id, locked_at FROM cluster_locks WHERE lock_key = ?", (key,)
-        )
+        row = db.one("SELECT lock_key, task_id, workflow_id, locked_at FROM cluster_locks WHERE lock_key = ?", (key,))
         if row:
             return row
     return None

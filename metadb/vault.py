@@ -122,9 +122,7 @@ class Vault:
             )
             return
         active = [row for row in rows if int(row["active"]) == 1]
-        if not any(
-            row["key_id"] == self.key.key_id and row["check_value"] == self.key.check_value for row in active
-        ):
+        if not any(row["key_id"] == self.key.key_id and row["check_value"] == self.key.check_value for row in active):
             known = ", ".join(row["key_id"] for row in active)
             raise MasterKeyError(
                 f"the master key ({self.key.key_id}) is not the one that encrypted the metadb's secrets "

@@ -40,9 +40,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--io-calibration-seconds", type=float, default=1.0)
     parser.add_argument("--control-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--ssh-port", type=int, help="also start one SSH server per host on this port")
-    parser.add_argument(
-        "--hosts-dir", type=Path, help="where the simulated hosts' roots live (with --ssh-port)"
-    )
+    parser.add_argument("--hosts-dir", type=Path, help="where the simulated hosts' roots live (with --ssh-port)")
     parser.add_argument("--ssh-password-file", type=Path, help="also accept this password for the SSH user")
     args = parser.parse_args(argv)
     if not args.root_password and not args.root_password_file:
@@ -85,24 +83,16 @@ async def run(args: argparse.Namespace) -> None:
         base = args.hosts_dir or Path(tempfile.mkdtemp(prefix="obsim-"))
         (base / "sock").mkdir(parents=True, exist_ok=True)
         relays = {s.label: str(base / "sock" / f"{s.ip}-{s.rpc_port}.sock") for s in specs}
-    endpoints = [
-        await start_sql_endpoint(cluster, spec, relays[spec.label] if relays else None) for spec in specs
-    ]
+    endpoints = [await start_sql_endpoint(cluster, spec, relays[spec.label] if relays else None) for spec in specs]
     ready: dict[str, Any] = {
         "cluster": {"name": args.cluster_name, "id": args.cluster_id, "version": args.version},
-        "servers": [
-            {"zone": s.zone, "address": s.ip, "sql_port": s.sql_port, "rpc_port": s.rpc_port} for s in specs
-        ],
+        "servers": [{"zone": s.zone, "address": s.ip, "sql_port": s.sql_port, "rpc_port": s.rpc_port} for s in specs],
         "hosts": [],
     }
     extra_state: dict[str, Any] = {}
     if args.ssh_port:
-        hosts = await start_hosts(
-            specs, args.ssh_port, base, args.sql_port, relays=relays, password=args.ssh_password
-        )
-        ready["hosts"] = [
-            {"address": h.address, "ssh_port": args.ssh_port, "root": str(h.root)} for h in hosts.hosts
-        ]
+        hosts = await start_hosts(specs, args.ssh_port, base, args.sql_port, relays=relays, password=args.ssh_password)
+        ready["hosts"] = [{"address": h.address, "ssh_port": args.ssh_port, "root": str(h.root)} for h in hosts.hosts]
         ready["ssh"] = hosts.client_info()
     runner = web.AppRunner(control_app(cluster, extra_state))
     await runner.setup()

@@ -426,9 +426,7 @@ class SimCluster:
             text = str(exc)
             missing = re.match(r"no such table: (\S+)", text)
             if missing:
-                raise SimError(
-                    ER_NO_SUCH_TABLE, f"Table 'oceanbase.{missing.group(1)}' doesn't exist"
-                ) from None
+                raise SimError(ER_NO_SUCH_TABLE, f"Table 'oceanbase.{missing.group(1)}' doesn't exist") from None
             raise _syntax_error(sql) from None
         columns = [d[0] for d in cursor.description or []]
         return Result(columns, [tuple(row) for row in cursor.fetchall()])
@@ -449,15 +447,11 @@ class SimCluster:
         if match:
             target = match.group(1) or user
             if not self._user_exists(target):
-                raise SimError(
-                    ER_NO_SUCH_GRANT, f"There is no such grant defined for user '{target}' on host '%'"
-                )
+                raise SimError(ER_NO_SUCH_GRANT, f"There is no such grant defined for user '{target}' on host '%'")
             grants = self._db.execute(
                 "SELECT privilege, object FROM grants WHERE user = ? ORDER BY object, privilege", (target,)
             ).fetchall()
-            lines = [f"GRANT {p} ON {o} TO '{target}'" for p, o in grants] or [
-                f"GRANT USAGE ON *.* TO '{target}'"
-            ]
+            lines = [f"GRANT {p} ON {o} TO '{target}'" for p, o in grants] or [f"GRANT USAGE ON *.* TO '{target}'"]
             return Result([f"Grants for {target}@%"], [(line,) for line in lines])
         match = re.fullmatch(r"(?is)SHOW\s+(?:GLOBAL\s+|SESSION\s+)?VARIABLES(?:\s+LIKE\s+'([^']*)')?", sql)
         if match:
@@ -475,9 +469,7 @@ class SimCluster:
                 raise SimError(ER_WRONG_ARGUMENTS, f"plan '{plan}' does not exist")
             self._db.execute("UPDATE variables SET value = ? WHERE name = 'resource_manager_plan'", (plan,))
             return Result()
-        if re.match(
-            r"(?is)SET\s+(AUTOCOMMIT|NAMES|SESSION|@@SESSION|character_set|sql_mode|time_zone)\b", sql
-        ):
+        if re.match(r"(?is)SET\s+(AUTOCOMMIT|NAMES|SESSION|@@SESSION|character_set|sql_mode|time_zone)\b", sql):
             return Result()
         raise _syntax_error(sql)
 
@@ -488,8 +480,7 @@ class SimCluster:
 
     def _create_user(self, sql: str) -> Result:
         match = re.fullmatch(
-            r"(?is)CREATE\s+USER\s+(IF\s+NOT\s+EXISTS\s+)?'?([\w$]+)'?(?:@'([^']*)')?\s+IDENTIFIED\s+BY\s+"
-            + _STRING,
+            r"(?is)CREATE\s+USER\s+(IF\s+NOT\s+EXISTS\s+)?'?([\w$]+)'?(?:@'([^']*)')?\s+IDENTIFIED\s+BY\s+" + _STRING,
             sql,
         )
         if not match:
@@ -504,23 +495,17 @@ class SimCluster:
             if if_not_exists:
                 return Result()
             raise SimError(ER_CANNOT_USER, f"Operation CREATE USER failed for '{user}'@'{host or '%'}'")
-        self._db.execute(
-            "INSERT INTO users VALUES (?, ?, ?)", (user, host or "%", native_password_hash(password))
-        )
+        self._db.execute("INSERT INTO users VALUES (?, ?, ?)", (user, host or "%", native_password_hash(password)))
         return Result()
 
     def _alter_user(self, sql: str) -> Result:
-        match = re.fullmatch(
-            r"(?is)ALTER\s+USER\s+'?([\w$]+)'?(?:@'([^']*)')?\s+IDENTIFIED\s+BY\s+" + _STRING, sql
-        )
+        match = re.fullmatch(r"(?is)ALTER\s+USER\s+'?([\w$]+)'?(?:@'([^']*)')?\s+IDENTIFIED\s+BY\s+" + _STRING, sql)
         if not match:
             raise _syntax_error(sql)
         user, host, password = match.group(1), match.group(2), _unquote(match.group(3))
         if not self._user_exists(user):
             raise SimError(ER_CANNOT_USER, f"Operation ALTER USER failed for '{user}'@'{host or '%'}'")
-        self._db.execute(
-            "UPDATE users SET auth_string = ? WHERE user = ?", (native_password_hash(password), user)
-        )
+        self._db.execute("UPDATE users SET auth_string = ? WHERE user = ?", (native_password_hash(password), user))
         return Result()
 
     def _drop_user(self, sql: str) -> Result:
@@ -568,9 +553,7 @@ class SimCluster:
     # --- ALTER SYSTEM ---------------------------------------------------------------------------
 
     def _alter_system(self, sql: str) -> Result:
-        match = re.fullmatch(
-            r"(?is)ALTER\s+SYSTEM\s+SET\s+(\w+)\s*=\s*" + _STRING + r"(?:\s+SCOPE\s*=\s*\w+)?", sql
-        )
+        match = re.fullmatch(r"(?is)ALTER\s+SYSTEM\s+SET\s+(\w+)\s*=\s*" + _STRING + r"(?:\s+SCOPE\s*=\s*\w+)?", sql)
         if match:
             name, value = match.group(1).lower(), _unquote(match.group(2))
             if name not in KNOWN_PARAMETERS:
@@ -581,9 +564,7 @@ class SimCluster:
             return Result()
         if re.fullmatch(r"(?is)ALTER\s+SYSTEM\s+RELOAD\s+SERVER", sql):
             return Result()
-        match = re.fullmatch(
-            r"(?is)ALTER\s+SYSTEM\s+RUN\s+JOB\s+'(\w+)'(?:\s+(SERVER|ZONE)\s*=\s*'([^']*)')?", sql
-        )
+        match = re.fullmatch(r"(?is)ALTER\s+SYSTEM\s+RUN\s+JOB\s+'(\w+)'(?:\s+(SERVER|ZONE)\s*=\s*'([^']*)')?", sql)
         if match:
             return self._run_job(sql, match.group(1), match.group(2), match.group(3))
         raise _syntax_error(sql)
@@ -599,9 +580,7 @@ class SimCluster:
             if not rows:
                 raise SimError(ER_WRONG_ARGUMENTS, f"server '{target}' is not in the cluster")
         elif scope:
-            rows = self._db.execute(
-                "SELECT svr_ip, svr_port FROM servers WHERE zone = ?", (target,)
-            ).fetchall()
+            rows = self._db.execute("SELECT svr_ip, svr_port FROM servers WHERE zone = ?", (target,)).fetchall()
             if not rows:
                 raise SimError(ER_WRONG_ARGUMENTS, f"zone '{target}' is not in the cluster")
         else:
@@ -623,9 +602,7 @@ class SimCluster:
         args = _call_arguments(match.group(2), sql)
         spec = _PROCEDURES.get(procedure)
         if spec is None:
-            raise SimError(
-                ER_SP_DOES_NOT_EXIST, f"PROCEDURE DBMS_RESOURCE_MANAGER.{procedure} does not exist"
-            )
+            raise SimError(ER_SP_DOES_NOT_EXIST, f"PROCEDURE DBMS_RESOURCE_MANAGER.{procedure} does not exist")
         values = _bind(procedure, spec, args, sql)
         db = self._db
         if procedure == "CREATE_PLAN":
@@ -671,13 +648,9 @@ class SimCluster:
                 values.get("CONSUMER_GROUP"),
             )
             if group is None:
-                db.execute(
-                    "DELETE FROM rsrc_group_mappings WHERE attribute = ? AND value = ?", (attribute, value)
-                )
+                db.execute("DELETE FROM rsrc_group_mappings WHERE attribute = ? AND value = ?", (attribute, value))
             else:
-                db.execute(
-                    "INSERT OR REPLACE INTO rsrc_group_mappings VALUES (?, ?, ?)", (attribute, value, group)
-                )
+                db.execute("INSERT OR REPLACE INTO rsrc_group_mappings VALUES (?, ?, ?)", (attribute, value, group))
         return Result()
 
     def _insert_unique(self, table: str, row: tuple[Any, ...], key: str) -> None:
@@ -726,9 +699,7 @@ class SimCluster:
                 "resource_manager": {
                     "plans": rows("SELECT * FROM DBA_RSRC_PLANS ORDER BY PLAN"),
                     "consumer_groups": rows("SELECT * FROM DBA_RSRC_CONSUMER_GROUPS ORDER BY CONSUMER_GROUP"),
-                    "directives": rows(
-                        "SELECT * FROM DBA_RSRC_PLAN_DIRECTIVES ORDER BY PLAN, GROUP_OR_SUBPLAN"
-                    ),
+                    "directives": rows("SELECT * FROM DBA_RSRC_PLAN_DIRECTIVES ORDER BY PLAN, GROUP_OR_SUBPLAN"),
                     "mappings": rows("SELECT * FROM DBA_RSRC_GROUP_MAPPINGS ORDER BY ATTRIBUTE, VALUE"),
                 },
                 "statements": statements,
@@ -770,9 +741,7 @@ class SimCluster:
         with self._lock:
             assignments = ", ".join(f"{k} = ?" for k in allowed)
             return bool(
-                self._db.execute(
-                    f"UPDATE zones SET {assignments} WHERE zone = ?", (*allowed.values(), zone)
-                ).rowcount
+                self._db.execute(f"UPDATE zones SET {assignments} WHERE zone = ?", (*allowed.values(), zone)).rowcount
             )
 
     def set_parameter(self, name: str, value: str) -> None:
@@ -825,9 +794,7 @@ def _syntax_error(sql: str) -> SimError:
 def _call_arguments(text: str, sql: str) -> list[tuple[str | None, str | None]]:
     """Arguments of a CALL: `'x'`, `NAME => 'x'`, numbers and NULL."""
     arguments: list[tuple[str | None, str | None]] = []
-    pattern = re.compile(
-        r"\s*(?:(\w+)\s*=>\s*)?(" + _STRING[1:-1] + r"|-?\d+(?:\.\d+)?|NULL)\s*(,|$)", re.IGNORECASE
-    )
+    pattern = re.compile(r"\s*(?:(\w+)\s*=>\s*)?(" + _STRING[1:-1] + r"|-?\d+(?:\.\d+)?|NULL)\s*(,|$)", re.IGNORECASE)
     position = 0
     text = text.strip()
     while position < len(text):
@@ -846,9 +813,7 @@ def _call_arguments(text: str, sql: str) -> list[tuple[str | None, str | None]]:
     return arguments
 
 
-def _bind(
-    procedure: str, spec: tuple[str, ...], args: list[tuple[str | None, str | None]], sql: str
-) -> dict[str, Any]:
+def _bind(procedure: str, spec: tuple[str, ...], args: list[tuple[str | None, str | None]], sql: str) -> dict[str, Any]:
     values: dict[str, Any] = {}
     for index, (name, value) in enumerate(args):
         key = name or (spec[index] if index < len(spec) else None)

@@ -147,7 +147,7 @@ class _HostSSHServer(asyncssh.SSHServer):
 
 
 async def _run_command(host: SimHost, process: asyncssh.SSHServerProcess[bytes]) -> None:
-    """Run the client's command with bash in the host's home, relaying stdin, stdout, stderr."""
+    """Run the client's command with bash in the host's home: its stdin, output and exit status."""
     command = process.command or "bash -l"
     environment = {
         "HOME": str(host.home),
@@ -168,8 +168,14 @@ async def _run_command(host: SimHost, process: asyncssh.SSHServerProcess[bytes])
         stderr=asyncio.subprocess.PIPE,
         start_new_session=True,
     )
-    await process.redirect(stdin=local.stdin, stdout=local.stdout, stderr=local.stderr)
-    process.exit(await local.wait())
+    # The client sends its input and then EOF; output is relayed once the command has ended, so
+    # none of it can be lost to the exit status arriving first.
+    await process.redirect(stdin=local.stdin)
+    stdout, stderr = await asyncio.gather(local.stdout.read(), local.stderr.read())  # type: ignore[union-attr]
+    await local.wait()
+    process.stdout.write(stdout)
+    process.stderr.write(stderr)
+    process.exit(local.returncode if local.returncode is not None else 255)
 
 
 async def start_hosts(

@@ -44,9 +44,7 @@ class _ObNativePassword(NativePasswordAuthPlugin):
             yield Success(user.name)
         else:
             using = "YES" if auth_info.data else "NO"
-            yield Forbidden(
-                f"Access denied for user '{user.name.split('@')[0]}'@'127.0.0.1' (using password: {using})"
-            )
+            yield Forbidden(f"Access denied for user '{user.name.split('@')[0]}'@'127.0.0.1' (using password: {using})")
 
 
 class _Identities(IdentityProvider):
@@ -99,9 +97,7 @@ def _result_set(result: Result) -> ResultSet:
     return ResultSet(rows=result.rows, columns=columns)
 
 
-async def start_sql_endpoint(
-    cluster: SimCluster, server: ServerSpec, unix_path: str | None = None
-) -> MysqlServer:
+async def start_sql_endpoint(cluster: SimCluster, server: ServerSpec, unix_path: str | None = None) -> MysqlServer:
     """Listen on the server's own loopback address and SQL port, or on a unix socket that the
     server's simulated observer process relays its SQL port to."""
     endpoint = MysqlServer(

@@ -25,7 +25,7 @@ from tests.mariadb import create_database, mariadb_available, mariadb_server
 from worker import build_worker
 from workflows.takeover import SEARCH_ATTRIBUTES
 
-# Subtask timeouts and heartbeat timeouts shrink 100x in tests (heartbeat 30 s -> 1 s minimum).
+# Subtask and heartbeat timeouts shrink 100x in tests (to no less than 3 s).
 os.environ.setdefault("OB_TAKEOVER_TIMEOUT_SCALE", "0.01")
 os.environ.setdefault("OB_TAKEOVER_RETRY_INTERVAL", "0.2")
 

@@ -97,15 +97,7 @@ class FakeCluster:
     def _subtask(self, name: str) -> Callable[..., Any]:
         @activity.defn(name=name)
         async def run(arg: SubtaskInput) -> SubtaskResult:
-            node = (
-                arg.server.label
-                if arg.server
-                else arg.host.ip
-                if arg.host
-                else arg.zone.name
-                if arg.zone
-                else None
-            )
+            node = arg.server.label if arg.server else arg.host.ip if arg.host else arg.zone.name if arg.zone else None
             with self._lock:
                 self.calls.append(Call(name, node, arg.operation, arg.subtask_id))
                 self.running += 1

@@ -21,8 +21,7 @@ def free_port(host: str = "127.0.0.1") -> int:
 
 def mariadb_available() -> bool:
     return bool(
-        shutil.which("mariadb-install-db")
-        and (shutil.which("mariadbd") or Path("/usr/sbin/mariadbd").exists())
+        shutil.which("mariadb-install-db") and (shutil.which("mariadbd") or Path("/usr/sbin/mariadbd").exists())
     )
 
 
@@ -62,9 +61,7 @@ def mariadb_server(datadir: Path) -> Iterator[tuple[str, int]]:
         deadline = time.monotonic() + 60
         while True:
             try:
-                pymysql.connect(
-                    host="127.0.0.1", port=port, user="root", password="", connect_timeout=1
-                ).close()
+                pymysql.connect(host="127.0.0.1", port=port, user="root", password="", connect_timeout=1).close()
                 break
             except pymysql.err.OperationalError:
                 if process.poll() is not None or time.monotonic() > deadline:

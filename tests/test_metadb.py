@@ -150,9 +150,7 @@ def test_lock_is_exclusive_and_idempotent(metadb: Database) -> None:
     keys = locks.lock_keys("127.0.0.2", 2881, "obcluster", 1001)
     locks.acquire(metadb, keys, 1, "wf-1", "obcluster")
     locks.acquire(metadb, keys, 1, "wf-1", "obcluster")
-    with pytest.raises(
-        locks.ClusterLocked, match=r"cluster 127.0.0.2:2881 is locked by task 1 \(wf-1\) since "
-    ):
+    with pytest.raises(locks.ClusterLocked, match=r"cluster 127.0.0.2:2881 is locked by task 1 \(wf-1\) since "):
         locks.acquire(metadb, locks.lock_keys("127.0.0.2", 2881, None, None), 2, "wf-2", "127.0.0.2:2881")
     # The same cluster reached through another endpoint is locked by name and id.
     with pytest.raises(locks.ClusterLocked):

@@ -72,9 +72,7 @@ async def test_skip_refused_for_prohibit_skip_subtask(
         (subtask,) = named(task, "Update OB cluster status")
         assert subtask.prohibit_skip
         message = await refusal(handle, "skip_subtask", subtask.id)
-        assert (
-            message == f"subtask {subtask.id} (Update OB cluster status) must not be skipped (prohibitSkip)"
-        )
+        assert message == f"subtask {subtask.id} (Update OB cluster status) must not be skipped (prohibitSkip)"
         ok = named(task, "Sync cluster info")[0]
         message = await refusal(handle, "skip_subtask", ok.id)
         assert message == f"subtask {ok.id} is SUCCESSFUL; only a FAILED subtask can be skipped"
@@ -117,10 +115,7 @@ async def test_rollback_runs_compensations_in_reverse_and_releases_lock(
     assert result.status.value == "SUCCESSFUL"
     assert all(s.status.value == "PENDING" for s in result.subtasks)
     description = await handle.describe()
-    assert (
-        description.typed_search_attributes.get(SearchAttributeKey.for_keyword("ObTaskStatus"))
-        == "ROLLED_BACK"
-    )
+    assert description.typed_search_attributes.get(SearchAttributeKey.for_keyword("ObTaskStatus")) == "ROLLED_BACK"
 
 
 async def test_rollback_refused_once_proxyro_password_was_set(
@@ -144,9 +139,7 @@ async def test_rollback_refused_once_proxyro_password_was_set(
     assert fake.names("ROLLBACK") == []
 
 
-async def test_failed_branch_does_not_cancel_siblings(
-    client: Client, task_queue: str, running_worker: Any
-) -> None:
+async def test_failed_branch_does_not_cancel_siblings(client: Client, task_queue: str, running_worker: Any) -> None:
     fake = FakeCluster(topology=make_topology(zones=3, servers_per_zone=2))
     fake.fail("run_io_calibration", "127.0.2.2:2882")
     async with running_worker(fake):
@@ -205,9 +198,7 @@ async def test_abort_stops_work_and_releases_lock(
     assert named(task, "Create default user")[0].status.value == "FAILED"
     assert fake.running == 0
     description = await handle.describe()
-    assert (
-        description.typed_search_attributes.get(SearchAttributeKey.for_keyword("ObTaskStatus")) == "ABORTED"
-    )
+    assert description.typed_search_attributes.get(SearchAttributeKey.for_keyword("ObTaskStatus")) == "ABORTED"
 
 
 async def test_second_takeover_of_same_endpoint_is_refused(
@@ -265,8 +256,8 @@ async def test_unreachable_cluster_fails_without_running_a_subtask(
 async def test_subtask_past_its_timeout_fails(
     client: Client, task_queue: str, running_worker: Any, fake: FakeCluster
 ) -> None:
-    # "Prepare take over cluster" has 30 s; scaled by 0.01 the floor of 1 s applies.
-    fake.delays["prepare_takeover"] = 3
+    # "Prepare take over cluster" has 30 s; scaled by 0.01 the floor of 3 s applies.
+    fake.delays["prepare_takeover"] = 5
     async with running_worker(fake):
         handle = await start(client, task_queue)
         task = await wait_for(handle, failed)

@@ -110,9 +110,7 @@ def test_host_info() -> None:
         }
     )
     assert errors == {"hostInfo.publishPorts": "expected host:container[,…] with ports 1-65535"}
-    assert "hostInfo.kind" in errors_of(
-        {**VALID, "hostInfo": {"kind": "VM", "hostTypeId": 1, "credentialId": 1}}
-    )
+    assert "hostInfo.kind" in errors_of({**VALID, "hostInfo": {"kind": "VM", "hostTypeId": 1, "credentialId": 1}})
 
 
 def test_errors_never_echo_values() -> None:

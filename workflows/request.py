@@ -159,9 +159,7 @@ def parse_request(body: Any) -> TakeOverRequest:
     repeated in an error that ends up in logs or in the workflow history.
     """
     if not isinstance(body, dict):
-        raise InvalidRequest(
-            [FieldError(field="body", message=f"must be a JSON object, got {type(body).__name__}")]
-        )
+        raise InvalidRequest([FieldError(field="body", message=f"must be a JSON object, got {type(body).__name__}")])
     try:
         return TakeOverRequest.model_validate(body)
     except ValidationError as exc:

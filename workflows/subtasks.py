@@ -140,9 +140,7 @@ def steps_table_markdown() -> str:
     for number, stage in enumerate(SUBTASKS, start=1):
         per = stage.fan_out.value.lower() + (" + Wait node" if stage.fan_out is not FanOut.CLUSTER else "")
         rollback = (
-            "prohibited"
-            if stage.prohibit_rollback
-            else (f"`{stage.compensation}`" if stage.compensation else "-")
+            "prohibited" if stage.prohibit_rollback else (f"`{stage.compensation}`" if stage.compensation else "-")
         )
         skip = "prohibited" if stage.prohibit_skip else "allowed"
         cells = [str(number), stage.name, per, str(stage.timeout), f"`{stage.activity}`", rollback, skip]

@@ -49,6 +49,8 @@ CLUSTER_ADDRESS_KEY = SearchAttributeKey.for_keyword("ObClusterAddress")
 TASK_STATUS_KEY = SearchAttributeKey.for_keyword("ObTaskStatus")
 SEARCH_ATTRIBUTES = (CLUSTER_NAME_KEY, CLUSTER_ADDRESS_KEY, TASK_STATUS_KEY)
 DISCOVERY_TIMEOUT_SECONDS = 60
+# Scaled timeouts never drop below this, so a test scale cannot starve a subtask of time to run.
+MIN_SCALED_TIMEOUT_SECONDS = 3.0
 
 
 def workflow_id_for(address: str, port: int) -> str:
@@ -330,7 +332,7 @@ class TakeOverCluster:
                 self._finish_cancelled(task, subtask)
             else:
                 message = _failure_message(exc)
-                task.fail(subtask, self._now(), [], message)
+                task.fail(subtask, self._now(), _failure_log(exc), message)
                 workflow.logger.warning("task %s: subtask %s failed: %s", task.id, subtask.label, message)
         else:
             if subtask.status is SubtaskStatus.CANCELING:
@@ -396,7 +398,17 @@ class TakeOverCluster:
         return format_time(workflow.now())
 
     def _scaled(self, seconds: float) -> timedelta:
-        return timedelta(seconds=max(seconds * self._settings.timeout_scale, 1.0))
+        return timedelta(seconds=max(seconds * self._settings.timeout_scale, MIN_SCALED_TIMEOUT_SECONDS))
+
+
+def _failure_log(error: ActivityError) -> list[str]:
+    """Lines the activity logged before it failed, carried in the failure's details."""
+    cause = error.cause
+    if isinstance(cause, ApplicationError):
+        for detail in cause.details:
+            if isinstance(detail, dict) and isinstance(detail.get("log"), list):
+                return [str(line) for line in detail["log"]]
+    return []
 
 
 def _failure_message(error: ActivityError) -> str:

@@ -206,11 +206,8 @@ class Task:
             return TaskStatus.RUNNING
         if SubtaskStatus.FAILED in statuses:
             return TaskStatus.FAILED
-        if self.rolling_back:
-            done = statuses == {SubtaskStatus.PENDING}
-        else:
-            done = statuses == {SubtaskStatus.SUCCESSFUL}
-        return TaskStatus.SUCCESSFUL if done else TaskStatus.RUNNING
+        final = SubtaskStatus.PENDING if self.rolling_back else SubtaskStatus.SUCCESSFUL
+        return TaskStatus.SUCCESSFUL if statuses == {final} else TaskStatus.RUNNING
 
     @property
     def finished(self) -> bool:
@@ -333,13 +330,9 @@ class Task:
     def check_retry(self) -> None:
         self._require_task()
         if self.rolling_back:
-            raise OperationRefused(
-                f"task {self.id} is rolling back; run rollback again to retry failed compensations"
-            )
+            raise OperationRefused(f"task {self.id} is rolling back; run rollback again to retry failed compensations")
         if self.status is not TaskStatus.FAILED:
-            raise OperationRefused(
-                f"task {self.id} is {self.status.value}; only a FAILED task can be retried"
-            )
+            raise OperationRefused(f"task {self.id} is {self.status.value}; only a FAILED task can be retried")
 
     def apply_retry(self, now: str) -> list[Subtask]:
         failed = [s for s in self.subtasks if s.status is SubtaskStatus.FAILED]
@@ -401,9 +394,7 @@ class Task:
     def check_rollback(self) -> None:
         self._require_task()
         if self.status is not TaskStatus.FAILED:
-            raise OperationRefused(
-                f"task {self.id} is {self.status.value}; only a FAILED task can be rolled back"
-            )
+            raise OperationRefused(f"task {self.id} is {self.status.value}; only a FAILED task can be rolled back")
         blocking = [s for s in self.subtasks if s.executed and s.prohibit_rollback]
         if blocking:
             raise OperationRefused(
@@ -462,9 +453,7 @@ class Task:
             if s.status in (SubtaskStatus.RUNNING, SubtaskStatus.CANCELING, SubtaskStatus.FAILED)
         ]
         for subtask in shown[:12]:
-            lines.append(
-                f"| {subtask.id} | {subtask.name} | {subtask.plan.node or '-'} | {subtask.status.value} |"
-            )
+            lines.append(f"| {subtask.id} | {subtask.name} | {subtask.plan.node or '-'} | {subtask.status.value} |")
         if len(shown) > 12:
             lines.append(f"| … | {len(shown) - 12} more | | |")
         return "\n".join(lines)

@@ -106,6 +106,7 @@ CREATE TABLE credentials (
     secret {{json}} NOT NULL,
     passphrase {{json}},
     cluster_id BIGINT,
+    created_by_task_id BIGINT,
     created_at VARCHAR(40) NOT NULL,
     updated_at VARCHAR(40) NOT NULL,
     UNIQUE (kind, name)

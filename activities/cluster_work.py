@@ -1,0 +1,458 @@
+"""The takeover's cluster and metadb subtasks, each with its compensation next to it.
+
+Every function here is idempotent: a subtask that runs twice (retry, crash) leaves the same users,
+parameters and rows as one that runs once.
+"""
+
+from __future__ import annotations
+
+import json
+
+from activities import cluster_sql as sql
+from activities.errors import ClusterSqlError, FailedPrecondition
+from activities.ob_sys_client import ObSysClient
+from activities.runtime import Work
+from metadb import clusters, credentials, locks
+from metadb.credentials import CLUSTER
+
+# --- Mc lock ob clusters / Mc unlock ob clusters ---------------------------------------------------
+
+
+def lock_keys_of(work: Work) -> list[str]:
+    request = work.arg.request
+    return locks.lock_keys(request.address, request.port, work.arg.cluster_name, work.arg.ob_cluster_id)
+
+
+def acquire_cluster_lock(work: Work) -> None:
+    locks.acquire(work.db, lock_keys_of(work), work.arg.task_id, work.arg.workflow_id, work.arg.cluster_name)
+    locks.record_task(
+        work.db,
+        task_id=work.arg.task_id,
+        workflow_id=work.arg.workflow_id,
+        run_id="",
+        name="Take over OB cluster",
+        status="RUNNING",
+    )
+    work.say(f"cluster {work.cluster_key} locked by task {work.arg.task_id}")
+
+
+def release_cluster_lock(work: Work) -> None:
+    released = locks.release(work.db, work.arg.workflow_id)
+    status = {"EXECUTE": "SUCCESSFUL", "RETRY": "SUCCESSFUL", "ROLLBACK": "ROLLED_BACK", "CANCEL": "ABORTED"}
+    locks.record_task(
+        work.db,
+        task_id=work.arg.task_id,
+        workflow_id=work.arg.workflow_id,
+        run_id="",
+        name="Take over OB cluster",
+        status=status.get(work.arg.operation, work.arg.operation),
+        cluster_id=work.cluster_id(required=False),
+    )
+    work.say(f"released {released} lock(s) on cluster {work.cluster_key}" if released else "no lock held")
+
+
+# --- Prepare take over cluster ------------------------------------------------------------------
+
+
+def root_credential_name(work: Work) -> str:
+    return f"{work.cluster_key}:root@sys"
+
+
+def prepare_takeover(work: Work) -> None:
+    version = work.sys.query("SELECT ob_version() AS VERSION")[0]["VERSION"]
+    request = work.arg.request
+    cluster_id = clusters.create_cluster_record(
+        work.db,
+        name=work.arg.cluster_name,
+        ob_cluster_id=work.arg.ob_cluster_id,
+        address=request.address,
+        port=request.port,
+        connection_mode=request.connection_mode.value,
+        version=str(version),
+        task_id=work.arg.task_id,
+    )
+    work.context["clusterId"] = str(cluster_id)
+    work.say(f"cluster {work.cluster_key} (OceanBase {version}) recorded as cluster {cluster_id}, TAKINGOVER")
+    if request.save_to_credential:
+        credentials.save_credential(
+            work.db,
+            work.vault,
+            kind=CLUSTER,
+            name=root_credential_name(work),
+            username="root@sys",
+            secret=request.root_sys_password,
+            cluster_id=cluster_id,
+        )
+        work.say("root@sys password saved to the password box")
+
+
+def remove_cluster_record(work: Work) -> None:
+    cluster_id = work.cluster_id(required=False)
+    if cluster_id is not None:
+        clusters.remove_cluster_record(work.db, cluster_id)
+    credentials.delete_cluster_credential(work.db, root_credential_name(work))
+    work.say(f"cluster record {cluster_id} removed" if cluster_id else "no cluster record to remove")
+
+
+# --- Create default user ------------------------------------------------------------------------
+
+
+def monitor_credential_name(work: Work) -> str:
+    return f"{work.cluster_key}:{sql.MONITOR_USER}"
+
+
+def monitor_password(work: Work) -> str:
+    found = credentials.find_credential(work.db, work.vault, CLUSTER, monitor_credential_name(work))
+    if found is None:
+        raise FailedPrecondition(
+            f"the password of {sql.MONITOR_USER} is not in the password box; run 'Create default user' first"
+        )
+    return found.secret
+
+
+def create_default_user(work: Work) -> None:
+    name = monitor_credential_name(work)
+    existing = credentials.find_credential(work.db, work.vault, CLUSTER, name)
+    created_before = bool(work.sys.query(sql.user_exists(sql.MONITOR_USER)))
+    if existing is None:
+        # Stored before the user is created, so a retry or the compensation always knows it.
+        password = credentials.generate_password()
+        credentials.save_credential(
+            work.db,
+            work.vault,
+            kind=CLUSTER,
+            name=name,
+            username=sql.MONITOR_USER,
+            secret=password,
+            cluster_id=work.cluster_id(required=False),
+            created_by_task_id=None if created_before else work.arg.task_id,
+        )
+    else:
+        password = existing.secret
+    work.sys.execute(sql.create_user(sql.MONITOR_USER, password))
+    work.sys.execute(sql.alter_user_password(sql.MONITOR_USER, password))
+    work.sys.execute(sql.grant("SELECT", "*.*", sql.MONITOR_USER))
+    work.say(
+        f"monitor user {sql.MONITOR_USER} {'already existed; password reset' if created_before else 'created'}"
+        ", SELECT granted, password saved to the password box"
+    )
+
+
+def drop_default_user(work: Work) -> None:
+    name = monitor_credential_name(work)
+    row = work.db.one("SELECT created_by_task_id FROM credentials WHERE kind = ? AND name = ?", (CLUSTER, name))
+    if row is not None and row["created_by_task_id"] == work.arg.task_id:
+        work.sys.execute(sql.drop_user(sql.MONITOR_USER))
+        work.say(f"monitor user {sql.MONITOR_USER} dropped")
+    elif row is not None:
+        work.say(f"monitor user {sql.MONITOR_USER} existed before the takeover; kept (its old password is unknown)")
+    credentials.delete_cluster_credential(work.db, name)
+
+
+# --- Register config url --------------------------------------------------------------------------
+
+
+def config_url(work: Work) -> str:
+    return (
+        f"{work.runtime.public_url}/services?Action=ObRootServiceInfo"
+        f"&ObCluster={work.arg.cluster_name}&ObClusterId={work.arg.ob_cluster_id}"
+    )
+
+
+def read_parameter(client: ObSysClient, name: str) -> str:
+    rows = client.query(sql.parameter(name))
+    return str(rows[0]["VALUE"]) if rows else ""
+
+
+def register_config_url(work: Work) -> None:
+    if not work.arg.request.switch_config_url:
+        work.say("switchConfigUrl is false: obconfig_url left as it is")
+        return
+    cluster_id = work.cluster_id()
+    assert cluster_id is not None
+    record = clusters.get_cluster(work.db, cluster_id)
+    assert record is not None
+    url = config_url(work)
+    current = read_parameter(work.sys, "obconfig_url")
+    # The URL found before the takeover is kept once; a retry sees our own URL and must not keep that.
+    previous = record["previous_config_url"] if record["config_url"] else current
+    # The config server must know the RS list before the cluster is pointed at it.
+    rs_list = sql.rs_list_from_parameter(read_parameter(work.sys, "rootservice_list"))
+    clusters.set_rs_list(work.db, cluster_id, rs_list)
+    clusters.set_config_url(work.db, cluster_id, url, previous)
+    work.sys.execute(sql.set_parameter("obconfig_url", url))
+    work.sys.execute(sql.RELOAD_SERVER)
+    work.say(f"obconfig_url set to {url} (was '{previous}'); {len(rs_list)} root servers registered")
+
+
+def restore_config_url(work: Work) -> None:
+    cluster_id = work.cluster_id(required=False)
+    record = clusters.get_cluster(work.db, cluster_id) if cluster_id else None
+    if record is None or not record["config_url"]:
+        work.say("obconfig_url was not changed by this takeover")
+        return
+    previous = record["previous_config_url"] or ""
+    work.sys.execute(sql.set_parameter("obconfig_url", previous))
+    work.sys.execute(sql.RELOAD_SERVER)
+    assert cluster_id is not None
+    clusters.set_config_url(work.db, cluster_id, None, None)
+    clusters.set_rs_list(work.db, cluster_id, None)
+    work.say(f"obconfig_url restored to '{previous}'")
+
+
+# --- Run io calibration (per server) -------------------------------------------------------------
+
+
+def run_io_calibration(work: Work) -> None:
+    server = work.arg.server
+    assert server is not None
+    status_sql = sql.io_calibration_status(server.ip, server.rpc_port)
+    rows = work.sys.query(status_sql)
+    if rows and rows[0]["STATUS"] == "IN PROGRESS":
+        work.say(f"io calibration already running on {server.label}; waiting for it")
+    else:
+        work.sys.execute(sql.run_io_calibration(server.ip, server.rpc_port))
+        work.say(f"io calibration started on {server.label}")
+    while True:
+        work.wait(work.runtime.poll_interval)
+        rows = work.sys.query(status_sql)
+        status = rows[0]["STATUS"] if rows else "NOT AVAILABLE"
+        if status == "READY":
+            work.say(f"io calibration READY on {server.label}")
+            return
+        if status != "IN PROGRESS":
+            raise ClusterSqlError(
+                f"io calibration ended {status}; check the data disk of the observer and retry",
+                node=server.label,
+            )
+
+
+# --- Record root service list -------------------------------------------------------------------
+
+
+def record_root_service_list(work: Work) -> None:
+    cluster_id = work.cluster_id()
+    assert cluster_id is not None
+    rs_list = sql.rs_list_from_locations(work.sys.query(sql.RS_LIST_SQL))
+    if not rs_list:
+        rs_list = sql.rs_list_from_parameter(read_parameter(work.sys, "rootservice_list"))
+    if not rs_list:
+        raise FailedPrecondition("the cluster reports no root service; check the sys tenant's log stream 1")
+    clusters.set_rs_list(work.db, cluster_id, rs_list)
+    leader = next((r["address"] for r in rs_list if r["role"] == "LEADER"), rs_list[0]["address"])
+    work.say(f"root service list recorded: {len(rs_list)} servers, leader {leader}")
+
+
+def remove_root_service_list(work: Work) -> None:
+    cluster_id = work.cluster_id(required=False)
+    record = clusters.get_cluster(work.db, cluster_id) if cluster_id else None
+    # With the config URL still switched, the config server keeps serving the list it registered.
+    if cluster_id and record and not record["config_url"]:
+        clusters.set_rs_list(work.db, cluster_id, None)
+    work.say("root service list removed")
+
+
+# --- Wait cluster accessible --------------------------------------------------------------------
+
+
+def wait_cluster_accessible(work: Work) -> None:
+    password = monitor_password(work)
+    monitor = work.endpoint.model_copy(update={"root_sys_password": password})
+    last_problem = ""
+    while True:
+        try:
+            with ObSysClient(monitor, user=sql.MONITOR_USER) as client:
+                not_ready = int(client.query(sql.SERVICE_NOT_READY_SQL)[0]["NOT_READY"])
+            if not_ready == 0:
+                work.say(f"{sql.MONITOR_USER} logs in; every server is ACTIVE with its service started")
+                return
+            problem = f"{not_ready} server(s) not ACTIVE or not serving yet"
+        except Exception as exc:
+            problem = str(exc)
+        if problem != last_problem:
+            work.say(f"waiting: {problem}")
+            last_problem = problem
+        work.wait(work.runtime.poll_interval)
+
+
+# --- Attach cluster attributes --------------------------------------------------------------------
+
+
+def attach_cluster_attributes(work: Work) -> None:
+    cluster_id = work.cluster_id()
+    assert cluster_id is not None
+    servers = work.sys.query(sql.SERVERS_SQL)
+    zones = work.sys.query(sql.ZONES_SQL)
+    process = {
+        (row["ip"], row["rpc_port"]): json.loads(row["process_info"])
+        for row in clusters.rows_of(work.db, "servers", cluster_id)
+        if row["process_info"]
+    }
+    install_paths = sorted({p["install_path"] for p in process.values() if p.get("install_path")})
+    attributes = {
+        "version": work.sys.query("SELECT ob_version() AS VERSION")[0]["VERSION"],
+        "build_versions": sorted({str(r["BUILD_VERSION"]) for r in servers}),
+        "regions": sorted({str(r["REGION"]) for r in zones}),
+        "architecture": "distributed" if len(servers) > 1 else "standalone",
+        "data_dir": read_parameter(work.sys, "data_dir"),
+        "install_paths": install_paths,
+        "log_dirs": sorted({p["log_dir"] for p in process.values() if p.get("log_dir")}),
+        "config_url": read_parameter(work.sys, "obconfig_url"),
+        "zones": len(zones),
+        "servers": len(servers),
+    }
+    clusters.set_attributes(work.db, cluster_id, attributes)
+    work.say(
+        f"attributes: OceanBase {attributes['version']}, {attributes['servers']} servers, "
+        f"regions {attributes['regions']}"
+    )
+
+
+def detach_cluster_attributes(work: Work) -> None:
+    cluster_id = work.cluster_id(required=False)
+    if cluster_id:
+        clusters.set_attributes(work.db, cluster_id, None)
+    work.say("cluster attributes removed")
+
+
+# --- Sync cluster info / Sync all tenant information ------------------------------------------------
+
+
+def sync_cluster_info(work: Work) -> None:
+    cluster_id = work.cluster_id()
+    assert cluster_id is not None
+    zones = sql.zone_rows(work.sys.query(sql.ZONES_SQL))
+    servers = sql.server_rows(work.sys.query(sql.SERVERS_SQL))
+    clusters.sync_topology(work.db, cluster_id, zones, servers)
+    work.say(f"synced {len(zones)} zones and {len(servers)} servers")
+
+
+def remove_cluster_info(work: Work) -> None:
+    cluster_id = work.cluster_id(required=False)
+    if cluster_id:
+        clusters.clear_topology(work.db, cluster_id)
+    work.say("zones and servers removed from the metadb")
+
+
+def sync_tenant_info(work: Work) -> None:
+    cluster_id = work.cluster_id()
+    assert cluster_id is not None
+    tenants = sql.tenant_rows(work.sys.query(sql.TENANTS_SQL))
+    clusters.sync_tenants(
+        work.db,
+        cluster_id,
+        tenants,
+        sql.unit_config_rows(work.sys.query(sql.UNIT_CONFIGS_SQL)),
+        sql.pool_rows(work.sys.query(sql.POOLS_SQL)),
+        sql.unit_rows(work.sys.query(sql.UNITS_SQL)),
+    )
+    work.say(f"synced {len(tenants)} tenants: {', '.join(t['name'] for t in tenants)}")
+
+
+def remove_tenant_info(work: Work) -> None:
+    cluster_id = work.cluster_id(required=False)
+    if cluster_id:
+        clusters.clear_tenants(work.db, cluster_id)
+    work.say("tenants removed from the metadb")
+
+
+# --- Set proxyro password to sys tenant (cannot be undone) -------------------------------------------
+
+
+def set_proxyro_password(work: Work) -> None:
+    given = work.arg.request.proxyro_password
+    password = given or credentials.platform_proxyro_password(work.db, work.vault)
+    exists = bool(work.sys.query(sql.user_exists(sql.PROXYRO_USER)))
+    work.sys.execute(sql.create_user(sql.PROXYRO_USER, password))
+    work.sys.execute(sql.alter_user_password(sql.PROXYRO_USER, password))
+    work.sys.execute(sql.grant("SELECT", "oceanbase.*", sql.PROXYRO_USER))
+    # Verify: the proxy logs in with exactly this password.
+    check = work.endpoint.model_copy(update={"root_sys_password": password})
+    with ObSysClient(check, user=sql.PROXYRO_USER) as client:
+        client.query("SELECT 1 AS OK")
+    credentials.save_credential(
+        work.db,
+        work.vault,
+        kind=CLUSTER,
+        name=f"{work.cluster_key}:{sql.PROXYRO_USER}",
+        username=sql.PROXYRO_USER,
+        secret=password,
+        cluster_id=work.cluster_id(required=False),
+    )
+    source = "the request's proxyroPassword" if given else "the platform's proxyro password"
+    work.say(f"proxyro {'updated' if exists else 'created'} with {source}; login verified")
+
+
+# --- status recording ----------------------------------------------------------------------------
+
+
+def update_observer_status(work: Work) -> None:
+    server = work.arg.server
+    assert server is not None
+    cluster_id = work.cluster_id()
+    assert cluster_id is not None
+    rows = work.sys.query(sql.server_status(server.ip, server.rpc_port))
+    if not rows:
+        raise FailedPrecondition("the server is no longer in DBA_OB_SERVERS", node=server.label)
+    clusters.set_server_status(work.db, cluster_id, server.ip, server.rpc_port, str(rows[0]["STATUS"]))
+    work.say(f"{server.label} is {rows[0]['STATUS']}")
+
+
+def update_zone_status(work: Work) -> None:
+    zone = work.arg.zone
+    assert zone is not None
+    cluster_id = work.cluster_id()
+    assert cluster_id is not None
+    rows = work.sys.query(sql.zone_status(zone.name))
+    if not rows:
+        raise FailedPrecondition("the zone is no longer in DBA_OB_ZONES", node=zone.name)
+    clusters.set_zone_status(work.db, cluster_id, zone.name, str(rows[0]["STATUS"]))
+    work.say(f"zone {zone.name} is {rows[0]['STATUS']}")
+
+
+def update_cluster_status(work: Work) -> None:
+    cluster_id = work.cluster_id()
+    assert cluster_id is not None
+    clusters.set_cluster_status(work.db, cluster_id, clusters.RUNNING)
+    work.say(f"cluster {work.cluster_key} is RUNNING under management")
+
+
+# --- Create resource manager for default user -------------------------------------------------------
+
+
+def create_resource_manager(work: Work) -> None:
+    q = work.sys.query
+    active = str(q(sql.ACTIVE_PLAN_SQL)[0]["PLAN"] or "")
+    plan = active or sql.RESOURCE_PLAN
+    if not q(sql.GROUP_EXISTS_SQL.format(group=sql.quote(sql.CONSUMER_GROUP))):
+        work.sys.execute(sql.create_consumer_group(sql.CONSUMER_GROUP))
+    if not active and not q(sql.PLAN_EXISTS_SQL.format(plan=sql.quote(plan))):
+        work.sys.execute(sql.create_plan(plan))
+    directives = q(sql.DIRECTIVES_SQL.format(group=sql.quote(sql.CONSUMER_GROUP)))
+    if not any(d["PLAN"] == plan for d in directives):
+        work.sys.execute(sql.create_plan_directive(plan, sql.CONSUMER_GROUP, sql.MONITOR_UTILIZATION_LIMIT))
+    mapping = q(sql.MAPPING_SQL.format(user=sql.quote(sql.MONITOR_USER)))
+    if not mapping or mapping[0]["CONSUMER_GROUP"] != sql.CONSUMER_GROUP:
+        work.sys.execute(sql.map_user_to_group(sql.MONITOR_USER, sql.CONSUMER_GROUP))
+    if not active:
+        work.sys.execute(sql.enable_plan(plan))
+    work.say(
+        f"{sql.MONITOR_USER} limited to {sql.MONITOR_UTILIZATION_LIMIT}% CPU through group {sql.CONSUMER_GROUP} "
+        f"in plan {plan}" + (" (the cluster's active plan)" if active else " (enabled)")
+    )
+
+
+def drop_resource_manager(work: Work) -> None:
+    q = work.sys.query
+    mapping = q(sql.MAPPING_SQL.format(user=sql.quote(sql.MONITOR_USER)))
+    if mapping and mapping[0]["CONSUMER_GROUP"] == sql.CONSUMER_GROUP:
+        work.sys.execute(sql.map_user_to_group(sql.MONITOR_USER, None))
+    for directive in q(sql.DIRECTIVES_SQL.format(group=sql.quote(sql.CONSUMER_GROUP))):
+        work.sys.execute(sql.delete_plan_directive(str(directive["PLAN"]), sql.CONSUMER_GROUP))
+    if q(sql.GROUP_EXISTS_SQL.format(group=sql.quote(sql.CONSUMER_GROUP))):
+        work.sys.execute(sql.delete_consumer_group(sql.CONSUMER_GROUP))
+    if str(q(sql.ACTIVE_PLAN_SQL)[0]["PLAN"] or "") == sql.RESOURCE_PLAN:
+        work.sys.execute(sql.enable_plan(""))
+    if q(sql.PLAN_EXISTS_SQL.format(plan=sql.quote(sql.RESOURCE_PLAN))):
+        work.sys.execute(sql.delete_plan(sql.RESOURCE_PLAN))
+    work.say("resource manager objects of the monitor user removed")

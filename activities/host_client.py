@@ -1,0 +1,172 @@
+"""`HostClient`: commands on a cluster's host over SSH (asyncssh), with the project's errors.
+
+Logins use a credential from the password box (password, or private key with passphrase). Host
+keys are checked against a known_hosts file, or, in trust-on-first-use mode, against the key the
+metadb recorded at first contact. Output is captured up to a bound; errors name the host and say
+what to do; secrets never appear in what is logged.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import asyncssh
+
+from activities.errors import TakeoverError
+from metadb.credentials import Credential
+
+MAX_OUTPUT = 1 << 20
+
+
+class HostUnreachable(TakeoverError):
+    """Nothing answers SSH at the host's address, or the connection dropped."""
+
+    retryable = True
+
+
+class HostAuthFailed(TakeoverError):
+    """The host refused the credential."""
+
+
+class HostKeyMismatch(TakeoverError):
+    """The host's key is not the known one: possibly another machine answering at this address."""
+
+
+class HostCommandFailed(TakeoverError):
+    """A command ended with a non-zero exit code."""
+
+
+@dataclass(frozen=True)
+class CommandResult:
+    exit_status: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
+class HostKeyCheck:
+    """How to check a host's key: a known_hosts file, or trust on first use with a recorded key."""
+
+    known_hosts: str | None = None
+    recorded_key: str | None = None
+    trust_on_first_use: bool = False
+
+
+class HostClient:
+    """An SSH session to one host; use with `async with`."""
+
+    def __init__(
+        self,
+        address: str,
+        port: int,
+        credential: Credential,
+        keys: HostKeyCheck,
+        *,
+        connect_timeout: float = 10.0,
+        command_timeout: float = 120.0,
+        on_new_host_key: Callable[[str], None] | None = None,
+    ) -> None:
+        self.address = address
+        self.port = port
+        self._credential = credential
+        self._keys = keys
+        self._connect_timeout = connect_timeout
+        self._command_timeout = command_timeout
+        self._on_new_host_key = on_new_host_key
+        self._connection: asyncssh.SSHClientConnection | None = None
+
+    @property
+    def where(self) -> str:
+        return f"{self.address}:{self.port}"
+
+    async def __aenter__(self) -> HostClient:
+        options: dict[str, object] = {
+            "username": self._credential.username,
+            "connect_timeout": self._connect_timeout,
+            "login_timeout": self._connect_timeout,
+        }
+        if self._credential.secret_type == "private_key":
+            try:
+                key = asyncssh.import_private_key(self._credential.secret, self._credential.passphrase)
+            except (asyncssh.KeyImportError, ValueError) as exc:
+                raise HostAuthFailed(
+                    f"credential {self._credential.id}'s private key cannot be read ({type(exc).__name__}); "
+                    "check the key and its passphrase",
+                    node=self.address,
+                ) from None
+            options.update(client_keys=[key], password=None)
+        else:
+            options.update(password=self._credential.secret, client_keys=None)
+        if self._keys.trust_on_first_use:
+            if self._keys.recorded_key:
+                key = self._keys.recorded_key
+                options["known_hosts"] = asyncssh.import_known_hosts(
+                    f"[{self.address}]:{self.port} {key}\n{self.address} {key}\n"
+                )
+            else:
+                options["known_hosts"] = None
+        else:
+            options["known_hosts"] = self._keys.known_hosts
+        try:
+            self._connection = await asyncssh.connect(self.address, self.port, **options)
+        except asyncssh.PermissionDenied:
+            raise HostAuthFailed(
+                f"SSH login as {self._credential.username} refused; check credential {self._credential.id}",
+                node=self.address,
+            ) from None
+        except asyncssh.HostKeyNotVerifiable:
+            raise HostKeyMismatch(
+                f"host key of {self.where} does not match the known key; if the machine was reinstalled, "
+                "update the known_hosts entry (or the recorded key) and retry",
+                node=self.address,
+            ) from None
+        except (OSError, TimeoutError, asyncssh.ConnectionLost, asyncssh.DisconnectError) as exc:
+            raise HostUnreachable(
+                f"cannot reach SSH at {self.where} ({type(exc).__name__}: {exc}); check the address, "
+                "sshPort and network",
+                node=self.address,
+            ) from None
+        if self._keys.trust_on_first_use and not self._keys.recorded_key and self._on_new_host_key:
+            server_key = self._connection.get_server_host_key()
+            if server_key is not None:
+                self._on_new_host_key(server_key.export_public_key().decode().strip())
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._connection is not None:
+            self._connection.close()
+            await self._connection.wait_closed()
+            self._connection = None
+
+    async def run(self, command: str, *, input: str | None = None, check: bool = True) -> CommandResult:
+        """Run a shell command; stdin carries secrets so they never appear in a process list."""
+        assert self._connection is not None, "use HostClient in `async with`"
+        try:
+            result = await asyncio.wait_for(
+                self._connection.run(command, input=input, check=False), self._command_timeout
+            )
+        except TimeoutError:
+            raise HostUnreachable(
+                f"command did not finish within {self._command_timeout:.0f}s", node=self.address
+            ) from None
+        except (asyncssh.ConnectionLost, asyncssh.DisconnectError, OSError) as exc:
+            raise HostUnreachable(f"connection lost during a command ({exc})", node=self.address) from None
+        stdout = _text(result.stdout)[:MAX_OUTPUT]
+        stderr = _text(result.stderr)[:MAX_OUTPUT]
+        status = result.exit_status if result.exit_status is not None else -1
+        if check and status != 0:
+            tail = stderr.strip().splitlines()[-3:]
+            raise HostCommandFailed(
+                f"command `{command.split()[0] if command.split() else command}` exited with {status}: "
+                + " / ".join(tail),
+                node=self.address,
+            )
+        return CommandResult(status, stdout, stderr)
+
+
+def _text(data: str | bytes | None) -> str:
+    if data is None:
+        return ""
+    return data.decode(errors="replace") if isinstance(data, bytes) else data

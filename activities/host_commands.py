@@ -1,0 +1,213 @@
+"""Commands the takeover runs on hosts, built by pure functions, and the parsers of their output.
+
+Facts (read-only) are kept apart from changes. Changes are idempotent shell scripts; secrets travel
+on stdin, never on the command line.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import secrets
+import shlex
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+AGENT_DIR = "$HOME/ocp_agent"
+AGENT_CONF = f"{AGENT_DIR}/conf"
+AGENT_CONFIG_FILE = "ob_cluster.json"
+AGENT_MODULES_FILE = "modules.json"
+AGENT_PID_FILE = f"{AGENT_DIR}/run/ocp_agent.pid"
+MONITOR_MODULES = ("ob_metrics", "host_metrics", "ob_logs", "sql_audit")
+
+# --- facts -------------------------------------------------------------------------------------
+
+HOST_FACTS = (
+    'echo "hostname=$(hostname)"; '
+    'echo "os=$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || uname -s)"; '
+    'echo "kernel=$(uname -r)"; echo "arch=$(uname -m)"; echo "cpus=$(nproc)"; '
+    "echo \"memory_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)\"; "
+    'echo "disk_free_kb=$(df -Pk "$HOME" | awk \'NR==2 {print $4}\')"; '
+    'echo "epoch=$(date +%s.%N)"'
+)
+
+
+def listening_process(port: int) -> str:
+    """Who listens on a TCP port: `ss` lines with the owning process."""
+    return f"ss -Hltnp 'sport = :{int(port)}'"
+
+
+def process_details(pid: int) -> str:
+    """OS user, start time, command line (NUL-separated) and working directory of a process."""
+    p = int(pid)
+    return (
+        f"ps -o user= -p {p}; ps -o lstart= -p {p}; "
+        f"tr '\\0' '\\n' < /proc/{p}/cmdline | base64 -w0; echo; readlink /proc/{p}/cwd"
+    )
+
+
+@dataclass(frozen=True)
+class HostFacts:
+    hostname: str
+    os: str
+    kernel: str
+    arch: str
+    cpus: int
+    memory_kb: int
+    disk_free_kb: int
+    epoch: float
+
+    def as_dict(self, clock_offset: float) -> dict[str, Any]:
+        return {
+            "hostname": self.hostname,
+            "os": self.os,
+            "kernel": self.kernel,
+            "arch": self.arch,
+            "cpus": self.cpus,
+            "memory_kb": self.memory_kb,
+            "disk_free_kb": self.disk_free_kb,
+            "clock_offset_s": round(clock_offset, 3),
+        }
+
+
+def parse_host_facts(output: str) -> HostFacts:
+    values = dict(line.split("=", 1) for line in output.splitlines() if "=" in line)
+    try:
+        return HostFacts(
+            hostname=values["hostname"],
+            os=values["os"],
+            kernel=values["kernel"],
+            arch=values["arch"],
+            cpus=int(values["cpus"]),
+            memory_kb=int(values["memory_kb"] or 0),
+            disk_free_kb=int(values["disk_free_kb"] or 0),
+            epoch=float(values["epoch"]),
+        )
+    except (KeyError, ValueError) as exc:
+        raise ValueError(f"unexpected facts output ({exc}): {output[:200]!r}") from None
+
+
+_SS_LINE = re.compile(r"^LISTEN\s+\d+\s+\d+\s+(\S+):(\d+)\s+\S+\s+users:\(\((.*)\)\)\s*$")
+_SS_PROCESS = re.compile(r'"([^"]+)",pid=(\d+),fd=\d+')
+
+
+def parse_listener(output: str, ip: str, port: int) -> tuple[str, int] | None:
+    """The (process name, pid) listening on ip:port, or on every address, from `ss -Hltnp` output."""
+    for line in output.splitlines():
+        match = _SS_LINE.match(line.strip())
+        if not match or int(match.group(2)) != port:
+            continue
+        address = match.group(1).strip("[]")
+        if address not in (ip, "0.0.0.0", "*", "::"):
+            continue
+        process = _SS_PROCESS.search(match.group(3))
+        if process:
+            return process.group(1), int(process.group(2))
+    return None
+
+
+def parse_process_details(output: str, pid: int, name: str) -> dict[str, Any]:
+    lines = output.splitlines()
+    if len(lines) < 4:
+        raise ValueError(f"unexpected process details for pid {pid}: {output[:200]!r}")
+    user, started, encoded, cwd = lines[0].strip(), lines[1].strip(), lines[2].strip(), lines[3].strip()
+    argv = [arg for arg in base64.b64decode(encoded).decode(errors="replace").split("\n") if arg]
+    options = {argv[i]: argv[i + 1] for i in range(1, len(argv) - 1) if argv[i].startswith("-")}
+    install_path = cwd
+    return {
+        "pid": pid,
+        "name": name,
+        "os_user": user,
+        "start_time": started,
+        "command_line": " ".join(shlex.quote(a) for a in argv),
+        "install_path": install_path,
+        "data_dir": options.get("-d") or options.get("--data_dir") or f"{install_path}/store",
+        "log_dir": f"{install_path}/log",
+    }
+
+
+# --- changes: the agent's configuration ------------------------------------------------------------
+
+AGENT_KEY = (
+    f'd="{AGENT_CONF}"; mkdir -p "$d" && chmod 700 "$d"; k="$d/agent.key"; '
+    '[ -s "$k" ] || (umask 077; head -c 32 /dev/urandom | base64 > "$k"); cat "$k"'
+)
+
+
+def encrypt_for_agent(agent_key_b64: str, secret: str) -> str:
+    """A secret as the agent stores it: AES-GCM under the host's agent key."""
+    key = base64.b64decode(agent_key_b64.strip())
+    nonce = secrets.token_bytes(12)
+    return "aesgcm:" + base64.b64encode(nonce + AESGCM(key).encrypt(nonce, secret.encode(), b"ocp_agent")).decode()
+
+
+def decrypt_for_agent(agent_key_b64: str, token: str) -> str:
+    raw = base64.b64decode(token.removeprefix("aesgcm:"))
+    return AESGCM(base64.b64decode(agent_key_b64.strip())).decrypt(raw[:12], raw[12:], b"ocp_agent").decode()
+
+
+def write_agent_file(name: str, task_id: int) -> str:
+    """Write stdin to the agent's conf/<name> atomically, keeping the version before this task once."""
+    target = f'"{AGENT_CONF}/{name}"'
+    backup = f'"{AGENT_CONF}/{name}.before-{int(task_id)}"'
+    none = f'"{AGENT_CONF}/{name}.before-{int(task_id)}.none"'
+    return (
+        f'set -e; mkdir -p "{AGENT_CONF}"; chmod 700 "{AGENT_CONF}"; '
+        f"if [ ! -e {backup} ] && [ ! -e {none} ]; then "
+        f"if [ -e {target} ]; then cp -p {target} {backup}; else : > {none}; fi; fi; "
+        f'umask 077; tmp="{AGENT_CONF}/.{name}.$$"; cat > "$tmp"; mv -f "$tmp" {target}'
+    )
+
+
+def restore_agent_file(name: str, task_id: int) -> str:
+    """Put back the version from before this task (or remove the file if there was none)."""
+    target = f'"{AGENT_CONF}/{name}"'
+    backup = f'"{AGENT_CONF}/{name}.before-{int(task_id)}"'
+    none = f'"{AGENT_CONF}/{name}.before-{int(task_id)}.none"'
+    return (
+        f"if [ -e {backup} ]; then mv -f {backup} {target}; echo restored; "
+        f"elif [ -e {none} ]; then rm -f {target} {none}; echo removed; else echo unchanged; fi"
+    )
+
+
+def read_agent_file(name: str) -> str:
+    return f'cat "{AGENT_CONF}/{name}" 2>/dev/null || true'
+
+
+RELOAD_AGENT = (
+    f'p="{AGENT_PID_FILE}"; if [ -f "$p" ] && kill -0 "$(cat "$p")" 2>/dev/null; then '
+    'kill -HUP "$(cat "$p")"; echo "agent $(cat "$p") reloaded"; else echo "no agent process running"; fi'
+)
+
+
+def agent_config(
+    *,
+    cluster_name: str,
+    ob_cluster_id: int,
+    monitor_user: str,
+    monitor_password_encrypted: str,
+    servers: list[dict[str, Any]],
+    config_url: str,
+) -> str:
+    """The agent's cluster configuration document (JSON, stable key order)."""
+    document = {
+        "cluster": {"name": cluster_name, "id": ob_cluster_id, "config_url": config_url},
+        "monitor": {"user": monitor_user, "password": monitor_password_encrypted},
+        "observers": servers,
+    }
+    return json.dumps(document, indent=2, sort_keys=True) + "\n"
+
+
+def agent_modules(enabled: bool) -> str:
+    return json.dumps({module: enabled for module in MONITOR_MODULES}, indent=2, sort_keys=True) + "\n"
+
+
+def parse_agent_modules(text: str) -> dict[str, bool]:
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError:
+        return {}
+    return {str(k): bool(v) for k, v in data.items()} if isinstance(data, dict) else {}

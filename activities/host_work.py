@@ -1,0 +1,261 @@
+"""The takeover's host subtasks over SSH, each with its compensation next to it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+
+from activities import host_commands as commands
+from activities.cluster_sql import MONITOR_USER
+from activities.cluster_work import config_url, monitor_password
+from activities.errors import FailedPrecondition
+from activities.host_client import HostClient, HostKeyCheck
+from activities.runtime import Work
+from metadb import clusters, hosts
+from metadb.credentials import HOST, CredentialNotFound, get_credential
+from metadb.hosts import HostTypeNotFound
+
+# A host whose clock differs from the worker's by more than this is reported (OCP checks 1 s).
+CLOCK_OFFSET_LIMIT_S = 1.0
+
+
+def host_client(work: Work, ip: str) -> HostClient:
+    """An SSH client for a registered host, with its credential and host-key policy."""
+    row = hosts.find_host(work.db, ip)
+    if row is None:
+        raise FailedPrecondition("host is not registered; 'Reserve host' must run first", node=ip)
+    credential = get_credential(work.db, work.vault, int(row["credential_id"]))
+    keys = HostKeyCheck(
+        known_hosts=work.runtime.known_hosts,
+        recorded_key=row.get("host_key"),
+        trust_on_first_use=work.runtime.trust_on_first_use,
+    )
+    return HostClient(
+        ip,
+        int(row["ssh_port"]),
+        credential,
+        keys,
+        on_new_host_key=lambda key: hosts.set_host_key(work.db, ip, key),
+    )
+
+
+# --- Reserve host ----------------------------------------------------------------------------------
+
+
+def _register(work: Work, ip: str) -> None:
+    existing = hosts.find_host(work.db, ip)
+    cluster_id = work.cluster_id()
+    if existing is not None:
+        holder = existing["reserved_by_cluster_id"]
+        if holder is not None and holder != cluster_id:
+            raise FailedPrecondition(f"host is reserved by managed cluster {holder}", node=ip)
+        return
+    info = work.arg.request.host_info
+    if info is None:
+        raise FailedPrecondition(
+            "host is not managed here and the request has no hostInfo; add hostInfo "
+            '{"hostTypeId": …, "credentialId": …} to the request (OCP 11044)',
+            node=ip,
+        )
+    if not hosts.host_type_exists(work.db, info.host_type_id):
+        raise HostTypeNotFound(f"{ip}: host type {info.host_type_id} does not exist (OCP 11046)")
+    row = work.db.one("SELECT kind FROM credentials WHERE id = ?", (info.credential_id,))
+    if row is None or row["kind"] != HOST:
+        raise CredentialNotFound(f"{ip}: host credential {info.credential_id} does not exist (OCP 11047)")
+    hosts.register_host(
+        work.db,
+        ip=ip,
+        ssh_port=info.ssh_port,
+        kind=info.kind.value,
+        publish_ports=info.publish_ports,
+        host_type_id=info.host_type_id,
+        credential_id=info.credential_id,
+        task_id=work.arg.task_id,
+    )
+    work.say(f"{ip}: registered ({info.kind.value}, host type {info.host_type_id}, ssh port {info.ssh_port})")
+
+
+async def _reserve_one(work: Work, ip: str) -> None:
+    _register(work, ip)
+    async with host_client(work, ip) as client:
+        before = time.time()
+        output = (await client.run(commands.HOST_FACTS)).stdout
+        after = time.time()
+    facts = commands.parse_host_facts(output)
+    offset = facts.epoch - (before + after) / 2
+    cluster_id = work.cluster_id()
+    assert cluster_id is not None
+    hosts.reserve_host(work.db, ip, cluster_id, facts.as_dict(offset))
+    note = "" if abs(offset) <= CLOCK_OFFSET_LIMIT_S else f"; WARNING clock offset {offset:+.2f}s exceeds 1s"
+    work.say(
+        f"{ip}: reserved; {facts.hostname}, {facts.os}, kernel {facts.kernel}, {facts.arch}, {facts.cpus} CPUs, "
+        f"{facts.memory_kb // 1024} MiB, {facts.disk_free_kb // 1024} MiB free, clock offset {offset:+.3f}s{note}"
+    )
+
+
+async def reserve_hosts(work: Work) -> None:
+    topology = work.arg.topology
+    assert topology is not None
+    await asyncio.gather(*(_reserve_one(work, host.ip) for host in topology.hosts))
+
+
+def unreserve_hosts(work: Work) -> None:
+    cluster_id = work.cluster_id(required=False)
+    if cluster_id is None:
+        work.say("no cluster record: nothing reserved")
+        return
+    removed = hosts.unreserve_hosts(work.db, cluster_id, work.arg.task_id)
+    work.say(f"hosts unreserved; removed the ones this takeover registered: {', '.join(removed) or 'none'}")
+
+
+# --- Update server process info (per server) ----------------------------------------------------------
+
+
+async def update_server_process_info(work: Work) -> None:
+    server = work.arg.server
+    assert server is not None
+    async with host_client(work, server.ip) as client:
+        listeners = (await client.run(commands.listening_process(server.sql_port))).stdout
+        found = commands.parse_listener(listeners, server.ip, server.sql_port)
+        if found is None:
+            raise FailedPrecondition(
+                f"no observer process listens on SQL port {server.sql_port} of host {server.ip} "
+                f"(listeners: {listeners.strip() or 'none'}); start the observer and retry (OCP 11053)",
+                node=server.label,
+            )
+        name, pid = found
+        details = (await client.run(commands.process_details(pid))).stdout
+    info = commands.parse_process_details(details, pid, name)
+    cluster_id = work.cluster_id()
+    assert cluster_id is not None
+    clusters.record_server_process_info(
+        work.db,
+        cluster_id,
+        ip=server.ip,
+        rpc_port=server.rpc_port,
+        sql_port=server.sql_port,
+        zone=server.zone,
+        info=info,
+    )
+    work.say(
+        f"{server.label}: {name} pid {pid} as {info['os_user']} since {info['start_time']}, "
+        f"install {info['install_path']}, data {info['data_dir']}"
+    )
+
+
+def remove_server_process_info(work: Work) -> None:
+    server = work.arg.server
+    assert server is not None
+    cluster_id = work.cluster_id(required=False)
+    if cluster_id:
+        clusters.set_server_process_info(work.db, cluster_id, server.ip, server.rpc_port, None)
+    work.say(f"{server.label}: process info removed")
+
+
+# --- Refresh ocp agent config (per host) ---------------------------------------------------------------
+
+
+async def refresh_agent_config(work: Work) -> None:
+    host = work.arg.host
+    assert host is not None
+    cluster_id = work.cluster_id()
+    assert cluster_id is not None
+    servers = [
+        {
+            "ip": row["ip"],
+            "rpc_port": row["rpc_port"],
+            "sql_port": row["sql_port"],
+            "zone": row["zone"],
+            **{
+                k: v
+                for k, v in json.loads(row["process_info"] or "{}").items()
+                if k in ("install_path", "data_dir", "log_dir")
+            },
+        }
+        for row in clusters.rows_of(work.db, "servers", cluster_id)
+        if row["ip"] == host.ip
+    ]
+    password = monitor_password(work)
+    async with host_client(work, host.ip) as client:
+        agent_key = (await client.run(commands.AGENT_KEY)).stdout
+        current = (await client.run(commands.read_agent_file(commands.AGENT_CONFIG_FILE))).stdout
+        # Re-encrypting gives new bytes each time; keep the file as it is when only the nonce would change.
+        if not _same_config(current, agent_key, password, work, servers):
+            document = commands.agent_config(
+                cluster_name=work.arg.cluster_name,
+                ob_cluster_id=work.arg.ob_cluster_id,
+                monitor_user=MONITOR_USER,
+                monitor_password_encrypted=commands.encrypt_for_agent(agent_key, password),
+                servers=servers,
+                config_url=config_url(work),
+            )
+            await client.run(commands.write_agent_file(commands.AGENT_CONFIG_FILE, work.arg.task_id), input=document)
+            work.say(f"{host.ip}: agent configuration written for {len(servers)} observer(s)")
+        else:
+            work.say(f"{host.ip}: agent configuration already current")
+        reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
+    work.say(f"{host.ip}: {reload}")
+
+
+def _same_config(current: str, agent_key: str, password: str, work: Work, servers: list[dict[str, object]]) -> bool:
+    try:
+        document = json.loads(current)
+        stored = commands.decrypt_for_agent(agent_key, document["monitor"]["password"])
+    except Exception:
+        return False
+    expected = json.loads(
+        commands.agent_config(
+            cluster_name=work.arg.cluster_name,
+            ob_cluster_id=work.arg.ob_cluster_id,
+            monitor_user=MONITOR_USER,
+            monitor_password_encrypted=document["monitor"]["password"],
+            servers=servers,
+            config_url=config_url(work),
+        )
+    )
+    return stored == password and document == expected
+
+
+async def restore_agent_config(work: Work) -> None:
+    host = work.arg.host
+    assert host is not None
+    async with host_client(work, host.ip) as client:
+        outcome = (await client.run(commands.restore_agent_file(commands.AGENT_CONFIG_FILE, work.arg.task_id))).stdout
+        reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
+    work.say(f"{host.ip}: agent configuration {outcome.strip()}; {reload}")
+
+
+# --- Active agent modules (per host) -----------------------------------------------------------------
+
+
+async def activate_agent_modules(work: Work) -> None:
+    """Switch the monitoring modules on in the agent's configuration, reload it and check."""
+    enabled = True
+    host = work.arg.host
+    assert host is not None
+    async with host_client(work, host.ip) as client:
+        await client.run(
+            commands.write_agent_file(commands.AGENT_MODULES_FILE, work.arg.task_id),
+            input=commands.agent_modules(enabled),
+        )
+        reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
+        state = commands.parse_agent_modules(
+            (await client.run(commands.read_agent_file(commands.AGENT_MODULES_FILE))).stdout
+        )
+    wrong = [m for m in commands.MONITOR_MODULES if state.get(m) is not enabled]
+    if wrong:
+        raise FailedPrecondition(
+            f"agent modules {', '.join(wrong)} did not switch {'on' if enabled else 'off'}", node=host.ip
+        )
+    work.say(f"{host.ip}: modules {', '.join(commands.MONITOR_MODULES)} {'on' if enabled else 'off'}; {reload}")
+
+
+async def deactivate_agent_modules(work: Work) -> None:
+    """Put back the modules file from before the takeover: modules it switched on are off again."""
+    host = work.arg.host
+    assert host is not None
+    async with host_client(work, host.ip) as client:
+        outcome = (await client.run(commands.restore_agent_file(commands.AGENT_MODULES_FILE, work.arg.task_id))).stdout
+        reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
+    work.say(f"{host.ip}: agent modules file {outcome.strip()}; {reload}")

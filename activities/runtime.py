@@ -1,0 +1,245 @@
+"""What subtask activities run with: the worker's metadb and password box, and the `Work` handed to
+each subtask implementation (its input, log, context and clients).
+
+Implementations are plain functions `(work) -> None` that run in a thread; `subtask_activity` turns
+one into a Temporal activity that heartbeats while it runs, stops it on cancellation and maps the
+project's errors to typed `ApplicationError`s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import os
+import threading
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from activities.contracts import ClusterEndpoint, SubtaskInput, SubtaskResult
+from activities.errors import FailedPrecondition, TakeoverError, to_application_error
+from activities.ob_sys_client import ObSysClient
+from metadb import clusters
+from metadb.credentials import CredentialNotFound
+from metadb.db import Database, MetadbUnavailable, metadb_url_from_env
+from metadb.hosts import HostTypeNotFound
+from metadb.locks import ClusterLocked
+from metadb.migrate import migrate
+from metadb.vault import MasterKeyError, Vault, load_master_key
+
+log = logging.getLogger("ob_takeover.activities")
+
+PUBLIC_URL_ENV = "OB_TAKEOVER_PUBLIC_URL"
+KNOWN_HOSTS_ENV = "OB_TAKEOVER_KNOWN_HOSTS"
+HOST_KEY_POLICY_ENV = "OB_TAKEOVER_HOST_KEY_POLICY"
+POLL_INTERVAL_ENV = "OB_TAKEOVER_POLL_INTERVAL"
+
+
+@dataclass
+class Runtime:
+    """The worker's shared resources for activities."""
+
+    db: Database
+    vault: Vault
+    public_url: str = "http://127.0.0.1:8080"
+    known_hosts: str | None = None
+    trust_on_first_use: bool = False
+    poll_interval: float = 2.0
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> Runtime:
+        """Open and migrate the metadb, load and check the master key: clear errors, never garbage."""
+        env = dict(os.environ if environ is None else environ)
+        db = Database(metadb_url_from_env() if environ is None else env.get("OB_TAKEOVER_METADB", "var/metadb.sqlite"))
+        db.check()
+        migrate(db)
+        vault = Vault(load_master_key(env))
+        vault.verify(db)
+        policy = env.get(HOST_KEY_POLICY_ENV, "known_hosts")
+        if policy not in ("known_hosts", "tofu"):
+            raise ValueError(f"{HOST_KEY_POLICY_ENV} must be known_hosts or tofu, got {policy!r}")
+        return cls(
+            db=db,
+            vault=vault,
+            public_url=env.get(PUBLIC_URL_ENV, "http://127.0.0.1:8080").rstrip("/"),
+            known_hosts=env.get(KNOWN_HOSTS_ENV) or os.path.expanduser("~/.ssh/known_hosts"),
+            trust_on_first_use=policy == "tofu",
+            poll_interval=float(env.get(POLL_INTERVAL_ENV, "2")),
+        )
+
+
+class Cancelled(Exception):
+    """The subtask was cancelled while it worked; raised from `Work.checkpoint`."""
+
+
+@dataclass
+class Work:
+    """One run of a subtask implementation: its input, the runtime, and what it reports."""
+
+    arg: SubtaskInput
+    runtime: Runtime
+    log: list[str] = field(default_factory=list)
+    context: dict[str, str] = field(default_factory=dict)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    _sys: ObSysClient | None = None
+
+    def say(self, message: str) -> None:
+        self.log.append(message)
+        log.info("task %s subtask %s: %s", self.arg.task_id, self.arg.subtask_id, message)
+
+    def checkpoint(self) -> None:
+        """Stop here if the subtask was cancelled."""
+        if self.cancelled.is_set():
+            raise Cancelled()
+
+    def wait(self, seconds: float) -> None:
+        """Sleep between polls, waking up at once on cancellation."""
+        if self.cancelled.wait(seconds):
+            raise Cancelled()
+
+    @property
+    def db(self) -> Database:
+        return self.runtime.db
+
+    @property
+    def vault(self) -> Vault:
+        return self.runtime.vault
+
+    @property
+    def endpoint(self) -> ClusterEndpoint:
+        request = self.arg.request
+        return ClusterEndpoint(
+            address=request.address,
+            port=request.port,
+            connection_mode=request.connection_mode.value,
+            cluster_name=request.cluster_name,
+            ob_cluster_id=request.ob_cluster_id,
+            root_sys_password=request.root_sys_password,
+        )
+
+    @property
+    def sys(self) -> ObSysClient:
+        """root@sys on the cluster, connected on first use."""
+        if self._sys is None:
+            self._sys = ObSysClient(self.endpoint)
+        return self._sys
+
+    @property
+    def cluster_key(self) -> str:
+        return f"{self.arg.cluster_name}:{self.arg.ob_cluster_id}"
+
+    def cluster_id(self, required: bool = True) -> int | None:
+        """The managed cluster's id: from the task context, else from the metadb."""
+        if "clusterId" in self.arg.context:
+            return int(self.arg.context["clusterId"])
+        row = clusters.find_cluster(self.db, self.arg.cluster_name, self.arg.ob_cluster_id)
+        if row is not None and row["task_id"] == self.arg.task_id:
+            return int(row["id"])
+        if required:
+            raise FailedPrecondition(
+                f"cluster {self.cluster_key} has no record from task {self.arg.task_id}; "
+                "'Prepare take over cluster' must run first"
+            )
+        return None
+
+    def close(self) -> None:
+        if self._sys is not None:
+            self._sys.close()
+
+
+Implementation = Callable[[Work], None] | Callable[[Work], Awaitable[None]]
+
+# Errors raised by implementations, mapped to Temporal: (type, retryable).
+_CLASSIFIED: dict[type[BaseException], tuple[str, bool]] = {
+    MetadbUnavailable: ("MetadbUnavailable", True),
+    ClusterLocked: ("ClusterLocked", False),
+    CredentialNotFound: ("CredentialNotFound", False),
+    HostTypeNotFound: ("HostTypeNotFound", False),
+    MasterKeyError: ("MasterKeyError", False),
+    clusters.ClusterAlreadyManaged: ("ClusterAlreadyManaged", False),
+}
+
+
+def _translate(error: BaseException) -> BaseException:
+    if isinstance(error, TakeoverError):
+        return to_application_error(error)
+    for kind, (name, retryable) in _CLASSIFIED.items():
+        if isinstance(error, kind):
+            return ApplicationError(str(error), type=name, non_retryable=not retryable)
+    return error
+
+
+def subtask_activity(name: str, implementation: Implementation, runtime: Runtime) -> Callable[..., Any]:
+    """A Temporal activity running `implementation` in a thread, heartbeating while it works."""
+
+    @activity.defn(name=name)
+    async def run(arg: SubtaskInput) -> SubtaskResult:
+        work = Work(arg=arg, runtime=runtime)
+        info = activity.info()
+        if info.attempt > 1:
+            work.say(f"attempt {info.attempt}")
+        if inspect.iscoroutinefunction(implementation):
+            thread = asyncio.ensure_future(_guarded_async(implementation, work))
+        else:
+            thread = asyncio.ensure_future(asyncio.to_thread(_guarded, implementation, work))
+        beat = max((info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 5.0, 0.2)
+        try:
+            while True:
+                done, _ = await asyncio.wait({thread}, timeout=beat)
+                if done:
+                    break
+                activity.heartbeat(len(work.log))
+        except asyncio.CancelledError:
+            # Let the implementation stop at its next checkpoint, so nothing runs on behind our back.
+            work.cancelled.set()
+            if inspect.iscoroutinefunction(implementation):
+                thread.cancel()
+            await asyncio.wait({thread})
+            raise
+        error = thread.result()
+        if error is not None:
+            raise _with_log(_translate(error), work)
+        return SubtaskResult(log=work.log, context=work.context)
+
+    return run
+
+
+def _guarded(implementation: Implementation, work: Work) -> BaseException | None:
+    try:
+        implementation(work)
+        return None
+    except Cancelled:
+        return asyncio.CancelledError()
+    except BaseException as exc:  # handed back to the event loop and raised there
+        return exc
+    finally:
+        work.close()
+
+
+async def _guarded_async(implementation: Implementation, work: Work) -> BaseException | None:
+    try:
+        await implementation(work)  # type: ignore[misc]
+        return None
+    except (Cancelled, asyncio.CancelledError):
+        return asyncio.CancelledError()
+    except Exception as exc:
+        return exc
+    finally:
+        work.close()
+
+
+def _with_log(error: BaseException, work: Work) -> BaseException:
+    """Attach what the subtask logged before failing, so the subtask log keeps it."""
+    if isinstance(error, ApplicationError) and work.log:
+        return ApplicationError(
+            error.message,
+            *error.details,
+            {"log": work.log},
+            type=error.type,
+            non_retryable=error.non_retryable,
+        )
+    return error

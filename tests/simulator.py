@@ -1,0 +1,121 @@
+"""Starting `python -m obsim` for a test and talking to its control API."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass
+class Simulation:
+    """A running simulated cluster (with hosts) and what its READY line said."""
+
+    ready: dict[str, Any]
+    root_password: str
+    process: subprocess.Popen[bytes]
+    hosts_dir: Path
+
+    @property
+    def address(self) -> str:
+        return str(self.ready["servers"][0]["address"])
+
+    @property
+    def sql_port(self) -> int:
+        return int(self.ready["servers"][0]["sql_port"])
+
+    @property
+    def ssh_port(self) -> int:
+        return int(self.ready["hosts"][0]["ssh_port"]) if self.ready["hosts"] else 0
+
+    @property
+    def control(self) -> str:
+        return str(self.ready["control"])
+
+    def host_root(self, address: str) -> Path:
+        return Path(next(h["root"] for h in self.ready["hosts"] if h["address"] == address))
+
+    def state(self) -> dict[str, Any]:
+        with urllib.request.urlopen(self.control + "/state", timeout=10) as reply:
+            data: dict[str, Any] = json.load(reply)
+            return data
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        request = urllib.request.Request(
+            self.control + path,
+            method=method,
+            data=json.dumps(body or {}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=10) as reply:
+            return json.load(reply)
+
+    def fault(
+        self,
+        match: str,
+        error: int = 4012,
+        message: str = "Timeout",
+        server: str | None = None,
+        times: int = 1,
+    ) -> None:
+        self.call(
+            "POST",
+            "/faults",
+            {"match": match, "error": error, "message": message, "server": server, "times": times},
+        )
+
+
+@contextmanager
+def simulation(
+    tmp_path: Path,
+    *,
+    zones: int = 3,
+    servers_per_zone: int = 2,
+    root_password: str = "Root#Pw'1",
+    extra: list[str] | None = None,
+    hosts: bool = True,
+) -> Iterator[Simulation]:
+    """Run a simulated cluster on a random 127.x.y.0/24 block and random ports; stop it afterwards."""
+    password_file = tmp_path / "root_password"
+    password_file.write_text(root_password)
+    base = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.2"
+    sql_port = random.randint(20000, 40000)
+    hosts_dir = tmp_path / "hosts"
+    command = [
+        sys.executable, "-m", "obsim", "--zones", str(zones), "--servers-per-zone", str(servers_per_zone),
+        "--root-password-file", str(password_file), "--base-address", base, "--sql-port", str(sql_port),
+        "--io-calibration-seconds", "0.3", *(extra or []),
+    ]  # fmt: skip
+    if hosts:
+        command += ["--ssh-port", str(sql_port + 1), "--hosts-dir", str(hosts_dir)]
+    log = (tmp_path / "obsim.log").open("wb")
+    process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, env={**os.environ})
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 30
+        line = b""
+        while not line.startswith(b"READY "):
+            line = process.stdout.readline()
+            if not line and (process.poll() is not None or time.monotonic() > deadline):
+                raise RuntimeError(f"obsim did not start: {(tmp_path / 'obsim.log').read_text()[-2000:]}")
+        ready = json.loads(line[len(b"READY ") :])
+        yield Simulation(ready, root_password, process, hosts_dir)
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

@@ -1,0 +1,133 @@
+"""A whole takeover through the real worker: real SQL to the simulator, real SSH to its hosts."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pymysql
+import pytest
+from temporalio.client import Client
+
+from activities.registry import build_activities
+from activities.runtime import Runtime
+from metadb import clusters, credentials, hosts
+from metadb.db import Database
+from metadb.migrate import migrate
+from metadb.vault import MasterKey, Vault
+from tests.driver import log_of, start, wait_for
+from tests.simulator import Simulation, simulation
+from worker import build_worker
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Simulation]:
+    with simulation(tmp_path) as running:
+        yield running
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, sim: Simulation) -> Runtime:
+    db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+    migrate(db)
+    vault = Vault(MasterKey.generate())
+    vault.verify(db)
+    return Runtime(
+        db=db,
+        vault=vault,
+        public_url="http://127.0.0.1:8080",
+        known_hosts=sim.ready["ssh"]["known_hosts"],
+        poll_interval=0.1,
+    )
+
+
+def takeover_body(sim: Simulation, runtime: Runtime) -> dict[str, Any]:
+    host_type = hosts.add_host_type(runtime.db, "sim")
+    credential = credentials.save_credential(
+        runtime.db,
+        runtime.vault,
+        kind=credentials.HOST,
+        name="sim-admin",
+        username=sim.ready["ssh"]["username"],
+        secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(),
+        secret_type="private_key",
+    )
+    return {
+        "rootSysPassword": sim.root_password,
+        "address": sim.address,
+        "port": sim.sql_port,
+        "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": sim.ssh_port},
+    }
+
+
+async def failure_report(handle: Any, task: Any) -> str:
+    return "\n".join([await log_of(handle, s.id) for s in task.subtasks if s.status.value == "FAILED"])
+
+
+def login(sim: Simulation, user: str, password: str) -> bool:
+    try:
+        pymysql.connect(host=sim.address, port=sim.sql_port, user=user, password=password, ssl_disabled=True).close()
+        return True
+    except pymysql.err.OperationalError:
+        return False
+
+
+async def test_full_takeover_of_three_zones_with_hosts(
+    client: Client, task_queue: str, sim: Simulation, runtime: Runtime
+) -> None:
+    body = takeover_body(sim, runtime)
+    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+        handle = await start(client, task_queue, body)
+        task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=90)
+        assert task.status.value == "SUCCESSFUL", await failure_report(handle, task)
+        result = await handle.result()
+    state = sim.state()
+    assert state["users"]["ocp_monitor"]["grants"] == ["SELECT ON *.*"]
+    assert state["users"]["proxyro"]["grants"] == ["SELECT ON oceanbase.*"]
+    proxyro = credentials.platform_proxyro_password(runtime.db, runtime.vault)
+    assert login(sim, "proxyro@sys", proxyro)
+    monitor = credentials.find_credential(runtime.db, runtime.vault, credentials.CLUSTER, "obcluster:1:ocp_monitor")
+    assert monitor is not None and login(sim, "ocp_monitor", monitor.secret)
+    assert state["parameters"]["obconfig_url"] == (
+        "http://127.0.0.1:8080/services?Action=ObRootServiceInfo&ObCluster=obcluster&ObClusterId=1"
+    )
+    assert sorted(state["io_calibration"].values()) == ["READY"] * 6
+    assert state["variables"]["resource_manager_plan"] == "OB_TAKEOVER_MONITOR_PLAN"
+    assert state["resource_manager"]["mappings"] == [
+        {"attribute": "USER", "value": "ocp_monitor", "consumer_group": "OB_TAKEOVER_MONITOR_GROUP"}
+    ]
+
+    db = runtime.db
+    cluster = clusters.find_cluster(db, "obcluster", 1)
+    assert cluster is not None and cluster["status"] == "RUNNING"
+    assert result.cluster_id == cluster["id"]
+    assert len(clusters.rows_of(db, "zones", cluster["id"])) == 3
+    servers = clusters.rows_of(db, "servers", cluster["id"])
+    assert len(servers) == 6 and {s["status"] for s in servers} == {"ACTIVE"}
+    assert len(clusters.rows_of(db, "tenants", cluster["id"])) == 5
+    record = clusters.get_cluster(db, cluster["id"])
+    assert record is not None
+    rs_list = record["rs_list"]
+    assert len(rs_list) == 6 and sum(r["role"] == "LEADER" for r in rs_list) == 1
+    for server in servers:
+        info = json.loads(server["process_info"])
+        root = sim.host_root(server["ip"])
+        assert info["name"] == "observer"
+        assert info["install_path"] == str(root / "home/admin/oceanbase")
+        assert info["data_dir"] == str(root / "home/admin/oceanbase/store")
+        assert f"-p {sim.sql_port}" in info["command_line"]
+    for host in sim.ready["hosts"]:
+        row = hosts.find_host(db, host["address"])
+        assert row is not None and row["reserved_by_cluster_id"] == cluster["id"]
+        assert row["facts"]["cpus"] >= 1 and abs(row["facts"]["clock_offset_s"]) < 1
+        conf = Path(host["root"]) / "home/admin/ocp_agent/conf"
+        agent = json.loads((conf / "ob_cluster.json").read_text())
+        assert agent["cluster"]["name"] == "obcluster"
+        assert agent["monitor"]["password"].startswith("aesgcm:")
+        assert monitor.secret not in (conf / "ob_cluster.json").read_text()
+        assert json.loads((conf / "modules.json").read_text()) == {
+            "host_metrics": True, "ob_logs": True, "ob_metrics": True, "sql_audit": True,
+        }  # fmt: skip
+    assert db.query("SELECT * FROM cluster_locks") == []
