@@ -101,9 +101,9 @@ class HostClient:
             options.update(password=self._credential.secret, client_keys=None)
         if self._keys.trust_on_first_use:
             if self._keys.recorded_key:
-                key = self._keys.recorded_key
+                recorded = self._keys.recorded_key
                 options["known_hosts"] = asyncssh.import_known_hosts(
-                    f"[{self.address}]:{self.port} {key}\n{self.address} {key}\n"
+                    f"[{self.address}]:{self.port} {recorded}\n{self.address} {recorded}\n"
                 )
             else:
                 options["known_hosts"] = None
