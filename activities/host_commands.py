@@ -131,10 +131,22 @@ def parse_process_details(output: str, pid: int, name: str) -> dict[str, Any]:
 
 # --- changes: the agent's configuration ------------------------------------------------------------
 
-AGENT_KEY = (
-    f'd="{AGENT_CONF}"; mkdir -p "$d" && chmod 700 "$d"; k="$d/agent.key"; '
-    '[ -s "$k" ] || (umask 077; head -c 32 /dev/urandom | base64 > "$k"); cat "$k"'
-)
+
+def agent_key(task_id: int) -> str:
+    """The host's agent key (base64), created with a marker naming the task when missing."""
+    return (
+        f'd="{AGENT_CONF}"; mkdir -p "$d" && chmod 700 "$d"; k="$d/agent.key"; '
+        f'[ -s "$k" ] || (umask 077; head -c 32 /dev/urandom | base64 > "$k"; : > "$k.created-{int(task_id)}"); '
+        'cat "$k"'
+    )
+
+
+def remove_agent_key(task_id: int) -> str:
+    """Undo `agent_key`: remove the key if this task created it, and the agent dirs if left empty."""
+    return (
+        f'd="{AGENT_CONF}"; k="$d/agent.key"; if [ -e "$k.created-{int(task_id)}" ]; then '
+        f'rm -f "$k" "$k.created-{int(task_id)}"; rmdir "$d" "{AGENT_DIR}" 2>/dev/null || true; fi'
+    )
 
 
 def encrypt_for_agent(agent_key_b64: str, secret: str) -> str:

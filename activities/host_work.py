@@ -178,7 +178,7 @@ async def refresh_agent_config(work: Work) -> None:
     ]
     password = monitor_password(work)
     async with host_client(work, host.ip) as client:
-        agent_key = (await client.run(commands.AGENT_KEY)).stdout
+        agent_key = (await client.run(commands.agent_key(work.arg.task_id))).stdout
         current = (await client.run(commands.read_agent_file(commands.AGENT_CONFIG_FILE))).stdout
         # Re-encrypting gives new bytes each time; keep the file as it is when only the nonce would change.
         if not _same_config(current, agent_key, password, work, servers):
@@ -223,6 +223,7 @@ async def restore_agent_config(work: Work) -> None:
     async with host_client(work, host.ip) as client:
         outcome = (await client.run(commands.restore_agent_file(commands.AGENT_CONFIG_FILE, work.arg.task_id))).stdout
         reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
+        await client.run(commands.remove_agent_key(work.arg.task_id))
     work.say(f"{host.ip}: agent configuration {outcome.strip()}; {reload}")
 
 

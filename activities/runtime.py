@@ -164,9 +164,16 @@ _CLASSIFIED: dict[type[BaseException], tuple[str, bool]] = {
 }
 
 
-def _translate(error: BaseException) -> BaseException:
+def _translate(error: BaseException, work: Work) -> BaseException:
     if isinstance(error, TakeoverError):
-        return to_application_error(error)
+        translated = to_application_error(error)
+        node = work.arg.server.label if work.arg.server else None
+        if node and error.node != node:
+            # The statement ran through the cluster endpoint; say which server the subtask was for.
+            translated = ApplicationError(
+                f"server {node}: {translated.message}", type=translated.type, non_retryable=translated.non_retryable
+            )
+        return translated
     for kind, (name, retryable) in _CLASSIFIED.items():
         if isinstance(error, kind):
             return ApplicationError(str(error), type=name, non_retryable=not retryable)
@@ -202,7 +209,7 @@ def subtask_activity(name: str, implementation: Implementation, runtime: Runtime
             raise
         error = thread.result()
         if error is not None:
-            raise _with_log(_translate(error), work)
+            raise _with_log(_translate(error, work), work)
         return SubtaskResult(log=work.log, context=work.context)
 
     return run

@@ -1,0 +1,106 @@
+"""The `ob-takeover` command: host types, credentials, locks and key rotation, as an operator runs them."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from metadb import locks
+from metadb.db import Database
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    return {
+        **os.environ,
+        "OB_TAKEOVER_METADB": f"sqlite:///{tmp_path / 'metadb.sqlite'}",
+        "OB_TAKEOVER_MASTER_KEY_FILE": str(tmp_path / "master.key"),
+    }
+
+
+def run(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, dict[str, Any] | None, str]:
+    process = subprocess.run(
+        [sys.executable, "-c", "from ob_takeover.cli import main; main()", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        timeout=60,
+    )
+    lines = process.stdout.strip().splitlines()
+    last = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+    return process.returncode, last, process.stderr
+
+
+def test_host_type_and_credential_commands(cli_env: dict[str, str], tmp_path: Path) -> None:
+    code, out, err = run(cli_env, "host-type", "add", "--name", "standard")
+    assert code == 0, err
+    assert out == {"hostTypeId": 1}
+    code, out, _ = run(
+        cli_env,
+        "credential",
+        "add-host",
+        "--username",
+        "admin",
+        "--password-stdin",
+        "--name",
+        "ssh1",
+        stdin="S3cr3t pw\n",
+    )
+    assert code == 0 and out is not None and out["credentialId"] == 1
+    key = tmp_path / "id_ed25519"
+    key.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nnot-a-real-key\n-----END OPENSSH PRIVATE KEY-----\n")
+    code, out, _ = run(cli_env, "credential", "add-host", "--username", "admin", "--private-key-file", str(key))
+    assert code == 0 and out is not None and out["credentialId"] == 2
+    code, out, _ = run(cli_env, "credential", "list")
+    assert out is not None and [c["secret_type"] for c in out["credentials"]] == ["password", "private_key"]
+    # Secrets are encrypted at rest: neither appears in the SQLite file.
+    data = b"".join(path.read_bytes() for path in tmp_path.glob("metadb.sqlite*"))
+    assert b"S3cr3t pw" not in data and b"not-a-real-key" not in data
+    code, _, err = run(cli_env, "credential", "add-host", "--username", "admin", "--password-stdin", stdin="\n")
+    assert code == 2 and "must not be empty" in err
+    code, out, _ = run(cli_env, "host-type", "list")
+    assert out is not None and out["hostTypes"][0]["name"] == "standard"
+
+
+def test_lock_release_needs_confirmation(cli_env: dict[str, str], tmp_path: Path) -> None:
+    run(cli_env, "lock", "list")
+    db = Database(cli_env["OB_TAKEOVER_METADB"])
+    locks.acquire(db, ["endpoint:127.0.0.2:2881"], 42, "takeover-127.0.0.2-2881", "127.0.0.2:2881")
+    code, out, _ = run(cli_env, "lock", "list")
+    assert out is not None and out["locks"][0]["task_id"] == 42
+    code, _, err = run(cli_env, "lock", "release", "endpoint:127.0.0.2:2881")
+    assert code == 2 and "--yes" in err
+    code, out, _ = run(cli_env, "lock", "release", "endpoint:127.0.0.2:2881", "--yes")
+    assert code == 0 and out == {"released": "endpoint:127.0.0.2:2881", "taskId": 42}
+    assert locks.list_locks(db) == []
+
+
+def test_rotate_key_then_old_key_refused(cli_env: dict[str, str], tmp_path: Path) -> None:
+    run(cli_env, "credential", "add-host", "--username", "admin", "--password-stdin", stdin="pw1\n")
+    new_key = tmp_path / "new.key"
+    code, out, err = run(cli_env, "vault", "rotate-key", "--new-key-file", str(new_key))
+    assert code == 0, err
+    assert out is not None and out["reencrypted"] == 1
+    assert new_key.stat().st_mode & 0o777 == 0o600
+    code, _, err = run(cli_env, "credential", "add-host", "--username", "b", "--password-stdin", stdin="pw2\n")
+    assert code == 2 and "is not the one that encrypted" in err
+    rotated = {**cli_env, "OB_TAKEOVER_MASTER_KEY_FILE": str(new_key)}
+    code, out, _ = run(rotated, "credential", "add-host", "--username", "b", "--password-stdin", stdin="pw2\n")
+    assert code == 0 and out is not None
+
+
+def test_unreachable_metadb_is_named_without_password(cli_env: dict[str, str]) -> None:
+    env = {**cli_env, "OB_TAKEOVER_METADB": "mysql://ops:Hunter2@127.0.0.1:1/metadb"}
+    code, _, err = run(env, "cluster", "list")
+    assert code == 2
+    assert "mysql://ops:***@127.0.0.1:1/metadb" in err and "Hunter2" not in err
