@@ -1,0 +1,222 @@
+"""The one-command demo: a takeover end to end on the embedded default.
+
+Starts the Temporal dev server (SQLite file under ./var, search attributes registered, UI), the
+HTTP service, a simulated 3-zone x 2-server cluster with its hosts, and the worker; registers the
+host type and the SSH credential; takes the cluster over; prints the task table and the UI address.
+Ctrl-C stops everything. Only loopback addresses are used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from metadb import credentials, hosts
+from metadb.db import Database
+from metadb.migrate import migrate
+from metadb.vault import Vault, load_master_key
+from workflows.takeover import TakeOverCluster, workflow_id_for
+from workflows.task import TaskView
+
+ROOT = Path.cwd()
+BIN = Path(sys.executable).parent
+
+
+def free(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def wait_port(port: int, what: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while free(port):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"demo: {what} did not start on port {port}; see var/demo/*.log")
+        time.sleep(0.2)
+
+
+class Processes:
+    """Child processes, stopped in reverse order with SIGTERM."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.children: list[tuple[str, subprocess.Popen[bytes]]] = []
+
+    def start(
+        self, name: str, command: list[str], env: dict[str, str] | None = None, **kwargs: Any
+    ) -> subprocess.Popen[bytes]:
+        log = (self.logs / f"{name}.log").open("ab")
+        process = subprocess.Popen(command, stdout=kwargs.pop("stdout", log), stderr=log, env=env, **kwargs)
+        self.children.append((name, process))
+        return process
+
+    def stop(self) -> None:
+        for name, process in reversed(self.children):
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+            print(f"  stopped {name}")
+
+
+def print_task(task: TaskView) -> None:
+    print(f"\nTask {task.id} '{task.name}' cluster {task.cluster_id}: {task.status.value}")
+    print(f"{'ID':<12} {'SUBTASK':<42} {'NODE':<22} {'STATUS':<11} {'RUNS':>4}")
+    for subtask in task.subtasks:
+        print(
+            f"{subtask.id:<12} {subtask.name:<42} {(subtask.node or '-'):<22} {subtask.status.value:<11} "
+            f"{subtask.run_time:>4}"
+        )
+
+
+async def run_takeover(body: dict[str, Any], temporal: str, ui: str) -> TaskView:
+    client = await Client.connect(temporal, data_converter=pydantic_data_converter)
+    workflow_id = workflow_id_for(body["address"], body["port"])
+    handle = await client.start_workflow(
+        TakeOverCluster.run,
+        body,
+        id=workflow_id,
+        task_queue="ob-takeover",
+        memo={"creator": os.environ.get("USER", "demo")},
+    )
+    print(f"\nTakeover started: workflow {workflow_id}")
+    print(f"Temporal UI: {ui}/namespaces/default/workflows/{workflow_id}/{handle.result_run_id}")
+    last = ""
+    while True:
+        description = await handle.describe()
+        try:
+            task = await handle.query(TakeOverCluster.task)
+            done = sum(s.status.value == "SUCCESSFUL" for s in task.subtasks)
+            line = f"  {task.status.value}: {done}/{len(task.subtasks)} subtasks successful"
+            if line != last:
+                print(line, flush=True)
+                last = line
+            if task.status.value == "FAILED" or description.status != WorkflowExecutionStatus.RUNNING:
+                return task
+        except Exception:  # the task is created once the topology is read
+            if description.status != WorkflowExecutionStatus.RUNNING:
+                raise SystemExit(
+                    f"demo: the takeover ended {description.status.name}; see var/demo/worker.log"
+                ) from None
+        await asyncio.sleep(0.5)
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--exit", action="store_true", help="stop everything once the takeover ends")
+    args = parser.parse_args(argv)
+
+    var = ROOT / "var"
+    demo = var / "demo"
+    # Each run takes the simulated cluster over afresh; Temporal's history (var/temporal.db) is kept.
+    shutil.rmtree(demo, ignore_errors=True)
+    demo.mkdir(parents=True)
+    ports = {"Temporal": 7233, "Temporal UI": 8233, "HTTP service": 8080, "simulator SQL": 2881, "simulator SSH": 2222}
+    busy = [f"{name} ({port})" for name, port in ports.items() if not free(port)]
+    if busy:
+        raise SystemExit(f"demo: ports in use: {', '.join(busy)}; stop what uses them (an earlier demo?)")
+
+    env = {
+        **os.environ,
+        "OB_TAKEOVER_METADB": f"sqlite:///{demo / 'metadb.sqlite'}",
+        "OB_TAKEOVER_MASTER_KEY_FILE": str(demo / "master.key"),
+        "OB_TAKEOVER_PUBLIC_URL": "http://127.0.0.1:8080",
+        "OB_TAKEOVER_POLL_INTERVAL": "0.5",
+        "TEMPORAL_ADDRESS": "127.0.0.1:7233",
+    }
+    processes = Processes(demo)
+    try:
+        print("Starting the Temporal dev server (var/temporal.db), the HTTP service and a simulated cluster…")
+        processes.start(
+            "temporal",
+            [
+                str(BIN / "temporal"), "server", "start-dev", "--db-filename", str(var / "temporal.db"),
+                "--ip", "127.0.0.1", "--port", "7233", "--ui-port", "8233", "--log-level", "warn",
+                "--search-attribute", "ObClusterName=Keyword", "--search-attribute", "ObClusterAddress=Keyword",
+                "--search-attribute", "ObTaskStatus=Keyword",
+            ],
+        )  # fmt: skip
+        password = "Demo#Root'Pw1"
+        (demo / "root_password").write_text(password)
+        simulator = processes.start(
+            "obsim",
+            [
+                sys.executable, "-m", "obsim", "--zones", "3", "--servers-per-zone", "2",
+                "--root-password-file", str(demo / "root_password"), "--base-address", "127.0.10.2",
+                "--sql-port", "2881", "--ssh-port", "2222", "--hosts-dir", str(demo / "hosts"),
+                "--io-calibration-seconds", "2",
+            ],
+            stdout=subprocess.PIPE,
+        )  # fmt: skip
+        assert simulator.stdout is not None
+        line = simulator.stdout.readline().decode()
+        if not line.startswith("READY "):
+            raise SystemExit("demo: the simulator did not start; see var/demo/obsim.log")
+        ready = json.loads(line[len("READY ") :])
+        env["OB_TAKEOVER_KNOWN_HOSTS"] = ready["ssh"]["known_hosts"]
+        processes.start("service", [str(BIN / "ob-takeover"), "serve", "--listen", "127.0.0.1:8080"], env=env)
+        wait_port(7233, "Temporal")
+        wait_port(8080, "the HTTP service")
+        processes.start("worker", [sys.executable, str(Path(__file__).resolve().parents[1] / "worker.py")], env=env)
+
+        db = Database(env["OB_TAKEOVER_METADB"])
+        migrate(db)
+        vault = Vault(load_master_key({"OB_TAKEOVER_MASTER_KEY_FILE": env["OB_TAKEOVER_MASTER_KEY_FILE"]}))
+        vault.verify(db)
+        host_type = hosts.add_host_type(db, "demo-hosts", "simulated hosts")
+        credential = credentials.save_credential(
+            db, vault, kind=credentials.HOST, name="demo-admin-key", username=ready["ssh"]["username"],
+            secret=Path(ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
+        )  # fmt: skip
+        print(
+            f"Simulated cluster: 6 servers in 3 zones on 127.0.10.2-7; host type {host_type}, credential {credential}"
+        )
+        body = {
+            "rootSysPassword": password,
+            "address": ready["servers"][0]["address"],
+            "port": ready["servers"][0]["sql_port"],
+            "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": 2222},
+        }
+        began = time.monotonic()
+        task = asyncio.run(run_takeover(body, "127.0.0.1:7233", "http://127.0.0.1:8233"))
+        print_task(task)
+        print(f"\nTakeover {task.status.value} in {time.monotonic() - began:.1f}s.")
+        print("Config server: http://127.0.0.1:8080/services?Action=ObRootServiceInfo&ObCluster=obcluster")
+        print("Temporal UI:   http://127.0.0.1:8233")
+        if task.status.value != "SUCCESSFUL":
+            print("The task waits for an operator: see README, 'Operate a failed takeover'.")
+        if not args.exit:
+            print("\nEverything keeps running; press Ctrl-C to stop.")
+            signal.signal(signal.SIGTERM, _interrupt)
+            while True:
+                time.sleep(3600)
+        if task.status.value != "SUCCESSFUL":
+            sys.exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("\nStopping…")
+        processes.stop()
+
+
+if __name__ == "__main__":
+    main()
