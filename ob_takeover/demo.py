@@ -110,9 +110,8 @@ async def run_takeover(body: dict[str, Any], temporal: str, ui: str) -> TaskView
                 return task
         except Exception:  # the task is created once the topology is read
             if description.status != WorkflowExecutionStatus.RUNNING:
-                raise SystemExit(
-                    f"demo: the takeover ended {description.status.name}; see var/demo/worker.log"
-                ) from None
+                ended = description.status.name if description.status else "unknown"
+                raise SystemExit(f"demo: the takeover ended {ended}; see var/demo/worker.log") from None
         await asyncio.sleep(0.5)
 
 
