@@ -208,3 +208,31 @@ async def test_fault_on_one_server_names_it_then_retry_succeeds(
         result = await handle.result()
     assert result.status.value == "SUCCESSFUL"
     assert sim.state()["io_calibration"][label] == "READY"
+
+
+async def test_no_secret_in_clear_text_in_the_metadb_file(
+    client: Client, task_queue: str, sim: Simulation, runtime: Runtime, tmp_path: Path
+) -> None:
+    body = takeover_body(sim, runtime)
+    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+        handle = await start(client, task_queue, body)
+        assert (await handle.result()).status.value == "SUCCESSFUL"
+    monitor = credentials.find_credential(runtime.db, runtime.vault, credentials.CLUSTER, "obcluster:1:ocp_monitor")
+    assert monitor is not None
+    secrets = {
+        "root@sys": sim.root_password,
+        "ocp_monitor": monitor.secret,
+        "proxyro": credentials.platform_proxyro_password(runtime.db, runtime.vault),
+        "ssh key": Path(sim.ready["ssh"]["private_key_file"]).read_text().splitlines()[1],
+    }
+    runtime.db.close()
+    files = list(tmp_path.glob("metadb.sqlite*"))
+    assert files
+    data = b"".join(path.read_bytes() for path in files)
+    for name, secret in secrets.items():
+        assert secret.encode() not in data, f"{name} found in clear text in the metadb"
+    # The agent configuration on every host keeps the monitor password encrypted too.
+    for host in sim.ready["hosts"]:
+        for path in (Path(host["root"]) / "home/admin/ocp_agent").rglob("*"):
+            if path.is_file():
+                assert monitor.secret.encode() not in path.read_bytes()

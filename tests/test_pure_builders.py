@@ -1,0 +1,142 @@
+"""Statements and commands are built, and their answers parsed, by pure functions: tested here
+without a server, against recorded outputs kept as data files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from activities import cluster_sql as sql
+from activities import host_commands as commands
+from activities.errors import NotOceanBase, UnsupportedVersion
+from activities.topology import parse_version
+
+OUTPUTS = Path(__file__).resolve().parent / "data" / "host_outputs"
+
+
+@pytest.mark.parametrize(
+    ("value", "literal"),
+    [
+        ("plain", "'plain'"),
+        ("it's", "'it\\'s'"),
+        ("back\\slash", "'back\\\\slash'"),
+        ("%_x", "'%_x'"),
+        ("line\nbreak", "'line\\nbreak'"),
+        ("'; DROP USER root; --", "'\\'; DROP USER root; --'"),
+        ("密码", "'密码'"),
+    ],
+)
+def test_quote(value: str, literal: str) -> None:
+    assert sql.quote(value) == literal
+
+
+def test_passwords_are_masked() -> None:
+    statement = sql.create_user("ocp_monitor", "it's \\ secret")
+    assert statement == "CREATE USER IF NOT EXISTS ocp_monitor IDENTIFIED BY 'it\\'s \\\\ secret'"
+    assert sql.mask(statement) == "CREATE USER IF NOT EXISTS ocp_monitor IDENTIFIED BY '***'"
+    assert "secret" not in sql.mask(sql.alter_user_password("proxyro", "secret"))
+
+
+def test_rs_list_parsers() -> None:
+    assert sql.rs_list_from_parameter("10.0.0.5:2882:2881;10.0.0.6:2882:2881") == [
+        {"address": "10.0.0.5:2882", "role": "LEADER", "sql_port": 2881},
+        {"address": "10.0.0.6:2882", "role": "FOLLOWER", "sql_port": 2881},
+    ]
+    rows = [{"SVR_IP": "10.0.0.6", "SVR_PORT": 2882, "SQL_PORT": 2881, "ZONE": "z2", "ROLE": "LEADER"}]
+    assert sql.rs_list_from_locations(rows) == [{"address": "10.0.0.6:2882", "role": "LEADER", "sql_port": 2881}]
+
+
+@pytest.mark.parametrize(
+    ("text", "version"),
+    [("5.7.25-OceanBase_CE-v4.2.1.8", "4.2.1.8"), ("5.7.25-OceanBase-v4.3.0.1", "4.3.0.1")],
+)
+def test_version_parsed(text: str, version: str) -> None:
+    assert parse_version(text) == version
+
+
+def test_versions_rejected() -> None:
+    with pytest.raises(UnsupportedVersion, match="OceanBase 3.1.4 found"):
+        parse_version("5.7.25-OceanBase-v3.1.4")
+    with pytest.raises(NotOceanBase, match="10.11.6-MariaDB"):
+        parse_version("10.11.6-MariaDB-0+deb12u1")
+
+
+def test_host_facts_from_recorded_output() -> None:
+    facts = commands.parse_host_facts((OUTPUTS / "facts_debian12.txt").read_text())
+    assert facts.hostname == "ob-node-01" and facts.os == "Debian GNU/Linux 12 (bookworm)"
+    assert (facts.arch, facts.cpus, facts.memory_kb) == ("x86_64", 16, 65802316)
+    assert facts.as_dict(0.0421)["clock_offset_s"] == 0.042
+    with pytest.raises(ValueError, match="unexpected facts output"):
+        commands.parse_host_facts("hostname=x\n")
+
+
+def test_listener_from_recorded_ss_output() -> None:
+    output = (OUTPUTS / "ss_listen.txt").read_text()
+    assert commands.parse_listener(output, "10.0.0.6", 2881) == ("observer", 5151)
+    assert commands.parse_listener(output, "10.0.0.7", 2881) is None
+    assert commands.parse_listener('LISTEN 0 128 *:2881 *:* users:(("observer",pid=7,fd=3))\n', "1.2.3.4", 2881) == (
+        "observer",
+        7,
+    )
+
+
+def test_process_details_from_recorded_output() -> None:
+    info = commands.parse_process_details((OUTPUTS / "process_details.txt").read_text(), 4242, "observer")
+    assert info["os_user"] == "admin"
+    assert info["install_path"] == "/home/admin/oceanbase"
+    assert info["data_dir"] == "/data/1/obcluster"
+    assert info["log_dir"] == "/home/admin/oceanbase/log"
+    assert info["command_line"].startswith("/home/admin/oceanbase/bin/observer -r 10.0.0.5:2882:2881 -p 2881")
+
+
+def test_agent_secret_round_trip_and_document() -> None:
+    key = "MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY="
+    token = commands.encrypt_for_agent(key, "monitor-pw")
+    assert token.startswith("aesgcm:") and "monitor-pw" not in token
+    assert commands.decrypt_for_agent(key, token) == "monitor-pw"
+    document = json.loads(
+        commands.agent_config(
+            cluster_name="c", ob_cluster_id=1, monitor_user="ocp_monitor", monitor_password_encrypted=token,
+            servers=[], config_url="http://127.0.0.1:8080/services",
+        )
+    )  # fmt: skip
+    assert document["monitor"] == {"user": "ocp_monitor", "password": token}
+
+
+def test_agent_file_commands_keep_the_previous_version_once() -> None:
+    write = commands.write_agent_file("modules.json", 42)
+    assert 'cp -p "$HOME/ocp_agent/conf/modules.json" "$HOME/ocp_agent/conf/modules.json.before-42"' in write
+    assert "mv -f" in write and "cat >" in write
+    restore = commands.restore_agent_file("modules.json", 42)
+    assert "modules.json.before-42" in restore
+
+
+def test_agent_file_write_twice_then_restore_in_real_bash(tmp_path: Path) -> None:
+    import subprocess
+
+    def bash(script: str, stdin: str = "") -> str:
+        done = subprocess.run(
+            ["bash", "-c", script],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+            check=True,
+        )
+        return done.stdout
+
+    conf = tmp_path / "ocp_agent" / "conf"
+    conf.mkdir(parents=True)
+    (conf / "ob_cluster.json").write_text("old\n")
+    bash(commands.write_agent_file("ob_cluster.json", 7), "new\n")
+    bash(commands.write_agent_file("ob_cluster.json", 7), "newer\n")
+    assert (conf / "ob_cluster.json").read_text() == "newer\n"
+    assert (conf / "ob_cluster.json.before-7").read_text() == "old\n"
+    assert sorted(p.name for p in conf.iterdir()) == ["ob_cluster.json", "ob_cluster.json.before-7"]
+    assert bash(commands.restore_agent_file("ob_cluster.json", 7)).strip() == "restored"
+    assert (conf / "ob_cluster.json").read_text() == "old\n"
+    bash(commands.write_agent_file("modules.json", 8), "{}\n")
+    assert bash(commands.restore_agent_file("modules.json", 8)).strip() == "removed"
+    assert not (conf / "modules.json").exists()
