@@ -19,7 +19,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulation]:
 
 def connect(
     sim: Simulation, user: str = "root@sys", password: str | None = None, server: int = 0
-) -> pymysql.Connection:  # type: ignore[type-arg]
+) -> pymysql.Connection:
     address = sim.ready["servers"][server]["address"]
     return pymysql.connect(
         host=address, port=sim.sql_port, user=user, password=sim.root_password if password is None else password,

@@ -57,9 +57,9 @@ def test_version_parsed(text: str, version: str) -> None:
 
 
 def test_versions_rejected() -> None:
-    with pytest.raises(UnsupportedVersion, match="OceanBase 3.1.4 found"):
+    with pytest.raises(UnsupportedVersion, match=r"OceanBase 3\.1\.4 found"):
         parse_version("5.7.25-OceanBase-v3.1.4")
-    with pytest.raises(NotOceanBase, match="10.11.6-MariaDB"):
+    with pytest.raises(NotOceanBase, match=r"10\.11\.6-MariaDB"):
         parse_version("10.11.6-MariaDB-0+deb12u1")
 
 
