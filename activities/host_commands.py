@@ -161,8 +161,9 @@ def decrypt_for_agent(agent_key_b64: str, token: str) -> str:
     return AESGCM(base64.b64decode(agent_key_b64.strip())).decrypt(raw[:12], raw[12:], b"ocp_agent").decode()
 
 
-def write_agent_file(name: str, task_id: int) -> str:
-    """Write stdin to the agent's conf/<name> atomically, keeping the version before this task once."""
+def write_agent_file(name: str, task_id: int, size: int) -> str:
+    """Write stdin (`size` bytes) to the agent's conf/<name> atomically, keeping the version before this
+    task once. A short write (the connection dropped mid-way) leaves the file as it was."""
     target = f'"{AGENT_CONF}/{name}"'
     backup = f'"{AGENT_CONF}/{name}.before-{int(task_id)}"'
     none = f'"{AGENT_CONF}/{name}.before-{int(task_id)}.none"'
@@ -170,7 +171,9 @@ def write_agent_file(name: str, task_id: int) -> str:
         f'set -e; mkdir -p "{AGENT_CONF}"; chmod 700 "{AGENT_CONF}"; '
         f"if [ ! -e {backup} ] && [ ! -e {none} ]; then "
         f"if [ -e {target} ]; then cp -p {target} {backup}; else : > {none}; fi; fi; "
-        f'umask 077; tmp="{AGENT_CONF}/.{name}.$$"; cat > "$tmp"; mv -f "$tmp" {target}'
+        f'umask 077; tmp="{AGENT_CONF}/.{name}.$$"; cat > "$tmp"; '
+        f'if [ "$(wc -c < "$tmp")" -ne {int(size)} ]; then rm -f "$tmp"; echo "short write" >&2; exit 3; fi; '
+        f'mv -f "$tmp" {target}'
     )
 
 

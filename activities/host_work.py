@@ -190,7 +190,10 @@ async def refresh_agent_config(work: Work) -> None:
                 servers=servers,
                 config_url=config_url(work),
             )
-            await client.run(commands.write_agent_file(commands.AGENT_CONFIG_FILE, work.arg.task_id), input=document)
+            await client.run(
+                commands.write_agent_file(commands.AGENT_CONFIG_FILE, work.arg.task_id, len(document.encode())),
+                input=document,
+            )
             work.say(f"{host.ip}: agent configuration written for {len(servers)} observer(s)")
         else:
             work.say(f"{host.ip}: agent configuration already current")
@@ -232,24 +235,22 @@ async def restore_agent_config(work: Work) -> None:
 
 async def activate_agent_modules(work: Work) -> None:
     """Switch the monitoring modules on in the agent's configuration, reload it and check."""
-    enabled = True
+    modules = commands.agent_modules(True)
     host = work.arg.host
     assert host is not None
     async with host_client(work, host.ip) as client:
         await client.run(
-            commands.write_agent_file(commands.AGENT_MODULES_FILE, work.arg.task_id),
-            input=commands.agent_modules(enabled),
+            commands.write_agent_file(commands.AGENT_MODULES_FILE, work.arg.task_id, len(modules.encode())),
+            input=modules,
         )
         reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
         state = commands.parse_agent_modules(
             (await client.run(commands.read_agent_file(commands.AGENT_MODULES_FILE))).stdout
         )
-    wrong = [m for m in commands.MONITOR_MODULES if state.get(m) is not enabled]
+    wrong = [m for m in commands.MONITOR_MODULES if state.get(m) is not True]
     if wrong:
-        raise FailedPrecondition(
-            f"agent modules {', '.join(wrong)} did not switch {'on' if enabled else 'off'}", node=host.ip
-        )
-    work.say(f"{host.ip}: modules {', '.join(commands.MONITOR_MODULES)} {'on' if enabled else 'off'}; {reload}")
+        raise FailedPrecondition(f"agent modules {', '.join(wrong)} did not switch on", node=host.ip)
+    work.say(f"{host.ip}: modules {', '.join(commands.MONITOR_MODULES)} on; {reload}")
 
 
 async def deactivate_agent_modules(work: Work) -> None:

@@ -106,7 +106,7 @@ def test_agent_secret_round_trip_and_document() -> None:
 
 
 def test_agent_file_commands_keep_the_previous_version_once() -> None:
-    write = commands.write_agent_file("modules.json", 42)
+    write = commands.write_agent_file("modules.json", 42, 10)
     assert 'cp -p "$HOME/ocp_agent/conf/modules.json" "$HOME/ocp_agent/conf/modules.json.before-42"' in write
     assert "mv -f" in write and "cat >" in write
     restore = commands.restore_agent_file("modules.json", 42)
@@ -130,13 +130,15 @@ def test_agent_file_write_twice_then_restore_in_real_bash(tmp_path: Path) -> Non
     conf = tmp_path / "ocp_agent" / "conf"
     conf.mkdir(parents=True)
     (conf / "ob_cluster.json").write_text("old\n")
-    bash(commands.write_agent_file("ob_cluster.json", 7), "new\n")
-    bash(commands.write_agent_file("ob_cluster.json", 7), "newer\n")
+    bash(commands.write_agent_file("ob_cluster.json", 7, 4), "new\n")
+    bash(commands.write_agent_file("ob_cluster.json", 7, 6), "newer\n")
+    with pytest.raises(subprocess.CalledProcessError):
+        bash(commands.write_agent_file("ob_cluster.json", 7, 100), "cut sho")
     assert (conf / "ob_cluster.json").read_text() == "newer\n"
     assert (conf / "ob_cluster.json.before-7").read_text() == "old\n"
     assert sorted(p.name for p in conf.iterdir()) == ["ob_cluster.json", "ob_cluster.json.before-7"]
     assert bash(commands.restore_agent_file("ob_cluster.json", 7)).strip() == "restored"
     assert (conf / "ob_cluster.json").read_text() == "old\n"
-    bash(commands.write_agent_file("modules.json", 8), "{}\n")
+    bash(commands.write_agent_file("modules.json", 8, 3), "{}\n")
     assert bash(commands.restore_agent_file("modules.json", 8)).strip() == "removed"
     assert not (conf / "modules.json").exists()
