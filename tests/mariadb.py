@@ -26,21 +26,22 @@ def mariadb_available() -> bool:
 
 
 @contextmanager
-def mariadb_server(datadir: Path) -> Iterator[tuple[str, int]]:
-    """Start mariadbd with a fresh data dir; yields (host, port); root has an empty password."""
+def mariadb_server(datadir: Path, port: int | None = None) -> Iterator[tuple[str, int]]:
+    """Start mariadbd on a data dir (initialised when new); yields (host, port); root has an empty password."""
     mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
-    subprocess.run(
-        [
-            "mariadb-install-db",
-            "--no-defaults",
-            f"--datadir={datadir}",
-            "--user=root",
-            "--auth-root-authentication-method=normal",
-        ],
-        check=True,
-        capture_output=True,
-    )
-    port = free_port()
+    if not (datadir / "mysql").exists():
+        subprocess.run(
+            [
+                "mariadb-install-db",
+                "--no-defaults",
+                f"--datadir={datadir}",
+                "--user=root",
+                "--auth-root-authentication-method=normal",
+            ],
+            check=True,
+            capture_output=True,
+        )
+    port = port or free_port()
     log = (datadir / "server.log").open("wb")
     process = subprocess.Popen(
         [

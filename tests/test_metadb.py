@@ -229,3 +229,21 @@ def test_unreachable_mysql_metadb_names_url_without_password() -> None:
     assert "mysql://admin:***@127.0.0.1:1/metadb" in str(info.value)
     assert redact("mysql://a:b@h:1/d") == "mysql://a:***@h:1/d"
     assert str(MetadbUrl.parse("sqlite:///var/x.db")) == "sqlite:///var/x.db"
+
+
+def test_reconnects_when_the_mysql_metadb_comes_back(tmp_path: Path) -> None:
+    from tests.mariadb import create_database, mariadb_server
+
+    datadir = tmp_path / "mariadb"
+    with mariadb_server(datadir) as (host, port):
+        db = Database(create_database(host, port, "metadb_restart"))
+        migrate(db)
+        hosts.add_host_type(db, "before-restart")
+    with pytest.raises(MetadbUnavailable, match=r"mysql://root:\*\*\*@127\.0\.0\.1"):
+        db.query("SELECT name FROM host_types")
+    with mariadb_server(datadir, port=port):
+        # Same connection object: the dropped connection is replaced, the rows are there once.
+        assert db.query("SELECT name FROM host_types") == [{"name": "before-restart"}]
+        assert hosts.add_host_type(db, "before-restart") == 1
+        assert len(db.query("SELECT * FROM host_types")) == 1
+    db.close()

@@ -63,7 +63,7 @@ async def test_worker_killed_during_agent_config_refresh(client: Client, task_qu
                     username="admin",
                     secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(),
                     secret_type="private_key",
-                ),  # fmt: skip
+                ),
                 "sshPort": sim.ssh_port,
             },
         }

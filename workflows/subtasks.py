@@ -41,8 +41,9 @@ class SubtaskDef:
     compensation: str | None = None
     prohibit_skip: bool = False
     prohibit_rollback: bool = False
-    # Attempts for transient errors (connection lost, timeouts); classified errors never retry.
-    max_attempts: int = 3
+    # Attempts for transient errors (connection lost, metadb down, timeouts), with backoff 1, 2, 4, 8 s;
+    # classified errors never retry. All attempts together stay within the subtask's timeout.
+    max_attempts: int = 5
 
     @property
     def heartbeats(self) -> bool:
