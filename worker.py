@@ -26,6 +26,7 @@ from temporalio.worker import Worker
 
 from activities.registry import build_activities
 from activities.runtime import Runtime
+from workflows.precheck import TakeOverPrecheck
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
 
 log = logging.getLogger("ob_takeover.worker")
@@ -82,7 +83,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=queue or task_queue(),
-        workflows=[TakeOverCluster],
+        workflows=[TakeOverCluster, TakeOverPrecheck],
         activities=list(activities),
         max_concurrent_activities=max_concurrent_activities,
     )

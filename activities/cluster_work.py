@@ -6,11 +6,13 @@ parameters and rows as one that runs once.
 
 from __future__ import annotations
 
+import asyncio
 import json
 
 from activities import cluster_sql as sql
 from activities.errors import ClusterSqlError, FailedPrecondition
 from activities.ob_sys_client import ObSysClient
+from activities.precheck import WARNING, PrecheckInput, run_checks
 from activities.runtime import Work
 from metadb import clusters, credentials, locks
 from metadb.credentials import CLUSTER
@@ -58,8 +60,26 @@ def root_credential_name(work: Work) -> str:
     return f"{work.cluster_key}:root@sys"
 
 
-def prepare_takeover(work: Work) -> None:
-    version = work.sys.query("SELECT ob_version() AS VERSION")[0]["VERSION"]
+async def prepare_takeover(work: Work) -> None:
+    """Run the precheck (the same one `TakeOverPrecheck` runs), then record the cluster as TAKINGOVER."""
+    report = await run_checks(
+        work.runtime,
+        PrecheckInput(request=work.arg.request, workflow_id=work.arg.workflow_id, task_id=work.arg.task_id),
+    )
+    warnings = [item for item in report.items if item.status == WARNING]
+    for item in warnings:
+        work.say(f"precheck WARNING {item.name}{' on ' + item.node if item.node else ''}: {item.message}")
+    failures = report.failures()
+    if failures:
+        raise FailedPrecondition(
+            "precheck failed: "
+            + "; ".join(f"{i.name}{' on ' + i.node if i.node else ''}: {i.message}" for i in failures)
+        )
+    work.say(f"precheck passed: {len(report.items)} checks, {len(warnings)} warning(s), {report.seconds:.2f}s")
+    await asyncio.to_thread(_record_cluster, work, report.version or "")
+
+
+def _record_cluster(work: Work, version: str) -> None:
     request = work.arg.request
     cluster_id = clusters.create_cluster_record(
         work.db,
@@ -68,7 +88,7 @@ def prepare_takeover(work: Work) -> None:
         address=request.address,
         port=request.port,
         connection_mode=request.connection_mode.value,
-        version=str(version),
+        version=version,
         task_id=work.arg.task_id,
     )
     work.context["clusterId"] = str(cluster_id)

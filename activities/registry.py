@@ -5,7 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from temporalio import activity
+
 from activities import cluster_work, host_work
+from activities.precheck import PrecheckInput, PrecheckReport, run_checks
 from activities.runtime import Implementation, Runtime, subtask_activity
 from activities.settings import load_engine_settings
 from activities.topology import discover_topology
@@ -52,8 +55,14 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     missing = set(activity_names()) - set(IMPLEMENTATIONS)
     if missing:
         raise RuntimeError(f"subtask activities without an implementation: {sorted(missing)}")
+
+    @activity.defn(name="run_precheck")
+    async def run_precheck(arg: PrecheckInput) -> PrecheckReport:
+        return await run_checks(runtime, arg)
+
     return [
         load_engine_settings,
         discover_topology,
+        run_precheck,
         *(subtask_activity(name, IMPLEMENTATIONS[name], runtime) for name in activity_names()),
     ]
