@@ -1,0 +1,283 @@
+"""The precheck: one test per check, each made to fail through the simulator's control API or a host."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from activities.precheck import PrecheckInput, PrecheckReport, run_checks
+from activities.registry import build_activities
+from activities.runtime import Runtime
+from metadb import clusters, credentials, hosts, locks
+from metadb.db import Database
+from metadb.migrate import migrate
+from metadb.vault import MasterKey, Vault
+from tests.mariadb import free_port
+from tests.simulator import Simulation, simulation
+from worker import build_worker
+from workflows.precheck import TakeOverPrecheck
+from workflows.request import parse_request
+
+
+@pytest.fixture(scope="module")
+def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulation]:
+    with simulation(tmp_path_factory.mktemp("precheck")) as running:
+        yield running
+
+
+@pytest.fixture
+def runtime(tmp_path: Path, sim: Simulation) -> Runtime:
+    db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+    migrate(db)
+    vault = Vault(MasterKey.generate())
+    vault.verify(db)
+    return Runtime(db=db, vault=vault, known_hosts=sim.ready["ssh"]["known_hosts"], poll_interval=0.1)
+
+
+@pytest.fixture
+def body(sim: Simulation, runtime: Runtime) -> dict[str, Any]:
+    credential = credentials.save_credential(
+        runtime.db, runtime.vault, kind=credentials.HOST, name="key", username="admin",
+        secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
+    )  # fmt: skip
+    return {
+        "rootSysPassword": sim.root_password,
+        "address": sim.address,
+        "port": sim.sql_port,
+        "hostInfo": {
+            "hostTypeId": hosts.add_host_type(runtime.db, "t"),
+            "credentialId": credential,
+            "sshPort": sim.ssh_port,
+        },
+    }
+
+
+async def check(runtime: Runtime, body: dict[str, Any]) -> PrecheckReport:
+    return await run_checks(runtime, PrecheckInput(request=parse_request(body)))
+
+
+def item(report: PrecheckReport, name: str, node: str | None = None) -> Any:
+    found = [i for i in report.items if i.name == name and (node is None or i.node == node)]
+    assert found, f"no item {name} on {node}: {[(i.name, i.node) for i in report.items]}"
+    return found[0]
+
+
+def label(sim: Simulation, index: int) -> str:
+    server = sim.ready["servers"][index]
+    return f"{server['address']}:{server['rpc_port']}"
+
+
+async def test_healthy_cluster_passes_and_nothing_is_written(
+    sim: Simulation, runtime: Runtime, body: dict[str, Any]
+) -> None:
+    before_rows = {
+        t: runtime.db.query(f"SELECT * FROM {t}") for t in ("clusters", "hosts", "cluster_locks", "credentials")
+    }
+    before_statements = sum(len(v) for v in sim.state()["statements"].values())
+    began = time.monotonic()
+    report = await check(runtime, body)
+    elapsed = time.monotonic() - began
+    assert report.passed, [i for i in report.items if i.status != "PASSED"]
+    assert report.cluster_name == "obcluster" and report.version == "4.2.1.8"
+    assert len(report.servers) == 6 and len(report.hosts) == 6 and report.zones == ["zone1", "zone2", "zone3"]
+    # The simulated observers run as root: OCP's admin check is a warning, not a failure.
+    assert item(report, "observer OS user", label(sim, 0)).status == "WARNING"
+    assert item(report, "observer OS user", label(sim, 0)).code == 11054
+    assert {i.status for i in report.items if i.name == "observer process"} == {"PASSED"}
+    assert item(report, "one architecture").status == "PASSED"
+    assert item(report, "install paths consistent").status == "PASSED"
+    assert elapsed < 10
+    after_rows = {t: runtime.db.query(f"SELECT * FROM {t}") for t in before_rows}
+    assert after_rows == before_rows
+    new = [s for v in sim.state()["statements"].values() for s in v][before_statements:]
+    assert new and all(s.split()[0].upper() in ("SELECT", "SHOW") for s in new), new
+
+
+async def test_nothing_listening(runtime: Runtime, body: dict[str, Any]) -> None:
+    report = await check(runtime, {**body, "address": "127.0.0.1", "port": free_port()})
+    failed = item(report, "cluster reachable")
+    assert failed.status == "FAILED" and failed.code == 11028 and "cannot reach the cluster" in failed.message
+    assert not report.passed and len(report.items) == 1
+
+
+async def test_wrong_password(runtime: Runtime, body: dict[str, Any]) -> None:
+    report = await check(runtime, {**body, "rootSysPassword": "wrong"})
+    assert item(report, "root@sys login").status == "FAILED"
+    assert "check rootSysPassword" in item(report, "root@sys login").message
+
+
+async def test_proxy_mode_with_another_cluster_name(runtime: Runtime, body: dict[str, Any]) -> None:
+    report = await check(runtime, {**body, "connectionMode": "proxy", "clusterName": "othercluster"})
+    assert "clusterName/obClusterId" in item(report, "root@sys login").message
+    ok = await check(runtime, {**body, "connectionMode": "proxy", "clusterName": "obcluster", "obClusterId": 1})
+    assert item(ok, "clusterName matches the cluster").status == "PASSED"
+
+
+async def test_mariadb_is_not_oceanbase(runtime: Runtime, body: dict[str, Any], mariadb: tuple[str, int]) -> None:
+    import pymysql
+
+    host, port = mariadb
+    connection = pymysql.connect(host=host, port=port, user="root", password="")
+    with connection.cursor() as cursor:
+        # The login name a takeover uses, so that MariaDB lets it in and the version check decides.
+        for where in ("%", "localhost", "127.0.0.1"):
+            cursor.execute(f"CREATE USER IF NOT EXISTS 'root@sys'@'{where}' IDENTIFIED BY 'maria-pw'")
+    connection.close()
+    report = await check(runtime, {**body, "rootSysPassword": "maria-pw", "address": host, "port": port})
+    assert item(report, "root@sys login").status == "PASSED"
+    failed = item(report, "OceanBase 4.x")
+    assert failed.status == "FAILED" and "MariaDB" in failed.message and "which is not OceanBase" in failed.message
+    assert not report.passed
+
+
+async def test_oceanbase_3_is_rejected(tmp_path: Path, runtime: Runtime) -> None:
+    with simulation(tmp_path, zones=1, servers_per_zone=1, hosts=False, extra=["--version", "3.1.4"]) as old:
+        report = await check(
+            runtime, {"rootSysPassword": old.root_password, "address": old.address, "port": old.sql_port}
+        )
+    failed = item(report, "OceanBase 4.x")
+    assert failed.status == "FAILED" and "OceanBase 3.1.4 found; only OceanBase 4.x" in failed.message
+
+
+async def test_already_managed_and_locked(runtime: Runtime, body: dict[str, Any]) -> None:
+    locks.acquire(runtime.db, locks.lock_keys(body["address"], body["port"], None, None), 9, "takeover-other", "x")
+    report = await check(runtime, body)
+    locked = item(report, "not locked by a running task")
+    assert locked.status == "FAILED" and "locked by task 9 (takeover-other)" in locked.message
+    locks.release(runtime.db, "takeover-other")
+    cluster_id = clusters.create_cluster_record(
+        runtime.db, name="obcluster", ob_cluster_id=1, address="x", port=1, connection_mode="direct",
+        version="4.2.1.8", task_id=5,
+    )  # fmt: skip
+    clusters.set_cluster_status(runtime.db, cluster_id, clusters.RUNNING)
+    managed = item(await check(runtime, body), "not managed yet")
+    assert managed.status == "FAILED" and managed.code == 11033 and "already managed here" in managed.message
+
+
+async def test_config_url_of_another_platform(sim: Simulation, runtime: Runtime, body: dict[str, Any]) -> None:
+    sim.call("PUT", "/parameters/obconfig_url", {"value": "http://10.9.9.9:8080/services?Action=ObRootServiceInfo"})
+    try:
+        assert item(await check(runtime, body), "config URL").status == "WARNING"
+        refused = item(await check(runtime, {**body, "switchConfigUrl": False}), "config URL")
+        assert refused.status == "FAILED" and refused.code == 11016 and "set switchConfigUrl to true" in refused.message
+    finally:
+        sim.call("PUT", "/parameters/obconfig_url", {"value": ""})
+
+
+async def test_inactive_server_and_zone_without_region(sim: Simulation, runtime: Runtime, body: dict[str, Any]) -> None:
+    sim.call("PATCH", f"/servers/{label(sim, 2)}", {"status": "INACTIVE", "stop_time": "2026-11-28 00:00:00"})
+    sim.call("PATCH", "/zones/zone3", {"region": ""})
+    try:
+        report = await check(runtime, body)
+        inactive = item(report, "server active", label(sim, 2))
+        assert inactive.status == "FAILED" and inactive.code == 11050 and "status INACTIVE" in inactive.message
+        assert item(report, "server active", label(sim, 0)).status == "PASSED"
+        region = item(report, "zone region", "zone3")
+        assert region.status == "FAILED" and region.code == 11035
+    finally:
+        sim.call("PATCH", f"/servers/{label(sim, 2)}", {"status": "ACTIVE", "stop_time": None})
+        sim.call("PATCH", "/zones/zone3", {"region": "sys_region"})
+
+
+async def test_host_info_missing_or_wrong(runtime: Runtime, body: dict[str, Any], sim: Simulation) -> None:
+    no_info = {k: v for k, v in body.items() if k != "hostInfo"}
+    unknown = item(await check(runtime, no_info), "host known or in hostInfo", sim.address)
+    assert unknown.status == "FAILED" and unknown.code == 11044
+    bad_type = {**body, "hostInfo": {**body["hostInfo"], "hostTypeId": 999}}
+    assert item(await check(runtime, bad_type), "host type exists", sim.address).code == 11046
+    bad_credential = {**body, "hostInfo": {**body["hostInfo"], "credentialId": 999}}
+    assert item(await check(runtime, bad_credential), "host credential exists", sim.address).status == "FAILED"
+
+
+async def test_ssh_login_refused(runtime: Runtime, body: dict[str, Any], sim: Simulation) -> None:
+    wrong = credentials.save_credential(
+        runtime.db, runtime.vault, kind=credentials.HOST, name="pw", username="admin", secret="nope"
+    )
+    report = await check(runtime, {**body, "hostInfo": {**body["hostInfo"], "credentialId": wrong}})
+    refused = item(report, "SSH login", sim.address)
+    assert refused.status == "FAILED" and "SSH login as admin refused" in refused.message
+
+
+async def test_observer_not_running(tmp_path: Path, runtime: Runtime) -> None:
+    with simulation(tmp_path, zones=1, servers_per_zone=2) as own:
+        runtime.known_hosts = own.ready["ssh"]["known_hosts"]
+        credential = credentials.save_credential(
+            runtime.db, runtime.vault, kind=credentials.HOST, name="k2", username="admin",
+            secret=Path(own.ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
+        )  # fmt: skip
+        victim = own.ready["servers"][1]
+        pid_file = own.host_root(victim["address"]) / "home/admin/oceanbase/run/observer.pid"
+        os.kill(int(pid_file.read_text()), signal.SIGTERM)
+        time.sleep(0.3)
+        report = await check(
+            runtime,
+            {
+                "rootSysPassword": own.root_password, "address": own.address, "port": own.sql_port,
+                "hostInfo": {"hostTypeId": hosts.add_host_type(runtime.db, "t2"), "credentialId": credential, "sshPort": own.ssh_port},
+            },
+        )  # fmt: skip
+    missing = item(report, "observer process", f"{victim['address']}:{victim['rpc_port']}")
+    assert missing.status == "FAILED" and missing.code == 11053 and "start the observer" in missing.message
+
+
+async def test_clock_offset_and_architecture(sim: Simulation, runtime: Runtime, body: dict[str, Any]) -> None:
+    skewed = sim.ready["hosts"][1]
+    bin_dir = Path(skewed["root"]) / "usr/local/bin"
+    (bin_dir / "date").write_text(
+        '#!/bin/bash\nif [ "$1" = "+%s.%N" ]; then echo "$(( $(/bin/date +%s) + 30 )).0"; else exec /bin/date "$@"; fi\n'
+    )
+    (bin_dir / "uname").write_text(
+        '#!/bin/bash\nif [ "$1" = "-m" ]; then echo aarch64; else exec /bin/uname "$@"; fi\n'
+    )
+    for script in ("date", "uname"):
+        (bin_dir / script).chmod(0o755)
+    try:
+        report = await check(runtime, body)
+    finally:
+        (bin_dir / "date").unlink()
+        (bin_dir / "uname").unlink()
+    clock = item(report, "clock offset", skewed["address"])
+    assert clock.status == "FAILED" and "limit 1s" in clock.message
+    assert item(report, "clock offset", sim.address).status == "PASSED"
+    arch = item(report, "one architecture")
+    assert arch.status == "FAILED" and arch.code == 11023 and "aarch64" in arch.message
+
+
+async def test_proxyro_password(sim: Simulation, runtime: Runtime, body: dict[str, Any]) -> None:
+    missing = item(await check(runtime, {**body, "proxyroPassword": "px-Secret1"}), "proxyro login")
+    assert missing.status == "WARNING" and "creates it" in missing.message
+    import pymysql
+
+    connection = pymysql.connect(
+        host=sim.address, port=sim.sql_port, user="root", password=sim.root_password, ssl_disabled=True
+    )
+    with connection.cursor() as cursor:
+        cursor.execute("CREATE USER proxyro IDENTIFIED BY 'px-Secret1'")
+    try:
+        assert item(await check(runtime, {**body, "proxyroPassword": "px-Secret1"}), "proxyro login").status == "PASSED"
+        wrong = item(await check(runtime, {**body, "proxyroPassword": "other"}), "proxyro login")
+        assert wrong.status == "FAILED" and "other" not in wrong.message
+    finally:
+        with connection.cursor() as cursor:
+            cursor.execute("DROP USER proxyro")
+        connection.close()
+
+
+async def test_precheck_workflow_reports_on_the_dev_server(
+    client: Client, task_queue: str, runtime: Runtime, body: dict[str, Any]
+) -> None:
+    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+        began = time.monotonic()
+        report = await client.execute_workflow(
+            TakeOverPrecheck.run, body, id=f"precheck-{task_queue}", task_queue=task_queue
+        )
+        elapsed = time.monotonic() - began
+    assert report.passed and len(report.servers) == 6
+    print(f"precheck of 3 zones x 2 servers with hosts: {elapsed:.2f}s")
