@@ -220,7 +220,10 @@ async def test_observer_not_running(tmp_path: Path, runtime: Runtime) -> None:
             runtime,
             {
                 "rootSysPassword": own.root_password, "address": own.address, "port": own.sql_port,
-                "hostInfo": {"hostTypeId": hosts.add_host_type(runtime.db, "t2"), "credentialId": credential, "sshPort": own.ssh_port},
+                "hostInfo": {
+                    "hostTypeId": hosts.add_host_type(runtime.db, "t2"), "credentialId": credential,
+                    "sshPort": own.ssh_port,
+                },
             },
         )  # fmt: skip
     missing = item(report, "observer process", f"{victim['address']}:{victim['rpc_port']}")
@@ -231,7 +234,8 @@ async def test_clock_offset_and_architecture(sim: Simulation, runtime: Runtime, 
     skewed = sim.ready["hosts"][1]
     bin_dir = Path(skewed["root"]) / "usr/local/bin"
     (bin_dir / "date").write_text(
-        '#!/bin/bash\nif [ "$1" = "+%s.%N" ]; then echo "$(( $(/bin/date +%s) + 30 )).0"; else exec /bin/date "$@"; fi\n'
+        '#!/bin/bash\nif [ "$1" = "+%s.%N" ]; then echo "$(( $(/bin/date +%s) + 30 )).0"; '
+        'else exec /bin/date "$@"; fi\n'
     )
     (bin_dir / "uname").write_text(
         '#!/bin/bash\nif [ "$1" = "-m" ]; then echo aarch64; else exec /bin/uname "$@"; fi\n'
