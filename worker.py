@@ -20,12 +20,12 @@ from temporalio.api.operatorservice.v1 import (
     ListSearchAttributesRequest,
 )
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 from activities.registry import build_activities
 from activities.runtime import Runtime
+from ob_takeover.codec import data_converter
 from workflows.precheck import TakeOverPrecheck
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
 
@@ -39,11 +39,11 @@ def task_queue() -> str:
 
 
 async def connect(address: str | None = None, namespace: str | None = None) -> Client:
-    """A client for the configured Temporal server, with the project's data converter."""
+    """A client for the configured Temporal server, with the project's encrypting data converter."""
     return await Client.connect(
         address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"),
         namespace=namespace or os.environ.get("TEMPORAL_NAMESPACE", "default"),
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter(),
     )
 
 
@@ -112,7 +112,11 @@ async def main() -> None:
         log.error("cannot start: %s", exc)
         sys.exit(2)
     log.info("metadb %s ready", runtime.db.url)
-    client = await connect()
+    try:
+        client = await connect()
+    except Exception as exc:  # a bad codec key or an unreachable Temporal server, said once and clearly
+        log.error("cannot start: %s", exc)
+        sys.exit(2)
     await ensure_search_attributes(client)
     await serve(build_worker(client, activities=build_activities(runtime)))
 

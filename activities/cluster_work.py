@@ -93,7 +93,7 @@ def _record_cluster(work: Work, version: str) -> None:
     )
     work.context["clusterId"] = str(cluster_id)
     work.say(f"cluster {work.cluster_key} (OceanBase {version}) recorded as cluster {cluster_id}, TAKINGOVER")
-    if request.save_to_credential:
+    if request.save_to_credential and request.root_sys_password is not None:
         credentials.save_credential(
             work.db,
             work.vault,

@@ -76,7 +76,9 @@ class ClusterEndpoint(Model):
     connection_mode: str = "direct"
     cluster_name: str | None = None
     ob_cluster_id: int | None = None
-    root_sys_password: str = Field(repr=False)
+    root_sys_password: str | None = Field(default=None, repr=False)
+    # Instead of the password: a cluster credential in the password box, resolved by the activity.
+    credential_id: int | None = None
 
 
 class DiscoverTopologyInput(Model):

@@ -67,7 +67,7 @@ class ObSysClient:
                     host=self._endpoint.address,
                     port=self._endpoint.port,
                     user=user,
-                    password=self._endpoint.root_sys_password,
+                    password=self._endpoint.root_sys_password or "",
                     connect_timeout=self._connect_timeout,
                     read_timeout=self._read_timeout,
                     write_timeout=self._read_timeout,

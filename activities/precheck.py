@@ -69,17 +69,6 @@ class _Items:
         self.items.append(CheckItem(name=name, code=code, status=status, message=message, node=node))
 
 
-def _endpoint(request: TakeOverRequest, password: str | None = None, mode: str | None = None) -> ClusterEndpoint:
-    return ClusterEndpoint(
-        address=request.address,
-        port=request.port,
-        connection_mode=mode or request.connection_mode.value,
-        cluster_name=request.cluster_name,
-        ob_cluster_id=request.ob_cluster_id,
-        root_sys_password=password or request.root_sys_password,
-    )
-
-
 async def run_checks(runtime: Runtime, arg: PrecheckInput) -> PrecheckReport:
     """Every check that can run; a cluster that cannot be read stops at the checks that failed."""
     began = time.monotonic()
@@ -89,7 +78,8 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput) -> PrecheckReport:
     topology: Topology | None = None
     config_url = ""
     try:
-        read, config_url, servers = await asyncio.to_thread(_read_cluster, request)
+        endpoint = await asyncio.to_thread(runtime.endpoint_for, request)
+        read, config_url, servers = await asyncio.to_thread(_read_cluster, endpoint)
         topology = read
         out.add("cluster reachable", PASSED, f"{request.endpoint} answers", 11028)
         out.add("root@sys login", PASSED, "root@sys logs in")
@@ -120,7 +110,7 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput) -> PrecheckReport:
         _check_servers_and_zones(out, topology, servers)
         await _check_hosts(out, runtime, request, topology)
         if request.proxyro_password:
-            await asyncio.to_thread(_check_proxyro, out, request)
+            await asyncio.to_thread(_check_proxyro, out, request, endpoint)
     return report.model_copy(
         update={
             "items": out.items,
@@ -130,8 +120,8 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput) -> PrecheckReport:
     )
 
 
-def _read_cluster(request: TakeOverRequest) -> tuple[Topology, str, list[dict[str, Any]]]:
-    with ObSysClient(_endpoint(request)) as client:
+def _read_cluster(endpoint: ClusterEndpoint) -> tuple[Topology, str, list[dict[str, Any]]]:
+    with ObSysClient(endpoint) as client:
         topology = read_topology(client)
         rows = client.query(sql.parameter("obconfig_url"))
         servers = client.query(sql.SERVERS_SQL)
@@ -333,14 +323,15 @@ async def _check_host(
     return out, {ip: facts}
 
 
-def _check_proxyro(out: _Items, request: TakeOverRequest) -> None:
+def _check_proxyro(out: _Items, request: TakeOverRequest, endpoint: ClusterEndpoint) -> None:
     assert request.proxyro_password is not None
     try:
-        with ObSysClient(_endpoint(request, request.proxyro_password), user=sql.PROXYRO_USER) as client:
+        proxyro = endpoint.model_copy(update={"root_sys_password": request.proxyro_password})
+        with ObSysClient(proxyro, user=sql.PROXYRO_USER) as client:
             client.query("SELECT 1 AS OK")
         out.add("proxyro login", PASSED, "proxyroPassword logs in as proxyro")
     except TakeoverError as exc:
-        with ObSysClient(_endpoint(request)) as root:
+        with ObSysClient(endpoint) as root:
             exists = bool(root.query(sql.user_exists(sql.PROXYRO_USER)))
         if exists:
             out.add(

@@ -11,7 +11,7 @@ from activities import cluster_work, host_work
 from activities.precheck import PrecheckInput, PrecheckReport, run_checks
 from activities.runtime import Implementation, Runtime, subtask_activity
 from activities.settings import load_engine_settings
-from activities.topology import discover_topology
+from activities.topology import discover_topology_activity
 from workflows.subtasks import activity_names
 
 IMPLEMENTATIONS: dict[str, Implementation] = {
@@ -62,7 +62,7 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
 
     return [
         load_engine_settings,
-        discover_topology,
+        discover_topology_activity(runtime.resolve),
         run_precheck,
         *(subtask_activity(name, IMPLEMENTATIONS[name], runtime) for name in activity_names()),
     ]

@@ -24,12 +24,13 @@ from activities.contracts import ClusterEndpoint, SubtaskInput, SubtaskResult
 from activities.errors import FailedPrecondition, TakeoverError, to_application_error
 from activities.ob_sys_client import ObSysClient
 from metadb import clusters
-from metadb.credentials import CredentialNotFound
+from metadb.credentials import CLUSTER, CredentialNotFound, get_credential
 from metadb.db import Database, MetadbUnavailable, metadb_url_from_env
 from metadb.hosts import HostTypeNotFound
 from metadb.locks import ClusterLocked
 from metadb.migrate import migrate
 from metadb.vault import MasterKeyError, Vault, load_master_key
+from workflows.request import TakeOverRequest
 
 log = logging.getLogger("ob_takeover.activities")
 
@@ -49,6 +50,28 @@ class Runtime:
     known_hosts: str | None = None
     trust_on_first_use: bool = False
     poll_interval: float = 2.0
+
+    def resolve(self, endpoint: ClusterEndpoint) -> ClusterEndpoint:
+        """The endpoint with root@sys's password, taken from the password box when referenced."""
+        if endpoint.root_sys_password is not None or endpoint.credential_id is None:
+            return endpoint
+        credential = get_credential(self.db, self.vault, endpoint.credential_id)
+        if credential.kind != CLUSTER:
+            raise CredentialNotFound(f"credential {endpoint.credential_id} is not a cluster credential")
+        return endpoint.model_copy(update={"root_sys_password": credential.secret})
+
+    def endpoint_for(self, request: TakeOverRequest) -> ClusterEndpoint:
+        return self.resolve(
+            ClusterEndpoint(
+                address=request.address,
+                port=request.port,
+                connection_mode=request.connection_mode.value,
+                cluster_name=request.cluster_name,
+                ob_cluster_id=request.ob_cluster_id,
+                root_sys_password=request.root_sys_password,
+                credential_id=request.root_sys_credential_id,
+            )
+        )
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Runtime:
@@ -111,15 +134,7 @@ class Work:
 
     @property
     def endpoint(self) -> ClusterEndpoint:
-        request = self.arg.request
-        return ClusterEndpoint(
-            address=request.address,
-            port=request.port,
-            connection_mode=request.connection_mode.value,
-            cluster_name=request.cluster_name,
-            ob_cluster_id=request.ob_cluster_id,
-            root_sys_password=request.root_sys_password,
-        )
+        return self.runtime.endpoint_for(self.arg.request)
 
     @property
     def sys(self) -> ObSysClient:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
-from activities.contracts import DiscoverTopologyInput, ServerNode, Topology, ZoneNode
+from activities.contracts import ClusterEndpoint, DiscoverTopologyInput, ServerNode, Topology, ZoneNode
 from activities.errors import (
     ClusterSqlError,
     NotOceanBase,
@@ -17,6 +19,7 @@ from activities.errors import (
     to_application_error,
 )
 from activities.ob_sys_client import ObSysClient
+from metadb.credentials import CredentialNotFound
 
 VERSION_SQL = "SELECT version() AS VERSION"
 PARAMETERS_SQL = "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME IN ('cluster', 'cluster_id')"
@@ -102,15 +105,22 @@ def read_topology(client: ObSysClient) -> Topology:
         raise
 
 
-@activity.defn(name="discover_topology")
-async def discover_topology(arg: DiscoverTopologyInput) -> Topology:
-    """Read the cluster's name, id, version, servers and zones as root@sys."""
+def discover_topology_activity(resolve: Callable[[ClusterEndpoint], ClusterEndpoint]) -> Callable[..., Any]:
+    """The `discover_topology` activity; `resolve` fills in a password kept in the password box."""
 
-    def work() -> Topology:
-        with ObSysClient(arg.endpoint) as client:
-            return read_topology(client)
+    @activity.defn(name="discover_topology")
+    async def discover_topology(arg: DiscoverTopologyInput) -> Topology:
+        """Read the cluster's name, id, version, servers and zones as root@sys."""
 
-    try:
-        return await asyncio.to_thread(work)
-    except TakeoverError as exc:
-        raise to_application_error(exc) from None
+        def work() -> Topology:
+            with ObSysClient(resolve(arg.endpoint)) as client:
+                return read_topology(client)
+
+        try:
+            return await asyncio.to_thread(work)
+        except TakeoverError as exc:
+            raise to_application_error(exc) from None
+        except CredentialNotFound as exc:
+            raise ApplicationError(str(exc), type="CredentialNotFound", non_retryable=True) from None
+
+    return discover_topology

@@ -21,6 +21,7 @@ from metadb import clusters, credentials, hosts, locks
 from metadb.db import Database, MetadbUnavailable, metadb_url_from_env
 from metadb.migrate import migrate
 from metadb.vault import MasterKeyError, Vault, load_master_key, rotate_master_key
+from ob_takeover.codec import CodecKeyError
 
 
 class CommandError(Exception):
@@ -118,6 +119,17 @@ def cmd_credential_add_host(args: argparse.Namespace) -> None:
     emit({"credentialId": credential_id, "name": name})
 
 
+def cmd_credential_add_cluster(args: argparse.Namespace) -> None:
+    """root@sys of a cluster, for takeovers started with rootSysCredentialId instead of a password."""
+    db = open_metadb()
+    vault = open_vault(db)
+    secret = read_secret("root@sys password: ", args.password_stdin)
+    credential_id = credentials.save_credential(
+        db, vault, kind=credentials.CLUSTER, name=args.name, username=args.username, secret=secret
+    )
+    emit({"credentialId": credential_id, "name": args.name})
+
+
 def cmd_credential_list(args: argparse.Namespace) -> None:
     rows = credentials.list_credentials(open_metadb(), args.kind)
     table(rows, ["id", "kind", "name", "username", "secret_type", "cluster_id"])
@@ -183,13 +195,15 @@ def cmd_vault_rotate_key(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from ob_takeover.codec import EncryptionCodec, load_codec_keys
     from ob_takeover.service import serve
 
     host, _, port = args.listen.rpartition(":")
     db = open_metadb()
+    codec = EncryptionCodec(load_codec_keys())
 
     async def run() -> None:
-        runner = await serve(db, host or "127.0.0.1", int(port))
+        runner = await serve(db, host or "127.0.0.1", int(port), codec)
         print(f"ob-takeover service listening on http://{host or '127.0.0.1'}:{port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -215,7 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(handler=handler)
         return command
 
-    serve = add(commands, "serve", cmd_serve, "run the HTTP service: config server")
+    serve = add(commands, "serve", cmd_serve, "run the HTTP service: config server and payload codec")
     serve.add_argument("--listen", default="127.0.0.1:8080")
 
     host_type = commands.add_parser("host-type", help="host types").add_subparsers(dest="action", required=True)
@@ -233,6 +247,12 @@ def build_parser() -> argparse.ArgumentParser:
     secret.add_argument("--private-key-file")
     command.add_argument("--passphrase-stdin", action="store_true", help="read the key's passphrase from stdin")
     command.add_argument("--name")
+    command = add(
+        credential, "add-cluster", cmd_credential_add_cluster, "add root@sys of a cluster; prints credentialId"
+    )
+    command.add_argument("--name", required=True, help="e.g. the cluster's address:port")
+    command.add_argument("--username", default="root@sys")
+    command.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
     command = add(credential, "list", cmd_credential_list, "list credentials (never their secrets)")
     command.add_argument("--kind", choices=[credentials.HOST, credentials.CLUSTER, credentials.PLATFORM])
     add(credential, "delete", cmd_credential_delete, "delete an unused credential").add_argument("id", type=int)
@@ -259,7 +279,7 @@ def main(argv: list[str] | None = None) -> None:
     code = 0
     try:
         args.handler(args)
-    except (CommandError, MetadbUnavailable, MasterKeyError, credentials.CredentialNotFound) as exc:
+    except (CommandError, MetadbUnavailable, MasterKeyError, CodecKeyError, credentials.CredentialNotFound) as exc:
         print(f"ob-takeover: {exc}", file=sys.stderr)
         code = 2
     sys.stdout.flush()

@@ -22,12 +22,12 @@ from pathlib import Path
 from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from metadb import credentials, hosts
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
+from ob_takeover.codec import data_converter
 from workflows.takeover import TakeOverCluster, workflow_id_for
 from workflows.task import TaskView
 
@@ -85,7 +85,7 @@ def print_task(task: TaskView) -> None:
 
 
 async def run_takeover(body: dict[str, Any], temporal: str, ui: str) -> TaskView:
-    client = await Client.connect(temporal, data_converter=pydantic_data_converter)
+    client = await Client.connect(temporal, data_converter=data_converter())
     workflow_id = workflow_id_for(body["address"], body["port"])
     handle = await client.start_workflow(
         TakeOverCluster.run,
@@ -138,6 +138,8 @@ def main(argv: list[str] | None = None) -> None:
         **os.environ,
         "OB_TAKEOVER_METADB": f"sqlite:///{demo / 'metadb.sqlite'}",
         "OB_TAKEOVER_MASTER_KEY_FILE": str(demo / "master.key"),
+        # Kept across runs, so the UI can still decode the history of earlier demo takeovers.
+        "OB_TAKEOVER_CODEC_KEY_FILE": str(var / "codec.key"),
         "OB_TAKEOVER_PUBLIC_URL": "http://127.0.0.1:8080",
         "OB_TAKEOVER_POLL_INTERVAL": "0.5",
         "TEMPORAL_ADDRESS": "127.0.0.1:7233",
@@ -152,6 +154,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--ip", "127.0.0.1", "--port", "7233", "--ui-port", "8233", "--log-level", "warn",
                 "--search-attribute", "ObClusterName=Keyword", "--search-attribute", "ObClusterAddress=Keyword",
                 "--search-attribute", "ObTaskStatus=Keyword",
+                "--ui-codec-endpoint", "http://127.0.0.1:8080/codec",
             ],
         )  # fmt: skip
         password = "Demo#Root'Pw1"
@@ -196,6 +199,7 @@ def main(argv: list[str] | None = None) -> None:
             "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": 2222},
         }
         began = time.monotonic()
+        os.environ["OB_TAKEOVER_CODEC_KEY_FILE"] = env["OB_TAKEOVER_CODEC_KEY_FILE"]
         task = asyncio.run(run_takeover(body, "127.0.0.1:7233", "http://127.0.0.1:8233"))
         print_task(task)
         print(f"\nTakeover {task.status.value} in {time.monotonic() - began:.1f}s.")

@@ -1,21 +1,34 @@
-"""The HTTP service (`ob-takeover serve`): the config server that taken-over clusters point at.
+"""The HTTP service (`ob-takeover serve`): the config server that taken-over clusters point at, and
+the payload codec server for the Temporal UI and CLI.
 
 `GET /services?Action=ObRootServiceInfo&ObCluster=<name>[&ObClusterId=<id>]` answers with the
 cluster's root service list in ob-configserver's shape, from the metadb, so it reflects "Record root
 service list"; `&version=2` without a cluster name lists every cluster.
+
+`POST /codec/encode` and `POST /codec/decode` take and return `{"payloads": [...]}` (Temporal's JSON
+form of Payloads), so `temporal … --codec-endpoint http://host:port/codec` and the Temporal UI show
+decoded payloads. Cross-origin requests are allowed from OB_TAKEOVER_CODEC_CORS_ORIGINS.
 """
 
 from __future__ import annotations
 
+import os
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payloads
 
 from metadb import clusters
 from metadb.db import Database
+from ob_takeover.codec import EncryptionCodec
 
 METADB_KEY = web.AppKey("metadb", Database)
+CODEC_KEY = web.AppKey("codec", EncryptionCodec)
+CORS_ENV = "OB_TAKEOVER_CODEC_CORS_ORIGINS"
+DEFAULT_CORS_ORIGINS = "http://127.0.0.1:8233,http://localhost:8233"
 
 
 def _envelope(data: Any, code: int = 200, message: str = "successful") -> dict[str, Any]:
@@ -69,16 +82,53 @@ async def health(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def service_app(db: Database) -> web.Application:
-    app = web.Application()
+def _codec_handler(encode: bool) -> Callable[[web.Request], Awaitable[web.Response]]:
+    async def handle(request: web.Request) -> web.Response:
+        codec = request.app[CODEC_KEY]
+        try:
+            payloads = json_format.Parse(await request.text(), Payloads())
+        except json_format.ParseError:
+            return web.json_response({"error": 'body must be {"payloads": [...]}'}, status=400)
+        converted = await (codec.encode if encode else codec.decode)(list(payloads.payloads))
+        reply = json_format.MessageToJson(Payloads(payloads=converted))
+        return web.Response(text=reply, content_type="application/json")
+
+    return handle
+
+
+@web.middleware
+async def _cors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    allowed = {o.strip() for o in os.environ.get(CORS_ENV, DEFAULT_CORS_ORIGINS).split(",") if o.strip()}
+    origin = request.headers.get("Origin")
+    if request.method == "OPTIONS" and request.path.startswith("/codec"):
+        response: web.StreamResponse = web.Response(status=204)
+    else:
+        response = await handler(request)
+    if origin and (origin in allowed or "*" in allowed) and request.path.startswith("/codec"):
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+        response.headers["Access-Control-Allow-Headers"] = "Content-Type, X-Namespace, Authorization"
+        response.headers["Access-Control-Allow-Credentials"] = "true"
+    return response
+
+
+def service_app(db: Database, codec: EncryptionCodec | None = None) -> web.Application:
+    app = web.Application(middlewares=[_cors])
     app[METADB_KEY] = db
     app.router.add_get("/services", services)
     app.router.add_get("/healthz", health)
+    if codec is not None:
+        app[CODEC_KEY] = codec
+        app.router.add_post("/codec/encode", _codec_handler(encode=True))
+        app.router.add_post("/codec/decode", _codec_handler(encode=False))
+        app.router.add_route("OPTIONS", "/codec/{tail:.*}", health)
     return app
 
 
-async def serve(db: Database, host: str, port: int) -> web.AppRunner:
-    runner = web.AppRunner(service_app(db), access_log=None)
+async def serve(db: Database, host: str, port: int, codec: EncryptionCodec | None = None) -> web.AppRunner:
+    runner = web.AppRunner(service_app(db, codec), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

@@ -13,13 +13,13 @@ from typing import Any
 
 import pytest
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import MasterKey, Vault
+from ob_takeover.codec import data_converter
 from tests.fakes import FakeCluster
 from tests.mariadb import create_database, mariadb_available, mariadb_server
 from worker import build_worker
@@ -28,6 +28,9 @@ from workflows.takeover import SEARCH_ATTRIBUTES
 # Subtask and heartbeat timeouts shrink 100x in tests (to no less than 3 s).
 os.environ.setdefault("OB_TAKEOVER_TIMEOUT_SCALE", "0.01")
 os.environ.setdefault("OB_TAKEOVER_RETRY_INTERVAL", "0.2")
+# Every client and worker in the tests encrypts payloads, as in production. A fixed key, so that
+# recorded histories can be replayed; it protects nothing but test data.
+os.environ.setdefault("OB_TAKEOVER_CODEC_KEY", "dGVzdC1vbmx5IGNvZGVjIGtleSwgb2ItdGFrZW92ZXI=")
 
 
 def binary(name: str) -> str:
@@ -55,7 +58,7 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironme
     kind = request.config.getoption("--temporal-env")
     if kind == "local":
         environment = await WorkflowEnvironment.start_local(
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(),
             dev_server_existing_path=binary("temporal"),
             search_attributes=SEARCH_ATTRIBUTES,
             dev_server_log_level="error",
@@ -63,11 +66,11 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironme
         )
     elif kind == "time-skipping":
         environment = await WorkflowEnvironment.start_time_skipping(
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter(),
             test_server_existing_path=binary("temporal-test-server"),
         )
     else:
-        client = await Client.connect(kind, data_converter=pydantic_data_converter)
+        client = await Client.connect(kind, data_converter=data_converter())
         environment = WorkflowEnvironment.from_client(client)
     try:
         yield environment

@@ -72,7 +72,7 @@ def test_every_violation_reported_at_once() -> None:
 
 def test_missing_required_fields() -> None:
     assert errors_of({}) == {
-        "rootSysPassword": "Field required",
+        "rootSysPassword": "is required unless rootSysCredentialId is given",
         "address": "Field required",
         "port": "Field required",
     }
@@ -81,6 +81,15 @@ def test_missing_required_fields() -> None:
 @pytest.mark.parametrize("body", [[], "x", None, 3])
 def test_body_must_be_an_object(body: Any) -> None:
     assert list(errors_of(body)) == ["body"]
+
+
+def test_credential_reference_instead_of_password() -> None:
+    request = parse_request({"rootSysCredentialId": 3, "address": "10.0.0.1", "port": 2881})
+    assert request.root_sys_password is None and request.root_sys_credential_id == 3
+    assert errors_of({**VALID, "rootSysCredentialId": 3}) == {
+        "rootSysCredentialId": "give rootSysPassword or rootSysCredentialId, not both"
+    }
+    assert "rootSysCredentialId" in errors_of({"rootSysCredentialId": 0, "address": "10.0.0.1", "port": 1})
 
 
 def test_host_info() -> None:

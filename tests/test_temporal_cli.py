@@ -5,20 +5,41 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
+from metadb.db import Database
+from metadb.migrate import migrate
+from ob_takeover.codec import EncryptionCodec, load_codec_keys
+from ob_takeover.service import serve
 from tests.conftest import binary
 from tests.driver import failed, wait_for
 from tests.fakes import FakeCluster
+from tests.mariadb import free_port
 from workflows.takeover import TakeOverCluster
 
 
-async def temporal(client: Client, *args: str) -> tuple[int, str]:
+@pytest.fixture
+async def codec_endpoint(tmp_path: Path) -> AsyncIterator[str]:
+    """The project's HTTP service with its codec server, as `ob-takeover serve` runs it."""
+    db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+    migrate(db)
+    port = free_port()
+    runner = await serve(db, "127.0.0.1", port, EncryptionCodec(load_codec_keys()))
+    yield f"http://127.0.0.1:{port}/codec"
+    await runner.cleanup()
+
+
+async def temporal(client: Client, *args: str, codec: str | None = None) -> tuple[int, str]:
     process = await asyncio.create_subprocess_exec(
         binary("temporal"),
         *args,
+        *(["--codec-endpoint", codec] if codec else []),
         "--address",
         client.service_client.config.target_host,
         stdout=asyncio.subprocess.PIPE,
@@ -29,7 +50,7 @@ async def temporal(client: Client, *args: str) -> tuple[int, str]:
 
 
 async def test_start_query_and_update_with_the_temporal_cli(
-    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster
+    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster, codec_endpoint: str
 ) -> None:
     fake.fail("sync_tenant_info")
     workflow_id = f"takeover-127.0.0.1-2881-{uuid.uuid4().hex[:6]}"
@@ -38,14 +59,19 @@ async def test_start_query_and_update_with_the_temporal_cli(
         code, output = await temporal(
             client,
             "workflow", "start", "--type", "TakeOverCluster", "--task-queue", task_queue,
-            "--workflow-id", workflow_id, "--input", json.dumps(body),
+            "--workflow-id", workflow_id, "--input", json.dumps(body), codec=codec_endpoint,
         )  # fmt: skip
         assert code == 0, output
         handle = client.get_workflow_handle_for(TakeOverCluster.run, workflow_id)
+        # Started through the codec endpoint, the input is stored encrypted.
+        history = await handle.fetch_history()
+        started = history.events[0].workflow_execution_started_event_attributes.input.payloads[0]
+        assert started.metadata["encoding"] == b"binary/encrypted" and b"S3cret" not in started.data
         await wait_for(handle, failed)
         code, output = await temporal(
-            client, "workflow", "query", "--workflow-id", workflow_id, "--name", "task", "--output", "json"
-        )
+            client, "workflow", "query", "--workflow-id", workflow_id, "--name", "task", "--output", "json",
+            codec=codec_endpoint,
+        )  # fmt: skip
         assert code == 0, output
         task = json.loads(output)["queryResult"][0]
         (subtask,) = [s for s in task["subtasks"] if s["name"] == "Sync all tenant information"]
@@ -53,14 +79,14 @@ async def test_start_query_and_update_with_the_temporal_cli(
 
         code, output = await temporal(
             client, "workflow", "update", "execute", "--workflow-id", workflow_id,
-            "--name", "skip_subtask", "--input", json.dumps({"subtaskId": subtask["id"] - 1}),
+            "--name", "skip_subtask", "--input", json.dumps({"subtaskId": subtask["id"] - 1}), codec=codec_endpoint,
         )  # fmt: skip
         assert code != 0
         assert "only a FAILED subtask can be skipped" in output
 
         code, output = await temporal(
             client, "workflow", "update", "execute", "--workflow-id", workflow_id,
-            "--name", "retry_subtask", "--input", json.dumps({"subtaskId": subtask["id"]}),
+            "--name", "retry_subtask", "--input", json.dumps({"subtaskId": subtask["id"]}), codec=codec_endpoint,
         )  # fmt: skip
         assert code == 0, output
         result = await handle.result()
@@ -68,7 +94,7 @@ async def test_start_query_and_update_with_the_temporal_cli(
 
 
 async def test_bad_json_body_from_the_cli_fails_with_invalid_request(
-    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster
+    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster, codec_endpoint: str
 ) -> None:
     workflow_id = f"takeover-bad-{uuid.uuid4().hex[:6]}"
     async with running_worker(fake):
@@ -76,8 +102,16 @@ async def test_bad_json_body_from_the_cli_fails_with_invalid_request(
             client,
             "workflow", "execute", "--type", "TakeOverCluster", "--task-queue", task_queue,
             "--workflow-id", workflow_id, "--input", json.dumps({"address": "10.0.0.1", "port": "x"}),
+            codec=codec_endpoint,
         )  # fmt: skip
-    assert code != 0
-    assert "invalid takeover request" in output
-    assert "rootSysPassword: Field required" in output and "port: Input should be a valid integer" in output
+        assert code != 0 and "Status   FAILED" in output
+        # The failure message is encrypted in Temporal; the project's client decodes it.
+        with pytest.raises(WorkflowFailureError) as info:
+            await client.get_workflow_handle(workflow_id).result()
+    cause = info.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "InvalidRequest"
+    assert (
+        "rootSysPassword: is required unless rootSysCredentialId" in cause.message
+        and "port: Input should be a valid integer" in cause.message
+    )
     assert fake.calls == []

@@ -23,6 +23,8 @@ _PUBLISH_PORT = re.compile(r"^(\d{1,5}):(\d{1,5})$")
 
 _PROXY_NEEDS_CLUSTER_NAME = "is required when connectionMode is proxy"
 _CONTAINER_NEEDS_PORTS = "is required when kind is DEDICATED_CONTAINER"
+_ROOT_SECRET_MISSING = "is required unless rootSysCredentialId is given"
+_ROOT_SECRET_TWICE = "give rootSysPassword or rootSysCredentialId, not both"
 
 
 class ConnectionMode(StrEnum):
@@ -77,7 +79,9 @@ class HostInfo(_Body):
 class TakeOverRequest(_Body):
     """The request body, with OCP's defaults and the two fields obdeploy adds (sshPort, proxyroPassword)."""
 
-    root_sys_password: str = Field(min_length=1, repr=False)
+    root_sys_password: str | None = Field(default=None, min_length=1, repr=False)
+    # The safe alternative to a password in the body: a cluster credential in the password box.
+    root_sys_credential_id: int | None = Field(default=None, gt=0)
     address: str = Field(min_length=1, max_length=253)
     port: int = Field(ge=1, le=65535)
     save_to_credential: bool = True
@@ -100,6 +104,14 @@ class TakeOverRequest(_Body):
         if not all(_HOSTNAME_LABEL.match(label) for label in labels) or labels[-1].isdigit():
             raise ValueError("is neither an IPv4 or IPv6 address nor a host name")
         return value
+
+    @model_validator(mode="after")
+    def _one_root_secret(self) -> TakeOverRequest:
+        if self.root_sys_password is None and self.root_sys_credential_id is None:
+            raise ValueError(_ROOT_SECRET_MISSING)
+        if self.root_sys_password is not None and self.root_sys_credential_id is not None:
+            raise ValueError(_ROOT_SECRET_TWICE)
+        return self
 
     @model_validator(mode="after")
     def _proxy_needs_cluster_name(self) -> TakeOverRequest:
@@ -140,6 +152,10 @@ def _cross_field_errors(body: dict[str, Any]) -> list[FieldError]:
     list every violation.
     """
     errors = []
+    if "rootSysPassword" not in body and "rootSysCredentialId" not in body:
+        errors.append(FieldError(field="rootSysPassword", message=_ROOT_SECRET_MISSING))
+    if "rootSysPassword" in body and "rootSysCredentialId" in body:
+        errors.append(FieldError(field="rootSysCredentialId", message=_ROOT_SECRET_TWICE))
     if body.get("connectionMode") == "proxy" and not body.get("clusterName"):
         errors.append(FieldError(field="clusterName", message=_PROXY_NEEDS_CLUSTER_NAME))
     host_info = body.get("hostInfo")
@@ -166,7 +182,7 @@ def parse_request(body: Any) -> TakeOverRequest:
         errors: list[FieldError] = []
         for error in exc.errors(include_input=False, include_url=False, include_context=False):
             if error["type"] == "value_error" and error["msg"].endswith(
-                (_PROXY_NEEDS_CLUSTER_NAME, _CONTAINER_NEEDS_PORTS)
+                (_PROXY_NEEDS_CLUSTER_NAME, _CONTAINER_NEEDS_PORTS, _ROOT_SECRET_MISSING, _ROOT_SECRET_TWICE)
             ):
                 continue  # reported by _cross_field_errors with the field it concerns
             message = error["msg"].removeprefix("Value error, ")

@@ -232,6 +232,7 @@ class TakeOverCluster:
             cluster_name=request.cluster_name,
             ob_cluster_id=request.ob_cluster_id,
             root_sys_password=request.root_sys_password,
+            credential_id=request.root_sys_credential_id,
         )
         try:
             topology: Topology = await workflow.execute_activity(

@@ -1,0 +1,128 @@
+"""Encryption of everything the project stores in Temporal: payloads (inputs, results, details,
+summaries) with an AES-GCM payload codec, and error messages and stack traces through the failure
+converter that encodes them as payloads.
+
+Keys: `OB_TAKEOVER_CODEC_KEY` (base64 of 32 bytes) or the key file `OB_TAKEOVER_CODEC_KEY_FILE`
+(default `var/codec.key`, created 0600 on first use). Earlier keys, kept for decoding after a
+rotation, are the further lines of the key file or `OB_TAKEOVER_CODEC_OLD_KEYS` (comma-separated).
+Payloads that arrive unencrypted (a `temporal workflow start` without `--codec-endpoint`) are
+accepted; one that carries a password is logged as a warning, without the password.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import hashlib
+import logging
+import os
+import re
+import secrets
+from collections.abc import Sequence
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+
+log = logging.getLogger("ob_takeover.codec")
+
+CODEC_KEY_ENV = "OB_TAKEOVER_CODEC_KEY"
+CODEC_KEY_FILE_ENV = "OB_TAKEOVER_CODEC_KEY_FILE"
+CODEC_OLD_KEYS_ENV = "OB_TAKEOVER_CODEC_OLD_KEYS"
+DEFAULT_CODEC_KEY_FILE = "var/codec.key"
+ENCODING = b"binary/encrypted"
+_SECRET_FIELD = re.compile(rb'"(rootSysPassword|proxyroPassword|password)"\s*:\s*"[^"]')
+
+
+class CodecKeyError(Exception):
+    """The codec key is missing or malformed, or a payload was encrypted with an unknown key."""
+
+
+def _decode_key(text: str, source: str) -> bytes:
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except binascii.Error:
+        raise CodecKeyError(f"{source} is not base64") from None
+    if len(key) != 32:
+        raise CodecKeyError(f"{source} must hold 32 bytes (base64), found {len(key)}")
+    return key
+
+
+def key_id(key: bytes) -> str:
+    return hashlib.sha256(b"codec-key-id" + key).hexdigest()[:16]
+
+
+def load_codec_keys(environ: dict[str, str] | None = None) -> list[bytes]:
+    """The current key first, then older keys kept for decoding."""
+    env = os.environ if environ is None else environ
+    if env.get(CODEC_KEY_ENV):
+        keys = [_decode_key(env[CODEC_KEY_ENV], CODEC_KEY_ENV)]
+        keys += [_decode_key(k, CODEC_OLD_KEYS_ENV) for k in env.get(CODEC_OLD_KEYS_ENV, "").split(",") if k.strip()]
+        return keys
+    path = Path(env.get(CODEC_KEY_FILE_ENV, DEFAULT_CODEC_KEY_FILE))
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+    if path.stat().st_mode & 0o077:
+        raise CodecKeyError(f"codec key file {path} has mode {path.stat().st_mode & 0o777:o}; make it 0600")
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    if not lines:
+        raise CodecKeyError(f"codec key file {path} is empty")
+    return [_decode_key(line, f"codec key file {path}") for line in lines]
+
+
+class EncryptionCodec(PayloadCodec):
+    """AES-GCM over each payload; the key id travels in the payload's metadata."""
+
+    def __init__(self, keys: Sequence[bytes]) -> None:
+        if not keys:
+            raise CodecKeyError("no codec key")
+        self._current = keys[0]
+        self._current_id = key_id(keys[0]).encode()
+        self._keys = {key_id(k).encode(): AESGCM(k) for k in keys}
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self.encrypt(p) for p in payloads]
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self.decrypt(p) for p in payloads]
+
+    def encrypt(self, payload: Payload) -> Payload:
+        nonce = secrets.token_bytes(12)
+        sealed = self._keys[self._current_id].encrypt(nonce, payload.SerializeToString(), None)
+        return Payload(
+            metadata={"encoding": ENCODING, "encryption-key-id": self._current_id},
+            data=nonce + sealed,
+        )
+
+    def decrypt(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding", b"") != ENCODING:
+            if _SECRET_FIELD.search(payload.data):
+                log.warning(
+                    "a payload arrived unencrypted with a password in it; start takeovers with the project's "
+                    "client or `temporal … --codec-endpoint`, or send rootSysCredentialId instead of the password"
+                )
+            return payload
+        key_name = payload.metadata.get("encryption-key-id", b"")
+        cipher = self._keys.get(key_name)
+        if cipher is None:
+            raise CodecKeyError(f"payload encrypted with unknown codec key {key_name.decode(errors='replace')}")
+        try:
+            return Payload.FromString(cipher.decrypt(payload.data[:12], payload.data[12:], None))
+        except InvalidTag:
+            raise CodecKeyError("payload does not decrypt: altered, or encrypted with another key") from None
+
+
+def data_converter(environ: dict[str, str] | None = None) -> DataConverter:
+    """The project's data converter: pydantic payloads, encrypted, with encoded failure messages."""
+    return dataclasses.replace(
+        pydantic_data_converter,
+        payload_codec=EncryptionCodec(load_codec_keys(environ)),
+        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+    )
