@@ -104,9 +104,19 @@ class Database:
         if self.dialect == "sqlite":
             connection = sqlite3.connect(self.url.path, timeout=30, isolation_level=None)
             connection.row_factory = sqlite3.Row
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("PRAGMA foreign_keys=ON")
             connection.execute("PRAGMA busy_timeout=30000")
+            # Switching to WAL needs a moment alone with the file and SQLite does not wait for it:
+            # another process opening the database at the same time makes it fail at once.
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    connection.execute("PRAGMA journal_mode=WAL")
+                    break
+                except sqlite3.OperationalError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.05)
+            connection.execute("PRAGMA foreign_keys=ON")
             return connection
         try:
             return pymysql.connect(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import getpass
 import json
 import os
@@ -215,6 +216,163 @@ def cmd_serve(args: argparse.Namespace) -> None:
     asyncio.run(run())
 
 
+# --- takeovers: start, watch, operate -------------------------------------------------------------
+
+
+def ui_link(workflow_id: str) -> str:
+    base = os.environ.get("TEMPORAL_UI", "http://127.0.0.1:8233").rstrip("/")
+    namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
+    return f"{base}/namespaces/{namespace}/workflows/{workflow_id}"
+
+
+def task_table(task: Any) -> str:
+    """OCP's task as an aligned table: one row per subtask with its node, state, runs and times."""
+    lines = [
+        f"task {task.id} '{task.name}' cluster {task.cluster_id}: {task.status.value}"
+        + (" (rollback)" if task.operation.value == "ROLLBACK" else ""),
+        f"{'ID':<12} {'SUBTASK':<42} {'NODE':<22} {'STATUS':<11} {'RUNS':>4}  {'START':<23} END",
+    ]
+    for s in task.subtasks:
+        lines.append(
+            f"{s.id:<12} {s.name:<42} {(s.node or '-'):<22} {s.status.value:<11} {s.run_time:>4}  "
+            f"{(s.start_time or '-'):<23} {s.end_time or '-'}"
+        )
+    return "\n".join(lines)
+
+
+def request_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The takeover body from --body FILE and flags; the password from stdin, env or a prompt."""
+    body: dict[str, Any] = {}
+    if args.body:
+        try:
+            body = json.loads(Path(args.body).read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise CommandError(f"cannot read the body from {args.body}: {exc}") from None
+    flags = {
+        "address": args.address,
+        "port": args.port,
+        "connectionMode": args.connection_mode,
+        "clusterName": args.cluster_name,
+        "obClusterId": args.ob_cluster_id,
+        "rootSysCredentialId": args.root_credential_id,
+    }
+    body.update({k: v for k, v in flags.items() if v is not None})
+    if args.host_type_id or args.credential_id:
+        body["hostInfo"] = {
+            **body.get("hostInfo", {}),
+            "hostTypeId": args.host_type_id,
+            "credentialId": args.credential_id,
+            "sshPort": args.ssh_port,
+        }
+    if "rootSysPassword" not in body and "rootSysCredentialId" not in body:
+        body["rootSysPassword"] = os.environ.get("OB_TAKEOVER_ROOT_PASSWORD") or read_secret(
+            "root@sys password: ", args.password_stdin
+        )
+    return body
+
+
+def _parse(body: dict[str, Any]) -> Any:
+    from workflows.request import InvalidRequest, parse_request
+
+    try:
+        return parse_request(body)
+    except InvalidRequest as exc:
+        raise CommandError(str(exc)) from None
+
+
+async def _watch(takeover: Any) -> Any:
+    """Print progress lines until the task ends or waits for an operator."""
+    last = ""
+    while True:
+        try:
+            task = await takeover.task()
+        except Exception:  # not created yet, while the topology is read
+            await asyncio.sleep(0.5)
+            continue
+        running = [f"{s.name}{' · ' + s.node if s.node else ''}" for s in task.subtasks if s.status.value == "RUNNING"]
+        done = sum(s.status.value == "SUCCESSFUL" for s in task.subtasks)
+        line = f"{task.status.value} {done}/{len(task.subtasks)}" + (
+            f" running: {', '.join(running[:3])}" if running else ""
+        )
+        if line != last:
+            print(line, file=sys.stderr, flush=True)
+            last = line
+        if task.status.value != "RUNNING":
+            return task
+        await asyncio.sleep(0.5)
+
+
+def cmd_start(args: argparse.Namespace) -> None:
+    from ob_takeover.client import TakeoverClient
+
+    request = _parse(request_body(args))
+
+    async def run() -> None:
+        client = await TakeoverClient.connect()
+        takeover = await client.start(request)
+        print(f"started {takeover.workflow_id}: {ui_link(takeover.workflow_id)}", file=sys.stderr)
+        result: dict[str, Any] = {"workflowId": takeover.workflow_id, "ui": ui_link(takeover.workflow_id)}
+        if args.wait:
+            task = await _watch(takeover)
+            print(task_table(task))
+            result["status"] = task.status.value
+            result["taskId"] = task.id
+        emit(result)
+
+    asyncio.run(run())
+
+
+def cmd_precheck(args: argparse.Namespace) -> None:
+    from ob_takeover.client import TakeoverClient
+
+    request = _parse(request_body(args))
+
+    async def run() -> None:
+        client = await TakeoverClient.connect()
+        report = await client.precheck(request)
+        print(
+            f"cluster {report.cluster_name} (id {report.ob_cluster_id}), OceanBase {report.version}: "
+            f"{len(report.zones)} zones, {len(report.servers)} servers, {len(report.hosts)} hosts"
+        )
+        table([i.model_dump() for i in report.items], ["status", "code", "name", "node", "message"])
+        emit({"passed": report.passed, "failed": len(report.failures()), "seconds": report.seconds})
+
+    asyncio.run(run())
+
+
+def _operate(args: argparse.Namespace, *, operation: str) -> None:
+    from ob_takeover.client import OperationRefused, TakeoverClient
+
+    async def run() -> None:
+        takeover = (await TakeoverClient.connect()).get(args.workflow_id)
+        try:
+            if operation == "status":
+                task = await takeover.task()
+            elif operation == "abort":
+                await takeover.abort()
+                emit({"workflowId": args.workflow_id, "aborted": True})
+                return
+            elif operation == "logs":
+                print(await takeover.subtask_log(args.subtask_id))
+                emit({"workflowId": args.workflow_id, "subtaskId": args.subtask_id})
+                return
+            elif operation in ("retry", "rollback"):
+                task = await getattr(takeover, operation)()
+            else:
+                task = await getattr(takeover, operation)(args.subtask_id)
+        except OperationRefused as exc:
+            raise CommandError(f"refused: {exc}") from None
+        if getattr(args, "wait", False):
+            task = await _watch(takeover)
+        print(task_table(task))
+        for subtask in (s for s in task.subtasks if s.status.value == "FAILED"):
+            tail = (await takeover.subtask_log(subtask.id)).strip().splitlines()[-5:]
+            print(f"\nsubtask {subtask.id} {subtask.name} {subtask.node or ''} FAILED:\n  " + "\n  ".join(tail))
+        emit({"workflowId": args.workflow_id, "taskId": task.id, "status": task.status.value})
+
+    asyncio.run(run())
+
+
 # --- parser ---------------------------------------------------------------------------------------
 
 
@@ -266,6 +424,41 @@ def build_parser() -> argparse.ArgumentParser:
     command = add(lock, "release", cmd_lock_release, "force-release a stale lock")
     command.add_argument("key")
     command.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+
+    def body_options(command: argparse.ArgumentParser) -> None:
+        command.add_argument("--body", help="JSON file with the request body")
+        command.add_argument("--address")
+        command.add_argument("--port", type=int)
+        command.add_argument("--connection-mode", choices=["direct", "proxy"])
+        command.add_argument("--cluster-name")
+        command.add_argument("--ob-cluster-id", type=int)
+        command.add_argument("--root-credential-id", type=int, help="root@sys from the password box")
+        command.add_argument("--host-type-id", type=int)
+        command.add_argument("--credential-id", type=int, help="SSH credential for unmanaged hosts")
+        command.add_argument("--ssh-port", type=int, default=22)
+        command.add_argument("--password-stdin", action="store_true", help="read rootSysPassword from stdin")
+
+    command = add(commands, "start", cmd_start, "start a takeover; prints the workflow id and a UI link")
+    body_options(command)
+    command.add_argument("--wait", action="store_true", help="show progress until the task ends or fails")
+    body_options(add(commands, "precheck", cmd_precheck, "run the takeover precheck and print its report"))
+    for name, operation, help_text, needs_subtask in (
+        ("status", "status", "the task table, and the log tail of failed subtasks", False),
+        ("retry", "retry", "run every FAILED subtask again", False),
+        ("retry-subtask", "retry_subtask", "run one FAILED subtask again", True),
+        ("skip-subtask", "skip_subtask", "mark a FAILED subtask SUCCESSFUL without running it", True),
+        ("cancel-subtask", "cancel_subtask", "stop a RUNNING subtask (it becomes FAILED)", True),
+        ("rollback", "rollback", "undo the takeover's work in reverse order", False),
+        ("abort", "abort", "stop the takeover and release the cluster lock", False),
+        ("logs", "logs", "one subtask's log", True),
+    ):
+        command = add(commands, name, functools.partial(_operate, operation=operation), help_text)
+        command.add_argument("workflow_id")
+        if needs_subtask:
+            command.add_argument("subtask_id", type=int)
+        if operation not in ("status", "abort", "logs"):
+            command.add_argument("--wait", action="store_true", help="show progress until the task ends or fails")
+
     vault = commands.add_parser("vault", help="the password box's master key").add_subparsers(
         dest="action", required=True
     )
@@ -280,6 +473,12 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.handler(args)
     except (CommandError, MetadbUnavailable, MasterKeyError, CodecKeyError, credentials.CredentialNotFound) as exc:
+        print(f"ob-takeover: {exc}", file=sys.stderr)
+        code = 2
+    except RuntimeError as exc:  # Temporal unreachable and the like: one line, not a stack trace
+        print(f"ob-takeover: {exc}", file=sys.stderr)
+        code = 1
+    except (ValueError, OSError) as exc:
         print(f"ob-takeover: {exc}", file=sys.stderr)
         code = 2
     sys.stdout.flush()

@@ -1,0 +1,124 @@
+"""The Python client for other services: start takeovers and prechecks, read the task, operate it.
+
+    from ob_takeover.client import TakeoverClient
+
+    client = await TakeoverClient.connect()                   # TEMPORAL_ADDRESS, encrypting converter
+    takeover = await client.start({"rootSysCredentialId": 3, "address": "10.0.0.1", "port": 2881})
+    task = await takeover.task()                              # OCP's task JSON, typed (TaskView)
+    failed = [s for s in task.subtasks if s.status.value == "FAILED"]
+    await takeover.retry_subtask(failed[0].id)
+    task = await takeover.result()                            # waits for the end
+
+Every operation returns the task as it is after the operation; a refused one raises
+`OperationRefused` with OCP's reason.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from typing import Any
+
+from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+
+from activities.precheck import PrecheckReport
+from ob_takeover.codec import data_converter
+from workflows.precheck import TakeOverPrecheck
+from workflows.request import TakeOverRequest, parse_request
+from workflows.takeover import SubtaskRef, TakeOverCluster, workflow_id_for
+from workflows.task import TaskView
+
+
+class OperationRefused(Exception):
+    """The workflow refused an operator operation; the message says why."""
+
+
+@dataclass
+class Takeover:
+    """One takeover workflow."""
+
+    handle: WorkflowHandle[TakeOverCluster, TaskView]
+
+    @property
+    def workflow_id(self) -> str:
+        return self.handle.id
+
+    async def task(self) -> TaskView:
+        return await self.handle.query(TakeOverCluster.task)
+
+    async def subtask_log(self, subtask_id: int) -> str:
+        return await self.handle.query(TakeOverCluster.subtask_log, SubtaskRef(subtask_id=subtask_id))
+
+    async def _update(self, name: str, subtask_id: int | None = None) -> TaskView:
+        args = [SubtaskRef(subtask_id=subtask_id)] if subtask_id is not None else []
+        try:
+            task: TaskView = await self.handle.execute_update(name, args=args, result_type=TaskView)
+        except WorkflowUpdateFailedError as exc:
+            cause = exc.cause
+            raise OperationRefused(cause.message if isinstance(cause, ApplicationError) else str(cause)) from None
+        return task
+
+    async def retry(self) -> TaskView:
+        return await self._update("retry")
+
+    async def retry_subtask(self, subtask_id: int) -> TaskView:
+        return await self._update("retry_subtask", subtask_id)
+
+    async def skip_subtask(self, subtask_id: int) -> TaskView:
+        return await self._update("skip_subtask", subtask_id)
+
+    async def cancel_subtask(self, subtask_id: int) -> TaskView:
+        return await self._update("cancel_subtask", subtask_id)
+
+    async def rollback(self) -> TaskView:
+        return await self._update("rollback")
+
+    async def abort(self) -> None:
+        """Cancel the workflow: running subtasks stop and the cluster lock is released."""
+        await self.handle.cancel()
+
+    async def result(self) -> TaskView:
+        return await self.handle.result()
+
+
+class TakeoverClient:
+    """Connects with the project's encrypting data converter; see the module docstring."""
+
+    def __init__(self, client: Client, task_queue: str | None = None) -> None:
+        self.client = client
+        self.task_queue = task_queue or os.environ.get("OB_TAKEOVER_TASK_QUEUE", "ob-takeover")
+
+    @classmethod
+    async def connect(cls, address: str | None = None, namespace: str | None = None) -> TakeoverClient:
+        client = await Client.connect(
+            address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"),
+            namespace=namespace or os.environ.get("TEMPORAL_NAMESPACE", "default"),
+            data_converter=data_converter(),
+        )
+        return cls(client)
+
+    async def start(self, body: dict[str, Any] | TakeOverRequest, creator: str | None = None) -> Takeover:
+        """Start a takeover; the body is validated here first, so a bad one never reaches Temporal."""
+        request = body if isinstance(body, TakeOverRequest) else parse_request(body)
+        handle = await self.client.start_workflow(
+            TakeOverCluster.run,
+            request.model_dump(mode="json", exclude_none=True),
+            id=workflow_id_for(request.address, request.port),
+            task_queue=self.task_queue,
+            memo={"creator": creator or os.environ.get("USER", "unknown")},
+        )
+        return Takeover(handle)
+
+    def get(self, workflow_id: str) -> Takeover:
+        return Takeover(self.client.get_workflow_handle_for(TakeOverCluster.run, workflow_id))
+
+    async def precheck(self, body: dict[str, Any] | TakeOverRequest) -> PrecheckReport:
+        request = body if isinstance(body, TakeOverRequest) else parse_request(body)
+        report: PrecheckReport = await self.client.execute_workflow(
+            TakeOverPrecheck.run,
+            request.model_dump(mode="json", exclude_none=True),
+            id=f"precheck-{request.address}-{request.port}-{os.urandom(3).hex()}",
+            task_queue=self.task_queue,
+        )
+        return report

@@ -1,0 +1,86 @@
+"""The Python client and the operator command against a real Temporal server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client
+
+from ob_takeover.client import OperationRefused, TakeoverClient
+from tests.driver import failed, wait_for
+from tests.fakes import FakeCluster
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def test_python_client_start_operate_and_refusals(
+    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster
+) -> None:
+    fake.fail("register_config_url")
+    takeovers = TakeoverClient(client, task_queue)
+    async with running_worker(fake):
+        takeover = await takeovers.start({"rootSysPassword": "pw", "address": "127.0.0.9", "port": 2881})
+        assert takeover.workflow_id == "takeover-127.0.0.9-2881"
+        task = await wait_for(takeover.handle, failed)
+        (bad,) = [s for s in task.subtasks if s.status.value == "FAILED"]
+        with pytest.raises(OperationRefused, match="only a RUNNING subtask can be cancelled"):
+            await takeover.cancel_subtask(bad.id)
+        assert "injected failure" in await takeover.subtask_log(bad.id)
+        after = await takeover.retry_subtask(bad.id)
+        assert next(s for s in after.subtasks if s.id == bad.id).run_time == 2
+        assert (await takeover.result()).status.value == "SUCCESSFUL"
+    with pytest.raises(Exception, match="port"):
+        await takeovers.start({"rootSysPassword": "pw", "address": "127.0.0.9", "port": 0})
+
+
+async def cli(client: Client, task_queue: str, *args: str, stdin: str = "") -> tuple[int, dict[str, Any] | None, str]:
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "OB_TAKEOVER_TASK_QUEUE": task_queue,
+    }
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from ob_takeover.cli import main; main()", *args,
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        cwd=ROOT, env=env,
+    )  # fmt: skip
+    out, err = await process.communicate(stdin.encode())
+    lines = out.decode().strip().splitlines()
+    last = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
+    return process.returncode or 0, last, out.decode() + err.decode()
+
+
+async def test_operator_command_start_status_and_operations(
+    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster
+) -> None:
+    fake.fail("sync_cluster_info")
+    async with running_worker(fake):
+        code, out, text = await cli(
+            client, task_queue, "start", "--address", "127.0.0.8", "--port", "2881", "--password-stdin", "--wait",
+            stdin="S3cret!\n",
+        )  # fmt: skip
+        assert code == 0, text
+        assert out is not None and out["workflowId"] == "takeover-127.0.0.8-2881" and out["status"] == "FAILED"
+        assert "S3cret" not in text
+        code, out, text = await cli(client, task_queue, "status", "takeover-127.0.0.8-2881")
+        assert code == 0 and out is not None and out["status"] == "FAILED"
+        assert "Sync cluster info" in text and "injected failure of sync_cluster_info" in text
+        failed_id = next(
+            int(line.split()[0]) for line in text.splitlines() if "Sync cluster info" in line and "FAILED" in line
+        )
+        code, _, text = await cli(client, task_queue, "skip-subtask", "takeover-127.0.0.8-2881", str(failed_id - 1))
+        assert code == 2 and "refused: subtask" in text and "only a FAILED subtask can be skipped" in text
+        code, out, text = await cli(
+            client, task_queue, "retry-subtask", "takeover-127.0.0.8-2881", str(failed_id), "--wait"
+        )
+        assert code == 0 and out is not None and out["status"] == "SUCCESSFUL", text
+    code, _, text = await cli(
+        client, task_queue, "start", "--address", "bad host", "--port", "1", "--password-stdin", stdin="x\n"
+    )
+    assert code == 2 and "address: is neither" in text
