@@ -67,7 +67,9 @@ class ObSysClient:
                     host=self._endpoint.address,
                     port=self._endpoint.port,
                     user=user,
-                    password=self._endpoint.root_sys_password or "",
+                    # Bytes: PyMySQL would encode a str password as latin-1 and fail on other characters.
+                    password=(self._endpoint.root_sys_password or "").encode(),
+                    charset="utf8mb4",
                     connect_timeout=self._connect_timeout,
                     read_timeout=self._read_timeout,
                     write_timeout=self._read_timeout,

@@ -123,7 +123,7 @@ class Database:
                 host=self.url.host,
                 port=self.url.port,
                 user=self.url.user,
-                password=self.url.password,
+                password=self.url.password.encode(),
                 database=self.url.database,
                 connect_timeout=5,
                 read_timeout=30,

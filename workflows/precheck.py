@@ -20,7 +20,7 @@ PRECHECK_TIMEOUT = timedelta(seconds=120)
 @workflow.defn(name=PRECHECK_WORKFLOW_NAME)
 class TakeOverPrecheck:
     @workflow.run
-    async def run(self, body: dict[str, Any]) -> PrecheckReport:
+    async def run(self, body: Any) -> PrecheckReport:
         try:
             request = parse_request(body)
         except InvalidRequest as exc:

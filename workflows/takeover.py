@@ -75,7 +75,9 @@ class TakeOverCluster:
         self._published_status = "CREATING"
 
     @workflow.run
-    async def run(self, body: dict[str, Any]) -> TaskView:
+    async def run(self, body: Any) -> TaskView:
+        # `Any`, not a typed model: a body of the wrong shape must reach parse_request and fail the
+        # workflow with InvalidRequest, instead of failing its decoding and being retried for ever.
         try:
             request = parse_request(body)
         except InvalidRequest as exc:
