@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from datetime import timedelta
 from typing import Any
 
 from temporalio.api.enums.v1 import IndexedValueType
@@ -86,6 +87,8 @@ def build_worker(
         workflows=[TakeOverCluster, TakeOverPrecheck],
         activities=list(activities),
         max_concurrent_activities=max_concurrent_activities,
+        # When a worker dies, its workflows' next tasks move to another worker after this long.
+        sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
     )
 
 

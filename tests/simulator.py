@@ -86,12 +86,16 @@ def simulation(
     root_password: str = "Root#Pw'1",
     extra: list[str] | None = None,
     hosts: bool = True,
+    base: str | None = None,
+    sql_port: int | None = None,
 ) -> Iterator[Simulation]:
-    """Run a simulated cluster on a random 127.x.y.0/24 block and random ports; stop it afterwards."""
+    """Run a simulated cluster on a random 127.x.y.0/24 block and random ports (unless given); stop it
+    afterwards."""
+    tmp_path.mkdir(parents=True, exist_ok=True)
     password_file = tmp_path / "root_password"
     password_file.write_text(root_password)
-    base = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.2"
-    sql_port = random.randint(20000, 40000)
+    base = base or f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.2"
+    sql_port = sql_port or random.randint(20000, 40000)
     hosts_dir = tmp_path / "hosts"
     command = [
         sys.executable, "-m", "obsim", "--zones", str(zones), "--servers-per-zone", str(servers_per_zone),

@@ -20,9 +20,8 @@ class FanOut(StrEnum):
     ZONE = "ZONE"
 
 
-# Subtasks longer than this heartbeat, so that a crashed worker is noticed within the heartbeat
-# timeout rather than after the subtask's full timeout.
-HEARTBEAT_ABOVE_SECONDS = 60
+# Every subtask heartbeats, so that a crashed worker is noticed within the heartbeat timeout (at most
+# 30 s, and a third of a short subtask's timeout) and the subtask runs again within its own timeout.
 HEARTBEAT_TIMEOUT_SECONDS = 30
 WAIT_NODE_NAME = "Wait node"
 WAIT_NODE_TIMEOUT_SECONDS = 30
@@ -46,8 +45,8 @@ class SubtaskDef:
     max_attempts: int = 5
 
     @property
-    def heartbeats(self) -> bool:
-        return self.timeout > HEARTBEAT_ABOVE_SECONDS
+    def heartbeat_timeout(self) -> float:
+        return min(HEARTBEAT_TIMEOUT_SECONDS, self.timeout / 3)
 
 
 SUBTASKS: tuple[SubtaskDef, ...] = (

@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         Topology,
     )
     from workflows.request import InvalidRequest, TakeOverRequest, parse_request
-    from workflows.subtasks import HEARTBEAT_TIMEOUT_SECONDS, LOCK_STAGE, UNLOCK_STAGE
+    from workflows.subtasks import LOCK_STAGE, UNLOCK_STAGE
     from workflows.task import (
         Operation,
         OperationRefused,
@@ -51,6 +51,7 @@ SEARCH_ATTRIBUTES = (CLUSTER_NAME_KEY, CLUSTER_ADDRESS_KEY, TASK_STATUS_KEY)
 DISCOVERY_TIMEOUT_SECONDS = 60
 # Scaled timeouts never drop below this, so a test scale cannot starve a subtask of time to run.
 MIN_SCALED_TIMEOUT_SECONDS = 3.0
+MIN_SCALED_HEARTBEAT_SECONDS = 2.0
 
 
 def workflow_id_for(address: str, port: int) -> str:
@@ -315,7 +316,7 @@ class TakeOverCluster:
                 arg,
                 result_type=SubtaskResult,
                 schedule_to_close_timeout=self._scaled(stage.timeout),
-                heartbeat_timeout=(self._scaled(HEARTBEAT_TIMEOUT_SECONDS) if stage.heartbeats else None),
+                heartbeat_timeout=self._scaled(stage.heartbeat_timeout, MIN_SCALED_HEARTBEAT_SECONDS),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=self._settings.retry_initial_interval),
                     maximum_interval=timedelta(seconds=30),
@@ -400,8 +401,8 @@ class TakeOverCluster:
     def _now(self) -> str:
         return format_time(workflow.now())
 
-    def _scaled(self, seconds: float) -> timedelta:
-        return timedelta(seconds=max(seconds * self._settings.timeout_scale, MIN_SCALED_TIMEOUT_SECONDS))
+    def _scaled(self, seconds: float, floor: float = MIN_SCALED_TIMEOUT_SECONDS) -> timedelta:
+        return timedelta(seconds=max(seconds * self._settings.timeout_scale, floor))
 
 
 def _failure_log(error: ActivityError) -> list[str]:
