@@ -164,7 +164,7 @@ def snapshot(sim: Simulation, db: Database) -> dict[str, Any]:
                 "cluster_locks",
                 "credentials",
             )
-        },  # fmt: skip
+        },
         "hosts": files,
     }
 
@@ -211,7 +211,10 @@ async def run_takeover(client: Client, task_queue: str, tmp_path: Path, crash_du
                 for command in ("df", "ps", "mv"):
                     (Path(host["root"]) / "usr/local/bin" / command).unlink(missing_ok=True)
             # Host roots live under each run's own directory.
-            return json.loads(json.dumps(snapshot(sim, takeover.db)).replace(str(sim.hosts_dir), "HOSTS"))
+            state: dict[str, Any] = json.loads(
+                json.dumps(snapshot(sim, takeover.db)).replace(str(sim.hosts_dir), "HOSTS")
+            )
+            return state
         finally:
             takeover.stop()
 
