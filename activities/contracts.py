@@ -80,6 +80,18 @@ class ClusterEndpoint(Model):
     # Instead of the password: a cluster credential in the password box, resolved by the activity.
     credential_id: int | None = None
 
+    @classmethod
+    def from_request(cls, request: TakeOverRequest) -> ClusterEndpoint:
+        return cls(
+            address=request.address,
+            port=request.port,
+            connection_mode=request.connection_mode.value,
+            cluster_name=request.cluster_name,
+            ob_cluster_id=request.ob_cluster_id,
+            root_sys_password=request.root_sys_password,
+            credential_id=request.root_sys_credential_id,
+        )
+
 
 class DiscoverTopologyInput(Model):
     endpoint: ClusterEndpoint

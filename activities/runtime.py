@@ -61,17 +61,7 @@ class Runtime:
         return endpoint.model_copy(update={"root_sys_password": credential.secret})
 
     def endpoint_for(self, request: TakeOverRequest) -> ClusterEndpoint:
-        return self.resolve(
-            ClusterEndpoint(
-                address=request.address,
-                port=request.port,
-                connection_mode=request.connection_mode.value,
-                cluster_name=request.cluster_name,
-                ob_cluster_id=request.ob_cluster_id,
-                root_sys_password=request.root_sys_password,
-                credential_id=request.root_sys_credential_id,
-            )
-        )
+        return self.resolve(ClusterEndpoint.from_request(request))
 
     @classmethod
     def from_env(cls, environ: dict[str, str] | None = None) -> Runtime:

@@ -16,6 +16,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from activities.runtime import Runtime
+from metadb import credentials
+from metadb.db import Database
+from metadb.migrate import migrate
+from metadb.vault import MasterKey, Vault
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -123,3 +129,25 @@ def simulation(
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def sim_runtime(tmp_path: Path, sim: Simulation) -> Runtime:
+    """A worker runtime for takeovers of `sim`: a fresh SQLite metadb, a new master key, its known_hosts."""
+    db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+    migrate(db)
+    vault = Vault(MasterKey.generate())
+    vault.verify(db)
+    return Runtime(db=db, vault=vault, known_hosts=sim.ready["ssh"]["known_hosts"], poll_interval=0.1)
+
+
+def register_ssh_key(runtime: Runtime, sim: Simulation, name: str = "key") -> int:
+    """The simulated hosts' client key as a host credential in the password box; returns its id."""
+    return credentials.save_credential(
+        runtime.db,
+        runtime.vault,
+        kind=credentials.HOST,
+        name=name,
+        username=sim.ready["ssh"]["username"],
+        secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(),
+        secret_type="private_key",
+    )

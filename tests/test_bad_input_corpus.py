@@ -16,12 +16,9 @@ from temporalio.exceptions import ApplicationError
 from activities.registry import build_activities
 from activities.runtime import Runtime
 from metadb import credentials, hosts
-from metadb.db import Database
-from metadb.migrate import migrate
-from metadb.vault import MasterKey, Vault
 from tests.driver import log_of, start, update, wait_for
 from tests.mariadb import free_port
-from tests.simulator import Simulation, simulation
+from tests.simulator import Simulation, register_ssh_key, sim_runtime, simulation
 from worker import build_worker
 
 GOOD = {"rootSysPassword": "pw", "address": "127.0.0.1", "port": 2881}
@@ -78,16 +75,10 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulation]:
 
 @pytest.fixture
 def runtime(tmp_path: Path, sim: Simulation) -> Runtime:
-    db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
-    migrate(db)
-    vault = Vault(MasterKey.generate())
-    vault.verify(db)
-    hosts.add_host_type(db, "t")
-    credentials.save_credential(
-        db, vault, kind=credentials.HOST, name="key", username="admin",
-        secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
-    )  # fmt: skip
-    return Runtime(db=db, vault=vault, known_hosts=sim.ready["ssh"]["known_hosts"], poll_interval=0.1)
+    runtime = sim_runtime(tmp_path, sim)
+    hosts.add_host_type(runtime.db, "t")
+    register_ssh_key(runtime, sim)
+    return runtime
 
 
 def assert_nothing_left(runtime: Runtime, sim: Simulation) -> None:

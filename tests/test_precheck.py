@@ -16,11 +16,8 @@ from activities.precheck import PrecheckInput, PrecheckReport, run_checks
 from activities.registry import build_activities
 from activities.runtime import Runtime
 from metadb import clusters, credentials, hosts, locks
-from metadb.db import Database
-from metadb.migrate import migrate
-from metadb.vault import MasterKey, Vault
 from tests.mariadb import free_port
-from tests.simulator import Simulation, simulation
+from tests.simulator import Simulation, register_ssh_key, sim_runtime, simulation
 from worker import build_worker
 from workflows.precheck import TakeOverPrecheck
 from workflows.request import parse_request
@@ -34,19 +31,12 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulation]:
 
 @pytest.fixture
 def runtime(tmp_path: Path, sim: Simulation) -> Runtime:
-    db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
-    migrate(db)
-    vault = Vault(MasterKey.generate())
-    vault.verify(db)
-    return Runtime(db=db, vault=vault, known_hosts=sim.ready["ssh"]["known_hosts"], poll_interval=0.1)
+    return sim_runtime(tmp_path, sim)
 
 
 @pytest.fixture
 def body(sim: Simulation, runtime: Runtime) -> dict[str, Any]:
-    credential = credentials.save_credential(
-        runtime.db, runtime.vault, kind=credentials.HOST, name="key", username="admin",
-        secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
-    )  # fmt: skip
+    credential = register_ssh_key(runtime, sim)
     return {
         "rootSysPassword": sim.root_password,
         "address": sim.address,

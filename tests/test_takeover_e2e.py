@@ -15,10 +15,8 @@ from activities.registry import build_activities
 from activities.runtime import Runtime
 from metadb import clusters, credentials, hosts
 from metadb.db import Database
-from metadb.migrate import migrate
-from metadb.vault import MasterKey, Vault
 from tests.driver import failed, log_of, named, start, update, wait_for
-from tests.simulator import Simulation, simulation
+from tests.simulator import Simulation, register_ssh_key, sim_runtime, simulation
 from worker import build_worker
 
 
@@ -30,30 +28,12 @@ def sim(tmp_path: Path) -> Iterator[Simulation]:
 
 @pytest.fixture
 def runtime(tmp_path: Path, sim: Simulation) -> Runtime:
-    db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
-    migrate(db)
-    vault = Vault(MasterKey.generate())
-    vault.verify(db)
-    return Runtime(
-        db=db,
-        vault=vault,
-        public_url="http://127.0.0.1:8080",
-        known_hosts=sim.ready["ssh"]["known_hosts"],
-        poll_interval=0.1,
-    )
+    return sim_runtime(tmp_path, sim)
 
 
 def takeover_body(sim: Simulation, runtime: Runtime) -> dict[str, Any]:
     host_type = hosts.add_host_type(runtime.db, "sim")
-    credential = credentials.save_credential(
-        runtime.db,
-        runtime.vault,
-        kind=credentials.HOST,
-        name="sim-admin",
-        username=sim.ready["ssh"]["username"],
-        secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(),
-        secret_type="private_key",
-    )
+    credential = register_ssh_key(runtime, sim)
     return {
         "rootSysPassword": sim.root_password,
         "address": sim.address,

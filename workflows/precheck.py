@@ -7,11 +7,10 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.precheck import PrecheckInput, PrecheckReport
-    from workflows.request import InvalidRequest, parse_request
+    from workflows.request import parse_request_or_fail
 
 PRECHECK_WORKFLOW_NAME = "TakeOverPrecheck"
 PRECHECK_TIMEOUT = timedelta(seconds=120)
@@ -21,12 +20,7 @@ PRECHECK_TIMEOUT = timedelta(seconds=120)
 class TakeOverPrecheck:
     @workflow.run
     async def run(self, body: Any) -> PrecheckReport:
-        try:
-            request = parse_request(body)
-        except InvalidRequest as exc:
-            raise ApplicationError(
-                str(exc), [e.model_dump() for e in exc.errors], type="InvalidRequest", non_retryable=True
-            ) from None
+        request = parse_request_or_fail(body)
         report: PrecheckReport = await workflow.execute_activity(
             "run_precheck",
             PrecheckInput(request=request),

@@ -16,6 +16,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from temporalio.exceptions import ApplicationError
 
 _HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _PUBLISH_PORT = re.compile(r"^(\d{1,5}):(\d{1,5})$")
@@ -191,3 +192,13 @@ def parse_request(body: Any) -> TakeOverRequest:
             errors.append(FieldError(field=_field_path(tuple(error["loc"])), message=message))
         errors.extend(_cross_field_errors(body))
         raise InvalidRequest(errors) from None
+
+
+def parse_request_or_fail(body: Any) -> TakeOverRequest:
+    """`parse_request` for a workflow: a bad body fails it at once, non-retryable, listing every field."""
+    try:
+        return parse_request(body)
+    except InvalidRequest as exc:
+        raise ApplicationError(
+            str(exc), [error.model_dump() for error in exc.errors], type="InvalidRequest", non_retryable=True
+        ) from None

@@ -31,7 +31,7 @@ with workflow.unsafe.imports_passed_through():
         SubtaskResult,
         Topology,
     )
-    from workflows.request import InvalidRequest, TakeOverRequest, parse_request
+    from workflows.request import TakeOverRequest, parse_request_or_fail
     from workflows.subtasks import LOCK_STAGE, UNLOCK_STAGE
     from workflows.task import (
         Operation,
@@ -79,15 +79,7 @@ class TakeOverCluster:
     async def run(self, body: Any) -> TaskView:
         # `Any`, not a typed model: a body of the wrong shape must reach parse_request and fail the
         # workflow with InvalidRequest, instead of failing its decoding and being retried for ever.
-        try:
-            request = parse_request(body)
-        except InvalidRequest as exc:
-            raise ApplicationError(
-                str(exc),
-                [error.model_dump() for error in exc.errors],
-                type="InvalidRequest",
-                non_retryable=True,
-            ) from None
+        request = parse_request_or_fail(body)
         self._request = request
         workflow.upsert_search_attributes(
             [
@@ -228,15 +220,7 @@ class TakeOverCluster:
     # --- driving the graph --------------------------------------------------------------------
 
     async def _discover_topology(self, request: TakeOverRequest) -> Topology:
-        endpoint = ClusterEndpoint(
-            address=request.address,
-            port=request.port,
-            connection_mode=request.connection_mode.value,
-            cluster_name=request.cluster_name,
-            ob_cluster_id=request.ob_cluster_id,
-            root_sys_password=request.root_sys_password,
-            credential_id=request.root_sys_credential_id,
-        )
+        endpoint = ClusterEndpoint.from_request(request)
         try:
             topology: Topology = await workflow.execute_activity(
                 "discover_topology",
