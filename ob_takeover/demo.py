@@ -1,8 +1,9 @@
 """The one-command demo: a takeover end to end on the embedded default.
 
-Starts the Temporal dev server (SQLite file under ./var, search attributes registered, UI), the
-HTTP service, a simulated 3-zone x 2-server cluster with its hosts, and the worker; registers the
-host type and the SSH credential; takes the cluster over; prints the task table and the UI address.
+Starts the Temporal dev server (SQLite file under ./var, search attributes registered, UI with the
+codec endpoint), the HTTP service, a simulated 3-zone x 2-server cluster with its hosts, and the
+worker; registers the host type and the SSH credential; runs the precheck, takes the cluster over,
+prints the task table and the UI address.
 Ctrl-C stops everything. Only loopback addresses are used.
 """
 
@@ -27,6 +28,8 @@ from metadb import credentials, hosts
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
+from ob_takeover.cli import task_table
+from ob_takeover.client import TakeoverClient
 from ob_takeover.codec import data_converter
 from workflows.takeover import TakeOverCluster, workflow_id_for
 from workflows.task import TaskView
@@ -74,14 +77,17 @@ class Processes:
             print(f"  stopped {name}")
 
 
-def print_task(task: TaskView) -> None:
-    print(f"\nTask {task.id} '{task.name}' cluster {task.cluster_id}: {task.status.value}")
-    print(f"{'ID':<12} {'SUBTASK':<42} {'NODE':<22} {'STATUS':<11} {'RUNS':>4}")
-    for subtask in task.subtasks:
-        print(
-            f"{subtask.id:<12} {subtask.name:<42} {(subtask.node or '-'):<22} {subtask.status.value:<11} "
-            f"{subtask.run_time:>4}"
-        )
+async def run_precheck(body: dict[str, Any], temporal: str) -> bool:
+    client = TakeoverClient(await Client.connect(temporal, data_converter=data_converter()))
+    report = await client.precheck(body)
+    print(
+        f"\nPrecheck of {report.cluster_name} (OceanBase {report.version}): {len(report.items)} checks in "
+        f"{report.seconds:.2f}s, {'passed' if report.passed else 'FAILED'}"
+    )
+    for item in report.items:
+        if item.status != "PASSED":
+            print(f"  {item.status:<8} {item.code or '':<6} {item.name} {item.node or ''}: {item.message}")
+    return report.passed
 
 
 async def run_takeover(body: dict[str, Any], temporal: str, ui: str) -> TaskView:
@@ -200,8 +206,10 @@ def main(argv: list[str] | None = None) -> None:
         }
         began = time.monotonic()
         os.environ["OB_TAKEOVER_CODEC_KEY_FILE"] = env["OB_TAKEOVER_CODEC_KEY_FILE"]
+        if not asyncio.run(run_precheck(body, "127.0.0.1:7233")):
+            raise SystemExit("demo: the precheck failed; see the items above")
         task = asyncio.run(run_takeover(body, "127.0.0.1:7233", "http://127.0.0.1:8233"))
-        print_task(task)
+        print("\n" + task_table(task))
         print(f"\nTakeover {task.status.value} in {time.monotonic() - began:.1f}s.")
         print("Config server: http://127.0.0.1:8080/services?Action=ObRootServiceInfo&ObCluster=obcluster")
         print("Temporal UI:   http://127.0.0.1:8233")
