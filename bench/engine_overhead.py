@@ -18,6 +18,7 @@ import statistics
 import sys
 import time
 import uuid
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
@@ -78,6 +79,7 @@ async def main() -> None:
         dev_server_existing_path=args.temporal,
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
+        dev_server_startup_timeout=timedelta(seconds=60),
         ui=False,
     )
     try:
@@ -110,3 +112,6 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # Exit without interpreter teardown: the Temporal SDK can crash at exit (PyGILState_Release).
+    sys.stdout.flush()
+    os._exit(0)

@@ -8,6 +8,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,7 @@ async def env(request: pytest.FixtureRequest) -> AsyncIterator[WorkflowEnvironme
             dev_server_existing_path=binary("temporal"),
             search_attributes=SEARCH_ATTRIBUTES,
             dev_server_log_level="error",
+            dev_server_startup_timeout=timedelta(seconds=60),
             ui=False,
         )
     elif kind == "time-skipping":

@@ -9,6 +9,7 @@ import json
 import logging
 import uuid
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -47,6 +48,7 @@ async def test_no_password_in_temporal_logs_or_metadb(
         dev_server_database_filename=str(temporal_db),
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
+        dev_server_startup_timeout=timedelta(seconds=60),
         ui=False,
     )
     db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
