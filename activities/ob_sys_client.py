@@ -7,6 +7,7 @@ error tree so that activities report what failed and what to do.
 from __future__ import annotations
 
 import contextlib
+import re
 from collections.abc import Sequence
 from types import TracebackType
 from typing import Any
@@ -113,6 +114,9 @@ class ObSysClient:
                 node=self.where,
                 code=code,
             )
+        if sql and re.search(r"IDENTIFIED\s+BY", sql, re.IGNORECASE):
+            # The server may quote the statement back ("near '…'"): never let a password through.
+            text = re.sub(r"near '.*' at line", "near '***' at line", text, flags=re.DOTALL)
         statement = f" in `{sql.split()[0]} …`" if sql else ""
         return ClusterSqlError(f"OceanBase error {code}{statement}: {text}", node=self.where, code=code)
 

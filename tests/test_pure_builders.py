@@ -142,3 +142,17 @@ def test_agent_file_write_twice_then_restore_in_real_bash(tmp_path: Path) -> Non
     bash(commands.write_agent_file("modules.json", 8, 3), "{}\n")
     assert bash(commands.restore_agent_file("modules.json", 8)).strip() == "removed"
     assert not (conf / "modules.json").exists()
+
+
+def test_server_errors_never_quote_a_password_back() -> None:
+    import pymysql
+
+    from activities.contracts import ClusterEndpoint
+    from activities.ob_sys_client import ObSysClient
+
+    client = ObSysClient(ClusterEndpoint(address="127.0.0.1", port=2881, root_sys_password="x"))
+    statement = sql.alter_user_password("proxyro", "Secr3t-pw")
+    error = pymysql.err.ProgrammingError(1064, f"You have an error near '{statement[10:]}' at line 1")
+    translated = client._translate(error, statement)
+    assert "Secr3t-pw" not in str(translated)
+    assert "near '***' at line" in str(translated) and "in `ALTER …`" in str(translated)
