@@ -20,6 +20,7 @@ from activities.errors import BadCredentials, ClusterUnreachable, NotOceanBase, 
 from activities.host_client import HostClient, HostKeyCheck
 from activities.ob_sys_client import ObSysClient
 from activities.runtime import Runtime
+from activities.takeover_plan import PlannedStep, takeover_plan
 from activities.topology import read_topology
 from metadb import clusters, hosts, locks
 from metadb.credentials import HOST, get_credential
@@ -49,6 +50,8 @@ class PrecheckReport(Model):
     items: list[CheckItem] = Field(default_factory=list)
     passed: bool = False
     seconds: float = 0.0
+    # What the takeover would send, subtask by subtask (secrets masked).
+    plan: list[PlannedStep] = Field(default_factory=list)
 
     def failures(self) -> list[CheckItem]:
         return [item for item in self.items if item.status == FAILED]
@@ -103,6 +106,7 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput) -> PrecheckReport:
             zones=[z.name for z in topology.zones],
             servers=[s.label for s in topology.servers],
             hosts=[h.ip for h in topology.hosts],
+            plan=takeover_plan(request, topology, runtime.public_url),
         )
         _check_connection_mode(out, request, topology)
         _check_management(out, runtime, arg, topology)

@@ -335,6 +335,16 @@ def cmd_precheck(args: argparse.Namespace) -> None:
             f"{len(report.zones)} zones, {len(report.servers)} servers, {len(report.hosts)} hosts"
         )
         table([i.model_dump() for i in report.items], ["status", "code", "name", "node", "message"])
+        if args.plan:
+            print("\nPlan: what the takeover would send (secrets masked)")
+            for step in report.plan:
+                where = f" · {step.node}" if step.node else ""
+                note = f"  ({step.note})" if step.note else ""
+                print(f"\n{step.subtask}{where}{note}")
+                for statement in step.statements:
+                    print(f"  SQL  {statement}")
+                for command in step.commands:
+                    print(f"  SSH  {command}")
         emit({"passed": report.passed, "failed": len(report.failures()), "seconds": report.seconds})
 
     asyncio.run(run())
@@ -441,7 +451,11 @@ def build_parser() -> argparse.ArgumentParser:
     command = add(commands, "start", cmd_start, "start a takeover; prints the workflow id and a UI link")
     body_options(command)
     command.add_argument("--wait", action="store_true", help="show progress until the task ends or fails")
-    body_options(add(commands, "precheck", cmd_precheck, "run the takeover precheck and print its report"))
+    command = add(commands, "precheck", cmd_precheck, "run the takeover precheck and print its report")
+    body_options(command)
+    command.add_argument(
+        "--plan", action="store_true", help="also print every statement and command the takeover would send"
+    )
     for name, operation, help_text, needs_subtask in (
         ("status", "status", "the task table, and the log tail of failed subtasks", False),
         ("retry", "retry", "run every FAILED subtask again", False),

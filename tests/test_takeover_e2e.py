@@ -216,3 +216,26 @@ async def test_no_secret_in_clear_text_in_the_metadb_file(
         for path in (Path(host["root"]) / "home/admin/ocp_agent").rglob("*"):
             if path.is_file():
                 assert monitor.secret.encode() not in path.read_bytes()
+
+
+async def test_every_statement_the_cluster_received_was_in_the_plan_preview(
+    client: Client, task_queue: str, sim: Simulation, runtime: Runtime
+) -> None:
+    from activities.precheck import PrecheckInput, run_checks
+    from workflows.request import parse_request
+
+    body = takeover_body(sim, runtime)
+    report = await run_checks(runtime, PrecheckInput(request=parse_request(body)))
+    previewed = {statement for step in report.plan for statement in step.statements}
+    assert any("IDENTIFIED BY '***'" in s for s in previewed)
+    assert len([s for s in report.plan if s.subtask == "Run io calibration"]) == 6
+    before = {server: len(lines) for server, lines in sim.state()["statements"].items()}
+    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+        handle = await start(client, task_queue, body)
+        assert (await handle.result()).status.value == "SUCCESSFUL"
+    received = [
+        statement for server, lines in sim.state()["statements"].items() for statement in lines[before.get(server, 0) :]
+    ]
+    assert len(received) > 50
+    missing = sorted({s for s in received if s not in previewed})
+    assert missing == [], missing
