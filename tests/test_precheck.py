@@ -275,3 +275,34 @@ async def test_precheck_workflow_reports_on_the_dev_server(
         elapsed = time.monotonic() - began
     assert report.passed and len(report.servers) == 6
     print(f"precheck of 3 zones x 2 servers with hosts: {elapsed:.2f}s")
+
+
+async def test_operator_precheck_prints_the_report_and_the_plan(
+    client: Client, task_queue: str, runtime: Runtime, body: dict[str, Any]
+) -> None:
+    import asyncio
+    import json
+    import sys
+
+    env = {
+        **os.environ,
+        "TEMPORAL_ADDRESS": client.service_client.config.target_host,
+        "OB_TAKEOVER_TASK_QUEUE": task_queue,
+        "OB_TAKEOVER_ROOT_PASSWORD": body["rootSysPassword"],
+    }
+    info = body["hostInfo"]
+    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from ob_takeover.cli import main; main()", "precheck", "--plan",
+            "--address", body["address"], "--port", str(body["port"]), "--host-type-id", str(info["hostTypeId"]),
+            "--credential-id", str(info["credentialId"]), "--ssh-port", str(info["sshPort"]),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        )  # fmt: skip
+        out, err = await process.communicate()
+    text = out.decode()
+    assert process.returncode == 0, err.decode()
+    assert json.loads(text.strip().splitlines()[-1])["passed"] is True
+    assert "WARNING" in text and "observer OS user" in text
+    assert "SQL  CREATE USER IF NOT EXISTS ocp_monitor IDENTIFIED BY '***'" in text
+    assert "Run io calibration · " in text and "SSH  ss -Hltnp" in text
+    assert body["rootSysPassword"] not in text
