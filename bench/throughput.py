@@ -1,0 +1,135 @@
+"""Throughput: N takeovers of N simulated clusters (1 zone x 1 server, with its host) at once on one
+production worker process (`python worker.py`), against the dev server.
+
+    python bench/throughput.py [--clusters 20]
+
+Prints the total wall time, the slowest takeover and the worker's peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import ExitStack
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from temporalio.testing import WorkflowEnvironment
+
+from metadb import credentials, hosts
+from metadb.db import Database
+from metadb.migrate import migrate
+from metadb.vault import Vault, load_master_key
+from ob_takeover.client import TakeoverClient
+from ob_takeover.codec import data_converter
+from tests.simulator import simulation
+from workflows.takeover import SEARCH_ATTRIBUTES
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--clusters", type=int, default=20)
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ob-takeover-throughput-"))
+    os.environ.setdefault("OB_TAKEOVER_CODEC_KEY_FILE", str(work / "codec.key"))
+    env = await WorkflowEnvironment.start_local(
+        data_converter=data_converter(),
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+        dev_server_startup_timeout=timedelta(seconds=60),
+        ui=False,
+    )
+    metadb = f"sqlite:///{work / 'metadb.sqlite'}"
+    key_file = work / "master.key"
+    db = Database(metadb)
+    migrate(db)
+    vault = Vault(load_master_key({"OB_TAKEOVER_MASTER_KEY_FILE": str(key_file)}))
+    vault.verify(db)
+    host_type = hosts.add_host_type(db, "bench")
+    with ExitStack() as stack:
+        sims = [
+            stack.enter_context(
+                simulation(
+                    work / f"sim{i}",
+                    zones=1,
+                    servers_per_zone=1,
+                    base=f"127.{100 + i}.{i + 1}.2",
+                    extra=["--cluster-name", f"obcluster{i}", "--cluster-id", str(i + 1)],
+                )  # fmt: skip
+            )
+            for i in range(args.clusters)
+        ]
+        known_hosts = work / "known_hosts"
+        known_hosts.write_text("".join(Path(s.ready["ssh"]["known_hosts"]).read_text() for s in sims))
+        bodies = []
+        for i, sim in enumerate(sims):
+            credential = credentials.save_credential(
+                db, vault, kind=credentials.HOST, name=f"key{i}", username="admin",
+                secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
+            )  # fmt: skip
+            bodies.append(
+                {
+                    "rootSysPassword": sim.root_password, "address": sim.address, "port": sim.sql_port,
+                    "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": sim.ssh_port},
+                }
+            )  # fmt: skip
+        worker_env = {
+            **os.environ,
+            "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
+            "OB_TAKEOVER_TASK_QUEUE": "throughput",
+            "OB_TAKEOVER_METADB": metadb,
+            "OB_TAKEOVER_MASTER_KEY_FILE": str(key_file),
+            "OB_TAKEOVER_KNOWN_HOSTS": str(known_hosts),
+            "OB_TAKEOVER_POLL_INTERVAL": "0.2",
+            "OB_TAKEOVER_LOG_LEVEL": "WARNING",
+        }
+        worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=worker_env)
+        try:
+            client = TakeoverClient(env.client, "throughput")
+            began = time.monotonic()
+            takeovers = await asyncio.gather(*(client.start(body) for body in bodies))
+            ends: list[float] = []
+
+            async def finish(takeover: object) -> str:
+                task = await takeover.result()  # type: ignore[attr-defined]
+                ends.append(time.monotonic() - began)
+                return str(task.status.value)
+
+            statuses = await asyncio.gather(*(finish(t) for t in takeovers))
+            wall = time.monotonic() - began
+            rss = peak_rss_mb(worker.pid)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+    await env.shutdown()
+    print(f"\nmachine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}\n")
+    print("| takeovers at once | successful | total wall s | slowest s | fastest s | worker peak RSS MB |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    print(
+        f"| {args.clusters} | {statuses.count('SUCCESSFUL')} | {wall:.1f} | {max(ends):.1f} | {min(ends):.1f} "
+        f"| {rss:.0f} |"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(0)
