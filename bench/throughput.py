@@ -73,7 +73,7 @@ async def main() -> None:
                     servers_per_zone=1,
                     base=f"127.{100 + i}.{i + 1}.2",
                     extra=["--cluster-name", f"obcluster{i}", "--cluster-id", str(i + 1)],
-                )  # fmt: skip
+                )
             )
             for i in range(args.clusters)
         ]
