@@ -48,7 +48,7 @@ def release_cluster_lock(work: Work) -> None:
         run_id="",
         name="Take over OB cluster",
         status=status.get(work.arg.operation, work.arg.operation),
-        cluster_id=work.cluster_id(required=False),
+        cluster_id=work.known_cluster_id(),
     )
     work.say(f"released {released} lock(s) on cluster {work.cluster_key}" if released else "no lock held")
 
@@ -107,7 +107,7 @@ def _record_cluster(work: Work, version: str) -> None:
 
 
 def remove_cluster_record(work: Work) -> None:
-    cluster_id = work.cluster_id(required=False)
+    cluster_id = work.known_cluster_id()
     if cluster_id is not None:
         clusters.remove_cluster_record(work.db, cluster_id)
     credentials.delete_cluster_credential(work.db, root_credential_name(work))
@@ -144,7 +144,7 @@ def create_default_user(work: Work) -> None:
             name=name,
             username=sql.MONITOR_USER,
             secret=password,
-            cluster_id=work.cluster_id(required=False),
+            cluster_id=work.known_cluster_id(),
             created_by_task_id=None if created_before else work.arg.task_id,
         )
     else:
@@ -189,7 +189,6 @@ def register_config_url(work: Work) -> None:
         work.say("switchConfigUrl is false: obconfig_url left as it is")
         return
     cluster_id = work.cluster_id()
-    assert cluster_id is not None
     record = clusters.get_cluster(work.db, cluster_id)
     assert record is not None
     url = config_url(work)
@@ -206,7 +205,7 @@ def register_config_url(work: Work) -> None:
 
 
 def restore_config_url(work: Work) -> None:
-    cluster_id = work.cluster_id(required=False)
+    cluster_id = work.known_cluster_id()
     record = clusters.get_cluster(work.db, cluster_id) if cluster_id else None
     if record is None or not record["config_url"]:
         work.say("obconfig_url was not changed by this takeover")
@@ -252,7 +251,6 @@ def run_io_calibration(work: Work) -> None:
 
 def record_root_service_list(work: Work) -> None:
     cluster_id = work.cluster_id()
-    assert cluster_id is not None
     rs_list = sql.rs_list_from_locations(work.sys.query(sql.RS_LIST_SQL))
     if not rs_list:
         rs_list = sql.rs_list_from_parameter(read_parameter(work.sys, "rootservice_list"))
@@ -264,7 +262,7 @@ def record_root_service_list(work: Work) -> None:
 
 
 def remove_root_service_list(work: Work) -> None:
-    cluster_id = work.cluster_id(required=False)
+    cluster_id = work.known_cluster_id()
     record = clusters.get_cluster(work.db, cluster_id) if cluster_id else None
     # With the config URL still switched, the config server keeps serving the list it registered.
     if cluster_id and record and not record["config_url"]:
@@ -300,7 +298,6 @@ def wait_cluster_accessible(work: Work) -> None:
 
 def attach_cluster_attributes(work: Work) -> None:
     cluster_id = work.cluster_id()
-    assert cluster_id is not None
     servers = work.sys.query(sql.SERVERS_SQL)
     zones = work.sys.query(sql.ZONES_SQL)
     process = {
@@ -329,7 +326,7 @@ def attach_cluster_attributes(work: Work) -> None:
 
 
 def detach_cluster_attributes(work: Work) -> None:
-    cluster_id = work.cluster_id(required=False)
+    cluster_id = work.known_cluster_id()
     if cluster_id:
         clusters.set_attributes(work.db, cluster_id, None)
     work.say("cluster attributes removed")
@@ -340,7 +337,6 @@ def detach_cluster_attributes(work: Work) -> None:
 
 def sync_cluster_info(work: Work) -> None:
     cluster_id = work.cluster_id()
-    assert cluster_id is not None
     zones = sql.zone_rows(work.sys.query(sql.ZONES_SQL))
     servers = sql.server_rows(work.sys.query(sql.SERVERS_SQL))
     clusters.sync_topology(work.db, cluster_id, zones, servers)
@@ -348,7 +344,7 @@ def sync_cluster_info(work: Work) -> None:
 
 
 def remove_cluster_info(work: Work) -> None:
-    cluster_id = work.cluster_id(required=False)
+    cluster_id = work.known_cluster_id()
     if cluster_id:
         clusters.clear_topology(work.db, cluster_id)
     work.say("zones and servers removed from the metadb")
@@ -356,7 +352,6 @@ def remove_cluster_info(work: Work) -> None:
 
 def sync_tenant_info(work: Work) -> None:
     cluster_id = work.cluster_id()
-    assert cluster_id is not None
     tenants = sql.tenant_rows(work.sys.query(sql.TENANTS_SQL))
     clusters.sync_tenants(
         work.db,
@@ -370,7 +365,7 @@ def sync_tenant_info(work: Work) -> None:
 
 
 def remove_tenant_info(work: Work) -> None:
-    cluster_id = work.cluster_id(required=False)
+    cluster_id = work.known_cluster_id()
     if cluster_id:
         clusters.clear_tenants(work.db, cluster_id)
     work.say("tenants removed from the metadb")
@@ -397,7 +392,7 @@ def set_proxyro_password(work: Work) -> None:
         name=f"{work.cluster_key}:{sql.PROXYRO_USER}",
         username=sql.PROXYRO_USER,
         secret=password,
-        cluster_id=work.cluster_id(required=False),
+        cluster_id=work.known_cluster_id(),
     )
     source = "the request's proxyroPassword" if given else "the platform's proxyro password"
     work.say(f"proxyro {'updated' if exists else 'created'} with {source}; login verified")
@@ -410,7 +405,6 @@ def update_observer_status(work: Work) -> None:
     server = work.arg.server
     assert server is not None
     cluster_id = work.cluster_id()
-    assert cluster_id is not None
     rows = work.sys.query(sql.server_status(server.ip, server.rpc_port))
     if not rows:
         raise FailedPrecondition("the server is no longer in DBA_OB_SERVERS", node=server.label)
@@ -422,7 +416,6 @@ def update_zone_status(work: Work) -> None:
     zone = work.arg.zone
     assert zone is not None
     cluster_id = work.cluster_id()
-    assert cluster_id is not None
     rows = work.sys.query(sql.zone_status(zone.name))
     if not rows:
         raise FailedPrecondition("the zone is no longer in DBA_OB_ZONES", node=zone.name)
@@ -432,7 +425,6 @@ def update_zone_status(work: Work) -> None:
 
 def update_cluster_status(work: Work) -> None:
     cluster_id = work.cluster_id()
-    assert cluster_id is not None
     clusters.set_cluster_status(work.db, cluster_id, clusters.RUNNING)
     work.say(f"cluster {work.cluster_key} is RUNNING under management")
 

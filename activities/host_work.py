@@ -85,7 +85,6 @@ async def _reserve_one(work: Work, ip: str) -> None:
     facts = commands.parse_host_facts(output)
     offset = facts.epoch - (before + after) / 2
     cluster_id = work.cluster_id()
-    assert cluster_id is not None
     hosts.reserve_host(work.db, ip, cluster_id, facts.as_dict(offset))
     note = "" if abs(offset) <= CLOCK_OFFSET_LIMIT_S else f"; WARNING clock offset {offset:+.2f}s exceeds 1s"
     work.say(
@@ -101,7 +100,7 @@ async def reserve_hosts(work: Work) -> None:
 
 
 def unreserve_hosts(work: Work) -> None:
-    cluster_id = work.cluster_id(required=False)
+    cluster_id = work.known_cluster_id()
     if cluster_id is None:
         work.say("no cluster record: nothing reserved")
         return
@@ -128,7 +127,6 @@ async def update_server_process_info(work: Work) -> None:
         details = (await client.run(commands.process_details(pid))).stdout
     info = commands.parse_process_details(details, pid, name)
     cluster_id = work.cluster_id()
-    assert cluster_id is not None
     clusters.record_server_process_info(
         work.db,
         cluster_id,
@@ -147,7 +145,7 @@ async def update_server_process_info(work: Work) -> None:
 def remove_server_process_info(work: Work) -> None:
     server = work.arg.server
     assert server is not None
-    cluster_id = work.cluster_id(required=False)
+    cluster_id = work.known_cluster_id()
     if cluster_id:
         clusters.set_server_process_info(work.db, cluster_id, server.ip, server.rpc_port, None)
     work.say(f"{server.label}: process info removed")
@@ -160,7 +158,6 @@ async def refresh_agent_config(work: Work) -> None:
     host = work.arg.host
     assert host is not None
     cluster_id = work.cluster_id()
-    assert cluster_id is not None
     servers = [
         {
             "ip": row["ip"],
@@ -220,14 +217,20 @@ def _same_config(current: str, agent_key: str, password: str, work: Work, server
     return stored == password and document == expected
 
 
+async def _restore_agent_file(client: HostClient, name: str, task_id: int) -> str:
+    """Put back an agent file as it was before the task, and have a running agent reload it."""
+    outcome = (await client.run(commands.restore_agent_file(name, task_id))).stdout.strip()
+    reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
+    return f"{outcome}; {reload}"
+
+
 async def restore_agent_config(work: Work) -> None:
     host = work.arg.host
     assert host is not None
     async with host_client(work, host.ip) as client:
-        outcome = (await client.run(commands.restore_agent_file(commands.AGENT_CONFIG_FILE, work.arg.task_id))).stdout
-        reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
+        outcome = await _restore_agent_file(client, commands.AGENT_CONFIG_FILE, work.arg.task_id)
         await client.run(commands.remove_agent_key(work.arg.task_id))
-    work.say(f"{host.ip}: agent configuration {outcome.strip()}; {reload}")
+    work.say(f"{host.ip}: agent configuration {outcome}")
 
 
 # --- Active agent modules (per host) -----------------------------------------------------------------
@@ -258,6 +261,5 @@ async def deactivate_agent_modules(work: Work) -> None:
     host = work.arg.host
     assert host is not None
     async with host_client(work, host.ip) as client:
-        outcome = (await client.run(commands.restore_agent_file(commands.AGENT_MODULES_FILE, work.arg.task_id))).stdout
-        reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
-    work.say(f"{host.ip}: agent modules file {outcome.strip()}; {reload}")
+        outcome = await _restore_agent_file(client, commands.AGENT_MODULES_FILE, work.arg.task_id)
+    work.say(f"{host.ip}: agent modules file {outcome}")

@@ -137,19 +137,24 @@ class Work:
     def cluster_key(self) -> str:
         return f"{self.arg.cluster_name}:{self.arg.ob_cluster_id}"
 
-    def cluster_id(self, required: bool = True) -> int | None:
-        """The managed cluster's id: from the task context, else from the metadb."""
+    def known_cluster_id(self) -> int | None:
+        """The managed cluster's id, from the task context or the metadb; None before it is recorded."""
         if "clusterId" in self.arg.context:
             return int(self.arg.context["clusterId"])
         row = clusters.find_cluster(self.db, self.arg.cluster_name, self.arg.ob_cluster_id)
         if row is not None and row["task_id"] == self.arg.task_id:
             return int(row["id"])
-        if required:
+        return None
+
+    def cluster_id(self) -> int:
+        """The managed cluster's id; FailedPrecondition when "Prepare take over cluster" has not run."""
+        cluster_id = self.known_cluster_id()
+        if cluster_id is None:
             raise FailedPrecondition(
                 f"cluster {self.cluster_key} has no record from task {self.arg.task_id}; "
                 "'Prepare take over cluster' must run first"
             )
-        return None
+        return cluster_id
 
     def close(self) -> None:
         if self._sys is not None:
