@@ -1,9 +1,11 @@
-"""The crash matrix: for each kind of subtask, the production worker (`python worker.py`) is killed with
-SIGKILL while that subtask runs, and a new worker is started. Every takeover ends SUCCESSFUL, with an
-end state (simulator, metadb, host files) identical to an uncrashed takeover's.
+"""The crash matrix: for each kind of subtask and each compensation, the production worker
+(`python worker.py`) is killed with SIGKILL while it runs, and a new worker is started. Every takeover
+ends SUCCESSFUL with an end state (simulator, metadb, host files) identical to an uncrashed takeover's;
+a rollback crashed in every compensation ends with the state from before the takeover.
 
 A subtask is caught mid-way by slowing what it does: an injected delay on one of its statements in
-the simulator, or a slow command on the hosts.
+the simulator, a slow command on the hosts, or (for the subtasks that only write the metadb) a trigger
+in a MariaDB metadb that sleeps before the subtask's write.
 """
 
 from __future__ import annotations
@@ -17,9 +19,12 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pymysql
 import pytest
 from temporalio.client import Client
 
@@ -27,53 +32,134 @@ from metadb import credentials, hosts
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
-from tests.driver import named, start, wait_for
+from tests.driver import Handle, failed, log_of, named, start, update, wait_for
+from tests.mariadb import create_database
 from tests.simulator import Simulation, simulation
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.reliability
+DELAY = 1.5
 
-# subtask -> how it is slowed: ("sql", regex, times) or ("host", command)
-SLOWDOWNS: dict[str, tuple[str, str, int]] = {
-    "Prepare take over cluster": ("sql", r"WHERE NAME = 'obconfig_url'", 1),
-    "Reserve host": ("host", "df", 0),
-    "Create default user": ("sql", r"CREATE USER IF NOT EXISTS ocp_monitor", 1),
-    "Register config url": ("sql", r"ALTER SYSTEM SET obconfig_url", 1),
-    "Run io calibration": ("sql", r"RUN JOB 'io_calibration'", 6),
-    "Record root service list": ("sql", r"CDB_OB_LS_LOCATIONS", 1),
-    "Wait cluster accessible": ("sql", r"AS NOT_READY", 1),
-    "Update server process info": ("host", "ps", 0),
-    "Attach cluster attributes": ("sql", r"ob_version\(\) AS VERSION", 1),
-    "Refresh ocp agent config": ("host", "mv", 0),
-    "Sync cluster info": ("sql", r"SELECT ZONE, STATUS, REGION, IDC, TYPE", 2),
-    "Sync all tenant information": ("sql", r"TENANT_ID, TENANT_NAME", 1),
-    "Set proxyro password to sys tenant": ("sql", r"CREATE USER IF NOT EXISTS proxyro", 1),
-    "Update observer status": ("sql", r"SELECT STATUS FROM oceanbase.DBA_OB_SERVERS WHERE", 6),
-    "Update zone status": ("sql", r"FROM oceanbase.DBA_OB_ZONES WHERE ZONE", 3),
-    "Create resource manager for default user": ("sql", r"DBA_RSRC_CONSUMER_GROUPS", 1),
+
+@dataclass(frozen=True)
+class Slowdown:
+    """How one subtask is made slow enough to be killed in the middle.
+
+    sql: `match` is a statement regex the simulator delays `times` times.
+    host: `match` is a command made slow on every host when its arguments contain `args`.
+    metadb: `match` is "EVENT table" and `args` a condition on OLD/NEW; a MariaDB trigger sleeps first.
+    """
+
+    kind: str
+    match: str
+    times: int = 1
+    args: str = ""
+
+
+SLOWDOWNS: dict[str, Slowdown] = {
+    "Mc lock ob clusters": Slowdown("metadb", "INSERT cluster_locks", args="TRUE"),
+    "Prepare take over cluster": Slowdown("sql", r"WHERE NAME = 'obconfig_url'"),
+    "Reserve host": Slowdown("host", "df"),
+    "Create default user": Slowdown("sql", r"CREATE USER IF NOT EXISTS ocp_monitor"),
+    "Register config url": Slowdown("sql", r"ALTER SYSTEM SET obconfig_url"),
+    "Run io calibration": Slowdown("sql", r"RUN JOB 'io_calibration'", times=6),
+    "Record root service list": Slowdown("sql", r"CDB_OB_LS_LOCATIONS"),
+    "Wait cluster accessible": Slowdown("sql", r"AS NOT_READY"),
+    "Update server process info": Slowdown("host", "ps"),
+    "Attach cluster attributes": Slowdown("sql", r"ob_version\(\) AS VERSION"),
+    "Refresh ocp agent config": Slowdown("host", "mv", args="ob_cluster.json"),
+    "Active agent modules": Slowdown("host", "mv", args="modules.json"),
+    "Sync cluster info": Slowdown("sql", r"SELECT ZONE, STATUS, REGION, IDC, TYPE", times=2),
+    "Sync all tenant information": Slowdown("sql", r"TENANT_ID, TENANT_NAME"),
+    "Set proxyro password to sys tenant": Slowdown("sql", r"CREATE USER IF NOT EXISTS proxyro"),
+    "Update observer status": Slowdown("sql", r"SELECT STATUS FROM oceanbase.DBA_OB_SERVERS WHERE", times=6),
+    "Update zone status": Slowdown("sql", r"FROM oceanbase.DBA_OB_ZONES WHERE ZONE", times=3),
+    "Update OB cluster status": Slowdown("metadb", "UPDATE clusters", args="NEW.status <> OLD.status"),
+    "Create resource manager for default user": Slowdown("sql", r"DBA_RSRC_CONSUMER_GROUPS"),
+    "Mc unlock ob clusters": Slowdown("metadb", "DELETE cluster_locks", args="TRUE"),
 }
 
 
-def slow_command(root: Path, command: str, seconds: float) -> None:
-    """Make a command on a simulated host slow (a wrapper earlier on its PATH)."""
+def cleared(column: str) -> str:
+    return f"OLD.{column} IS NOT NULL AND NEW.{column} IS NULL"
+
+
+# The compensations a rollback from "Sync all tenant information" runs, in the order it runs them.
+COMPENSATIONS: dict[str, Slowdown] = {
+    "Sync all tenant information": Slowdown("metadb", "DELETE tenants", args="TRUE"),
+    "Sync cluster info": Slowdown("metadb", "DELETE zones", args="TRUE"),
+    "Active agent modules": Slowdown("host", "rm", args="modules.json"),
+    "Refresh ocp agent config": Slowdown("host", "rm", args="ob_cluster.json"),
+    "Attach cluster attributes": Slowdown("metadb", "UPDATE clusters", args=cleared("attributes")),
+    "Update server process info": Slowdown("metadb", "UPDATE servers", args=cleared("process_info")),
+    "Record root service list": Slowdown("metadb", "UPDATE clusters", args=cleared("rs_list")),
+    "Register config url": Slowdown("sql", r"ALTER SYSTEM SET obconfig_url", times=99),
+    "Create default user": Slowdown("sql", r"DROP USER", times=99),
+    "Reserve host": Slowdown("metadb", "DELETE hosts", args="TRUE"),
+    "Prepare take over cluster": Slowdown("metadb", "DELETE clusters", args="TRUE"),
+    "Mc lock ob clusters": Slowdown("metadb", "DELETE cluster_locks", args="TRUE"),
+}
+
+# Rollbacks crashed in every compensation that has work to do when rolling back from a failure at
+# `failure`. (Removing process info or the root service list finds nothing left to change after a
+# rollback from "Sync all tenant information": the server rows are gone and the config URL is still
+# registered. The second case catches the process info removal.)
+ROLLBACKS: dict[str, tuple[str, list[str]]] = {
+    "Sync all tenant information": (
+        r"TENANT_ID, TENANT_NAME",
+        [name for name in COMPENSATIONS if name not in ("Update server process info", "Record root service list")],
+    ),
+    "Attach cluster attributes": (r"ob_version\(\) AS VERSION", ["Update server process info"]),
+}
+
+
+def slow_command(root: Path, command: str, args: str, seconds: float) -> None:
+    """Make a command on a simulated host slow (a wrapper earlier on its PATH), when its arguments
+    contain `args`."""
     wrapper = root / "usr/local/bin" / command
-    wrapper.write_text(f'#!/bin/bash\nsleep {seconds}\nexec /bin/{command} "$@"\n')
+    wrapper.write_text(f'#!/bin/bash\ncase "$*" in *"{args}"*) sleep {seconds} ;; esac\nexec /bin/{command} "$@"\n')
     wrapper.chmod(0o755)
+
+
+def slow_metadb(url: str, name: str, slowdown: Slowdown) -> None:
+    """A trigger that sleeps before the first matching row change on each metadb connection."""
+    event, table = slowdown.match.split()
+    trigger = "slow_" + re.sub(r"\W", "_", name.lower())
+    match = re.fullmatch(r"mysql://(\w+):@([\d.]+):(\d+)/(\w+)", url)
+    assert match, url
+    user, host, port, database = match.groups()
+    with pymysql.connect(host=host, port=int(port), user=user, password="", database=database) as connection:
+        connection.cursor().execute(
+            f"CREATE TRIGGER {trigger} BEFORE {event} ON {table} FOR EACH ROW BEGIN "
+            f"IF @{trigger} IS NULL AND ({slowdown.args}) THEN SET @{trigger} = 1; DO SLEEP({DELAY}); END IF; END"
+        )
+
+
+def slow_down(name: str, slowdown: Slowdown, sim: Simulation, metadb_url: str) -> None:
+    if slowdown.kind == "sql":
+        sim.call("POST", "/faults", {"match": slowdown.match, "error": 0, "delay": DELAY, "times": slowdown.times})
+    elif slowdown.kind == "host":
+        for host in sim.ready["hosts"]:
+            slow_command(Path(host["root"]), slowdown.match, slowdown.args, DELAY)
+    else:
+        slow_metadb(metadb_url, name, slowdown)
 
 
 class Takeover:
     """A simulated cluster, a metadb, and worker processes for one takeover."""
 
-    def __init__(self, client: Client, task_queue: str, tmp_path: Path, sim: Simulation) -> None:
+    def __init__(self, client: Client, task_queue: str, tmp_path: Path, sim: Simulation, metadb_url: str) -> None:
         self.client = client
+        self.task_queue = task_queue
         self.tmp_path = tmp_path
         self.sim = sim
+        self.metadb_url = metadb_url
         self.env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
             "TEMPORAL_ADDRESS": client.service_client.config.target_host,
             "OB_TAKEOVER_TASK_QUEUE": task_queue,
-            "OB_TAKEOVER_METADB": f"sqlite:///{tmp_path / 'metadb.sqlite'}",
+            "OB_TAKEOVER_METADB": metadb_url,
             "OB_TAKEOVER_MASTER_KEY_FILE": str(tmp_path / "master.key"),
             "OB_TAKEOVER_KNOWN_HOSTS": sim.ready["ssh"]["known_hosts"],
             "OB_TAKEOVER_POLL_INTERVAL": "0.1",
@@ -81,7 +167,7 @@ class Takeover:
             # noticed by its heartbeat timeout (a third of its timeout).
             "OB_TAKEOVER_TIMEOUT_SCALE": "0.2",
         }
-        self.db = Database(self.env["OB_TAKEOVER_METADB"])
+        self.db = Database(metadb_url)
         migrate(self.db)
         self.vault = Vault(load_master_key({"OB_TAKEOVER_MASTER_KEY_FILE": self.env["OB_TAKEOVER_MASTER_KEY_FILE"]}))
         self.vault.verify(self.db)
@@ -113,11 +199,42 @@ class Takeover:
         self.workers.append(worker)
         return worker
 
+    def last_log(self) -> str:
+        return (self.tmp_path / f"worker{len(self.workers) - 1}.log").read_text()[-3000:]
+
+    async def crash_during(self, handle: Handle, name: str) -> float:
+        """Kill the worker while `name` runs and start another; the seconds from the kill until the
+        subtask (every branch of it) has left RUNNING."""
+        await wait_for(handle, lambda t: any(s.status.value == "RUNNING" for s in named(t, name)), timeout=60)
+        await asyncio.sleep(0.3)
+        worker = self.workers[-1]
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        killed = time.monotonic()
+        self.spawn()
+        task = await wait_for(handle, lambda t: all(s.status.value != "RUNNING" for s in named(t, name)), timeout=60)
+        seconds = time.monotonic() - killed
+        # The kill caught the subtask mid-way: a new attempt of it ran on the new worker.
+        logs = [await log_of(handle, s.id) for s in named(task, name)]
+        assert any("attempt 2" in log for log in logs), logs
+        return seconds
+
+    def state(self) -> dict[str, Any]:
+        # Host roots live under each run's own directory.
+        for host in self.sim.ready["hosts"]:
+            for wrapper in (Path(host["root"]) / "usr/local/bin").glob("*"):
+                wrapper.unlink()
+        result: dict[str, Any] = json.loads(
+            json.dumps(snapshot(self.sim, self.db)).replace(str(self.sim.hosts_dir), "HOSTS")
+        )
+        return result
+
     def stop(self) -> None:
         for worker in self.workers:
             if worker.poll() is None:
                 worker.terminate()
                 worker.wait(15)
+        self.db.close()
 
 
 def snapshot(sim: Simulation, db: Database) -> dict[str, Any]:
@@ -137,17 +254,21 @@ def snapshot(sim: Simulation, db: Database) -> dict[str, Any]:
             out.append(row)
         return sorted(out, key=lambda r: json.dumps(r, sort_keys=True, default=str))
 
-    files = {}
+    files: dict[str, Any] = {}
     for host in sim.ready["hosts"]:
-        conf = Path(host["root"]) / "home/admin/ocp_agent/conf"
-        names = sorted(re.sub(r"-\d+", "-TASK", p.name) for p in conf.iterdir())
-        document = json.loads((conf / "ob_cluster.json").read_text())
-        document["monitor"]["password"] = "encrypted" if document["monitor"]["password"].startswith("aesgcm:") else "?"
-        files[host["address"]] = {
-            "names": names,
-            "config": document,
-            "modules": (conf / "modules.json").read_text(),
-        }
+        home = Path(host["root"]) / "home/admin"
+        names = sorted(
+            re.sub(r"-\d+", "-TASK", str(p.relative_to(home)))
+            for p in home.rglob("*")
+            if not str(p.relative_to(home)).startswith("oceanbase")
+        )
+        conf = home / "ocp_agent/conf"
+        document = json.loads((conf / "ob_cluster.json").read_text()) if (conf / "ob_cluster.json").exists() else {}
+        if document:
+            encrypted = document["monitor"]["password"].startswith("aesgcm:")
+            document["monitor"]["password"] = "encrypted" if encrypted else "?"
+        modules = (conf / "modules.json").read_text() if (conf / "modules.json").exists() else None
+        files[host["address"]] = {"names": names, "config": document, "modules": modules}
     return {
         "cluster": {k: state[k] for k in ("users", "parameters", "variables", "resource_manager", "io_calibration")},
         "metadb": {
@@ -174,49 +295,31 @@ BASE = f"127.{random.randint(1, 254)}.{random.randint(1, 254)}.2"
 SQL_PORT = random.randint(20000, 40000)
 
 
-async def run_takeover(client: Client, task_queue: str, tmp_path: Path, crash_during: str | None) -> dict[str, Any]:
+async def run_takeover(
+    client: Client, task_queue: str, tmp_path: Path, metadb_url: str | None, crash_during: str | None
+) -> dict[str, Any]:
     with simulation(tmp_path, base=BASE, sql_port=SQL_PORT) as sim:
-        takeover = Takeover(client, task_queue, tmp_path, sim)
-        if crash_during:
-            kind, what, times = SLOWDOWNS[crash_during]
-            if kind == "sql":
-                sim.call("POST", "/faults", {"match": what, "error": 0, "delay": 1.5, "times": times})
-            else:
-                for host in sim.ready["hosts"]:
-                    slow_command(Path(host["root"]), what, 1.0)
-        first = takeover.spawn()
+        takeover = Takeover(client, task_queue, tmp_path, sim, metadb_url or f"sqlite:///{tmp_path / 'metadb.sqlite'}")
         try:
+            if crash_during:
+                slow_down(crash_during, SLOWDOWNS[crash_during], sim, takeover.metadb_url)
+            takeover.spawn()
             handle = await start(client, task_queue, takeover.body)
             if crash_during:
-                await wait_for(
-                    handle,
-                    lambda t: any(s.status.value == "RUNNING" for s in named(t, crash_during)),
-                    timeout=60,
-                )
-                await asyncio.sleep(0.3)
-                first.send_signal(signal.SIGKILL)
-                first.wait()
-                killed = time.monotonic()
-                takeover.spawn()
-                resumed = await wait_for(
-                    handle,
-                    lambda t: any(s.status.value != "RUNNING" for s in named(t, crash_during)),
-                    timeout=60,
-                )
-                print(f"{crash_during}: next state {time.monotonic() - killed:.1f}s after the kill")
-                assert resumed is not None
+                seconds = await takeover.crash_during(handle, crash_during)
+                print(f"{crash_during}: next state {seconds:.1f}s after the kill")
             task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=120)
-            assert task.status.value == "SUCCESSFUL", (tmp_path / "worker1.log").read_text()[-3000:]
-            for host in sim.ready["hosts"]:
-                for command in ("df", "ps", "mv"):
-                    (Path(host["root"]) / "usr/local/bin" / command).unlink(missing_ok=True)
-            # Host roots live under each run's own directory.
-            state: dict[str, Any] = json.loads(
-                json.dumps(snapshot(sim, takeover.db)).replace(str(sim.hosts_dir), "HOSTS")
-            )
-            return state
+            assert task.status.value == "SUCCESSFUL", takeover.last_log()
+            return takeover.state()
         finally:
             takeover.stop()
+
+
+def metadb_for(mariadb: tuple[str, int], slowdowns: list[Slowdown]) -> str | None:
+    """A fresh MariaDB metadb when a slowdown needs triggers; otherwise None (SQLite)."""
+    if any(s.kind == "metadb" for s in slowdowns):
+        return create_database(*mariadb, f"crash_{uuid.uuid4().hex[:10]}")
+    return None
 
 
 @pytest.fixture(scope="module")
@@ -226,11 +329,50 @@ def uncrashed() -> dict[str, Any]:
 
 @pytest.mark.parametrize("subtask", list(SLOWDOWNS))
 async def test_worker_killed_during_subtask(
-    client: Client, task_queue: str, tmp_path: Path, subtask: str, uncrashed: dict[str, Any]
+    client: Client,
+    task_queue: str,
+    tmp_path: Path,
+    subtask: str,
+    uncrashed: dict[str, Any],
+    mariadb: tuple[str, int],
 ) -> None:
     if not uncrashed:
-        uncrashed.update(await run_takeover(client, f"{task_queue}-ref", tmp_path / "reference", None))
-    crashed = await run_takeover(client, task_queue, tmp_path / "crashed", subtask)
+        uncrashed.update(await run_takeover(client, f"{task_queue}-ref", tmp_path / "reference", None, None))
+    metadb_url = metadb_for(mariadb, [SLOWDOWNS[subtask]])
+    crashed = await run_takeover(client, task_queue, tmp_path / "crashed", metadb_url, subtask)
     assert crashed["cluster"] == uncrashed["cluster"]
     assert crashed["metadb"] == uncrashed["metadb"]
     assert crashed["hosts"] == uncrashed["hosts"]
+
+
+@pytest.mark.parametrize("failure", list(ROLLBACKS))
+async def test_worker_killed_during_each_compensation(
+    client: Client, task_queue: str, tmp_path: Path, failure: str, mariadb: tuple[str, int]
+) -> None:
+    statement, victims = ROLLBACKS[failure]
+    metadb_url = metadb_for(mariadb, [COMPENSATIONS[name] for name in victims])
+    assert metadb_url is not None
+    with simulation(tmp_path, base=BASE, sql_port=SQL_PORT) as sim:
+        takeover = Takeover(client, task_queue, tmp_path, sim, metadb_url)
+        try:
+            before = takeover.state()
+            sim.fault(statement, error=4012, message="Timeout")
+            takeover.spawn()
+            handle = await start(client, task_queue, takeover.body)
+            task = await wait_for(handle, failed, timeout=90)
+            assert [s.name for s in task.subtasks if s.status.value == "FAILED"] == [failure]
+            for name in victims:
+                slow_down(name, COMPENSATIONS[name], sim, metadb_url)
+            await update(handle, "rollback")
+            for name in victims:
+                seconds = await takeover.crash_during(handle, name)
+                print(f"rollback of {name}: next state {seconds:.1f}s after the kill")
+            task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=120)
+            assert (task.status.value, task.operation.value) == ("SUCCESSFUL", "ROLLBACK"), takeover.last_log()
+            after = takeover.state()
+        finally:
+            takeover.stop()
+    # The io calibration is the cluster's own, kept after a rollback; nothing else of the takeover is.
+    for state in (before, after):
+        state["cluster"].pop("io_calibration")
+    assert after == before
