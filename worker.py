@@ -1,7 +1,8 @@
 """The ob-takeover worker: runs the takeover workflows and their activities.
 
 Environment: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE (default default),
-OB_TAKEOVER_TASK_QUEUE (default ob-takeover), OB_TAKEOVER_TIMEOUT_SCALE (default 1).
+OB_TAKEOVER_TASK_QUEUE (default ob-takeover), OB_TAKEOVER_TIMEOUT_SCALE (default 1),
+OB_TAKEOVER_STOP_GRACE (default 10: seconds running activities get to finish on SIGTERM).
 """
 
 from __future__ import annotations
@@ -79,6 +80,7 @@ def build_worker(
     activities: Sequence[Callable[..., Any]],
     queue: str | None = None,
     max_concurrent_activities: int = 100,
+    stop_grace: float = 0,
 ) -> Worker:
     """The worker for the takeover workflows; tests pass their own activities and task queue."""
     return Worker(
@@ -89,7 +91,21 @@ def build_worker(
         max_concurrent_activities=max_concurrent_activities,
         # When a worker dies, its workflows' next tasks move to another worker after this long.
         sticky_queue_schedule_to_start_timeout=timedelta(seconds=3),
+        # On stop, running activities get this long to finish before they are cancelled; a cancelled
+        # subtask is retried by the next worker (every subtask is idempotent).
+        graceful_shutdown_timeout=timedelta(seconds=stop_grace),
     )
+
+
+def stop_grace_from_env() -> float:
+    text = os.environ.get("OB_TAKEOVER_STOP_GRACE", "10")
+    try:
+        grace = float(text)
+    except ValueError:
+        grace = -1
+    if not 0 <= grace <= 3600:
+        raise ValueError(f"OB_TAKEOVER_STOP_GRACE must be seconds between 0 and 3600, not {text!r}")
+    return grace
 
 
 async def serve(worker: Worker) -> None:
@@ -111,6 +127,7 @@ async def main() -> None:
     )
     try:
         runtime = Runtime.from_env()
+        grace = stop_grace_from_env()
     except Exception as exc:  # a clear start-up error: metadb unreachable, wrong master key, bad setting
         log.error("cannot start: %s", exc)
         sys.exit(2)
@@ -121,7 +138,7 @@ async def main() -> None:
         log.error("cannot start: %s", exc)
         sys.exit(2)
     await ensure_search_attributes(client)
-    await serve(build_worker(client, activities=build_activities(runtime)))
+    await serve(build_worker(client, activities=build_activities(runtime), stop_grace=grace))
 
 
 if __name__ == "__main__":
@@ -129,3 +146,10 @@ if __name__ == "__main__":
         asyncio.run(main())
     except KeyboardInterrupt:
         sys.exit(130)
+    # The worker has stopped cleanly. Skip the interpreter's teardown: the SDK's native threads can
+    # abort it ("PyGILState_Release ... must be current", temporalio/sdk-python#300), turning a clean
+    # stop into exit code 134 for the supervisor.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)

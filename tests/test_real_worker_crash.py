@@ -86,7 +86,6 @@ def cleared(column: str) -> str:
 
 # The compensations a rollback from "Sync all tenant information" runs, in the order it runs them.
 COMPENSATIONS: dict[str, Slowdown] = {
-    "Sync all tenant information": Slowdown("metadb", "DELETE tenants", args="TRUE"),
     "Sync cluster info": Slowdown("metadb", "DELETE zones", args="TRUE"),
     "Active agent modules": Slowdown("host", "rm", args="modules.json"),
     "Refresh ocp agent config": Slowdown("host", "rm", args="ob_cluster.json"),
@@ -101,9 +100,9 @@ COMPENSATIONS: dict[str, Slowdown] = {
 }
 
 # Rollbacks crashed in every compensation that has work to do when rolling back from a failure at
-# `failure`. (Removing process info or the root service list finds nothing left to change after a
-# rollback from "Sync all tenant information": the server rows are gone and the config URL is still
-# registered. The second case catches the process info removal.)
+# `failure`. The failed subtask itself wrote nothing. Removing process info or the root service list
+# finds nothing left to change after a rollback from "Sync all tenant information": the server rows
+# are gone and the config URL is still registered; the second case catches the process info removal.
 ROLLBACKS: dict[str, tuple[str, list[str]]] = {
     "Sync all tenant information": (
         r"TENANT_ID, TENANT_NAME",
@@ -115,9 +114,11 @@ ROLLBACKS: dict[str, tuple[str, list[str]]] = {
 
 def slow_command(root: Path, command: str, args: str, seconds: float) -> None:
     """Make a command on a simulated host slow (a wrapper earlier on its PATH), when its arguments
-    contain `args`."""
+    contain `args`; a second call for the same command adds to the first."""
     wrapper = root / "usr/local/bin" / command
-    wrapper.write_text(f'#!/bin/bash\ncase "$*" in *"{args}"*) sleep {seconds} ;; esac\nexec /bin/{command} "$@"\n')
+    cases = wrapper.read_text().splitlines()[1:-1] if wrapper.exists() else []
+    cases.append(f'case "$*" in *"{args}"*) sleep {seconds} ;; esac')
+    wrapper.write_text("\n".join(["#!/bin/bash", *cases, f'exec /bin/{command} "$@"']) + "\n")
     wrapper.chmod(0o755)
 
 
@@ -376,3 +377,31 @@ async def test_worker_killed_during_each_compensation(
     for state in (before, after):
         state["cluster"].pop("io_calibration")
     assert after == before
+
+
+async def test_worker_stopped_with_sigterm_finishes_its_subtask_and_exits_cleanly(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """A rolling restart: SIGTERM lets the running subtask finish (no second attempt), the worker
+    exits 0, and the next worker carries the takeover on."""
+    with simulation(tmp_path, zones=1, servers_per_zone=1) as sim:
+        takeover = Takeover(client, task_queue, tmp_path, sim, f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+        try:
+            slow_down("Reserve host", Slowdown("host", "df"), sim, takeover.metadb_url)
+            first = takeover.spawn()
+            handle = await start(client, task_queue, takeover.body)
+            await wait_for(handle, lambda t: named(t, "Reserve host")[0].status.value == "RUNNING", timeout=60)
+            first.terminate()
+            assert first.wait(15) == 0, takeover.last_log()
+            output = takeover.last_log()
+            assert "stopping: finishing running activities" in output and "Fatal" not in output, output
+            takeover.spawn()
+            task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=120)
+            assert task.status.value == "SUCCESSFUL", takeover.last_log()
+            (reserve,) = named(task, "Reserve host")
+            log = await log_of(handle, reserve.id)
+            assert "attempt 2" not in log and reserve.run_time == 1, log
+            # The stopped worker finished it: its log has the subtask's last words.
+            assert log.strip().splitlines()[-1] in output
+        finally:
+            takeover.stop()
