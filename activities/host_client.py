@@ -140,8 +140,11 @@ class HostClient:
             await self._connection.wait_closed()
             self._connection = None
 
-    async def run(self, command: str, *, input: str | None = None, check: bool = True) -> CommandResult:
-        """Run a shell command; stdin carries secrets so they never appear in a process list."""
+    async def run(
+        self, command: str, *, input: str | None = None, check: bool = True, what: str | None = None
+    ) -> CommandResult:
+        """Run a shell command; stdin carries secrets so they never appear in a process list. A failure
+        names `what` (default: the command's first word) with the last lines of its stderr."""
         assert self._connection is not None, "use HostClient in `async with`"
         try:
             result = await asyncio.wait_for(
@@ -159,7 +162,7 @@ class HostClient:
         if check and status != 0:
             tail = stderr.strip().splitlines()[-3:]
             raise HostCommandFailed(
-                f"command `{command.split()[0] if command.split() else command}` exited with {status}: "
+                f"{what or 'command `' + (command.split() or [command])[0] + '`'} exited with {status}: "
                 + " / ".join(tail),
                 node=self.address,
             )

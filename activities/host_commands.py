@@ -25,13 +25,14 @@ MONITOR_MODULES = ("ob_metrics", "host_metrics", "ob_logs", "sql_audit")
 
 # --- facts -------------------------------------------------------------------------------------
 
+# Every fact must be read: a failing command ends the script with its error instead of an empty value.
 HOST_FACTS = (
-    'echo "hostname=$(hostname)"; '
-    'echo "os=$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || uname -s)"; '
-    'echo "kernel=$(uname -r)"; echo "arch=$(uname -m)"; echo "cpus=$(nproc)"; '
-    "echo \"memory_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)\"; "
-    'echo "disk_free_kb=$(df -Pk "$HOME" | awk \'NR==2 {print $4}\')"; '
-    'echo "epoch=$(date +%s.%N)"'
+    "hostname=$(hostname) && kernel=$(uname -r) && arch=$(uname -m) && cpus=$(nproc) && "
+    "memory_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo) && "
+    'disk=$(df -Pk "$HOME") && disk_free_kb=$(echo "$disk" | awk \'NR==2 {print $4}\') && '
+    'os=$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || uname -s) && epoch=$(date +%s.%N) && '
+    'printf "%s\\n" "hostname=$hostname" "os=$os" "kernel=$kernel" "arch=$arch" "cpus=$cpus" '
+    '"memory_kb=$memory_kb" "disk_free_kb=$disk_free_kb" "epoch=$epoch"'
 )
 
 
@@ -41,11 +42,12 @@ def listening_process(port: int) -> str:
 
 
 def process_details(pid: int) -> str:
-    """OS user, start time, command line (NUL-separated) and working directory of a process."""
+    """OS user, start time, command line (NUL-separated) and working directory of a process; the
+    first step that fails ends it with that step's error."""
     p = int(pid)
     return (
-        f"ps -o user= -p {p}; ps -o lstart= -p {p}; "
-        f"tr '\\0' '\\n' < /proc/{p}/cmdline | base64 -w0; echo; readlink /proc/{p}/cwd"
+        f"ps -o user= -p {p} && ps -o lstart= -p {p} && "
+        f"tr '\\0' '\\n' < /proc/{p}/cmdline | base64 -w0 && echo && readlink /proc/{p}/cwd"
     )
 
 
@@ -163,7 +165,8 @@ def decrypt_for_agent(agent_key_b64: str, token: str) -> str:
 
 def write_agent_file(name: str, task_id: int, size: int) -> str:
     """Write stdin (`size` bytes) to the agent's conf/<name> atomically, keeping the version before this
-    task once. A short write (the connection dropped mid-way) leaves the file as it was."""
+    task once. A short or failed write (the connection dropped mid-way, a full disk) leaves the file as
+    it was and no temporary file behind."""
     target = f'"{AGENT_CONF}/{name}"'
     backup = f'"{AGENT_CONF}/{name}.before-{int(task_id)}"'
     none = f'"{AGENT_CONF}/{name}.before-{int(task_id)}.none"'
@@ -171,18 +174,20 @@ def write_agent_file(name: str, task_id: int, size: int) -> str:
         f'set -e; mkdir -p "{AGENT_CONF}"; chmod 700 "{AGENT_CONF}"; '
         f"if [ ! -e {backup} ] && [ ! -e {none} ]; then "
         f"if [ -e {target} ]; then cp -p {target} {backup}; else : > {none}; fi; fi; "
-        f'umask 077; tmp="{AGENT_CONF}/.{name}.$$"; cat > "$tmp"; '
-        f'if [ "$(wc -c < "$tmp")" -ne {int(size)} ]; then rm -f "$tmp"; echo "short write" >&2; exit 3; fi; '
+        f'umask 077; tmp="{AGENT_CONF}/.{name}.$$"; trap \'rm -f "$tmp"\' EXIT; cat > "$tmp"; '
+        f'if [ "$(wc -c < "$tmp")" -ne {int(size)} ]; then echo "short write" >&2; exit 3; fi; '
         f'mv -f "$tmp" {target}'
     )
 
 
 def restore_agent_file(name: str, task_id: int) -> str:
-    """Put back the version from before this task (or remove the file if there was none)."""
+    """Put back the version from before this task (or remove the file if there was none), and drop
+    what a write killed mid-way left."""
     target = f'"{AGENT_CONF}/{name}"'
     backup = f'"{AGENT_CONF}/{name}.before-{int(task_id)}"'
     none = f'"{AGENT_CONF}/{name}.before-{int(task_id)}.none"'
     return (
+        f'rm -f "{AGENT_CONF}"/.{name}.*; '
         f"if [ -e {backup} ]; then mv -f {backup} {target}; echo restored; "
         f"elif [ -e {none} ]; then rm -f {target} {none}; echo removed; else echo unchanged; fi"
     )

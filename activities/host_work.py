@@ -80,9 +80,12 @@ async def _reserve_one(work: Work, ip: str) -> None:
     _register(work, ip)
     async with host_client(work, ip) as client:
         before = time.time()
-        output = (await client.run(commands.HOST_FACTS)).stdout
+        output = (await client.run(commands.HOST_FACTS, what="the facts script")).stdout
         after = time.time()
-    facts = commands.parse_host_facts(output)
+    try:
+        facts = commands.parse_host_facts(output)
+    except ValueError as exc:
+        raise FailedPrecondition(f"{exc}; check the commands of the facts script on the host", node=ip) from None
     offset = facts.epoch - (before + after) / 2
     cluster_id = work.cluster_id()
     hosts.reserve_host(work.db, ip, cluster_id, facts.as_dict(offset))
@@ -124,8 +127,11 @@ async def update_server_process_info(work: Work) -> None:
                 node=server.label,
             )
         name, pid = found
-        details = (await client.run(commands.process_details(pid))).stdout
-    info = commands.parse_process_details(details, pid, name)
+        details = (await client.run(commands.process_details(pid), what=f"reading process {pid}")).stdout
+    try:
+        info = commands.parse_process_details(details, pid, name)
+    except ValueError as exc:
+        raise FailedPrecondition(f"{exc}; check `ps` and /proc on host {server.ip}", node=server.label) from None
     cluster_id = work.cluster_id()
     clusters.record_server_process_info(
         work.db,
@@ -175,7 +181,7 @@ async def refresh_agent_config(work: Work) -> None:
     ]
     password = monitor_password(work)
     async with host_client(work, host.ip) as client:
-        agent_key = (await client.run(commands.agent_key(work.arg.task_id))).stdout
+        agent_key = (await client.run(commands.agent_key(work.arg.task_id), what="reading the agent key")).stdout
         current = (await client.run(commands.read_agent_file(commands.AGENT_CONFIG_FILE))).stdout
         # Re-encrypting gives new bytes each time; keep the file as it is when only the nonce would change.
         if not _same_config(current, agent_key, password, work, servers):
@@ -190,11 +196,12 @@ async def refresh_agent_config(work: Work) -> None:
             await client.run(
                 commands.write_agent_file(commands.AGENT_CONFIG_FILE, work.arg.task_id, len(document.encode())),
                 input=document,
+                what=f"writing {commands.AGENT_CONFIG_FILE}",
             )
             work.say(f"{host.ip}: agent configuration written for {len(servers)} observer(s)")
         else:
             work.say(f"{host.ip}: agent configuration already current")
-        reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
+        reload = (await client.run(commands.RELOAD_AGENT, what="reloading the agent")).stdout.strip()
     work.say(f"{host.ip}: {reload}")
 
 
@@ -219,8 +226,8 @@ def _same_config(current: str, agent_key: str, password: str, work: Work, server
 
 async def _restore_agent_file(client: HostClient, name: str, task_id: int) -> str:
     """Put back an agent file as it was before the task, and have a running agent reload it."""
-    outcome = (await client.run(commands.restore_agent_file(name, task_id))).stdout.strip()
-    reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
+    outcome = (await client.run(commands.restore_agent_file(name, task_id), what=f"restoring {name}")).stdout.strip()
+    reload = (await client.run(commands.RELOAD_AGENT, what="reloading the agent")).stdout.strip()
     return f"{outcome}; {reload}"
 
 
@@ -229,7 +236,7 @@ async def restore_agent_config(work: Work) -> None:
     assert host is not None
     async with host_client(work, host.ip) as client:
         outcome = await _restore_agent_file(client, commands.AGENT_CONFIG_FILE, work.arg.task_id)
-        await client.run(commands.remove_agent_key(work.arg.task_id))
+        await client.run(commands.remove_agent_key(work.arg.task_id), what="removing the agent key")
     work.say(f"{host.ip}: agent configuration {outcome}")
 
 
@@ -245,8 +252,9 @@ async def activate_agent_modules(work: Work) -> None:
         await client.run(
             commands.write_agent_file(commands.AGENT_MODULES_FILE, work.arg.task_id, len(modules.encode())),
             input=modules,
+            what=f"writing {commands.AGENT_MODULES_FILE}",
         )
-        reload = (await client.run(commands.RELOAD_AGENT)).stdout.strip()
+        reload = (await client.run(commands.RELOAD_AGENT, what="reloading the agent")).stdout.strip()
         state = commands.parse_agent_modules(
             (await client.run(commands.read_agent_file(commands.AGENT_MODULES_FILE))).stdout
         )

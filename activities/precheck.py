@@ -17,7 +17,7 @@ from activities import cluster_sql as sql
 from activities import host_commands as commands
 from activities.contracts import ClusterEndpoint, Model, Topology
 from activities.errors import BadCredentials, ClusterUnreachable, NotOceanBase, TakeoverError, UnsupportedVersion
-from activities.host_client import HostClient, HostKeyCheck
+from activities.host_client import HostClient, HostCommandFailed, HostKeyCheck
 from activities.ob_sys_client import ObSysClient
 from activities.runtime import Runtime
 from activities.takeover_plan import PlannedStep, takeover_plan
@@ -284,7 +284,8 @@ async def _check_host(
         async with HostClient(ip, ssh_port, credential, keys, connect_timeout=5) as client:
             out.add("SSH login", PASSED, f"{credential.username}@{ip}:{ssh_port}", node=ip)
             before = time.time()
-            host_facts = commands.parse_host_facts((await client.run(commands.HOST_FACTS)).stdout)
+            output = (await client.run(commands.HOST_FACTS, what="the facts script")).stdout
+            host_facts = commands.parse_host_facts(output)
             offset = host_facts.epoch - (before + time.time()) / 2
             facts["arch"] = host_facts.arch
             if abs(offset) > CLOCK_OFFSET_LIMIT_S:
@@ -307,9 +308,9 @@ async def _check_host(
                         server.label,
                     )
                     continue
-                details = commands.parse_process_details(
-                    (await client.run(commands.process_details(found[1]))).stdout, found[1], found[0]
-                )
+                name, pid = found
+                read = await client.run(commands.process_details(pid), what=f"reading process {pid}")
+                details = commands.parse_process_details(read.stdout, pid, name)
                 facts["install_paths"].append(details["install_path"])
                 out.add("observer process", PASSED, f"{found[0]} pid {found[1]}", 11053, server.label)
                 if details["os_user"] != "admin":
@@ -322,6 +323,10 @@ async def _check_host(
                     )
                 else:
                     out.add("observer OS user", PASSED, "admin", 11054, server.label)
+    except HostCommandFailed as exc:
+        out.add("host commands", FAILED, f"{exc}; the host must run ps, ss, df and read /proc for its user", node=ip)
+    except ValueError as exc:  # output in a shape the parsers do not know
+        out.add("host commands", FAILED, f"{ip}: {exc}", node=ip)
     except TakeoverError as exc:
         out.add("SSH login", FAILED, f"{exc}", node=ip)
     return out, {ip: facts}

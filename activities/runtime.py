@@ -174,20 +174,34 @@ _CLASSIFIED: dict[type[BaseException], tuple[str, bool]] = {
 }
 
 
+def _node_of(work: Work) -> tuple[str, str | None]:
+    arg = work.arg
+    if arg.server:
+        return "server", arg.server.label
+    if arg.zone:
+        return "zone", arg.zone.name
+    if arg.host:
+        return "host", arg.host.ip
+    return "cluster", None
+
+
 def _translate(error: BaseException, work: Work) -> BaseException:
     if isinstance(error, TakeoverError):
         translated = to_application_error(error)
-        node = work.arg.server.label if work.arg.server else None
+        what, node = _node_of(work)
         if node and error.node != node:
-            # The statement ran through the cluster endpoint; say which server the subtask was for.
+            # The statement ran through the cluster endpoint; say which node the subtask was for.
             translated = ApplicationError(
-                f"server {node}: {translated.message}", type=translated.type, non_retryable=translated.non_retryable
+                f"{what} {node}: {translated.message}", type=translated.type, non_retryable=translated.non_retryable
             )
         return translated
     for kind, (name, retryable) in _CLASSIFIED.items():
         if isinstance(error, kind):
             return ApplicationError(str(error), type=name, non_retryable=not retryable)
     return error
+
+
+HEARTBEAT_LOG_LINES = 20
 
 
 def subtask_activity(name: str, implementation: Implementation, runtime: Runtime) -> Callable[..., Any]:
@@ -209,7 +223,9 @@ def subtask_activity(name: str, implementation: Implementation, runtime: Runtime
                 done, _ = await asyncio.wait({thread}, timeout=beat)
                 if done:
                     break
-                activity.heartbeat(len(work.log))
+                # The latest lines go with each heartbeat: a subtask that times out still shows
+                # what it was doing (waiting for what) in its log.
+                activity.heartbeat({"log": work.log[-HEARTBEAT_LOG_LINES:]})
         except asyncio.CancelledError:
             # Let the implementation stop at its next checkpoint, so nothing runs on behind our back.
             work.cancelled.set()

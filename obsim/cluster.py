@@ -159,7 +159,8 @@ class Result:
 
 @dataclass
 class Fault:
-    """An injected error: statements matching `match` (on `server`, or any) fail `times` times."""
+    """An injected error: statements matching `match` (on `server`, or any) fail `times` times, after
+    the first `skip` of them ran normally."""
 
     match: str
     error: int
@@ -167,6 +168,7 @@ class Fault:
     server: str | None = None
     times: int = 1
     delay: float = 0.0
+    skip: int = 0
 
     def applies(self, sql: str, server: str) -> bool:
         return (
@@ -355,7 +357,10 @@ class SimCluster:
         statement = sql.strip().rstrip(";").strip()
         with self._lock:
             fault = next((f for f in self.faults if f.applies(statement, server)), None)
-            if fault is not None:
+            if fault is not None and fault.skip > 0:
+                fault.skip -= 1
+                fault = None
+            elif fault is not None:
                 fault.times -= 1
         if fault is not None:
             if fault.delay:

@@ -10,7 +10,7 @@ from obsim.cluster import Fault, SimCluster
 
 
 def control_app(cluster: SimCluster, extra_state: dict[str, Any] | None = None) -> web.Application:
-    """`GET /state`; `POST /faults` {match, server, error, message, times, delay}; `DELETE /faults`;
+    """`GET /state`; `POST /faults` {match, server, error, message, times, delay, skip}; `DELETE /faults`;
     `PATCH /servers/{ip:port}` {status, stop_time, start_service_time}; `PATCH /zones/{zone}`
     {status, region, idc}; `PUT /parameters/{name}` {value}."""
     app = web.Application()
@@ -28,6 +28,7 @@ def control_app(cluster: SimCluster, extra_state: dict[str, Any] | None = None) 
                 server=body.get("server"),
                 times=int(body.get("times", 1)),
                 delay=float(body.get("delay", 0)),
+                skip=int(body.get("skip", 0)),
             )
             cluster.add_fault(fault)
         except (KeyError, ValueError, TypeError) as exc:

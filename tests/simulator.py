@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -75,11 +76,12 @@ class Simulation:
         message: str = "Timeout",
         server: str | None = None,
         times: int = 1,
+        skip: int = 0,
     ) -> None:
         self.call(
             "POST",
             "/faults",
-            {"match": match, "error": error, "message": message, "server": server, "times": times},
+            {"match": match, "error": error, "message": message, "server": server, "times": times, "skip": skip},
         )
 
 
@@ -151,3 +153,76 @@ def register_ssh_key(runtime: Runtime, sim: Simulation, name: str = "key") -> in
         secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(),
         secret_type="private_key",
     )
+
+
+def wrap_host_command(root: Path, command: str, args: str, action: str) -> None:
+    """Put a wrapper of `command` first on a simulated host's PATH that runs the bash `action` first
+    when the command's arguments contain `args` (`sleep 2`, `echo no >&2; exit 1`); a second call for
+    the same command adds to the first."""
+    wrapper = root / "usr/local/bin" / command
+    cases = wrapper.read_text().splitlines()[1:-1] if wrapper.exists() else []
+    cases.append(f'case "$*" in *"{args}"*) {action} ;; esac')
+    wrapper.write_text("\n".join(["#!/bin/bash", *cases, f'exec /bin/{command} "$@"']) + "\n")
+    wrapper.chmod(0o755)
+
+
+def unwrap_host_commands(sim: Simulation) -> None:
+    for host in sim.ready["hosts"]:
+        for wrapper in (Path(host["root"]) / "usr/local/bin").glob("*"):
+            wrapper.unlink()
+
+
+def end_state(sim: Simulation, db: Database) -> dict[str, Any]:
+    """What a takeover leaves on the cluster, in the metadb and on the hosts, without what differs
+    from run to run (times, pids, ids, random passwords, the run's own directory)."""
+    cluster = sim.state()
+    volatile = {"created_at", "updated_at", "locked_at", "start_time", "pid", "task_id", "secret", "facts"}
+
+    def clean(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        out = []
+        for row in rows:
+            row = {k: v for k, v in row.items() if k not in volatile and not k.endswith("_id") and k != "id"}
+            if row.get("process_info"):
+                info = json.loads(row["process_info"])
+                row["process_info"] = {k: v for k, v in info.items() if k not in volatile}
+            if row.get("attributes"):
+                row["attributes"] = json.loads(row["attributes"])
+            out.append(row)
+        return sorted(out, key=lambda r: json.dumps(r, sort_keys=True, default=str))
+
+    files: dict[str, Any] = {}
+    for host in sim.ready["hosts"]:
+        home = Path(host["root"]) / "home/admin"
+        names = sorted(
+            re.sub(r"-\d+", "-TASK", str(p.relative_to(home)))
+            for p in home.rglob("*")
+            if not str(p.relative_to(home)).startswith("oceanbase")
+        )
+        conf = home / "ocp_agent/conf"
+        document = json.loads((conf / "ob_cluster.json").read_text()) if (conf / "ob_cluster.json").exists() else {}
+        if document:
+            encrypted = document["monitor"]["password"].startswith("aesgcm:")
+            document["monitor"]["password"] = "encrypted" if encrypted else "?"
+        modules = (conf / "modules.json").read_text() if (conf / "modules.json").exists() else None
+        files[host["address"]] = {"names": names, "config": document, "modules": modules}
+    state = {
+        "cluster": {k: cluster[k] for k in ("users", "parameters", "variables", "resource_manager", "io_calibration")},
+        "metadb": {
+            table: clean(db.query(f"SELECT * FROM {table}"))
+            for table in (
+                "clusters",
+                "zones",
+                "servers",
+                "tenants",
+                "units",
+                "resource_pools",
+                "unit_configs",
+                "hosts",
+                "cluster_locks",
+                "credentials",
+            )
+        },
+        "hosts": files,
+    }
+    result: dict[str, Any] = json.loads(json.dumps(state).replace(str(sim.hosts_dir), "HOSTS"))
+    return result

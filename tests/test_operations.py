@@ -263,7 +263,7 @@ async def test_subtask_past_its_timeout_fails(
         task = await wait_for(handle, failed)
         (subtask,) = named(task, "Prepare take over cluster")
         log = await log_of(handle, subtask.id)
-        assert "FAILED: timed out" in log
+        assert "FAILED: did not finish within its timeout (3 s)" in log, log
         fake.delays.pop("prepare_takeover")
         await update(handle, "retry")
         assert (await handle.result()).status.value == "SUCCESSFUL"

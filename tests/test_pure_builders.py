@@ -116,13 +116,13 @@ def test_agent_file_commands_keep_the_previous_version_once() -> None:
 def test_agent_file_write_twice_then_restore_in_real_bash(tmp_path: Path) -> None:
     import subprocess
 
-    def bash(script: str, stdin: str = "") -> str:
+    def bash(script: str, stdin: str = "", path: str = "/usr/bin:/bin") -> str:
         done = subprocess.run(
             ["bash", "-c", script],
             input=stdin,
             capture_output=True,
             text=True,
-            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+            env={"HOME": str(tmp_path), "PATH": path},
             check=True,
         )
         return done.stdout
@@ -137,7 +137,18 @@ def test_agent_file_write_twice_then_restore_in_real_bash(tmp_path: Path) -> Non
     assert (conf / "ob_cluster.json").read_text() == "newer\n"
     assert (conf / "ob_cluster.json.before-7").read_text() == "old\n"
     assert sorted(p.name for p in conf.iterdir()) == ["ob_cluster.json", "ob_cluster.json.before-7"]
+    # A failing step (here `mv`) leaves no temporary file behind.
+    broken = tmp_path / "broken-bin"
+    broken.mkdir()
+    (broken / "mv").write_text("#!/bin/sh\necho 'mv: disk full' >&2; exit 1\n")
+    (broken / "mv").chmod(0o755)
+    with pytest.raises(subprocess.CalledProcessError):
+        bash(commands.write_agent_file("ob_cluster.json", 7, 4), "new\n", path=f"{broken}:/usr/bin:/bin")
+    assert sorted(p.name for p in conf.iterdir()) == ["ob_cluster.json", "ob_cluster.json.before-7"]
+    # What a write killed mid-way left goes with the restore.
+    (conf / ".ob_cluster.json.4242").write_text("ne")
     assert bash(commands.restore_agent_file("ob_cluster.json", 7)).strip() == "restored"
+    assert sorted(p.name for p in conf.iterdir()) == ["ob_cluster.json"]
     assert (conf / "ob_cluster.json").read_text() == "old\n"
     bash(commands.write_agent_file("modules.json", 8, 3), "{}\n")
     assert bash(commands.restore_agent_file("modules.json", 8)).strip() == "removed"

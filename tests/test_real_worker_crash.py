@@ -11,7 +11,6 @@ in a MariaDB metadb that sleeps before the subtask's write.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import re
@@ -34,7 +33,7 @@ from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from tests.driver import Handle, failed, log_of, named, start, update, wait_for
 from tests.mariadb import create_database
-from tests.simulator import Simulation, simulation
+from tests.simulator import Simulation, end_state, simulation, unwrap_host_commands, wrap_host_command
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.reliability
@@ -112,16 +111,6 @@ ROLLBACKS: dict[str, tuple[str, list[str]]] = {
 }
 
 
-def slow_command(root: Path, command: str, args: str, seconds: float) -> None:
-    """Make a command on a simulated host slow (a wrapper earlier on its PATH), when its arguments
-    contain `args`; a second call for the same command adds to the first."""
-    wrapper = root / "usr/local/bin" / command
-    cases = wrapper.read_text().splitlines()[1:-1] if wrapper.exists() else []
-    cases.append(f'case "$*" in *"{args}"*) sleep {seconds} ;; esac')
-    wrapper.write_text("\n".join(["#!/bin/bash", *cases, f'exec /bin/{command} "$@"']) + "\n")
-    wrapper.chmod(0o755)
-
-
 def slow_metadb(url: str, name: str, slowdown: Slowdown) -> None:
     """A trigger that sleeps before the first matching row change on each metadb connection."""
     event, table = slowdown.match.split()
@@ -141,7 +130,7 @@ def slow_down(name: str, slowdown: Slowdown, sim: Simulation, metadb_url: str) -
         sim.call("POST", "/faults", {"match": slowdown.match, "error": 0, "delay": DELAY, "times": slowdown.times})
     elif slowdown.kind == "host":
         for host in sim.ready["hosts"]:
-            slow_command(Path(host["root"]), slowdown.match, slowdown.args, DELAY)
+            wrap_host_command(Path(host["root"]), slowdown.match, slowdown.args, f"sleep {DELAY}")
     else:
         slow_metadb(metadb_url, name, slowdown)
 
@@ -222,13 +211,8 @@ class Takeover:
 
     def state(self) -> dict[str, Any]:
         # Host roots live under each run's own directory.
-        for host in self.sim.ready["hosts"]:
-            for wrapper in (Path(host["root"]) / "usr/local/bin").glob("*"):
-                wrapper.unlink()
-        result: dict[str, Any] = json.loads(
-            json.dumps(snapshot(self.sim, self.db)).replace(str(self.sim.hosts_dir), "HOSTS")
-        )
-        return result
+        unwrap_host_commands(self.sim)
+        return end_state(self.sim, self.db)
 
     def stop(self) -> None:
         for worker in self.workers:
@@ -236,59 +220,6 @@ class Takeover:
                 worker.terminate()
                 worker.wait(15)
         self.db.close()
-
-
-def snapshot(sim: Simulation, db: Database) -> dict[str, Any]:
-    """The end state without what differs from run to run (times, pids, ids, random passwords)."""
-    state = sim.state()
-    volatile = {"created_at", "updated_at", "locked_at", "start_time", "pid", "task_id", "secret", "facts"}
-
-    def clean(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
-        for row in rows:
-            row = {k: v for k, v in row.items() if k not in volatile and not k.endswith("_id") and k != "id"}
-            if row.get("process_info"):
-                info = json.loads(row["process_info"])
-                row["process_info"] = {k: v for k, v in info.items() if k not in volatile}
-            if row.get("attributes"):
-                row["attributes"] = json.loads(row["attributes"])
-            out.append(row)
-        return sorted(out, key=lambda r: json.dumps(r, sort_keys=True, default=str))
-
-    files: dict[str, Any] = {}
-    for host in sim.ready["hosts"]:
-        home = Path(host["root"]) / "home/admin"
-        names = sorted(
-            re.sub(r"-\d+", "-TASK", str(p.relative_to(home)))
-            for p in home.rglob("*")
-            if not str(p.relative_to(home)).startswith("oceanbase")
-        )
-        conf = home / "ocp_agent/conf"
-        document = json.loads((conf / "ob_cluster.json").read_text()) if (conf / "ob_cluster.json").exists() else {}
-        if document:
-            encrypted = document["monitor"]["password"].startswith("aesgcm:")
-            document["monitor"]["password"] = "encrypted" if encrypted else "?"
-        modules = (conf / "modules.json").read_text() if (conf / "modules.json").exists() else None
-        files[host["address"]] = {"names": names, "config": document, "modules": modules}
-    return {
-        "cluster": {k: state[k] for k in ("users", "parameters", "variables", "resource_manager", "io_calibration")},
-        "metadb": {
-            table: clean(db.query(f"SELECT * FROM {table}"))
-            for table in (
-                "clusters",
-                "zones",
-                "servers",
-                "tenants",
-                "units",
-                "resource_pools",
-                "unit_configs",
-                "hosts",
-                "cluster_locks",
-                "credentials",
-            )
-        },
-        "hosts": files,
-    }
 
 
 # Every run uses the same addresses and ports, so that end states compare equal.

@@ -14,8 +14,7 @@ from temporalio.client import Client
 from activities.registry import build_activities
 from activities.runtime import Runtime
 from metadb import clusters, credentials, hosts
-from metadb.db import Database
-from tests.driver import failed, log_of, named, start, update, wait_for
+from tests.driver import log_of, start, wait_for
 from tests.simulator import Simulation, register_ssh_key, sim_runtime, simulation
 from worker import build_worker
 
@@ -111,83 +110,6 @@ async def test_full_takeover_of_three_zones_with_hosts(
             "host_metrics": True, "ob_logs": True, "ob_metrics": True, "sql_audit": True,
         }  # fmt: skip
     assert db.query("SELECT * FROM cluster_locks") == []
-
-
-def host_files(sim: Simulation) -> dict[str, list[str]]:
-    """Every file under each host's home, except the observer's own tree."""
-    files = {}
-    for host in sim.ready["hosts"]:
-        home = Path(host["root"]) / "home/admin"
-        files[host["address"]] = sorted(
-            str(p.relative_to(home)) for p in home.rglob("*") if not str(p.relative_to(home)).startswith("oceanbase")
-        )
-    return files
-
-
-def cluster_state(sim: Simulation) -> dict[str, Any]:
-    state = sim.state()
-    return {key: state[key] for key in ("users", "parameters", "variables", "resource_manager", "servers", "zones")}
-
-
-def metadb_rows(db: Database) -> dict[str, Any]:
-    tables = [
-        "clusters",
-        "zones",
-        "servers",
-        "tenants",
-        "unit_configs",
-        "resource_pools",
-        "units",
-        "hosts",
-        "cluster_locks",
-    ]
-    rows = {table: db.query(f"SELECT * FROM {table}") for table in tables}
-    rows["credentials"] = db.query("SELECT kind, name FROM credentials ORDER BY kind, name")
-    return rows
-
-
-async def test_rollback_restores_cluster_metadb_and_hosts(
-    client: Client, task_queue: str, sim: Simulation, runtime: Runtime
-) -> None:
-    body = takeover_body(sim, runtime)
-    before = (cluster_state(sim), metadb_rows(runtime.db), host_files(sim))
-    sim.fault("TENANT_ID, TENANT_NAME", error=4012, message="Timeout")
-    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
-        handle = await start(client, task_queue, body)
-        task = await wait_for(handle, failed, timeout=60)
-        (subtask,) = named(task, "Sync all tenant information")
-        log = await log_of(handle, subtask.id)
-        assert "OceanBase error 4012" in log and "Timeout" in log
-        # The takeover's work is visible before the rollback.
-        assert "ocp_monitor" in sim.state()["users"]
-        await update(handle, "rollback")
-        result = await handle.result()
-    assert result.status.value == "SUCCESSFUL" and result.operation.value == "ROLLBACK"
-    after = (cluster_state(sim), metadb_rows(runtime.db), host_files(sim))
-    assert after[0] == before[0]
-    assert after[1] == before[1]
-    assert after[2] == before[2]
-
-
-async def test_fault_on_one_server_names_it_then_retry_succeeds(
-    client: Client, task_queue: str, sim: Simulation, runtime: Runtime
-) -> None:
-    body = takeover_body(sim, runtime)
-    victim = sim.ready["servers"][3]
-    label = f"{victim['address']}:{victim['rpc_port']}"
-    sim.fault(f"RUN JOB 'io_calibration' SERVER = '{label}'", error=4012, message="Timeout")
-    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
-        handle = await start(client, task_queue, body)
-        task = await wait_for(handle, failed, timeout=60)
-        (bad,) = [s for s in task.subtasks if s.status.value == "FAILED"]
-        assert bad.name == "Run io calibration" and bad.node == label
-        log = await log_of(handle, bad.id)
-        endpoint = f"{sim.address}:{sim.sql_port}"
-        assert f"[ClusterSqlError] server {label}: {endpoint}: OceanBase error 4012 in `ALTER …`: Timeout" in log
-        await update(handle, "retry_subtask", bad.id)
-        result = await handle.result()
-    assert result.status.value == "SUCCESSFUL"
-    assert sim.state()["io_calibration"][label] == "READY"
 
 
 async def test_no_secret_in_clear_text_in_the_metadb_file(

@@ -18,6 +18,7 @@ from temporalio.exceptions import (
     ActivityError,
     ApplicationError,
     TimeoutError,
+    TimeoutType,
     is_cancelled_exception,
 )
 
@@ -238,7 +239,8 @@ class TakeOverCluster:
             cause = exc.cause
             kind = cause.type if isinstance(cause, ApplicationError) else "ClusterUnreachable"
             raise ApplicationError(
-                f"cannot take over {request.endpoint}: {_failure_message(exc)}",
+                f"cannot take over {request.endpoint}: "
+                f"{_failure_message(exc, self._scaled(DISCOVERY_TIMEOUT_SECONDS))}",
                 type=kind or "TopologyUnavailable",
                 non_retryable=True,
             ) from None
@@ -319,7 +321,7 @@ class TakeOverCluster:
             if is_cancelled_exception(exc):
                 self._finish_cancelled(task, subtask)
             else:
-                message = _failure_message(exc)
+                message = _failure_message(exc, self._scaled(stage.timeout))
                 task.fail(subtask, self._now(), _failure_log(exc), message)
                 workflow.logger.warning("task %s: subtask %s failed: %s", task.id, subtask.label, message)
         else:
@@ -390,19 +392,27 @@ class TakeOverCluster:
 
 
 def _failure_log(error: ActivityError) -> list[str]:
-    """Lines the activity logged before it failed, carried in the failure's details."""
+    """Lines the activity logged before it failed, carried in the failure's details (or, for a
+    timeout, in its last heartbeat)."""
     cause = error.cause
+    # A timed-out activity cannot report; its last heartbeat carried its latest lines.
+    details = cause.last_heartbeat_details if isinstance(cause, TimeoutError) else ()
     if isinstance(cause, ApplicationError):
-        for detail in cause.details:
-            if isinstance(detail, dict) and isinstance(detail.get("log"), list):
-                return [str(line) for line in detail["log"]]
+        details = cause.details
+    for detail in details:
+        if isinstance(detail, dict) and isinstance(detail.get("log"), list):
+            return [str(line) for line in detail["log"]]
     return []
 
 
-def _failure_message(error: ActivityError) -> str:
+def _failure_message(error: ActivityError, timeout: timedelta) -> str:
     """The cause of an activity failure as an operator should read it."""
     cause = error.cause
     if isinstance(cause, TimeoutError):
+        if cause.type is TimeoutType.SCHEDULE_TO_CLOSE:
+            return f"did not finish within its timeout ({timeout.total_seconds():.0f} s); its log says what it did last"
+        if cause.type is TimeoutType.HEARTBEAT:
+            return "its worker stopped answering (crashed or hung) on every attempt"
         kind = cause.type.name.lower().replace("_", "-") if cause.type else "timeout"
         return f"timed out ({kind})"
     if isinstance(cause, ApplicationError):
