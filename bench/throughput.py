@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from contextlib import ExitStack
 from datetime import timedelta
 from pathlib import Path
 
@@ -30,7 +29,7 @@ from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.client import TakeoverClient
 from ob_takeover.codec import data_converter
-from tests.simulator import simulation
+from tests.simulator import many_simulations
 from workflows.takeover import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,21 +63,8 @@ async def main() -> None:
     vault = Vault(load_master_key({"OB_TAKEOVER_MASTER_KEY_FILE": str(key_file)}))
     vault.verify(db)
     host_type = hosts.add_host_type(db, "bench")
-    with ExitStack() as stack:
-        sims = [
-            stack.enter_context(
-                simulation(
-                    work / f"sim{i}",
-                    zones=1,
-                    servers_per_zone=1,
-                    base=f"127.{100 + i}.{i + 1}.2",
-                    extra=["--cluster-name", f"obcluster{i}", "--cluster-id", str(i + 1)],
-                )
-            )
-            for i in range(args.clusters)
-        ]
+    with many_simulations(work, args.clusters) as sims:
         known_hosts = work / "known_hosts"
-        known_hosts.write_text("".join(Path(s.ready["ssh"]["known_hosts"]).read_text() for s in sims))
         bodies = []
         for i, sim in enumerate(sims):
             credential = credentials.save_credential(

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -131,6 +131,27 @@ def simulation(
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+@contextmanager
+def many_simulations(tmp_path: Path, count: int) -> Iterator[list[Simulation]]:
+    """`count` different one-server clusters with their hosts (obcluster0..N-1, cluster ids 1..N), each on
+    its own loopback block; `tmp_path / "known_hosts"` lists all their host keys."""
+    with ExitStack() as stack:
+        sims = [
+            stack.enter_context(
+                simulation(
+                    tmp_path / f"sim{i}",
+                    zones=1,
+                    servers_per_zone=1,
+                    base=f"127.{100 + i}.{random.randint(1, 254)}.2",
+                    extra=["--cluster-name", f"obcluster{i}", "--cluster-id", str(i + 1)],
+                )
+            )
+            for i in range(count)
+        ]
+        (tmp_path / "known_hosts").write_text("".join(Path(s.ready["ssh"]["known_hosts"]).read_text() for s in sims))
+        yield sims
 
 
 def sim_runtime(tmp_path: Path, sim: Simulation) -> Runtime:
