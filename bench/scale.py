@@ -1,0 +1,108 @@
+"""Scale: one takeover of a cluster of 3, 30 and 300 servers, each on a fresh worker process whose
+activities are instant stand-ins (bench/fake_worker.py), against one dev server.
+
+    python bench/scale.py [--sizes 3,30,300]
+
+Prints, per size: subtasks, wall time, history events (target < 10,000 at 300 servers), the task
+JSON's size and the worker process's peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from temporalio.api.enums.v1 import TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.client import Client
+from temporalio.testing import WorkflowEnvironment
+
+from bench.throughput import peak_rss_mb
+from ob_takeover.codec import data_converter
+from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+async def wait_for_poller(client: Client, queue: str) -> None:
+    """Until a worker polls `queue`: the wall times leave out the worker's start-up."""
+    request = DescribeTaskQueueRequest(
+        namespace=client.namespace,
+        task_queue=TaskQueue(name=queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+    )
+    while not (await client.workflow_service.describe_task_queue(request)).pollers:
+        await asyncio.sleep(0.1)
+
+
+async def one_size(client: Client, servers: int) -> tuple[int, float, int, int, float]:
+    zones, per_zone = 3, max(servers // 3, 1)
+    queue = f"bench-scale-{uuid.uuid4().hex[:6]}"
+    address = client.service_client.config.target_host
+    worker = subprocess.Popen(
+        [sys.executable, "bench/fake_worker.py", address, queue, str(zones), str(per_zone)], cwd=ROOT
+    )
+    try:
+        await wait_for_poller(client, queue)
+        workflow_id = f"bench-scale-{servers}-{uuid.uuid4().hex[:6]}"
+        began = time.perf_counter()
+        task = await client.execute_workflow(
+            TakeOverCluster.run,
+            {"rootSysPassword": "bench", "address": "127.0.0.1", "port": 2881},
+            id=workflow_id,
+            task_queue=queue,
+        )
+        wall = time.perf_counter() - began
+        rss = peak_rss_mb(worker.pid)
+    finally:
+        worker.terminate()
+        worker.wait(30)
+    assert task.status.value == "SUCCESSFUL", task.status
+    events = len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
+    size = len(json.dumps(task.model_dump(mode="json", by_alias=True)))
+    return len(task.subtasks), wall, events, size, rss
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="3,30,300")
+    args = parser.parse_args()
+    work = Path(tempfile.mkdtemp(prefix="ob-takeover-scale-"))
+    os.environ.setdefault("OB_TAKEOVER_CODEC_KEY_FILE", str(work / "codec.key"))
+    env = await WorkflowEnvironment.start_local(
+        data_converter=data_converter(),
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+        dev_server_startup_timeout=timedelta(seconds=60),
+        ui=False,
+    )
+    try:
+        await one_size(env.client, 3)  # warm-up: server caches
+        rows = [(servers, *await one_size(env.client, servers)) for servers in map(int, args.sizes.split(","))]
+    finally:
+        await env.shutdown()
+    print(f"\nmachine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}\n")
+    print("| servers (3 zones) | subtasks | wall s | history events | task JSON KB | worker peak RSS MB |")
+    print("|---:|---:|---:|---:|---:|---:|")
+    for servers, subtasks, wall, events, size, rss in rows:
+        print(f"| {servers} | {subtasks} | {wall:.2f} | {events} | {size / 1024:.0f} | {rss:.0f} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(0)
