@@ -1,0 +1,109 @@
+"""Recovery: how long a takeover stands still when the worker running a subtask is killed (SIGKILL)
+and a new one is started at once. Production worker processes (`python worker.py`), production
+timeouts, a simulated 3-zone x 2-server cluster with its hosts, one dev server.
+
+    python bench/recovery.py
+
+For subtasks with heartbeat timeouts of 10, 20 and 30 s, prints the time from the kill until the
+subtask's next attempt runs on the new worker (target: heartbeat timeout + 5 s) and until the
+subtask is done.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import signal
+import sys
+import tempfile
+import time
+import uuid
+from datetime import timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.testing import WorkflowEnvironment
+
+from ob_takeover.codec import data_converter
+from tests.crash import SLOWDOWNS, Takeover, slow_down
+from tests.driver import Handle, named, start, wait_for
+from tests.simulator import simulation
+from workflows.subtasks import SUBTASKS
+from workflows.takeover import SEARCH_ATTRIBUTES
+
+CASES = ("Prepare take over cluster", "Register config url", "Run io calibration")
+
+
+async def next_attempt_running(handle: Handle, subtask_ids: set[int], timeout: float = 120) -> None:
+    """Until one of the subtask's activities runs an attempt after the first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        description = await handle.describe()
+        for pending in description.raw_description.pending_activities:
+            subtask_id = int(pending.activity_id.split("-")[0])
+            started = pending.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+            if subtask_id in subtask_ids and pending.attempt >= 2 and started:
+                return
+        await asyncio.sleep(0.05)
+    raise TimeoutError(f"no second attempt of subtasks {sorted(subtask_ids)} seen running within {timeout:.0f}s")
+
+
+async def one_case(env: WorkflowEnvironment, work: Path, name: str) -> tuple[float, float, float]:
+    client = env.client
+    queue = f"bench-recovery-{uuid.uuid4().hex[:6]}"
+    with simulation(work / queue) as sim:
+        takeover = Takeover(client, queue, work / queue, sim, f"sqlite:///{work / queue / 'metadb.sqlite'}", 1)
+        try:
+            slow_down(name, SLOWDOWNS[name], sim, takeover.metadb_url)
+            takeover.spawn()
+            handle = await start(client, queue, takeover.body)
+            task = await wait_for(handle, lambda t: any(s.status.value == "RUNNING" for s in named(t, name)), 120)
+            await asyncio.sleep(0.3)
+            takeover.workers[-1].send_signal(signal.SIGKILL)
+            takeover.workers[-1].wait()
+            killed = time.monotonic()
+            # The next attempt is slowed too, so that it is seen running.
+            slow_down(name, SLOWDOWNS[name], sim, takeover.metadb_url)
+            takeover.spawn()
+            await next_attempt_running(handle, {s.id for s in named(task, name)})
+            resumed = time.monotonic() - killed
+            await wait_for(handle, lambda t: all(s.status.value == "SUCCESSFUL" for s in named(t, name)), 120)
+            done = time.monotonic() - killed
+            final = await wait_for(handle, lambda t: t.status.value != "RUNNING", 300)
+            assert final.status.value == "SUCCESSFUL", takeover.last_log()
+        finally:
+            takeover.stop()
+    stage = next(s for s in SUBTASKS if s.name == name)
+    return stage.heartbeat_timeout, resumed, done
+
+
+async def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="ob-takeover-recovery-"))
+    os.environ.setdefault("OB_TAKEOVER_CODEC_KEY_FILE", str(work / "codec.key"))
+    env = await WorkflowEnvironment.start_local(
+        data_converter=data_converter(),
+        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
+        search_attributes=SEARCH_ATTRIBUTES,
+        dev_server_log_level="error",
+        dev_server_startup_timeout=timedelta(seconds=60),
+        ui=False,
+    )
+    try:
+        rows = [(name, *await one_case(env, work, name)) for name in CASES]
+    finally:
+        await env.shutdown()
+    print(f"\nmachine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}\n")
+    print("| subtask killed | heartbeat timeout s | kill → next attempt runs s | target s | kill → subtask done s |")
+    print("|---|---:|---:|---:|---:|")
+    for name, heartbeat, resumed, done in rows:
+        met = "met" if resumed <= heartbeat + 5 else "MISSED"
+        print(f"| {name} | {heartbeat:.0f} | {resumed:.1f} | ≤ {heartbeat + 5:.0f} ({met}) | {done:.1f} |")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
+    sys.stdout.flush()
+    os._exit(0)
