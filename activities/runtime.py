@@ -13,6 +13,7 @@ import inspect
 import logging
 import os
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -218,27 +219,58 @@ def subtask_activity(name: str, implementation: Implementation, runtime: Runtime
         else:
             thread = asyncio.ensure_future(asyncio.to_thread(_guarded, implementation, work))
         beat = max((info.heartbeat_timeout.total_seconds() / 3) if info.heartbeat_timeout else 5.0, 0.2)
-        try:
-            while True:
-                done, _ = await asyncio.wait({thread}, timeout=beat)
-                if done:
-                    break
-                # The latest lines go with each heartbeat: a subtask that times out still shows
-                # what it was doing (waiting for what) in its log.
-                activity.heartbeat({"log": work.log[-HEARTBEAT_LOG_LINES:]})
-        except asyncio.CancelledError:
-            # Let the implementation stop at its next checkpoint, so nothing runs on behind our back.
-            work.cancelled.set()
-            if inspect.iscoroutinefunction(implementation):
-                thread.cancel()
-            await asyncio.wait({thread})
-            raise
+        await _heartbeat_until_done(thread, beat, work, stop=inspect.iscoroutinefunction(implementation))
         error = thread.result()
+        if isinstance(error, MetadbUnavailable):
+            # Ride out a metadb restart or failover within this attempt, so that the next attempt finds
+            # it back instead of every attempt failing in a row.
+            work.say(f"{error}; waiting up to {METADB_WAIT_SECONDS:.0f}s for the metadb before the next attempt")
+            waiting = asyncio.ensure_future(asyncio.to_thread(_wait_for_metadb, runtime.db, work.cancelled))
+            await _heartbeat_until_done(waiting, beat, work, stop=False)
         if error is not None:
             raise _with_log(_translate(error, work), work)
         return SubtaskResult(log=work.log, context=work.context)
 
     return run
+
+
+# How long one attempt waits for an unavailable metadb to answer again.
+METADB_WAIT_SECONDS = 120.0
+
+
+async def _heartbeat_until_done(future: asyncio.Future[Any], beat: float, work: Work, *, stop: bool) -> None:
+    """Heartbeat every `beat` seconds until `future` is done. On cancellation, let the work stop at
+    its next checkpoint (or cancel it, with `stop`) and wait for it, so nothing runs on behind our back."""
+    try:
+        while True:
+            done, _ = await asyncio.wait({future}, timeout=beat)
+            if done:
+                return
+            # The latest lines go with each heartbeat: a subtask that times out still shows what it
+            # was doing (waiting for what) in its log.
+            activity.heartbeat({"log": work.log[-HEARTBEAT_LOG_LINES:]})
+    except asyncio.CancelledError:
+        work.cancelled.set()
+        if stop:
+            future.cancel()
+        await asyncio.wait({future})
+        raise
+
+
+def _wait_for_metadb(db: Database, cancelled: threading.Event) -> bool:
+    """Whether the metadb answers again within METADB_WAIT_SECONDS (polled with a growing pause)."""
+    deadline = time.monotonic() + METADB_WAIT_SECONDS
+    pause = 0.5
+    while True:
+        db.close()
+        try:
+            db.check()
+            return True
+        except MetadbUnavailable:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or cancelled.wait(min(pause, remaining)):
+                return False
+            pause = min(pause * 2, 5.0)
 
 
 def _guarded(implementation: Implementation, work: Work) -> BaseException | None:

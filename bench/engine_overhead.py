@@ -12,26 +12,25 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import resource
 import statistics
 import sys
+import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.common import machine, start_dev_server
 from bench.floor import BenchFloor, bench_noop
 from tests.fakes import FakeCluster, make_topology
 from worker import build_worker
-from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
+from workflows.takeover import TakeOverCluster
 
 FLOOR_STEPS = 26
 
@@ -71,17 +70,9 @@ async def run_takeover(client: Client, zones: int, per_zone: int) -> tuple[float
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeat", type=int, default=3, help="runs per row; the median is shown")
-    parser.add_argument("--temporal", default=str(Path(sys.executable).parent / "temporal"))
     args = parser.parse_args()
     os.environ["OB_TAKEOVER_TIMEOUT_SCALE"] = "1"
-    env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
-        dev_server_existing_path=args.temporal,
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-        dev_server_startup_timeout=timedelta(seconds=60),
-        ui=False,
-    )
+    env = await start_dev_server(Path(tempfile.mkdtemp(prefix="ob-takeover-overhead-")), pydantic_data_converter)
     try:
         client = env.client
         await run_floor(client)  # warm-up: server caches, worker start-up
@@ -102,7 +93,7 @@ async def main() -> None:
     finally:
         await env.shutdown()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"\nmachine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}")
+    print(f"\n{machine()}")
     print(f"median of {args.repeat} runs (300 servers: 1 run); bench process peak RSS {peak_mb:.0f} MB\n")
     print(f"| {'run':<42} | {'subtasks':>8} | {'wall s':>7} | {'x floor':>7} | {'history events':>14} |")
     print(f"|{'-' * 44}|{'-' * 10}:|{'-' * 8}:|{'-' * 8}:|{'-' * 15}:|")

@@ -13,13 +13,11 @@ from __future__ import annotations
 
 import asyncio
 import os
-import platform
 import signal
 import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,12 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.testing import WorkflowEnvironment
 
-from ob_takeover.codec import data_converter
+from bench.common import machine, start_dev_server
 from tests.crash import SLOWDOWNS, Takeover, slow_down
 from tests.driver import Handle, named, start, wait_for
 from tests.simulator import simulation
 from workflows.subtasks import SUBTASKS
-from workflows.takeover import SEARCH_ATTRIBUTES
 
 CASES = ("Prepare take over cluster", "Register config url", "Run io calibration")
 
@@ -82,20 +79,12 @@ async def one_case(env: WorkflowEnvironment, work: Path, name: str) -> tuple[flo
 
 async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="ob-takeover-recovery-"))
-    os.environ.setdefault("OB_TAKEOVER_CODEC_KEY_FILE", str(work / "codec.key"))
-    env = await WorkflowEnvironment.start_local(
-        data_converter=data_converter(),
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-        dev_server_startup_timeout=timedelta(seconds=60),
-        ui=False,
-    )
+    env = await start_dev_server(work)
     try:
         rows = [(name, *await one_case(env, work, name)) for name in CASES]
     finally:
         await env.shutdown()
-    print(f"\nmachine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}\n")
+    print(f"\n{machine()}\n")
     print("| subtask killed | heartbeat timeout s | kill → next attempt runs s | target s | kill → subtask done s |")
     print("|---|---:|---:|---:|---:|")
     for name, heartbeat, resumed, done in rows:

@@ -13,13 +13,11 @@ import argparse
 import asyncio
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -28,11 +26,9 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
-from temporalio.testing import WorkflowEnvironment
 
-from bench.throughput import peak_rss_mb
-from ob_takeover.codec import data_converter
-from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
+from bench.common import machine, peak_rss_mb, start_dev_server
+from workflows.takeover import TakeOverCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -81,21 +77,13 @@ async def main() -> None:
     parser.add_argument("--sizes", default="3,30,300")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ob-takeover-scale-"))
-    os.environ.setdefault("OB_TAKEOVER_CODEC_KEY_FILE", str(work / "codec.key"))
-    env = await WorkflowEnvironment.start_local(
-        data_converter=data_converter(),
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-        dev_server_startup_timeout=timedelta(seconds=60),
-        ui=False,
-    )
+    env = await start_dev_server(work)
     try:
         await one_size(env.client, 3)  # warm-up: server caches
         rows = [(servers, *await one_size(env.client, servers)) for servers in map(int, args.sizes.split(","))]
     finally:
         await env.shutdown()
-    print(f"\nmachine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}\n")
+    print(f"\n{machine()}\n")
     print("| servers (3 zones) | subtasks | wall s | history events | task JSON KB | worker peak RSS MB |")
     print("|---:|---:|---:|---:|---:|---:|")
     for servers, subtasks, wall, events, size, rss in rows:

@@ -11,35 +11,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
-from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from temporalio.testing import WorkflowEnvironment
 
+from bench.common import machine, peak_rss_mb, start_dev_server
 from metadb import credentials, hosts
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.client import TakeoverClient
-from ob_takeover.codec import data_converter
 from tests.simulator import many_simulations
-from workflows.takeover import SEARCH_ATTRIBUTES
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def peak_rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
 
 
 async def main() -> None:
@@ -47,15 +36,7 @@ async def main() -> None:
     parser.add_argument("--clusters", type=int, default=20)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ob-takeover-throughput-"))
-    os.environ.setdefault("OB_TAKEOVER_CODEC_KEY_FILE", str(work / "codec.key"))
-    env = await WorkflowEnvironment.start_local(
-        data_converter=data_converter(),
-        dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
-        search_attributes=SEARCH_ATTRIBUTES,
-        dev_server_log_level="error",
-        dev_server_startup_timeout=timedelta(seconds=60),
-        ui=False,
-    )
+    env = await start_dev_server(work)
     metadb = f"sqlite:///{work / 'metadb.sqlite'}"
     key_file = work / "master.key"
     db = Database(metadb)
@@ -106,7 +87,7 @@ async def main() -> None:
             worker.terminate()
             worker.wait(30)
     await env.shutdown()
-    print(f"\nmachine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}\n")
+    print(f"\n{machine()}\n")
     print("| takeovers at once | successful | total wall s | slowest s | fastest s | worker peak RSS MB |")
     print("|---:|---:|---:|---:|---:|---:|")
     print(

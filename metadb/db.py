@@ -212,7 +212,14 @@ class Database:
             if self.dialect == "sqlite":
                 connection.execute("BEGIN IMMEDIATE")
             else:
-                connection.begin()
+                try:
+                    connection.begin()
+                except (pymysql.err.OperationalError, pymysql.err.InterfaceError):
+                    # The connection dropped since its last use (a metadb restart); nothing of this
+                    # transaction ran yet, so a new connection can start it.
+                    self.close()
+                    connection = self._connection()
+                    connection.begin()
             try:
                 yield self
             except BaseException:

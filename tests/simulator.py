@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from activities.runtime import Runtime
-from metadb import credentials
+from metadb import credentials, hosts
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import MasterKey, Vault
@@ -131,6 +131,20 @@ def simulation(
         except subprocess.TimeoutExpired:
             process.kill()
         log.close()
+
+
+def takeover_body(sim: Simulation, runtime: Runtime, host_type: str = "sim") -> dict[str, Any]:
+    """A takeover request for `sim` whose hosts are reached with its SSH key, registered in `runtime`."""
+    return {
+        "rootSysPassword": sim.root_password,
+        "address": sim.address,
+        "port": sim.sql_port,
+        "hostInfo": {
+            "hostTypeId": hosts.add_host_type(runtime.db, host_type),
+            "credentialId": register_ssh_key(runtime, sim),
+            "sshPort": sim.ssh_port,
+        },
+    }
 
 
 @contextmanager

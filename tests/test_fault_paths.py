@@ -19,14 +19,14 @@ from temporalio.client import Client
 
 from activities.registry import build_activities
 from activities.runtime import Runtime
-from metadb import clusters, hosts
+from metadb import clusters
 from tests.driver import failed, log_of, named, start, update, wait_for
 from tests.simulator import (
     Simulation,
     end_state,
-    register_ssh_key,
     sim_runtime,
     simulation,
+    takeover_body,
     unwrap_host_commands,
     wrap_host_command,
 )
@@ -123,17 +123,7 @@ class Setup:
 def setup(tmp_path: Path) -> Iterator[Setup]:
     with simulation(tmp_path, zones=3, servers_per_zone=1) as sim:
         runtime = sim_runtime(tmp_path, sim)
-        body = {
-            "rootSysPassword": sim.root_password,
-            "address": sim.address,
-            "port": sim.sql_port,
-            "hostInfo": {
-                "hostTypeId": hosts.add_host_type(runtime.db, "sim"),
-                "credentialId": register_ssh_key(runtime, sim),
-                "sshPort": sim.ssh_port,
-            },
-        }
-        yield Setup(sim, runtime, body)
+        yield Setup(sim, runtime, takeover_body(sim, runtime))
 
 
 def branch_node(setup: Setup, stage: str) -> str:

@@ -246,4 +246,12 @@ def test_reconnects_when_the_mysql_metadb_comes_back(tmp_path: Path) -> None:
         assert db.query("SELECT name FROM host_types") == [{"name": "before-restart"}]
         assert hosts.add_host_type(db, "before-restart") == 1
         assert len(db.query("SELECT * FROM host_types")) == 1
+    with mariadb_server(datadir, port=port):
+        # A transaction that starts on a connection dropped by the restart runs on a new one.
+        with db.transaction():
+            hosts.add_host_type(db, "after-restart")
+        assert [r["name"] for r in db.query("SELECT name FROM host_types ORDER BY id")] == [
+            "before-restart",
+            "after-restart",
+        ]
     db.close()

@@ -15,7 +15,7 @@ from activities.registry import build_activities
 from activities.runtime import Runtime
 from metadb import clusters, credentials, hosts
 from tests.driver import log_of, start, wait_for
-from tests.simulator import Simulation, register_ssh_key, sim_runtime, simulation
+from tests.simulator import Simulation, sim_runtime, simulation, takeover_body
 from worker import build_worker
 
 
@@ -28,17 +28,6 @@ def sim(tmp_path: Path) -> Iterator[Simulation]:
 @pytest.fixture
 def runtime(tmp_path: Path, sim: Simulation) -> Runtime:
     return sim_runtime(tmp_path, sim)
-
-
-def takeover_body(sim: Simulation, runtime: Runtime) -> dict[str, Any]:
-    host_type = hosts.add_host_type(runtime.db, "sim")
-    credential = register_ssh_key(runtime, sim)
-    return {
-        "rootSysPassword": sim.root_password,
-        "address": sim.address,
-        "port": sim.sql_port,
-        "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": sim.ssh_port},
-    }
 
 
 async def failure_report(handle: Any, task: Any) -> str:

@@ -12,12 +12,11 @@ import pytest
 from temporalio.client import Client
 
 from activities.registry import build_activities
-from metadb import hosts
 from ob_takeover.codec import data_converter
 from tests.conftest import binary
 from tests.driver import named, start, wait_for
 from tests.mariadb import free_port
-from tests.simulator import register_ssh_key, sim_runtime, simulation
+from tests.simulator import sim_runtime, simulation, takeover_body
 from worker import build_worker
 
 pytestmark = pytest.mark.reliability
@@ -53,16 +52,7 @@ async def test_takeover_survives_a_temporal_restart(tmp_path: Path) -> None:
         client = await connect(port)
         with simulation(tmp_path, zones=1, servers_per_zone=2) as sim:
             runtime = sim_runtime(tmp_path, sim)
-            body = {
-                "rootSysPassword": sim.root_password,
-                "address": sim.address,
-                "port": sim.sql_port,
-                "hostInfo": {
-                    "hostTypeId": hosts.add_host_type(runtime.db, "t"),
-                    "credentialId": register_ssh_key(runtime, sim),
-                    "sshPort": sim.ssh_port,
-                },
-            }
+            body = takeover_body(sim, runtime)
             # io calibration takes a few seconds: time to restart the server under it.
             sim.call("POST", "/faults", {"match": "RUN JOB 'io_calibration'", "error": 0, "delay": 3, "times": 2})
             async with build_worker(client, activities=build_activities(runtime), queue="restart-test"):
