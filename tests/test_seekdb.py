@@ -1,0 +1,88 @@
+"""The statements that carry user names and passwords, against a real OceanBase parser (seekdb): the
+monitor and proxyro users are created, granted, re-passworded and dropped with hostile passwords, and
+log in with them; a rejected statement never echoes its password."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from activities import cluster_sql as sql
+from activities.contracts import ClusterEndpoint
+from activities.errors import BadCredentials, ClusterSqlError
+from activities.ob_sys_client import ObSysClient
+from tests.seekdb import seekdb_server
+
+PASSWORDS = [
+    "plain-Passw0rd",
+    'it\'s "quoted"',
+    "back\\slash\\",
+    "100%_like_",
+    "ünïcødé-密码-🙂",
+    "x'; DROP USER root; --",
+    "*/ OR 1=1 /*",
+    "`backtick` \\' mixed",
+]
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterEndpoint]:
+    with seekdb_server(tmp_path_factory.mktemp("seekdb")) as (host, port):
+        yield ClusterEndpoint(address=host, port=port, root_sys_password="")
+
+
+def login(endpoint: ClusterEndpoint, user: str, password: str) -> bool:
+    try:
+        with ObSysClient(endpoint.model_copy(update={"root_sys_password": password}), user=user) as client:
+            return str(client.query("SELECT CURRENT_USER() AS ME")[0]["ME"]).startswith(user)
+    except BadCredentials:
+        return False
+
+
+@pytest.mark.parametrize("password", PASSWORDS)
+def test_quoted_values_come_back_unchanged(root: ClusterEndpoint, password: str) -> None:
+    with ObSysClient(root) as client:
+        assert client.query(f"SELECT {sql.quote(password)} AS V")[0]["V"] == password
+
+
+@pytest.mark.parametrize("user", [sql.MONITOR_USER, sql.PROXYRO_USER])
+def test_users_created_granted_repassworded_and_dropped(root: ClusterEndpoint, user: str) -> None:
+    first, second = PASSWORDS[1], PASSWORDS[4]
+    target = "*.*" if user == sql.MONITOR_USER else "oceanbase.*"
+    with ObSysClient(root) as client:
+        client.execute(sql.create_user(user, first))
+        client.execute(sql.create_user(user, first))  # IF NOT EXISTS: a second run changes nothing
+        client.execute(sql.grant("SELECT", target, user))
+        assert [list(row.values()) for row in client.query(sql.user_exists(user))] == [[user]]
+        grants = [str(next(iter(row.values()))).replace("`", "") for row in client.query(f"SHOW GRANTS FOR {user}")]
+        assert f"GRANT SELECT ON {target} TO '{user}'" in grants
+    assert login(root, user, first)
+    for password in PASSWORDS:
+        with ObSysClient(root) as client:
+            client.execute(sql.alter_user_password(user, password))
+        assert login(root, user, password), password
+        assert not login(root, user, second if password != second else first)
+    with ObSysClient(root) as client:
+        client.execute(sql.drop_user(user))
+        assert client.query(sql.user_exists(user)) == []
+    assert not login(root, user, PASSWORDS[-1])
+
+
+def test_a_rejected_statement_never_echoes_its_password(root: ClusterEndpoint) -> None:
+    secret = "TopSecret'-42"
+    # The parser stops before the password and quotes the rest of the statement back.
+    broken = sql.create_user(sql.MONITOR_USER, secret).replace("IF NOT EXISTS", "IF NOT EXISTS GARBAGE")
+    with ObSysClient(root) as client, pytest.raises(ClusterSqlError) as raised:
+        client.execute(broken)
+    assert "1064" in str(raised.value)
+    assert "TopSecret" not in str(raised.value) and "TopSecret" not in repr(raised.value.__cause__)
+
+
+def test_a_wrong_password_is_refused_as_bad_credentials(root: ClusterEndpoint) -> None:
+    with ObSysClient(root) as client:
+        client.execute(sql.create_user("ob_takeover_probe", "right-one"))
+    assert login(root, "ob_takeover_probe", "right-one")
+    wrong = root.model_copy(update={"root_sys_password": "wrong"})
+    with pytest.raises(BadCredentials), ObSysClient(wrong, user="ob_takeover_probe") as client:
+        client.query("SELECT 1")
