@@ -17,7 +17,14 @@ from activities.registry import build_activities
 from activities.runtime import Runtime
 from metadb import clusters, credentials, hosts, locks
 from tests.mariadb import free_port
-from tests.simulator import Simulation, register_ssh_key, sim_runtime, simulation
+from tests.simulator import (
+    Simulation,
+    register_ssh_key,
+    sim_runtime,
+    simulation,
+    unwrap_host_commands,
+    wrap_host_command,
+)
 from worker import build_worker
 from workflows.precheck import TakeOverPrecheck
 from workflows.request import parse_request
@@ -242,6 +249,18 @@ async def test_clock_offset_and_architecture(sim: Simulation, runtime: Runtime, 
     assert item(report, "clock offset", sim.address).status == "PASSED"
     arch = item(report, "one architecture")
     assert arch.status == "FAILED" and arch.code == 11023 and "aarch64" in arch.message
+
+
+async def test_observers_installed_in_different_paths(sim: Simulation, runtime: Runtime, body: dict[str, Any]) -> None:
+    odd = sim.ready["hosts"][2]
+    wrap_host_command(Path(odd["root"]), "readlink", "/cwd", f'echo "{odd["root"]}/home/admin/oceanbase-3.1"; exit 0')
+    try:
+        report = await check(runtime, body)
+    finally:
+        unwrap_host_commands(sim)
+    paths = item(report, "install paths consistent")
+    assert paths.status == "FAILED" and paths.code == 11049, paths
+    assert "oceanbase-3.1" in paths.message and "use one path" in paths.message
 
 
 async def test_proxyro_password(sim: Simulation, runtime: Runtime, body: dict[str, Any]) -> None:
