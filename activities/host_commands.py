@@ -131,6 +131,19 @@ def parse_process_details(output: str, pid: int, name: str) -> dict[str, Any]:
     }
 
 
+def disk_free(*paths: str) -> str:
+    """Free kilobytes of the file systems holding `paths`, one line each."""
+    quoted = " ".join(shlex.quote(p) for p in paths)
+    return f"out=$(df -Pk {quoted}) && echo \"$out\" | awk 'NR > 1 {{print $4}}'"
+
+
+def parse_disk_free(output: str, count: int) -> list[int]:
+    values = output.split()
+    if len(values) != count or not all(v.isdigit() for v in values):
+        raise ValueError(f"unexpected df output: {output[:200]!r}")
+    return [int(v) for v in values]
+
+
 # --- changes: the agent's configuration ------------------------------------------------------------
 
 

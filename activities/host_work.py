@@ -128,10 +128,14 @@ async def update_server_process_info(work: Work) -> None:
             )
         name, pid = found
         details = (await client.run(commands.process_details(pid), what=f"reading process {pid}")).stdout
-    try:
-        info = commands.parse_process_details(details, pid, name)
-    except ValueError as exc:
-        raise FailedPrecondition(f"{exc}; check `ps` and /proc on host {server.ip}", node=server.label) from None
+        try:
+            info = commands.parse_process_details(details, pid, name)
+            dirs = (info["data_dir"], info["log_dir"])
+            free = (await client.run(commands.disk_free(*dirs), what="measuring free space")).stdout
+            info["data_disk_free_kb"], info["log_disk_free_kb"] = commands.parse_disk_free(free, 2)
+        except ValueError as exc:
+            hint = f"{exc}; check `ps`, `df` and /proc on host {server.ip}"
+            raise FailedPrecondition(hint, node=server.label) from None
     cluster_id = work.cluster_id()
     clusters.record_server_process_info(
         work.db,
@@ -144,7 +148,8 @@ async def update_server_process_info(work: Work) -> None:
     )
     work.say(
         f"{server.label}: {name} pid {pid} as {info['os_user']} since {info['start_time']}, "
-        f"install {info['install_path']}, data {info['data_dir']}"
+        f"install {info['install_path']}, data {info['data_dir']} ({info['data_disk_free_kb'] // 1024} MiB free), "
+        f"log {info['log_dir']} ({info['log_disk_free_kb'] // 1024} MiB free)"
     )
 
 

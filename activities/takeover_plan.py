@@ -96,8 +96,12 @@ def _statements(name: str, request: TakeOverRequest, topology: Topology, public_
         step.statements = [sql.SERVICE_NOT_READY_SQL]
         step.note = f"as {sql.MONITOR_USER}, polled until every server is ACTIVE"
     elif name == "Update server process info" and server is not None:
-        step.commands = [commands.listening_process(server.sql_port), commands.process_details(0)]
-        step.note = "0 stands for the pid found by ss"
+        step.commands = [
+            commands.listening_process(server.sql_port),
+            commands.process_details(0),
+            commands.disk_free("DATA_DIR", "LOG_DIR"),
+        ]
+        step.note = "0 stands for the pid found by ss; DATA_DIR and LOG_DIR for the directories it uses"
     elif name == "Attach cluster attributes":
         step.statements = [
             sql.SERVERS_SQL,

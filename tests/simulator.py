@@ -212,6 +212,7 @@ def end_state(sim: Simulation, db: Database) -> dict[str, Any]:
     from run to run (times, pids, ids, random passwords, the run's own directory)."""
     cluster = sim.state()
     volatile = {"created_at", "updated_at", "locked_at", "start_time", "pid", "task_id", "secret", "facts"}
+    volatile |= {"data_disk_free_kb", "log_disk_free_kb"}
 
     def clean(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         out = []

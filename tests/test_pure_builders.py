@@ -167,3 +167,14 @@ def test_server_errors_never_quote_a_password_back() -> None:
     translated = client._translate(error, statement)
     assert "Secr3t-pw" not in str(translated)
     assert "near '***' at line" in str(translated) and "in `ALTER …`" in str(translated)
+
+
+def test_disk_free_of_the_observer_directories_in_real_bash(tmp_path: Path) -> None:
+    import subprocess
+
+    run = subprocess.run(["bash", "-c", commands.disk_free(str(tmp_path), "/")], capture_output=True, text=True)
+    assert run.returncode == 0 and all(kb > 0 for kb in commands.parse_disk_free(run.stdout, 2))
+    missing = subprocess.run(["bash", "-c", commands.disk_free(str(tmp_path / "gone"))], capture_output=True, text=True)
+    assert missing.returncode != 0 and "No such file" in missing.stderr
+    with pytest.raises(ValueError, match="unexpected df output"):
+        commands.parse_disk_free("12\n", 2)

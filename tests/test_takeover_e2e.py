@@ -86,6 +86,7 @@ async def test_full_takeover_of_three_zones_with_hosts(
         assert info["install_path"] == str(root / "home/admin/oceanbase")
         assert info["data_dir"] == str(root / "home/admin/oceanbase/store")
         assert f"-p {sim.sql_port}" in info["command_line"]
+        assert info["data_disk_free_kb"] > 0 and info["log_disk_free_kb"] > 0
     for host in sim.ready["hosts"]:
         row = hosts.find_host(db, host["address"])
         assert row is not None and row["reserved_by_cluster_id"] == cluster["id"]
