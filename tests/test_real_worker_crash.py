@@ -8,7 +8,10 @@ How a subtask is caught mid-way: tests/crash.py.
 
 from __future__ import annotations
 
+import asyncio
 import random
+import signal
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -149,5 +152,36 @@ async def test_worker_stopped_with_sigterm_finishes_its_subtask_and_exits_cleanl
             assert "attempt 2" not in log and reserve.run_time == 1, log
             # The stopped worker finished it: its log has the subtask's last words.
             assert log.strip().splitlines()[-1] in output
+        finally:
+            takeover.stop()
+
+
+async def test_worker_killed_while_it_discovers_the_topology(client: Client, task_queue: str, tmp_path: Path) -> None:
+    """Before the first subtask the workflow reads the cluster's topology; a worker killed then is
+    replaced and the takeover still runs (the read is retried, not left to time out)."""
+    with simulation(tmp_path, zones=1, servers_per_zone=1) as sim:
+        takeover = Takeover(client, task_queue, tmp_path, sim, f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+        try:
+            sim.call("POST", "/faults", {"match": r"WHERE NAME IN \('cluster'", "error": 0, "delay": 3, "times": 1})
+            first = takeover.spawn()
+            handle = await start(client, task_queue, takeover.body)
+            deadline = time.monotonic() + 30
+            while not any("version()" in s for lines in sim.state()["statements"].values() for s in lines):
+                assert time.monotonic() < deadline, takeover.last_log()
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            takeover.spawn()
+            task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=90)
+            assert task.status.value == "SUCCESSFUL", takeover.last_log()
+            history = await handle.fetch_history()
+            attempts = [
+                e.activity_task_started_event_attributes.attempt
+                for e in history.events
+                if e.HasField("activity_task_started_event_attributes")
+                and e.activity_task_started_event_attributes.attempt > 1
+            ]
+            assert attempts, "the topology read was not retried"
         finally:
             takeover.stop()

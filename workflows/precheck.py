@@ -13,7 +13,8 @@ with workflow.unsafe.imports_passed_through():
     from workflows.request import parse_request_or_fail
 
 PRECHECK_WORKFLOW_NAME = "TakeOverPrecheck"
-PRECHECK_TIMEOUT = timedelta(seconds=120)
+PRECHECK_TIMEOUT = timedelta(seconds=180)
+PRECHECK_ATTEMPT = timedelta(seconds=60)
 
 
 @workflow.defn(name=PRECHECK_WORKFLOW_NAME)
@@ -25,8 +26,10 @@ class TakeOverPrecheck:
             "run_precheck",
             PrecheckInput(request=request),
             result_type=PrecheckReport,
-            start_to_close_timeout=PRECHECK_TIMEOUT,
-            retry_policy=RetryPolicy(maximum_attempts=2),
+            # An attempt lost with its worker is retried after PRECHECK_ATTEMPT, within PRECHECK_TIMEOUT.
+            schedule_to_close_timeout=PRECHECK_TIMEOUT,
+            start_to_close_timeout=PRECHECK_ATTEMPT,
+            retry_policy=RetryPolicy(maximum_attempts=3),
             summary=f"Precheck · {request.endpoint}",
         )
         return report

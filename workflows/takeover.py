@@ -50,6 +50,7 @@ CLUSTER_ADDRESS_KEY = SearchAttributeKey.for_keyword("ObClusterAddress")
 TASK_STATUS_KEY = SearchAttributeKey.for_keyword("ObTaskStatus")
 SEARCH_ATTRIBUTES = (CLUSTER_NAME_KEY, CLUSTER_ADDRESS_KEY, TASK_STATUS_KEY)
 DISCOVERY_TIMEOUT_SECONDS = 60
+DISCOVERY_ATTEMPT_SECONDS = 15
 # Scaled timeouts never drop below this, so a test scale cannot starve a subtask of time to run.
 MIN_SCALED_TIMEOUT_SECONDS = 3.0
 MIN_SCALED_HEARTBEAT_SECONDS = 2.0
@@ -228,6 +229,8 @@ class TakeOverCluster:
                 DiscoverTopologyInput(endpoint=endpoint),
                 result_type=Topology,
                 schedule_to_close_timeout=self._scaled(DISCOVERY_TIMEOUT_SECONDS),
+                # An attempt lost with its worker is retried after this, within the overall timeout.
+                start_to_close_timeout=self._scaled(DISCOVERY_ATTEMPT_SECONDS),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=self._settings.retry_initial_interval),
                     maximum_attempts=3,
@@ -367,6 +370,8 @@ class TakeOverCluster:
                 ),
                 result_type=SubtaskResult,
                 schedule_to_close_timeout=self._scaled(UNLOCK_STAGE.timeout),
+                # A worker lost while it releases the lock is noticed, and the release runs again.
+                heartbeat_timeout=self._scaled(UNLOCK_STAGE.heartbeat_timeout, MIN_SCALED_HEARTBEAT_SECONDS),
                 summary=f"Abort · {UNLOCK_STAGE.name} · {task.topology.cluster_name}",
             )
             unlock.append_log(f"############{{CANCEL}}{{{self._now()}}}############")
