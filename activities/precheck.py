@@ -292,12 +292,18 @@ async def _check_host(
                 out.add("clock offset", FAILED, f"clock differs by {offset:+.2f}s (limit 1s): sync NTP", node=ip)
             else:
                 out.add("clock offset", PASSED, f"{offset:+.3f}s", node=ip)
-            listeners = (await client.run(commands.listening_process(topology.servers[0].sql_port))).stdout
             on_host = [s for s in topology.servers if s.ip == ip]
             if len(on_host) > 1:
-                out.add("one observer per host", FAILED, f"{len(on_host)} observers on this host", node=ip)
+                ports = ", ".join(str(s.sql_port) for s in on_host)
+                out.add(
+                    "one observer per host",
+                    FAILED,
+                    f"{len(on_host)} observers on this host (SQL ports {ports}); OCP manages one observer per host",
+                    node=ip,
+                )
             facts["install_paths"] = []
             for server in on_host:
+                listeners = (await client.run(commands.listening_process(server.sql_port))).stdout
                 found = commands.parse_listener(listeners, server.ip, server.sql_port)
                 if found is None:
                     out.add(

@@ -61,8 +61,8 @@ def _statements(name: str, request: TakeOverRequest, topology: Topology, public_
             step.statements += [PROXYRO_CHECK, sql.user_exists(sql.PROXYRO_USER)]
         step.commands = [
             commands.HOST_FACTS,
-            commands.listening_process(topology.servers[0].sql_port),
-            "ps/proc of the observer",
+            *(commands.listening_process(port) for port in sorted({s.sql_port for s in topology.servers})),
+            commands.process_details(0),
         ]
         step.note = "the precheck; stops on a FAILED item"
     elif name == "Reserve host":

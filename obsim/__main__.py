@@ -29,6 +29,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m obsim", description=__doc__)
     parser.add_argument("--zones", type=int, default=1)
     parser.add_argument("--servers-per-zone", type=int, default=1)
+    parser.add_argument(
+        "--observers-per-host",
+        type=int,
+        default=1,
+        help="servers of a zone sharing one host address; the k-th one on a host uses ports +10*k",
+    )
     parser.add_argument("--root-password", help="root@sys password (or --root-password-file)")
     parser.add_argument("--root-password-file", type=Path)
     parser.add_argument("--base-address", default="127.0.0.2", help="first server's loopback address")
@@ -60,10 +66,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def server_specs(args: argparse.Namespace) -> list[ServerSpec]:
     base = int(ipaddress.ip_address(args.base_address))
     specs = []
+    per_host = max(args.observers_per_host, 1)
+    hosts_per_zone = -(-args.servers_per_zone // per_host)
     for zone in range(args.zones):
         for index in range(args.servers_per_zone):
-            address = str(ipaddress.ip_address(base + zone * args.servers_per_zone + index))
-            specs.append(ServerSpec(address, args.rpc_port, args.sql_port, f"zone{zone + 1}"))
+            address = str(ipaddress.ip_address(base + zone * hosts_per_zone + index // per_host))
+            offset = 10 * (index % per_host)
+            specs.append(ServerSpec(address, args.rpc_port + offset, args.sql_port + offset, f"zone{zone + 1}"))
     return specs
 
 

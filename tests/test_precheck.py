@@ -22,6 +22,7 @@ from tests.simulator import (
     register_ssh_key,
     sim_runtime,
     simulation,
+    takeover_body,
     unwrap_host_commands,
     wrap_host_command,
 )
@@ -261,6 +262,21 @@ async def test_observers_installed_in_different_paths(sim: Simulation, runtime: 
     paths = item(report, "install paths consistent")
     assert paths.status == "FAILED" and paths.code == 11049, paths
     assert "oceanbase-3.1" in paths.message and "use one path" in paths.message
+
+
+async def test_two_observers_on_one_host(tmp_path: Path, runtime: Runtime) -> None:
+    with simulation(tmp_path, zones=1, servers_per_zone=2, extra=["--observers-per-host", "2"]) as shared:
+        runtime.known_hosts = shared.ready["ssh"]["known_hosts"]
+        first, second = shared.ready["servers"]
+        assert first["address"] == second["address"] and first["sql_port"] != second["sql_port"]
+        report = await check(runtime, takeover_body(shared, runtime, host_type="two"))
+    (one,) = [i for i in report.items if i.name == "one observer per host"]
+    assert one.status == "FAILED" and one.node == first["address"]
+    assert f"SQL ports {first['sql_port']}, {second['sql_port']}" in one.message
+    # Each observer is found on its own SQL port.
+    for server in (first, second):
+        found = item(report, "observer process", f"{server['address']}:{server['rpc_port']}")
+        assert found.status == "PASSED", found
 
 
 async def test_proxyro_password(sim: Simulation, runtime: Runtime, body: dict[str, Any]) -> None:
