@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from workflows.takeover import SubtaskRef, TakeOverCluster
@@ -52,6 +52,10 @@ async def wait_for(handle: Handle, predicate: Callable[[TaskView], bool], timeou
             last = await task_of(handle)
         except Exception:  # the task does not exist while the topology is read
             last = None
+            description = await handle.describe()
+            status = description.status
+            if status is not None and status is not WorkflowExecutionStatus.RUNNING:
+                raise AssertionError(f"the workflow ended {status.name} before its task existed") from None
         if last is not None and predicate(last):
             return last
         await asyncio.sleep(0.05)
