@@ -42,41 +42,47 @@ def mariadb_server(datadir: Path, port: int | None = None) -> Iterator[tuple[str
             capture_output=True,
         )
     port = port or free_port()
-    log = (datadir / "server.log").open("wb")
-    process = subprocess.Popen(
-        [
-            mariadbd,
-            "--no-defaults",
-            f"--datadir={datadir}",
-            f"--socket={datadir}/sock",
-            f"--port={port}",
-            "--bind-address=127.0.0.1",
-            "--user=root",
-            "--skip-log-bin",
-            "--innodb-buffer-pool-size=32M",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    command = [
+        mariadbd,
+        "--no-defaults",
+        f"--datadir={datadir}",
+        f"--socket={datadir}/sock",
+        f"--port={port}",
+        "--bind-address=127.0.0.1",
+        "--user=root",
+        "--skip-log-bin",
+        "--innodb-buffer-pool-size=32M",
+    ]
+    with sql_server("mariadbd", command, port, datadir / "server.log") as address:
+        yield address
+
+
+@contextmanager
+def sql_server(
+    name: str, command: list[str], port: int, log_path: Path, env: dict[str, str] | None = None, timeout: float = 60
+) -> Iterator[tuple[str, int]]:
+    """Run a MySQL-protocol server process until root logs in on 127.0.0.1:`port` with an empty
+    password; yields (host, port); stops it afterwards."""
+    log = log_path.open("wb")
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 pymysql.connect(host="127.0.0.1", port=port, user="root", password="", connect_timeout=1).close()
                 break
             except pymysql.err.OperationalError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"mariadbd did not start: {(datadir / 'server.log').read_text()[-2000:]}"
-                    ) from None
+                    raise RuntimeError(f"{name} did not start: {log_path.read_text()[-2000:]}") from None
                 time.sleep(0.2)
         yield "127.0.0.1", port
     finally:
         process.terminate()
         try:
-            process.wait(20)
+            process.wait(30)
         except subprocess.TimeoutExpired:
             process.kill()
+            process.wait()
         log.close()
 
 
