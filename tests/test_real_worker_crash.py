@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
 from tests.crash import COMPENSATIONS, SLOWDOWNS, Slowdown, Takeover, slow_down
 from tests.driver import failed, log_of, named, start, update, wait_for
@@ -183,5 +183,41 @@ async def test_worker_killed_while_it_discovers_the_topology(client: Client, tas
                 and e.activity_task_started_event_attributes.attempt > 1
             ]
             assert attempts, "the topology read was not retried"
+        finally:
+            takeover.stop()
+
+
+async def test_worker_killed_while_an_abort_releases_the_lock(
+    client: Client, task_queue: str, tmp_path: Path, mariadb: tuple[str, int]
+) -> None:
+    """Abort (cancel) a takeover and kill the worker while it releases the cluster lock: the release
+    runs again on the next worker and no lock is left behind."""
+    metadb_url = metadb_for(mariadb, [COMPENSATIONS["Mc lock ob clusters"]])
+    assert metadb_url is not None
+    with simulation(tmp_path, zones=1, servers_per_zone=1) as sim:
+        takeover = Takeover(client, task_queue, tmp_path, sim, metadb_url)
+        try:
+            slow_down("Create default user", SLOWDOWNS["Create default user"], sim, metadb_url)
+            slow_down("Mc lock ob clusters", COMPENSATIONS["Mc lock ob clusters"], sim, metadb_url)
+            first = takeover.spawn()
+            handle = await start(client, task_queue, takeover.body)
+            await wait_for(handle, lambda t: named(t, "Create default user")[0].status.value == "RUNNING", 60)
+            await handle.cancel()
+            deadline = time.monotonic() + 30
+            while not any(
+                p.activity_type.name == "release_cluster_lock"
+                for p in (await handle.describe()).raw_description.pending_activities
+            ):
+                assert time.monotonic() < deadline, takeover.last_log()
+                await asyncio.sleep(0.05)
+            await asyncio.sleep(0.3)
+            first.send_signal(signal.SIGKILL)
+            first.wait()
+            takeover.spawn()
+            with pytest.raises(WorkflowFailureError):
+                await asyncio.wait_for(handle.result(), timeout=60)
+            assert (await handle.describe()).status is WorkflowExecutionStatus.CANCELED
+            assert takeover.db.query("SELECT * FROM cluster_locks") == []
+            assert "ABORTED" in [r["status"] for r in takeover.db.query("SELECT status FROM tasks")]
         finally:
             takeover.stop()
