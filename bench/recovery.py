@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.testing import WorkflowEnvironment
 
-from bench.common import machine, start_dev_server
+from bench.harness import machine, start_dev_server
 from tests.crash import SLOWDOWNS, Takeover, slow_down
 from tests.driver import Handle, named, start, wait_for
 from tests.simulator import simulation

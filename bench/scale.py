@@ -27,7 +27,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from bench.common import machine, peak_rss_mb, start_dev_server
+from bench.harness import machine, peak_rss_mb, start_dev_server
 from workflows.takeover import TakeOverCluster
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -20,7 +20,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from bench.common import machine, peak_rss_mb, start_dev_server
+from bench.harness import machine, peak_rss_mb, start_dev_server
 from metadb import credentials, hosts
 from metadb.db import Database
 from metadb.migrate import migrate

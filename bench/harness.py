@@ -1,4 +1,4 @@
-"""What the benchmarks share: a throw-away dev server, the worker's peak memory, the machine line."""
+"""The benchmarks' harness: a throw-away dev server, a process's peak memory, the machine line."""
 
 from __future__ import annotations
 
