@@ -26,8 +26,8 @@ from temporalio.worker import Worker
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import machine, start_dev_server
 from bench.floor import BenchFloor, bench_noop
+from bench.harness import machine, start_dev_server
 from tests.fakes import FakeCluster, make_topology
 from worker import build_worker
 from workflows.takeover import TakeOverCluster
