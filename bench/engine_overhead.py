@@ -27,10 +27,9 @@ from temporalio.worker import Worker
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.floor import BenchFloor, bench_noop
-from bench.harness import machine, start_dev_server
+from bench.harness import machine, start_dev_server, timed_takeover
 from tests.fakes import FakeCluster, make_topology
 from worker import build_worker
-from workflows.takeover import TakeOverCluster
 
 FLOOR_STEPS = 26
 
@@ -54,17 +53,8 @@ async def run_takeover(client: Client, zones: int, per_zone: int) -> tuple[float
     queue = f"bench-takeover-{uuid.uuid4().hex[:6]}"
     fake = FakeCluster(topology=make_topology(zones, per_zone))
     async with build_worker(client, activities=fake.activities(), queue=queue):
-        workflow_id = f"bench-takeover-{uuid.uuid4().hex[:6]}"
-        began = time.perf_counter()
-        task = await client.execute_workflow(
-            TakeOverCluster.run,
-            {"rootSysPassword": "bench", "address": "127.0.0.1", "port": 2881},
-            id=workflow_id,
-            task_queue=queue,
-        )
-        elapsed = time.perf_counter() - began
-    assert task.status.value == "SUCCESSFUL", task.status
-    return elapsed, await history_events(client, workflow_id), len(task.subtasks)
+        run = await timed_takeover(client, queue)
+    return run.wall, run.history_events, len(run.task.subtasks)
 
 
 async def main() -> None:

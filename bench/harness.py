@@ -5,14 +5,19 @@ from __future__ import annotations
 import os
 import platform
 import sys
+import time
+import uuid
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
+from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from ob_takeover.codec import data_converter
-from workflows.takeover import SEARCH_ATTRIBUTES
+from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
+from workflows.task import TaskView
 
 
 async def start_dev_server(work: Path, converter: DataConverter | None = None) -> WorkflowEnvironment:
@@ -39,3 +44,27 @@ def peak_rss_mb(pid: int) -> float:
 
 def machine() -> str:
     return f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
+
+
+@dataclass
+class TimedTakeover:
+    task: TaskView
+    wall: float
+    history_events: int
+
+
+async def timed_takeover(client: Client, queue: str) -> TimedTakeover:
+    """One takeover of a stand-in cluster on `queue` (a worker of instant activities must poll it):
+    its task, its wall time and the number of events in its history."""
+    workflow_id = f"bench-takeover-{uuid.uuid4().hex[:8]}"
+    began = time.perf_counter()
+    task = await client.execute_workflow(
+        TakeOverCluster.run,
+        {"rootSysPassword": "bench", "address": "127.0.0.1", "port": 2881},
+        id=workflow_id,
+        task_queue=queue,
+    )
+    wall = time.perf_counter() - began
+    assert task.status.value == "SUCCESSFUL", task.status
+    events = len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
+    return TimedTakeover(task, wall, events)

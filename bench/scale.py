@@ -16,7 +16,6 @@ import os
 import subprocess
 import sys
 import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -27,8 +26,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
-from bench.harness import machine, peak_rss_mb, start_dev_server
-from workflows.takeover import TakeOverCluster
+from bench.harness import machine, peak_rss_mb, start_dev_server, timed_takeover
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,23 +51,13 @@ async def one_size(client: Client, servers: int) -> tuple[int, float, int, int, 
     )
     try:
         await wait_for_poller(client, queue)
-        workflow_id = f"bench-scale-{servers}-{uuid.uuid4().hex[:6]}"
-        began = time.perf_counter()
-        task = await client.execute_workflow(
-            TakeOverCluster.run,
-            {"rootSysPassword": "bench", "address": "127.0.0.1", "port": 2881},
-            id=workflow_id,
-            task_queue=queue,
-        )
-        wall = time.perf_counter() - began
+        run = await timed_takeover(client, queue)
         rss = peak_rss_mb(worker.pid)
     finally:
         worker.terminate()
         worker.wait(30)
-    assert task.status.value == "SUCCESSFUL", task.status
-    events = len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
-    size = len(json.dumps(task.model_dump(mode="json", by_alias=True)))
-    return len(task.subtasks), wall, events, size, rss
+    size = len(json.dumps(run.task.model_dump(mode="json", by_alias=True)))
+    return len(run.task.subtasks), run.wall, run.history_events, size, rss
 
 
 async def main() -> None:
