@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import signal
 import sys
 import tempfile
 import time
@@ -58,13 +57,9 @@ async def one_case(env: WorkflowEnvironment, work: Path, name: str) -> tuple[flo
             takeover.spawn()
             handle = await start(client, queue, takeover.body)
             task = await wait_for(handle, lambda t: any(s.status.value == "RUNNING" for s in named(t, name)), 120)
-            await asyncio.sleep(0.3)
-            takeover.workers[-1].send_signal(signal.SIGKILL)
-            takeover.workers[-1].wait()
-            killed = time.monotonic()
-            # The next attempt is slowed too, so that it is seen running.
+            killed = await takeover.kill_and_replace()
+            # The next attempt (after the heartbeat timeout) is slowed too, so that it is seen running.
             slow_down(name, SLOWDOWNS[name], sim, takeover.metadb_url)
-            takeover.spawn()
             await next_attempt_running(handle, {s.id for s in named(task, name)})
             resumed = time.monotonic() - killed
             await wait_for(handle, lambda t: all(s.status.value == "SUCCESSFUL" for s in named(t, name)), 120)

@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -184,18 +185,31 @@ class Takeover:
         """Kill the worker while `name` runs and start another; the seconds from the kill until the
         subtask (every branch of it) has left RUNNING."""
         await wait_for(handle, lambda t: any(s.status.value == "RUNNING" for s in named(t, name)), timeout=60)
-        await asyncio.sleep(0.3)
-        worker = self.workers[-1]
-        worker.send_signal(signal.SIGKILL)
-        worker.wait()
-        killed = time.monotonic()
-        self.spawn()
+        killed = await self.kill_and_replace()
         task = await wait_for(handle, lambda t: all(s.status.value != "RUNNING" for s in named(t, name)), timeout=60)
         seconds = time.monotonic() - killed
         # The kill caught the subtask mid-way: a new attempt of it ran on the new worker.
         logs = [await log_of(handle, s.id) for s in named(task, name)]
         assert any("attempt 2" in log for log in logs), logs
         return seconds
+
+    async def kill_and_replace(self) -> float:
+        """A moment after the work of interest began, SIGKILL the running worker and start another;
+        returns the time of the kill."""
+        await asyncio.sleep(0.3)
+        worker = self.workers[-1]
+        worker.send_signal(signal.SIGKILL)
+        worker.wait()
+        killed = time.monotonic()
+        self.spawn()
+        return killed
+
+    async def until(self, condition: Callable[[], Awaitable[bool]], what: str, timeout: float = 30) -> None:
+        """Poll `condition` until it holds; fail naming `what`, with the worker's log, after `timeout`."""
+        deadline = time.monotonic() + timeout
+        while not await condition():
+            assert time.monotonic() < deadline, f"{what} did not happen: {self.last_log()}"
+            await asyncio.sleep(0.05)
 
     def state(self) -> dict[str, Any]:
         # Host roots live under each run's own directory.

@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import random
-import signal
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -163,16 +161,14 @@ async def test_worker_killed_while_it_discovers_the_topology(client: Client, tas
         takeover = Takeover(client, task_queue, tmp_path, sim, f"sqlite:///{tmp_path / 'metadb.sqlite'}")
         try:
             sim.call("POST", "/faults", {"match": r"WHERE NAME IN \('cluster'", "error": 0, "delay": 3, "times": 1})
-            first = takeover.spawn()
-            handle = await start(client, task_queue, takeover.body)
-            deadline = time.monotonic() + 30
-            while not any("version()" in s for lines in sim.state()["statements"].values() for s in lines):
-                assert time.monotonic() < deadline, takeover.last_log()
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)
-            first.send_signal(signal.SIGKILL)
-            first.wait()
             takeover.spawn()
+            handle = await start(client, task_queue, takeover.body)
+
+            async def reading() -> bool:
+                return any("version()" in s for lines in sim.state()["statements"].values() for s in lines)
+
+            await takeover.until(reading, "the topology read")
+            await takeover.kill_and_replace()
             task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=90)
             assert task.status.value == "SUCCESSFUL", takeover.last_log()
             history = await handle.fetch_history()
@@ -199,21 +195,17 @@ async def test_worker_killed_while_an_abort_releases_the_lock(
         try:
             slow_down("Create default user", SLOWDOWNS["Create default user"], sim, metadb_url)
             slow_down("Mc lock ob clusters", COMPENSATIONS["Mc lock ob clusters"], sim, metadb_url)
-            first = takeover.spawn()
+            takeover.spawn()
             handle = await start(client, task_queue, takeover.body)
             await wait_for(handle, lambda t: named(t, "Create default user")[0].status.value == "RUNNING", 60)
             await handle.cancel()
-            deadline = time.monotonic() + 30
-            while not any(
-                p.activity_type.name == "release_cluster_lock"
-                for p in (await handle.describe()).raw_description.pending_activities
-            ):
-                assert time.monotonic() < deadline, takeover.last_log()
-                await asyncio.sleep(0.05)
-            await asyncio.sleep(0.3)
-            first.send_signal(signal.SIGKILL)
-            first.wait()
-            takeover.spawn()
+
+            async def releasing() -> bool:
+                pending = (await handle.describe()).raw_description.pending_activities
+                return any(p.activity_type.name == "release_cluster_lock" for p in pending)
+
+            await takeover.until(releasing, "the abort's lock release")
+            await takeover.kill_and_replace()
             with pytest.raises(WorkflowFailureError):
                 await asyncio.wait_for(handle.result(), timeout=60)
             assert (await handle.describe()).status is WorkflowExecutionStatus.CANCELED
