@@ -72,6 +72,10 @@ class _Items:
         self.items.append(CheckItem(name=name, code=code, status=status, message=message, node=node))
 
 
+# The precheck activity heartbeats a third as often; a worker lost during a precheck is noticed after this.
+PRECHECK_HEARTBEAT_SECONDS = 6.0
+
+
 async def run_checks(runtime: Runtime, arg: PrecheckInput) -> PrecheckReport:
     """Every check that can run; a cluster that cannot be read stops at the checks that failed."""
     began = time.monotonic()

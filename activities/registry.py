@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
 
 from activities import cluster_work, host_work
-from activities.precheck import PrecheckInput, PrecheckReport, run_checks
+from activities.precheck import PRECHECK_HEARTBEAT_SECONDS, PrecheckInput, PrecheckReport, run_checks
 from activities.runtime import Implementation, Runtime, subtask_activity
 from activities.settings import load_engine_settings
 from activities.topology import discover_topology_activity
@@ -58,7 +59,15 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
 
     @activity.defn(name="run_precheck")
     async def run_precheck(arg: PrecheckInput) -> PrecheckReport:
-        return await run_checks(runtime, arg)
+        # Heartbeats let a precheck lost with its worker run again within seconds.
+        checks = asyncio.ensure_future(run_checks(runtime, arg))
+        try:
+            while not (await asyncio.wait({checks}, timeout=PRECHECK_HEARTBEAT_SECONDS / 3))[0]:
+                activity.heartbeat()
+        except asyncio.CancelledError:
+            checks.cancel()
+            raise
+        return checks.result()
 
     return [
         load_engine_settings,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from tests.crash import COMPENSATIONS, SLOWDOWNS, Slowdown, Takeover, slow_down
 from tests.driver import failed, log_of, named, start, update, wait_for
 from tests.mariadb import create_database
 from tests.simulator import simulation
+from workflows.precheck import TakeOverPrecheck
 
 pytestmark = pytest.mark.reliability
 
@@ -211,5 +213,35 @@ async def test_worker_killed_while_an_abort_releases_the_lock(
             assert (await handle.describe()).status is WorkflowExecutionStatus.CANCELED
             assert takeover.db.query("SELECT * FROM cluster_locks") == []
             assert "ABORTED" in [r["status"] for r in takeover.db.query("SELECT status FROM tasks")]
+        finally:
+            takeover.stop()
+
+
+async def test_worker_killed_during_a_precheck(client: Client, task_queue: str, tmp_path: Path) -> None:
+    """A precheck whose worker is killed runs again on the next worker and still returns its report."""
+    with simulation(tmp_path, zones=1, servers_per_zone=1) as sim:
+        takeover = Takeover(client, task_queue, tmp_path, sim, f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+        try:
+            slow_down("Prepare take over cluster", SLOWDOWNS["Prepare take over cluster"], sim, takeover.metadb_url)
+            takeover.spawn()
+            handle = await client.start_workflow(
+                TakeOverPrecheck.run, takeover.body, id=f"precheck-{task_queue}", task_queue=task_queue
+            )
+
+            async def checking() -> bool:
+                pending = (await handle.describe()).raw_description.pending_activities
+                return any(p.activity_type.name == "run_precheck" for p in pending)
+
+            await takeover.until(checking, "the precheck")
+            killed = await takeover.kill_and_replace()
+            report = await asyncio.wait_for(handle.result(), timeout=60)
+            print(f"precheck: report {time.monotonic() - killed:.1f}s after the kill")
+            assert report.passed, [i for i in report.items if i.status == "FAILED"]
+            history = await handle.fetch_history()
+            assert any(
+                e.activity_task_started_event_attributes.attempt == 2
+                for e in history.events
+                if e.HasField("activity_task_started_event_attributes")
+            ), "the precheck did not run again"
         finally:
             takeover.stop()

@@ -9,7 +9,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
-    from activities.precheck import PrecheckInput, PrecheckReport
+    from activities.precheck import PRECHECK_HEARTBEAT_SECONDS, PrecheckInput, PrecheckReport
     from workflows.request import parse_request_or_fail
 
 PRECHECK_WORKFLOW_NAME = "TakeOverPrecheck"
@@ -26,9 +26,10 @@ class TakeOverPrecheck:
             "run_precheck",
             PrecheckInput(request=request),
             result_type=PrecheckReport,
-            # An attempt lost with its worker is retried after PRECHECK_ATTEMPT, within PRECHECK_TIMEOUT.
+            # An attempt lost with its worker is noticed by its missing heartbeat and runs again.
             schedule_to_close_timeout=PRECHECK_TIMEOUT,
             start_to_close_timeout=PRECHECK_ATTEMPT,
+            heartbeat_timeout=timedelta(seconds=PRECHECK_HEARTBEAT_SECONDS),
             retry_policy=RetryPolicy(maximum_attempts=3),
             summary=f"Precheck · {request.endpoint}",
         )
