@@ -161,11 +161,8 @@ class HostClient:
         status = result.exit_status if result.exit_status is not None else -1
         if check and status != 0:
             tail = stderr.strip().splitlines()[-3:]
-            raise HostCommandFailed(
-                f"{what or 'command `' + (command.split() or [command])[0] + '`'} exited with {status}: "
-                + " / ".join(tail),
-                node=self.address,
-            )
+            what = what or f"command `{(command.split() or [command])[0]}`"
+            raise HostCommandFailed(f"{what} exited with {status}: " + " / ".join(tail), node=self.address)
         return CommandResult(status, stdout, stderr)
 
 

@@ -322,7 +322,7 @@ async def _check_host(
                 read = await client.run(commands.process_details(pid), what=f"reading process {pid}")
                 details = commands.parse_process_details(read.stdout, pid, name)
                 facts["install_paths"].append(details["install_path"])
-                out.add("observer process", PASSED, f"{found[0]} pid {found[1]}", 11053, server.label)
+                out.add("observer process", PASSED, f"{name} pid {pid}", 11053, server.label)
                 if details["os_user"] != "admin":
                     out.add(
                         "observer OS user",

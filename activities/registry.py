@@ -10,7 +10,7 @@ from temporalio import activity
 
 from activities import cluster_work, host_work
 from activities.precheck import PRECHECK_HEARTBEAT_SECONDS, PrecheckInput, PrecheckReport, run_checks
-from activities.runtime import Implementation, Runtime, subtask_activity
+from activities.runtime import Implementation, Runtime, heartbeat_until_done, subtask_activity
 from activities.settings import load_engine_settings
 from activities.topology import discover_topology_activity
 from workflows.subtasks import activity_names
@@ -61,12 +61,7 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     async def run_precheck(arg: PrecheckInput) -> PrecheckReport:
         # Heartbeats let a precheck lost with its worker run again within seconds.
         checks = asyncio.ensure_future(run_checks(runtime, arg))
-        try:
-            while not (await asyncio.wait({checks}, timeout=PRECHECK_HEARTBEAT_SECONDS / 3))[0]:
-                activity.heartbeat()
-        except asyncio.CancelledError:
-            checks.cancel()
-            raise
+        await heartbeat_until_done(checks, PRECHECK_HEARTBEAT_SECONDS / 3, on_cancel=checks.cancel)
         return checks.result()
 
     return [

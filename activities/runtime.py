@@ -238,23 +238,40 @@ def subtask_activity(name: str, implementation: Implementation, runtime: Runtime
 METADB_WAIT_SECONDS = 120.0
 
 
-async def _heartbeat_until_done(future: asyncio.Future[Any], beat: float, work: Work, *, stop: bool) -> None:
-    """Heartbeat every `beat` seconds until `future` is done. On cancellation, let the work stop at
-    its next checkpoint (or cancel it, with `stop`) and wait for it, so nothing runs on behind our back."""
+async def heartbeat_until_done(
+    future: asyncio.Future[Any],
+    beat: float,
+    *,
+    details: Callable[[], Any] | None = None,
+    on_cancel: Callable[[], Any] | None = None,
+) -> None:
+    """Heartbeat (with `details()`, if given) every `beat` seconds until `future` is done. When the
+    activity is cancelled, call `on_cancel` and wait for `future` to end, so nothing runs on behind
+    our back."""
     try:
-        while True:
-            done, _ = await asyncio.wait({future}, timeout=beat)
-            if done:
-                return
-            # The latest lines go with each heartbeat: a subtask that times out still shows what it
-            # was doing (waiting for what) in its log.
-            activity.heartbeat({"log": work.log[-HEARTBEAT_LOG_LINES:]})
+        while not (await asyncio.wait({future}, timeout=beat))[0]:
+            if details is None:
+                activity.heartbeat()
+            else:
+                activity.heartbeat(details())
     except asyncio.CancelledError:
+        if on_cancel is not None:
+            on_cancel()
+        await asyncio.wait({future})
+        raise
+
+
+async def _heartbeat_until_done(future: asyncio.Future[Any], beat: float, work: Work, *, stop: bool) -> None:
+    """`heartbeat_until_done` for a subtask: the latest log lines go with each heartbeat (a subtask
+    that times out still shows what it was doing), and a cancellation lets the work stop at its next
+    checkpoint (or cancels it, with `stop`)."""
+
+    def cancel() -> None:
         work.cancelled.set()
         if stop:
             future.cancel()
-        await asyncio.wait({future})
-        raise
+
+    await heartbeat_until_done(future, beat, details=lambda: {"log": work.log[-HEARTBEAT_LOG_LINES:]}, on_cancel=cancel)
 
 
 def _wait_for_metadb(db: Database, cancelled: threading.Event) -> bool:
