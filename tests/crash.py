@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from metadb import credentials, hosts
 from metadb.db import Database
@@ -222,3 +222,21 @@ class Takeover:
                 worker.terminate()
                 worker.wait(15)
         self.db.close()
+
+
+async def retried_activities(handle: WorkflowHandle[Any, Any]) -> list[str]:
+    """The activity types of a workflow that ran a second attempt, from its history."""
+    history = await handle.fetch_history()
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    return sorted(
+        {
+            scheduled[e.activity_task_started_event_attributes.scheduled_event_id]
+            for e in history.events
+            if e.HasField("activity_task_started_event_attributes")
+            and e.activity_task_started_event_attributes.attempt > 1
+        }
+    )

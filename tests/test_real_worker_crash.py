@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
-from tests.crash import COMPENSATIONS, SLOWDOWNS, Slowdown, Takeover, slow_down
+from tests.crash import COMPENSATIONS, SLOWDOWNS, Slowdown, Takeover, retried_activities, slow_down
 from tests.driver import failed, log_of, named, start, update, wait_for
 from tests.mariadb import create_database
 from tests.simulator import simulation
@@ -173,14 +173,7 @@ async def test_worker_killed_while_it_discovers_the_topology(client: Client, tas
             await takeover.kill_and_replace()
             task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=90)
             assert task.status.value == "SUCCESSFUL", takeover.last_log()
-            history = await handle.fetch_history()
-            attempts = [
-                e.activity_task_started_event_attributes.attempt
-                for e in history.events
-                if e.HasField("activity_task_started_event_attributes")
-                and e.activity_task_started_event_attributes.attempt > 1
-            ]
-            assert attempts, "the topology read was not retried"
+            assert await retried_activities(handle) == ["discover_topology"], "the topology read was not retried"
         finally:
             takeover.stop()
 
@@ -237,11 +230,6 @@ async def test_worker_killed_during_a_precheck(client: Client, task_queue: str, 
             report = await asyncio.wait_for(handle.result(), timeout=60)
             print(f"precheck: report {time.monotonic() - killed:.1f}s after the kill")
             assert report.passed, [i for i in report.items if i.status == "FAILED"]
-            history = await handle.fetch_history()
-            assert any(
-                e.activity_task_started_event_attributes.attempt == 2
-                for e in history.events
-                if e.HasField("activity_task_started_event_attributes")
-            ), "the precheck did not run again"
+            assert await retried_activities(handle) == ["run_precheck"], "the precheck did not run again"
         finally:
             takeover.stop()
