@@ -29,6 +29,7 @@ from activities.registry import build_activities
 from activities.runtime import Runtime
 from ob_takeover.codec import data_converter
 from workflows.precheck import TakeOverPrecheck
+from workflows.sandbox import workflow_runner
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
 
 log = logging.getLogger("ob_takeover.worker")
@@ -87,6 +88,7 @@ def build_worker(
         client,
         task_queue=queue or task_queue(),
         workflows=[TakeOverCluster, TakeOverPrecheck],
+        workflow_runner=workflow_runner(),
         activities=list(activities),
         max_concurrent_activities=max_concurrent_activities,
         # When a worker dies, its workflows' next tasks move to another worker after this long.

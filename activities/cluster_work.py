@@ -10,10 +10,11 @@ import asyncio
 import json
 
 from activities import cluster_sql as sql
-from activities.errors import ClusterSqlError, FailedPrecondition
 from activities.ob_sys_client import ObSysClient
-from activities.precheck import WARNING, PrecheckInput, run_checks
+from activities.precheck import run_checks
 from activities.runtime import Work
+from contracts.errors import ClusterSqlError, FailedPrecondition
+from contracts.messages import WARNING, PrecheckInput
 from metadb import clusters, credentials, locks
 from metadb.credentials import CLUSTER
 

@@ -14,28 +14,10 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from activities.errors import TakeoverError
+from contracts.errors import HostAuthFailed, HostCommandFailed, HostKeyMismatch, HostUnreachable
 from metadb.credentials import Credential
 
 MAX_OUTPUT = 1 << 20
-
-
-class HostUnreachable(TakeoverError):
-    """Nothing answers SSH at the host's address, or the connection dropped."""
-
-    retryable = True
-
-
-class HostAuthFailed(TakeoverError):
-    """The host refused the credential."""
-
-
-class HostKeyMismatch(TakeoverError):
-    """The host's key is not the known one: possibly another machine answering at this address."""
-
-
-class HostCommandFailed(TakeoverError):
-    """A command ended with a non-zero exit code."""
 
 
 @dataclass(frozen=True)

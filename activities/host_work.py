@@ -9,12 +9,11 @@ import time
 from activities import host_commands as commands
 from activities.cluster_sql import MONITOR_USER
 from activities.cluster_work import config_url, monitor_password
-from activities.errors import FailedPrecondition
 from activities.host_client import HostClient, HostKeyCheck
 from activities.runtime import Work
+from contracts.errors import CredentialNotFound, FailedPrecondition, HostTypeNotFound
 from metadb import clusters, hosts
-from metadb.credentials import HOST, CredentialNotFound, get_credential
-from metadb.hosts import HostTypeNotFound
+from metadb.credentials import HOST, get_credential
 
 # A host whose clock differs from the worker's by more than this is reported (OCP checks 1 s).
 CLOCK_OFFSET_LIMIT_S = 1.0

@@ -15,13 +15,13 @@ from typing import Any
 import pymysql
 import pymysql.cursors
 
-from activities.contracts import ClusterEndpoint
-from activities.errors import (
+from contracts.errors import (
     BadCredentials,
     ClusterSqlError,
     ClusterUnreachable,
     TakeoverError,
 )
+from contracts.topology import ClusterEndpoint
 
 # MySQL client error codes that mean the server could not be reached or the connection dropped.
 _NETWORK_ERRORS = {2003, 2005, 2006, 2013, 2055}

@@ -11,57 +11,29 @@ import time
 from collections import Counter
 from typing import Any
 
-from pydantic import Field
-
 from activities import cluster_sql as sql
 from activities import host_commands as commands
-from activities.contracts import ClusterEndpoint, Model, Topology
-from activities.errors import BadCredentials, ClusterUnreachable, NotOceanBase, TakeoverError, UnsupportedVersion
-from activities.host_client import HostClient, HostCommandFailed, HostKeyCheck
+from activities.host_client import HostClient, HostKeyCheck
 from activities.ob_sys_client import ObSysClient
 from activities.runtime import Runtime
-from activities.takeover_plan import PlannedStep, takeover_plan
+from activities.takeover_plan import takeover_plan
 from activities.topology import read_topology
+from contracts.errors import (
+    BadCredentials,
+    ClusterUnreachable,
+    HostCommandFailed,
+    NotOceanBase,
+    TakeoverError,
+    UnsupportedVersion,
+)
+from contracts.messages import FAILED, PASSED, WARNING, CheckItem, PrecheckInput, PrecheckReport
+from contracts.request import ConnectionMode, TakeOverRequest
+from contracts.topology import ClusterEndpoint, Topology
 from metadb import clusters, hosts, locks
 from metadb.credentials import HOST, get_credential
-from workflows.request import ConnectionMode, TakeOverRequest
 
-PASSED = "PASSED"
-FAILED = "FAILED"
-WARNING = "WARNING"
+# A host whose clock differs from the worker's by more than this fails the check (OCP checks 1 s).
 CLOCK_OFFSET_LIMIT_S = 1.0
-
-
-class CheckItem(Model):
-    name: str
-    code: int | None = None
-    status: str
-    message: str
-    node: str | None = None
-
-
-class PrecheckReport(Model):
-    cluster_name: str | None = None
-    ob_cluster_id: int | None = None
-    version: str | None = None
-    zones: list[str] = Field(default_factory=list)
-    servers: list[str] = Field(default_factory=list)
-    hosts: list[str] = Field(default_factory=list)
-    items: list[CheckItem] = Field(default_factory=list)
-    passed: bool = False
-    seconds: float = 0.0
-    # What the takeover would send, subtask by subtask (secrets masked).
-    plan: list[PlannedStep] = Field(default_factory=list)
-
-    def failures(self) -> list[CheckItem]:
-        return [item for item in self.items if item.status == FAILED]
-
-
-class PrecheckInput(Model):
-    request: TakeOverRequest
-    # The takeover's own lock and cluster record do not count against it.
-    workflow_id: str | None = None
-    task_id: int | None = None
 
 
 class _Items:
@@ -70,10 +42,6 @@ class _Items:
 
     def add(self, name: str, status: str, message: str, code: int | None = None, node: str | None = None) -> None:
         self.items.append(CheckItem(name=name, code=code, status=status, message=message, node=node))
-
-
-# The precheck activity heartbeats a third as often; a worker lost during a precheck is noticed after this.
-PRECHECK_HEARTBEAT_SECONDS = 6.0
 
 
 async def run_checks(runtime: Runtime, arg: PrecheckInput) -> PrecheckReport:

@@ -9,11 +9,12 @@ from typing import Any
 from temporalio import activity
 
 from activities import cluster_work, host_work
-from activities.precheck import PRECHECK_HEARTBEAT_SECONDS, PrecheckInput, PrecheckReport, run_checks
+from activities.precheck import run_checks
 from activities.runtime import Implementation, Runtime, heartbeat_until_done, subtask_activity
 from activities.settings import load_engine_settings
 from activities.topology import discover_topology_activity
-from workflows.subtasks import activity_names
+from contracts.messages import PRECHECK_HEARTBEAT_SECONDS, PrecheckInput, PrecheckReport
+from contracts.stages import activity_names
 
 IMPLEMENTATIONS: dict[str, Implementation] = {
     "acquire_cluster_lock": cluster_work.acquire_cluster_lock,

@@ -19,19 +19,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.contracts import ClusterEndpoint, SubtaskInput, SubtaskResult
-from activities.errors import FailedPrecondition, TakeoverError, to_application_error
+from activities.failures import to_application_error
 from activities.ob_sys_client import ObSysClient
+from contracts.errors import CredentialNotFound, FailedPrecondition, MetadbUnavailable
+from contracts.messages import SubtaskInput, SubtaskResult
+from contracts.request import TakeOverRequest
+from contracts.topology import ClusterEndpoint
 from metadb import clusters
-from metadb.credentials import CLUSTER, CredentialNotFound, get_credential
-from metadb.db import Database, MetadbUnavailable, metadb_url_from_env
-from metadb.hosts import HostTypeNotFound
-from metadb.locks import ClusterLocked
+from metadb.credentials import CLUSTER, get_credential
+from metadb.db import Database, metadb_url_from_env
 from metadb.migrate import migrate
-from metadb.vault import MasterKeyError, Vault, load_master_key
-from workflows.request import TakeOverRequest
+from metadb.vault import Vault, load_master_key
 
 log = logging.getLogger("ob_takeover.activities")
 
@@ -164,16 +163,6 @@ class Work:
 
 Implementation = Callable[[Work], None] | Callable[[Work], Awaitable[None]]
 
-# Errors raised by implementations, mapped to Temporal: (type, retryable).
-_CLASSIFIED: dict[type[BaseException], tuple[str, bool]] = {
-    MetadbUnavailable: ("MetadbUnavailable", True),
-    ClusterLocked: ("ClusterLocked", False),
-    CredentialNotFound: ("CredentialNotFound", False),
-    HostTypeNotFound: ("HostTypeNotFound", False),
-    MasterKeyError: ("MasterKeyError", False),
-    clusters.ClusterAlreadyManaged: ("ClusterAlreadyManaged", False),
-}
-
 
 def _node_of(work: Work) -> tuple[str, str | None]:
     arg = work.arg
@@ -184,22 +173,6 @@ def _node_of(work: Work) -> tuple[str, str | None]:
     if arg.host:
         return "host", arg.host.ip
     return "cluster", None
-
-
-def _translate(error: BaseException, work: Work) -> BaseException:
-    if isinstance(error, TakeoverError):
-        translated = to_application_error(error)
-        what, node = _node_of(work)
-        if node and error.node != node:
-            # The statement ran through the cluster endpoint; say which node the subtask was for.
-            translated = ApplicationError(
-                f"{what} {node}: {translated.message}", type=translated.type, non_retryable=translated.non_retryable
-            )
-        return translated
-    for kind, (name, retryable) in _CLASSIFIED.items():
-        if isinstance(error, kind):
-            return ApplicationError(str(error), type=name, non_retryable=not retryable)
-    return error
 
 
 HEARTBEAT_LOG_LINES = 20
@@ -228,7 +201,8 @@ def subtask_activity(name: str, implementation: Implementation, runtime: Runtime
             waiting = asyncio.ensure_future(asyncio.to_thread(_wait_for_metadb, runtime.db, work.cancelled))
             await _heartbeat_until_done(waiting, beat, work, stop=False)
         if error is not None:
-            raise _with_log(_translate(error, work), work)
+            what, node = _node_of(work)
+            raise to_application_error(error, what=what, node=node, log=work.log)
         return SubtaskResult(log=work.log, context=work.context)
 
     return run
@@ -312,16 +286,3 @@ async def _guarded_async(implementation: Implementation, work: Work) -> BaseExce
         return exc
     finally:
         work.close()
-
-
-def _with_log(error: BaseException, work: Work) -> BaseException:
-    """Attach what the subtask logged before failing, so the subtask log keeps it."""
-    if isinstance(error, ApplicationError) and work.log:
-        return ApplicationError(
-            error.message,
-            *error.details,
-            {"log": work.log},
-            type=error.type,
-            non_retryable=error.non_retryable,
-        )
-    return error

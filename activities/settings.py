@@ -7,7 +7,7 @@ import socket
 
 from temporalio import activity
 
-from activities.contracts import EngineSettings
+from contracts.messages import EngineSettings
 
 TIMEOUT_SCALE_ENV = "OB_TAKEOVER_TIMEOUT_SCALE"
 RETRY_INTERVAL_ENV = "OB_TAKEOVER_RETRY_INTERVAL"

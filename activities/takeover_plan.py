@@ -13,9 +13,9 @@ from pydantic.alias_generators import to_camel
 from activities import cluster_sql as sql
 from activities import host_commands as commands
 from activities import topology as discovery
-from activities.contracts import Topology
+from contracts.request import TakeOverRequest
+from contracts.topology import Topology
 from workflows.plan import build_plan
-from workflows.request import TakeOverRequest
 
 MASKED = "***"
 PROXYRO_CHECK = "SELECT 1 AS OK"

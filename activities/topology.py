@@ -8,18 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
-from temporalio.exceptions import ApplicationError
 
-from activities.contracts import ClusterEndpoint, DiscoverTopologyInput, ServerNode, Topology, ZoneNode
-from activities.errors import (
-    ClusterSqlError,
-    NotOceanBase,
-    TakeoverError,
-    UnsupportedVersion,
-    to_application_error,
-)
+from activities.failures import to_application_error
 from activities.ob_sys_client import ObSysClient
-from metadb.credentials import CredentialNotFound
+from contracts.errors import ClusterSqlError, NotOceanBase, TakeoverError, UnsupportedVersion
+from contracts.messages import DiscoverTopologyInput
+from contracts.topology import ClusterEndpoint, ServerNode, Topology, ZoneNode
 
 VERSION_SQL = "SELECT version() AS VERSION"
 PARAMETERS_SQL = "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME IN ('cluster', 'cluster_id')"
@@ -120,7 +114,5 @@ def discover_topology_activity(resolve: Callable[[ClusterEndpoint], ClusterEndpo
             return await asyncio.to_thread(work)
         except TakeoverError as exc:
             raise to_application_error(exc) from None
-        except CredentialNotFound as exc:
-            raise ApplicationError(str(exc), type="CredentialNotFound", non_retryable=True) from None
 
     return discover_topology

@@ -15,9 +15,9 @@ from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
+from contracts.task_view import TaskView
 from ob_takeover.codec import data_converter
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
-from workflows.task import TaskView
 
 
 async def start_dev_server(work: Path, converter: DataConverter | None = None) -> WorkflowEnvironment:

@@ -25,10 +25,10 @@ from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.testing import WorkflowEnvironment
 
 from bench.harness import machine, start_dev_server
+from contracts.stages import SUBTASKS
 from tests.crash import SLOWDOWNS, Takeover, slow_down
 from tests.driver import Handle, named, start, wait_for
 from tests.simulator import simulation
-from workflows.subtasks import SUBTASKS
 
 CASES = ("Prepare take over cluster", "Register config url", "Run io calibration")
 

@@ -11,16 +11,13 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.errors import ClusterAlreadyManaged
 from metadb.db import Database
 
 TAKINGOVER = "TAKINGOVER"
 RUNNING = "RUNNING"
 
 _TENANT_TABLES = ("tenants", "unit_configs", "resource_pools", "units")
-
-
-class ClusterAlreadyManaged(Exception):
-    """The cluster is already managed here (OCP error 11033)."""
 
 
 def _now() -> str:

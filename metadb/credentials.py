@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.errors import CredentialNotFound
 from metadb.db import Database
 from metadb.vault import Vault, credential_context
 
@@ -15,10 +16,6 @@ HOST = "HOST"
 CLUSTER = "CLUSTER"
 PLATFORM = "PLATFORM"
 PROXYRO_NAME = "proxyro"
-
-
-class CredentialNotFound(LookupError):
-    pass
 
 
 @dataclass(frozen=True)

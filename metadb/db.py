@@ -22,19 +22,13 @@ from urllib.parse import unquote, urlsplit
 import pymysql
 import pymysql.cursors
 
+from contracts.errors import MetadbUnavailable, TransactionConflict
+
 METADB_ENV = "OB_TAKEOVER_METADB"
 DEFAULT_METADB = "var/metadb.sqlite"
 
 Row = dict[str, Any]
 T = TypeVar("T")
-
-
-class MetadbUnavailable(Exception):
-    """The metadb cannot be reached or dropped the connection; retrying later may succeed."""
-
-
-class TransactionConflict(MetadbUnavailable):
-    """The database chose this transaction as a deadlock victim or timed out a lock: run it again."""
 
 
 # MySQL: deadlock victim, lock wait timeout.

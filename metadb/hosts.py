@@ -9,10 +9,6 @@ from typing import Any
 from metadb.db import Database
 
 
-class HostTypeNotFound(LookupError):
-    pass
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 

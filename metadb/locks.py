@@ -10,11 +10,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.errors import ClusterLocked
 from metadb.db import Database
-
-
-class ClusterLocked(Exception):
-    """Another task holds the cluster's lock."""
 
 
 def lock_keys(address: str, port: int, cluster_name: str | None, ob_cluster_id: int | None) -> list[str]:

@@ -20,16 +20,13 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from contracts.errors import MasterKeyError
 from metadb.db import Database
 
 MASTER_KEY_ENV = "OB_TAKEOVER_MASTER_KEY"
 MASTER_KEY_FILE_ENV = "OB_TAKEOVER_MASTER_KEY_FILE"
 DEFAULT_MASTER_KEY_FILE = "var/master.key"
 _CHECK_MESSAGE = b"ob-takeover password box key check"
-
-
-class MasterKeyError(Exception):
-    """The master key is missing, malformed or not the one that encrypted the stored secrets."""
 
 
 @dataclass(frozen=True)

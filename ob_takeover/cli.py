@@ -18,10 +18,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from contracts.errors import CredentialNotFound, MasterKeyError, MetadbUnavailable
 from metadb import clusters, credentials, hosts, locks
-from metadb.db import Database, MetadbUnavailable, metadb_url_from_env
+from metadb.db import Database, metadb_url_from_env
 from metadb.migrate import migrate
-from metadb.vault import MasterKeyError, Vault, load_master_key, rotate_master_key
+from metadb.vault import Vault, load_master_key, rotate_master_key
 from ob_takeover.codec import CodecKeyError
 
 
@@ -272,7 +273,7 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _parse(body: dict[str, Any]) -> Any:
-    from workflows.request import InvalidRequest, parse_request
+    from contracts.request import InvalidRequest, parse_request
 
     try:
         return parse_request(body)
@@ -486,7 +487,7 @@ def main(argv: list[str] | None = None) -> None:
     code = 0
     try:
         args.handler(args)
-    except (CommandError, MetadbUnavailable, MasterKeyError, CodecKeyError, credentials.CredentialNotFound) as exc:
+    except (CommandError, MetadbUnavailable, MasterKeyError, CodecKeyError, CredentialNotFound) as exc:
         print(f"ob-takeover: {exc}", file=sys.stderr)
         code = 2
     except RuntimeError as exc:  # Temporal unreachable and the like: one line, not a stack trace

@@ -22,12 +22,13 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from activities.precheck import PrecheckReport
+from contracts.engine import workflow_id_for
+from contracts.messages import PrecheckReport, SubtaskRef
+from contracts.request import TakeOverRequest, parse_request
+from contracts.task_view import TaskView
 from ob_takeover.codec import data_converter
 from workflows.precheck import TakeOverPrecheck
-from workflows.request import TakeOverRequest, parse_request
-from workflows.takeover import SubtaskRef, TakeOverCluster, workflow_id_for
-from workflows.task import TaskView
+from workflows.takeover import TakeOverCluster
 
 
 class OperationRefused(Exception):

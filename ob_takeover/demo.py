@@ -24,6 +24,8 @@ from typing import Any
 
 from temporalio.client import Client, WorkflowExecutionStatus
 
+from contracts.engine import workflow_id_for
+from contracts.task_view import TaskView
 from metadb import credentials, hosts
 from metadb.db import Database
 from metadb.migrate import migrate
@@ -31,8 +33,7 @@ from metadb.vault import Vault, load_master_key
 from ob_takeover.cli import task_table
 from ob_takeover.client import TakeoverClient
 from ob_takeover.codec import data_converter
-from workflows.takeover import TakeOverCluster, workflow_id_for
-from workflows.task import TaskView
+from workflows.takeover import TakeOverCluster
 
 ROOT = Path.cwd()
 BIN = Path(sys.executable).parent

@@ -14,8 +14,9 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from workflows.takeover import SubtaskRef, TakeOverCluster
-from workflows.task import SubtaskView, TaskView
+from contracts.messages import SubtaskRef
+from contracts.task_view import SubtaskView, TaskView
+from workflows.takeover import TakeOverCluster
 
 BODY: dict[str, Any] = {"rootSysPassword": "S3cret!pw", "address": "127.0.0.1", "port": 2881}
 Handle = WorkflowHandle[TakeOverCluster, TaskView]

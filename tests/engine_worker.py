@@ -13,7 +13,7 @@ from pathlib import Path
 
 from temporalio import activity
 
-from activities.contracts import SubtaskInput, SubtaskResult
+from contracts.messages import SubtaskInput, SubtaskResult
 from tests.fakes import FakeCluster, make_topology
 from worker import build_worker, connect, serve
 

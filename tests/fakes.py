@@ -16,16 +16,10 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.contracts import (
-    DiscoverTopologyInput,
-    ServerNode,
-    SubtaskInput,
-    SubtaskResult,
-    Topology,
-    ZoneNode,
-)
 from activities.settings import load_engine_settings
-from workflows.subtasks import activity_names
+from contracts.messages import DiscoverTopologyInput, SubtaskInput, SubtaskResult
+from contracts.stages import activity_names
+from contracts.topology import ServerNode, Topology, ZoneNode
 
 
 def make_topology(zones: int = 1, servers_per_zone: int = 1, *, name: str = "obcluster") -> Topology:

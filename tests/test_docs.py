@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from workflows.subtasks import mermaid_diagram, steps_table_markdown
+from contracts.stages import mermaid_diagram, steps_table_markdown
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -13,11 +13,11 @@ def test_readme_steps_table_matches_the_code() -> None:
     text = README.read_text()
     begin = text.index("<!-- steps:begin -->") + len("<!-- steps:begin -->\n")
     end = text.index("<!-- steps:end -->")
-    assert text[begin:end].strip() == steps_table_markdown(), "regenerate with: python -m workflows.subtasks"
+    assert text[begin:end].strip() == steps_table_markdown(), "regenerate with: python -m contracts.stages"
 
 
 def test_readme_diagram_matches_the_code() -> None:
     text = README.read_text()
     begin = text.index("<!-- diagram:begin -->\n```mermaid\n") + len("<!-- diagram:begin -->\n```mermaid\n")
     end = text.index("```\n<!-- diagram:end -->")
-    assert text[begin:end].strip() == mermaid_diagram(), "regenerate with: python -m workflows.subtasks --mermaid"
+    assert text[begin:end].strip() == mermaid_diagram(), "regenerate with: python -m contracts.stages --mermaid"

@@ -8,14 +8,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from activities.host_client import (
-    HostAuthFailed,
-    HostClient,
-    HostCommandFailed,
-    HostKeyCheck,
-    HostKeyMismatch,
-    HostUnreachable,
-)
+from activities.host_client import HostClient, HostKeyCheck
+from contracts.errors import HostAuthFailed, HostCommandFailed, HostKeyMismatch, HostUnreachable
 from metadb.credentials import Credential
 from tests.mariadb import free_port
 from tests.simulator import Simulation, simulation

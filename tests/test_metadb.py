@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 
+from contracts.errors import ClusterAlreadyManaged, ClusterLocked, MasterKeyError, MetadbUnavailable
 from metadb import clusters, credentials, hosts, locks
-from metadb.db import Database, MetadbUnavailable, MetadbUrl, redact
+from metadb.db import Database, MetadbUrl, redact
 from metadb.migrate import applied_versions, migrate, migrations
-from metadb.vault import MasterKey, MasterKeyError, Vault, load_master_key, rotate_master_key
+from metadb.vault import MasterKey, Vault, load_master_key, rotate_master_key
 
 
 def test_migrations_apply_once(metadb: Database) -> None:
@@ -56,10 +57,10 @@ def new_cluster(db: Database, task_id: int = 7) -> int:
 def test_cluster_record_is_idempotent_and_guarded(metadb: Database) -> None:
     cluster_id = new_cluster(metadb)
     assert new_cluster(metadb) == cluster_id
-    with pytest.raises(clusters.ClusterAlreadyManaged, match="already managed here"):
+    with pytest.raises(ClusterAlreadyManaged, match="already managed here"):
         new_cluster(metadb, task_id=8)
     clusters.set_cluster_status(metadb, cluster_id, clusters.RUNNING)
-    with pytest.raises(clusters.ClusterAlreadyManaged, match="RUNNING"):
+    with pytest.raises(ClusterAlreadyManaged, match="RUNNING"):
         new_cluster(metadb)
 
 
@@ -150,10 +151,10 @@ def test_lock_is_exclusive_and_idempotent(metadb: Database) -> None:
     keys = locks.lock_keys("127.0.0.2", 2881, "obcluster", 1001)
     locks.acquire(metadb, keys, 1, "wf-1", "obcluster")
     locks.acquire(metadb, keys, 1, "wf-1", "obcluster")
-    with pytest.raises(locks.ClusterLocked, match=r"cluster 127.0.0.2:2881 is locked by task 1 \(wf-1\) since "):
+    with pytest.raises(ClusterLocked, match=r"cluster 127.0.0.2:2881 is locked by task 1 \(wf-1\) since "):
         locks.acquire(metadb, locks.lock_keys("127.0.0.2", 2881, None, None), 2, "wf-2", "127.0.0.2:2881")
     # The same cluster reached through another endpoint is locked by name and id.
-    with pytest.raises(locks.ClusterLocked):
+    with pytest.raises(ClusterLocked):
         locks.acquire(metadb, locks.lock_keys("127.0.0.9", 2883, "obcluster", 1001), 2, "wf-2", "obcluster")
     assert locks.release(metadb, "wf-1") == 2
     assert locks.release(metadb, "wf-1") == 0
@@ -174,7 +175,7 @@ def test_concurrent_lockers_exactly_one_wins(metadb_url: str) -> None:
         try:
             locks.acquire(db, locks.lock_keys("127.0.0.2", 2881, "c", 1), 1, workflow_id, "c")
             winners.append(workflow_id)
-        except locks.ClusterLocked:
+        except ClusterLocked:
             pass
         finally:
             db.close()

@@ -12,9 +12,11 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from activities.precheck import PrecheckInput, PrecheckReport, run_checks
+from activities.precheck import run_checks
 from activities.registry import build_activities
 from activities.runtime import Runtime
+from contracts.messages import PrecheckInput, PrecheckReport
+from contracts.request import parse_request
 from metadb import clusters, credentials, hosts, locks
 from tests.mariadb import free_port
 from tests.simulator import (
@@ -28,7 +30,6 @@ from tests.simulator import (
 )
 from worker import build_worker
 from workflows.precheck import TakeOverPrecheck
-from workflows.request import parse_request
 
 
 @pytest.fixture(scope="module")

@@ -10,8 +10,8 @@ import pytest
 
 from activities import cluster_sql as sql
 from activities import host_commands as commands
-from activities.errors import NotOceanBase, UnsupportedVersion
 from activities.topology import parse_version
+from contracts.errors import NotOceanBase, UnsupportedVersion
 
 OUTPUTS = Path(__file__).resolve().parent / "data" / "host_outputs"
 
@@ -158,8 +158,8 @@ def test_agent_file_write_twice_then_restore_in_real_bash(tmp_path: Path) -> Non
 def test_server_errors_never_quote_a_password_back() -> None:
     import pymysql
 
-    from activities.contracts import ClusterEndpoint
     from activities.ob_sys_client import ObSysClient
+    from contracts.topology import ClusterEndpoint
 
     client = ObSysClient(ClusterEndpoint(address="127.0.0.1", port=2881, root_sys_password="x"))
     statement = sql.alter_user_password("proxyro", "Secr3t-pw")

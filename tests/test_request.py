@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from workflows.request import ConnectionMode, HostKind, InvalidRequest, parse_request
+from contracts.request import ConnectionMode, HostKind, InvalidRequest, parse_request
 
 VALID = {"rootSysPassword": "pw", "address": "10.0.0.1", "port": 2881}
 

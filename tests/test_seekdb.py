@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from activities import cluster_sql as sql
-from activities.contracts import ClusterEndpoint
-from activities.errors import BadCredentials, ClusterSqlError
 from activities.ob_sys_client import ObSysClient
+from contracts.errors import BadCredentials, ClusterSqlError
+from contracts.topology import ClusterEndpoint
 from tests.seekdb import seekdb_server
 
 PASSWORDS = [

@@ -133,8 +133,9 @@ async def test_no_secret_in_clear_text_in_the_metadb_file(
 async def test_every_statement_the_cluster_received_was_in_the_plan_preview(
     client: Client, task_queue: str, sim: Simulation, runtime: Runtime
 ) -> None:
-    from activities.precheck import PrecheckInput, run_checks
-    from workflows.request import parse_request
+    from activities.precheck import run_checks
+    from contracts.messages import PrecheckInput
+    from contracts.request import parse_request
 
     body = takeover_body(sim, runtime)
     report = await run_checks(runtime, PrecheckInput(request=parse_request(body)))

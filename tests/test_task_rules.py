@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import pytest
 
+from contracts.errors import OperationRefused
+from contracts.stages import SUBTASKS, activity_names
+from contracts.task_view import SubtaskStatus, TaskStatus
 from tests.fakes import make_topology
-from workflows.subtasks import SUBTASKS, activity_names
-from workflows.task import SUBTASK_LOG_LIMIT, OperationRefused, SubtaskStatus, Task, TaskStatus
+from workflows.task import SUBTASK_LOG_LIMIT, Task
 
 NOW = "2026-11-28T08:00:00.000+00:00"
 

@@ -4,14 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from activities.contracts import HostNode, ServerNode, Topology, ZoneNode
-from workflows.subtasks import (
+from contracts.stages import (
     SUBTASKS,
     WAIT_NODE_NAME,
     WAIT_NODE_TIMEOUT_SECONDS,
     FanOut,
     SubtaskDef,
+    stage_nodes,
 )
+from contracts.topology import HostNode, ServerNode, Topology, ZoneNode
 
 
 @dataclass
@@ -66,7 +67,7 @@ def build_plan(topology: Topology) -> list[PlannedSubtask]:
             previous = [add(PlannedSubtask(len(plan), stage.name, stage.timeout, stage))]
             continue
         group = []
-        for index, node in enumerate(_nodes(topology, stage.fan_out)):
+        for index, node in enumerate(stage_nodes(stage, topology)):
             subtask = PlannedSubtask(len(plan), stage.name, stage.timeout, stage, index)
             if isinstance(node, ServerNode):
                 subtask.server = node
@@ -78,11 +79,3 @@ def build_plan(topology: Topology) -> list[PlannedSubtask]:
         previous = group
         previous = [add(PlannedSubtask(len(plan), WAIT_NODE_NAME, WAIT_NODE_TIMEOUT_SECONDS, None))]
     return plan
-
-
-def _nodes(topology: Topology, fan_out: FanOut) -> list[ServerNode] | list[HostNode] | list[ZoneNode]:
-    if fan_out is FanOut.SERVER:
-        return topology.servers
-    if fan_out is FanOut.HOST:
-        return topology.hosts
-    return topology.zones

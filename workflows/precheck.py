@@ -8,22 +8,22 @@ from typing import Any
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 
-with workflow.unsafe.imports_passed_through():
-    from activities.precheck import PRECHECK_HEARTBEAT_SECONDS, PrecheckInput, PrecheckReport
-    from workflows.request import parse_request_or_fail
+from contracts.engine import PRECHECK_WORKFLOW
+from contracts.messages import PRECHECK_HEARTBEAT_SECONDS, PrecheckInput, PrecheckReport
+from contracts.stages import RUN_PRECHECK
+from workflows.inputs import parse_request_or_fail
 
-PRECHECK_WORKFLOW_NAME = "TakeOverPrecheck"
 PRECHECK_TIMEOUT = timedelta(seconds=180)
 PRECHECK_ATTEMPT = timedelta(seconds=60)
 
 
-@workflow.defn(name=PRECHECK_WORKFLOW_NAME)
+@workflow.defn(name=PRECHECK_WORKFLOW)
 class TakeOverPrecheck:
     @workflow.run
     async def run(self, body: Any) -> PrecheckReport:
         request = parse_request_or_fail(body)
         report: PrecheckReport = await workflow.execute_activity(
-            "run_precheck",
+            RUN_PRECHECK,
             PrecheckInput(request=request),
             result_type=PrecheckReport,
             # An attempt lost with its worker is noticed by its missing heartbeat and runs again.

@@ -22,32 +22,32 @@ from temporalio.exceptions import (
     is_cancelled_exception,
 )
 
-with workflow.unsafe.imports_passed_through():
-    from activities.contracts import (
-        ClusterEndpoint,
-        DiscoverTopologyInput,
-        EngineSettings,
-        Model,
-        SubtaskInput,
-        SubtaskResult,
-        Topology,
-    )
-    from workflows.request import TakeOverRequest, parse_request_or_fail
-    from workflows.subtasks import LOCK_STAGE, UNLOCK_STAGE
-    from workflows.task import (
-        Operation,
-        OperationRefused,
-        Subtask,
-        SubtaskStatus,
-        Task,
-        TaskView,
-        format_time,
-    )
+from contracts import errors
+from contracts.engine import (
+    CANCEL_SUBTASK_UPDATE,
+    CLUSTER_ADDRESS_ATTRIBUTE,
+    CLUSTER_NAME_ATTRIBUTE,
+    RETRY_SUBTASK_UPDATE,
+    RETRY_UPDATE,
+    ROLLBACK_UPDATE,
+    SKIP_SUBTASK_UPDATE,
+    SUBTASK_LOG_QUERY,
+    TAKEOVER_WORKFLOW,
+    TASK_QUERY,
+    TASK_STATUS_ATTRIBUTE,
+)
+from contracts.errors import OperationRefused
+from contracts.messages import DiscoverTopologyInput, EngineSettings, SubtaskInput, SubtaskRef, SubtaskResult
+from contracts.request import TakeOverRequest
+from contracts.stages import DISCOVER_TOPOLOGY, LOAD_ENGINE_SETTINGS, LOCK_STAGE, UNLOCK_STAGE
+from contracts.task_view import Operation, SubtaskStatus, TaskView
+from contracts.topology import ClusterEndpoint, Topology
+from workflows.inputs import parse_request_or_fail
+from workflows.task import Subtask, Task, format_time
 
-WORKFLOW_NAME = "TakeOverCluster"
-CLUSTER_NAME_KEY = SearchAttributeKey.for_keyword("ObClusterName")
-CLUSTER_ADDRESS_KEY = SearchAttributeKey.for_keyword("ObClusterAddress")
-TASK_STATUS_KEY = SearchAttributeKey.for_keyword("ObTaskStatus")
+CLUSTER_NAME_KEY = SearchAttributeKey.for_keyword(CLUSTER_NAME_ATTRIBUTE)
+CLUSTER_ADDRESS_KEY = SearchAttributeKey.for_keyword(CLUSTER_ADDRESS_ATTRIBUTE)
+TASK_STATUS_KEY = SearchAttributeKey.for_keyword(TASK_STATUS_ATTRIBUTE)
 SEARCH_ATTRIBUTES = (CLUSTER_NAME_KEY, CLUSTER_ADDRESS_KEY, TASK_STATUS_KEY)
 DISCOVERY_TIMEOUT_SECONDS = 60
 DISCOVERY_ATTEMPT_SECONDS = 15
@@ -56,18 +56,7 @@ MIN_SCALED_TIMEOUT_SECONDS = 3.0
 MIN_SCALED_HEARTBEAT_SECONDS = 2.0
 
 
-def workflow_id_for(address: str, port: int) -> str:
-    """One running takeover per cluster endpoint: the workflow id is derived from it."""
-    return f"takeover-{address}-{port}"
-
-
-class SubtaskRef(Model):
-    """The argument of the subtask operations and of the `subtask_log` query."""
-
-    subtask_id: int
-
-
-@workflow.defn(name=WORKFLOW_NAME)
+@workflow.defn(name=TAKEOVER_WORKFLOW)
 class TakeOverCluster:
     def __init__(self) -> None:
         self._task: Task | None = None
@@ -90,7 +79,7 @@ class TakeOverCluster:
             ]
         )
         self._settings = await workflow.execute_local_activity(
-            "load_engine_settings",
+            LOAD_ENGINE_SETTINGS,
             result_type=EngineSettings,
             start_to_close_timeout=timedelta(seconds=10),
         )
@@ -124,18 +113,18 @@ class TakeOverCluster:
 
     # --- queries and updates ----------------------------------------------------------------
 
-    @workflow.query(name="task")
+    @workflow.query(name=TASK_QUERY)
     def task(self) -> TaskView:
         return self._require_task().view()
 
-    @workflow.query(name="subtask_log")
+    @workflow.query(name=SUBTASK_LOG_QUERY)
     def subtask_log(self, ref: SubtaskRef) -> str:
         try:
             return self._require_task().subtask(ref.subtask_id).log
         except OperationRefused as exc:
-            raise ApplicationError(str(exc), type="OperationRefused") from None
+            raise ApplicationError(str(exc), type=exc.type) from None
 
-    @workflow.update(name="retry")
+    @workflow.update(name=RETRY_UPDATE)
     async def retry(self) -> TaskView:
         task = self._require_task()
         now = self._now()
@@ -145,9 +134,9 @@ class TakeOverCluster:
 
     @retry.validator
     def _validate_retry(self) -> None:
-        self._validate("retry", lambda task: task.check_retry())
+        self._validate(RETRY_UPDATE, lambda task: task.check_retry())
 
-    @workflow.update(name="retry_subtask")
+    @workflow.update(name=RETRY_SUBTASK_UPDATE)
     async def retry_subtask(self, ref: SubtaskRef) -> TaskView:
         task = self._require_task()
         subtask = task.subtask(ref.subtask_id)
@@ -157,9 +146,9 @@ class TakeOverCluster:
 
     @retry_subtask.validator
     def _validate_retry_subtask(self, ref: SubtaskRef) -> None:
-        self._validate("retry_subtask", lambda task: task.check_retry_subtask(ref.subtask_id))
+        self._validate(RETRY_SUBTASK_UPDATE, lambda task: task.check_retry_subtask(ref.subtask_id))
 
-    @workflow.update(name="skip_subtask")
+    @workflow.update(name=SKIP_SUBTASK_UPDATE)
     async def skip_subtask(self, ref: SubtaskRef) -> TaskView:
         task = self._require_task()
         subtask = task.subtask(ref.subtask_id)
@@ -169,9 +158,9 @@ class TakeOverCluster:
 
     @skip_subtask.validator
     def _validate_skip_subtask(self, ref: SubtaskRef) -> None:
-        self._validate("skip_subtask", lambda task: task.check_skip_subtask(ref.subtask_id))
+        self._validate(SKIP_SUBTASK_UPDATE, lambda task: task.check_skip_subtask(ref.subtask_id))
 
-    @workflow.update(name="cancel_subtask")
+    @workflow.update(name=CANCEL_SUBTASK_UPDATE)
     async def cancel_subtask(self, ref: SubtaskRef) -> TaskView:
         task = self._require_task()
         subtask = task.subtask(ref.subtask_id)
@@ -185,9 +174,9 @@ class TakeOverCluster:
 
     @cancel_subtask.validator
     def _validate_cancel_subtask(self, ref: SubtaskRef) -> None:
-        self._validate("cancel_subtask", lambda task: task.check_cancel_subtask(ref.subtask_id))
+        self._validate(CANCEL_SUBTASK_UPDATE, lambda task: task.check_cancel_subtask(ref.subtask_id))
 
-    @workflow.update(name="rollback")
+    @workflow.update(name=ROLLBACK_UPDATE)
     async def rollback(self) -> TaskView:
         task = self._require_task()
         task.apply_rollback(self._now())
@@ -196,7 +185,7 @@ class TakeOverCluster:
 
     @rollback.validator
     def _validate_rollback(self) -> None:
-        self._validate("rollback", lambda task: task.check_rollback())
+        self._validate(ROLLBACK_UPDATE, lambda task: task.check_rollback())
 
     def _validate(self, operation: str, check: Any) -> None:
         """Run an OCP rule check; a refusal is logged, since a rejected update leaves no history."""
@@ -215,7 +204,7 @@ class TakeOverCluster:
         if self._task is None:
             raise ApplicationError(
                 "the task is being created: the cluster's topology is not known yet",
-                type="TaskNotReady",
+                type=errors.TASK_NOT_READY,
             )
         return self._task
 
@@ -225,7 +214,7 @@ class TakeOverCluster:
         endpoint = ClusterEndpoint.from_request(request)
         try:
             topology: Topology = await workflow.execute_activity(
-                "discover_topology",
+                DISCOVER_TOPOLOGY,
                 DiscoverTopologyInput(endpoint=endpoint),
                 result_type=Topology,
                 schedule_to_close_timeout=self._scaled(DISCOVERY_TIMEOUT_SECONDS),
@@ -240,11 +229,11 @@ class TakeOverCluster:
             return topology
         except ActivityError as exc:
             cause = exc.cause
-            kind = cause.type if isinstance(cause, ApplicationError) else "ClusterUnreachable"
+            kind = cause.type if isinstance(cause, ApplicationError) else errors.CLUSTER_UNREACHABLE
             raise ApplicationError(
                 f"cannot take over {request.endpoint}: "
                 f"{_failure_message(exc, self._scaled(DISCOVERY_TIMEOUT_SECONDS))}",
-                type=kind or "TopologyUnavailable",
+                type=kind or errors.TOPOLOGY_UNAVAILABLE,
                 non_retryable=True,
             ) from None
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from enum import StrEnum
 
+from contracts.topology import HostNode, ServerNode, Topology, ZoneNode
+
 
 class FanOut(StrEnum):
     """What a stage runs once for."""
@@ -27,6 +29,11 @@ WAIT_NODE_NAME = "Wait node"
 WAIT_NODE_TIMEOUT_SECONDS = 30
 # OCP runs at most this many READY or RUNNING subtasks of one task at a time.
 MAX_PARALLEL_SUBTASKS = 10
+
+# Activities that are not subtasks: the workflows schedule them by these names.
+LOAD_ENGINE_SETTINGS = "load_engine_settings"
+DISCOVER_TOPOLOGY = "discover_topology"
+RUN_PRECHECK = "run_precheck"
 
 
 @dataclass(frozen=True)
@@ -119,6 +126,19 @@ SUBTASKS: tuple[SubtaskDef, ...] = (
 
 LOCK_STAGE = SUBTASKS[0]
 UNLOCK_STAGE = SUBTASKS[-1]
+
+
+def stage_nodes(
+    stage: SubtaskDef, topology: Topology
+) -> list[ServerNode] | list[HostNode] | list[ZoneNode] | list[None]:
+    """Where a stage runs: each server, host or zone it fans out over, or once (None) for the cluster."""
+    if stage.fan_out is FanOut.SERVER:
+        return list(topology.servers)
+    if stage.fan_out is FanOut.HOST:
+        return list(topology.hosts)
+    if stage.fan_out is FanOut.ZONE:
+        return list(topology.zones)
+    return [None]
 
 
 def activity_names() -> list[str]:

@@ -16,7 +16,9 @@ from pydantic import (
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from temporalio.exceptions import ApplicationError
+
+from contracts.errors import INVALID_REQUEST, TakeoverError
+from contracts.model import Model
 
 _HOSTNAME_LABEL = re.compile(r"^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$")
 _PUBLISH_PORT = re.compile(r"^(\d{1,5}):(\d{1,5})$")
@@ -39,15 +41,9 @@ class HostKind(StrEnum):
     DEDICATED_ECS = "DEDICATED_ECS"
 
 
-class _Body(BaseModel):
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        validate_by_name=True,
-        validate_by_alias=True,
-        serialize_by_alias=True,
-        extra="forbid",
-        frozen=True,
-    )
+class _Body(Model):
+    # A field OCP does not know is an error, so that a typo never passes for a default.
+    model_config = ConfigDict(extra="forbid")
 
 
 class HostInfo(_Body):
@@ -132,12 +128,16 @@ class FieldError(BaseModel):
     message: str
 
 
-class InvalidRequest(ValueError):
+class InvalidRequest(TakeoverError, ValueError):
     """A request body that breaks one or more rules; `errors` names every field at once."""
 
     def __init__(self, errors: list[FieldError]) -> None:
         self.errors = errors
         super().__init__("invalid takeover request: " + "; ".join(f"{e.field}: {e.message}" for e in errors))
+
+    @property
+    def type(self) -> str:
+        return INVALID_REQUEST
 
 
 def _field_path(location: tuple[int | str, ...]) -> str:
@@ -192,13 +192,3 @@ def parse_request(body: Any) -> TakeOverRequest:
             errors.append(FieldError(field=_field_path(tuple(error["loc"])), message=message))
         errors.extend(_cross_field_errors(body))
         raise InvalidRequest(errors) from None
-
-
-def parse_request_or_fail(body: Any) -> TakeOverRequest:
-    """`parse_request` for a workflow: a bad body fails it at once, non-retryable, listing every field."""
-    try:
-        return parse_request(body)
-    except InvalidRequest as exc:
-        raise ApplicationError(
-            str(exc), [error.model_dump() for error in exc.errors], type="InvalidRequest", non_retryable=True
-        ) from None

@@ -1,0 +1,126 @@
+"""The project's one error tree.
+
+Every classified failure is a `TakeoverError`: its `type` is the name an operator searches for in the
+Temporal UI, the CLI prints and the REST API answers with; `retryable` says whether trying again later
+may help (network, timeouts, a metadb restart). Activities turn these into Temporal's
+`ApplicationError` in one place (`activities.failures`); the workflows, the CLI and the client compare
+failure types with the constants below, never with string literals of their own.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class TakeoverError(Exception):
+    """Base of every classified failure; `node` names the server, host or zone it happened on."""
+
+    retryable: ClassVar[bool] = False
+
+    def __init__(self, message: str, *, node: str | None = None, code: int | None = None) -> None:
+        self.node = node
+        self.code = code
+        where = f"{node}: " if node else ""
+        super().__init__(f"{where}{message}")
+
+    @property
+    def type(self) -> str:
+        return type(self).__name__
+
+
+# --- the cluster ----------------------------------------------------------------------------------
+
+
+class ClusterUnreachable(TakeoverError):
+    """Nothing answers at the address, or the connection dropped."""
+
+    retryable = True
+
+
+class BadCredentials(TakeoverError):
+    """The cluster refused the login."""
+
+
+class NotOceanBase(TakeoverError):
+    """The server speaks MySQL but is not an OceanBase sys tenant."""
+
+
+class UnsupportedVersion(TakeoverError):
+    """The cluster runs a version this tool cannot manage."""
+
+
+class ClusterSqlError(TakeoverError):
+    """A statement failed on the cluster with an OceanBase error."""
+
+
+class FailedPrecondition(TakeoverError):
+    """The cluster, a host or the metadb is not in a state the subtask can work from."""
+
+
+# --- the hosts ------------------------------------------------------------------------------------
+
+
+class HostUnreachable(TakeoverError):
+    """Nothing answers SSH at the host's address, or the connection dropped."""
+
+    retryable = True
+
+
+class HostAuthFailed(TakeoverError):
+    """The host refused the credential."""
+
+
+class HostKeyMismatch(TakeoverError):
+    """The host's key is not the known one: possibly another machine answering at this address."""
+
+
+class HostCommandFailed(TakeoverError):
+    """A command ended with a non-zero exit code."""
+
+
+# --- the metadb and the password box -------------------------------------------------------------
+
+
+class MetadbUnavailable(TakeoverError):
+    """The metadb cannot be reached or dropped the connection; retrying later may succeed."""
+
+    retryable = True
+
+
+class TransactionConflict(MetadbUnavailable):
+    """The database chose this transaction as a deadlock victim or timed out a lock: run it again."""
+
+
+class ClusterLocked(TakeoverError):
+    """Another task holds the cluster's lock."""
+
+
+class ClusterAlreadyManaged(TakeoverError):
+    """The cluster is already managed here (OCP error 11033)."""
+
+
+class HostTypeNotFound(TakeoverError, LookupError):
+    """A host type id that the metadb does not have."""
+
+
+class CredentialNotFound(TakeoverError, LookupError):
+    """A credential id or name that the password box does not have, or of the wrong kind."""
+
+
+class MasterKeyError(TakeoverError):
+    """The master key is missing, malformed or not the one that encrypted the stored secrets."""
+
+
+# --- the task and its operators ------------------------------------------------------------------
+
+
+class OperationRefused(TakeoverError):
+    """An operator request that OCP's rules do not allow in the task's current state."""
+
+
+# Failure types the workflows raise themselves (as ApplicationError), named once for every reader.
+INVALID_REQUEST = "InvalidRequest"
+TASK_NOT_READY = "TaskNotReady"
+TOPOLOGY_UNAVAILABLE = "TopologyUnavailable"
+OPERATION_REFUSED = OperationRefused.__name__
+CLUSTER_UNREACHABLE = ClusterUnreachable.__name__
