@@ -77,6 +77,9 @@ DIRECTIVES_SQL = (
 )
 MAPPING_SQL = "SELECT CONSUMER_GROUP FROM oceanbase.DBA_RSRC_GROUP_MAPPINGS WHERE ATTRIBUTE = 'USER' AND VALUE = {user}"
 ACTIVE_PLAN_SQL = "SELECT @@global.resource_manager_plan AS PLAN"
+OB_VERSION_SQL = "SELECT ob_version() AS VERSION"
+# A login succeeds and answers: how a new password is verified.
+LOGIN_CHECK_SQL = "SELECT 1 AS OK"
 
 
 def parameter(name: str) -> str:

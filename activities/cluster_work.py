@@ -10,7 +10,7 @@ import asyncio
 import json
 
 from activities import cluster_sql as sql
-from activities.ob_sys_client import ObSysClient
+from activities.facts import read_parameter
 from activities.precheck import run_checks
 from activities.runtime import Work
 from contracts.errors import ClusterSqlError, FailedPrecondition
@@ -161,7 +161,7 @@ def create_default_user(work: Work) -> None:
 
 def drop_default_user(work: Work) -> None:
     name = monitor_credential_name(work)
-    row = work.db.one("SELECT created_by_task_id FROM credentials WHERE kind = ? AND name = ?", (CLUSTER, name))
+    row = credentials.describe_credential(work.db, kind=CLUSTER, name=name)
     if row is not None and row["created_by_task_id"] == work.arg.task_id:
         work.sys.execute(sql.drop_user(sql.MONITOR_USER))
         work.say(f"monitor user {sql.MONITOR_USER} dropped")
@@ -178,11 +178,6 @@ def config_url(work: Work) -> str:
         f"{work.runtime.public_url}/services?Action=ObRootServiceInfo"
         f"&ObCluster={work.arg.cluster_name}&ObClusterId={work.arg.ob_cluster_id}"
     )
-
-
-def read_parameter(client: ObSysClient, name: str) -> str:
-    rows = client.query(sql.parameter(name))
-    return str(rows[0]["VALUE"]) if rows else ""
 
 
 def register_config_url(work: Work) -> None:
@@ -276,11 +271,10 @@ def remove_root_service_list(work: Work) -> None:
 
 def wait_cluster_accessible(work: Work) -> None:
     password = monitor_password(work)
-    monitor = work.endpoint.model_copy(update={"root_sys_password": password})
     last_problem = ""
     while True:
         try:
-            with ObSysClient(monitor, user=sql.MONITOR_USER) as client:
+            with work.cluster_as(sql.MONITOR_USER, password) as client:
                 not_ready = int(client.query(sql.SERVICE_NOT_READY_SQL)[0]["NOT_READY"])
             if not_ready == 0:
                 work.say(f"{sql.MONITOR_USER} logs in; every server is ACTIVE with its service started")
@@ -308,7 +302,7 @@ def attach_cluster_attributes(work: Work) -> None:
     }
     install_paths = sorted({p["install_path"] for p in process.values() if p.get("install_path")})
     attributes = {
-        "version": work.sys.query("SELECT ob_version() AS VERSION")[0]["VERSION"],
+        "version": work.sys.query(sql.OB_VERSION_SQL)[0]["VERSION"],
         "build_versions": sorted({str(r["BUILD_VERSION"]) for r in servers}),
         "regions": sorted({str(r["REGION"]) for r in zones}),
         "architecture": "distributed" if len(servers) > 1 else "standalone",
@@ -383,9 +377,8 @@ def set_proxyro_password(work: Work) -> None:
     work.sys.execute(sql.alter_user_password(sql.PROXYRO_USER, password))
     work.sys.execute(sql.grant("SELECT", "oceanbase.*", sql.PROXYRO_USER))
     # Verify: the proxy logs in with exactly this password.
-    check = work.endpoint.model_copy(update={"root_sys_password": password})
-    with ObSysClient(check, user=sql.PROXYRO_USER) as client:
-        client.query("SELECT 1 AS OK")
+    with work.cluster_as(sql.PROXYRO_USER, password) as client:
+        client.query(sql.LOGIN_CHECK_SQL)
     credentials.save_credential(
         work.db,
         work.vault,

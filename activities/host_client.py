@@ -9,54 +9,26 @@ what to do; secrets never appear in what is logged.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from dataclasses import dataclass
 
 import asyncssh
 
+from activities.ports import CommandResult, HostLogin
 from contracts.errors import HostAuthFailed, HostCommandFailed, HostKeyMismatch, HostUnreachable
-from metadb.credentials import Credential
 
 MAX_OUTPUT = 1 << 20
-
-
-@dataclass(frozen=True)
-class CommandResult:
-    exit_status: int
-    stdout: str
-    stderr: str
-
-
-@dataclass(frozen=True)
-class HostKeyCheck:
-    """How to check a host's key: a known_hosts file, or trust on first use with a recorded key."""
-
-    known_hosts: str | None = None
-    recorded_key: str | None = None
-    trust_on_first_use: bool = False
 
 
 class HostClient:
     """An SSH session to one host; use with `async with`."""
 
-    def __init__(
-        self,
-        address: str,
-        port: int,
-        credential: Credential,
-        keys: HostKeyCheck,
-        *,
-        connect_timeout: float = 10.0,
-        command_timeout: float = 120.0,
-        on_new_host_key: Callable[[str], None] | None = None,
-    ) -> None:
-        self.address = address
-        self.port = port
-        self._credential = credential
-        self._keys = keys
-        self._connect_timeout = connect_timeout
+    def __init__(self, login: HostLogin, *, command_timeout: float = 120.0) -> None:
+        self.address = login.address
+        self.port = login.port
+        self._credential = login.credential
+        self._keys = login.keys
+        self._connect_timeout = login.connect_timeout
         self._command_timeout = command_timeout
-        self._on_new_host_key = on_new_host_key
+        self._on_new_host_key = login.on_new_host_key
         self._connection: asyncssh.SSHClientConnection | None = None
 
     @property

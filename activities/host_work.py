@@ -4,40 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 
 from activities import host_commands as commands
 from activities.cluster_sql import MONITOR_USER
 from activities.cluster_work import config_url, monitor_password
-from activities.host_client import HostClient, HostKeyCheck
+from activities.facts import CLOCK_OFFSET_LIMIT_S, read_host_facts, read_observer_process
+from activities.ports import HostPort
 from activities.runtime import Work
 from contracts.errors import CredentialNotFound, FailedPrecondition, HostTypeNotFound
-from metadb import clusters, hosts
-from metadb.credentials import HOST, get_credential
-
-# A host whose clock differs from the worker's by more than this is reported (OCP checks 1 s).
-CLOCK_OFFSET_LIMIT_S = 1.0
-
-
-def host_client(work: Work, ip: str) -> HostClient:
-    """An SSH client for a registered host, with its credential and host-key policy."""
-    row = hosts.find_host(work.db, ip)
-    if row is None:
-        raise FailedPrecondition("host is not registered; 'Reserve host' must run first", node=ip)
-    credential = get_credential(work.db, work.vault, int(row["credential_id"]))
-    keys = HostKeyCheck(
-        known_hosts=work.runtime.known_hosts,
-        recorded_key=row.get("host_key"),
-        trust_on_first_use=work.runtime.trust_on_first_use,
-    )
-    return HostClient(
-        ip,
-        int(row["ssh_port"]),
-        credential,
-        keys,
-        on_new_host_key=lambda key: hosts.set_host_key(work.db, ip, key),
-    )
-
+from metadb import clusters, credentials, hosts
+from metadb.credentials import HOST
 
 # --- Reserve host ----------------------------------------------------------------------------------
 
@@ -59,7 +35,7 @@ def _register(work: Work, ip: str) -> None:
         )
     if not hosts.host_type_exists(work.db, info.host_type_id):
         raise HostTypeNotFound(f"{ip}: host type {info.host_type_id} does not exist (OCP 11046)")
-    row = work.db.one("SELECT kind FROM credentials WHERE id = ?", (info.credential_id,))
+    row = credentials.describe_credential(work.db, credential_id=info.credential_id)
     if row is None or row["kind"] != HOST:
         raise CredentialNotFound(f"{ip}: host credential {info.credential_id} does not exist (OCP 11047)")
     hosts.register_host(
@@ -77,18 +53,14 @@ def _register(work: Work, ip: str) -> None:
 
 async def _reserve_one(work: Work, ip: str) -> None:
     _register(work, ip)
-    async with host_client(work, ip) as client:
-        before = time.time()
-        output = (await client.run(commands.HOST_FACTS, what="the facts script")).stdout
-        after = time.time()
-    try:
-        facts = commands.parse_host_facts(output)
-    except ValueError as exc:
-        raise FailedPrecondition(f"{exc}; check the commands of the facts script on the host", node=ip) from None
-    offset = facts.epoch - (before + after) / 2
+    async with work.host(ip) as client:
+        measured = await read_host_facts(client)
     cluster_id = work.cluster_id()
-    hosts.reserve_host(work.db, ip, cluster_id, facts.as_dict(offset))
-    note = "" if abs(offset) <= CLOCK_OFFSET_LIMIT_S else f"; WARNING clock offset {offset:+.2f}s exceeds 1s"
+    hosts.reserve_host(work.db, ip, cluster_id, measured.as_dict())
+    facts, offset = measured.facts, measured.clock_offset
+    note = (
+        "" if measured.clock_in_sync else f"; WARNING clock offset {offset:+.2f}s exceeds {CLOCK_OFFSET_LIMIT_S:.0f}s"
+    )
     work.say(
         f"{ip}: reserved; {facts.hostname}, {facts.os}, kernel {facts.kernel}, {facts.arch}, {facts.cpus} CPUs, "
         f"{facts.memory_kb // 1024} MiB, {facts.disk_free_kb // 1024} MiB free, clock offset {offset:+.3f}s{note}"
@@ -116,25 +88,9 @@ def unreserve_hosts(work: Work) -> None:
 async def update_server_process_info(work: Work) -> None:
     server = work.arg.server
     assert server is not None
-    async with host_client(work, server.ip) as client:
-        listeners = (await client.run(commands.listening_process(server.sql_port))).stdout
-        found = commands.parse_listener(listeners, server.ip, server.sql_port)
-        if found is None:
-            raise FailedPrecondition(
-                f"no observer process listens on SQL port {server.sql_port} of host {server.ip} "
-                f"(listeners: {listeners.strip() or 'none'}); start the observer and retry (OCP 11053)",
-                node=server.label,
-            )
-        name, pid = found
-        details = (await client.run(commands.process_details(pid), what=f"reading process {pid}")).stdout
-        try:
-            info = commands.parse_process_details(details, pid, name)
-            dirs = (info["data_dir"], info["log_dir"])
-            free = (await client.run(commands.disk_free(*dirs), what="measuring free space")).stdout
-            info["data_disk_free_kb"], info["log_disk_free_kb"] = commands.parse_disk_free(free, 2)
-        except ValueError as exc:
-            hint = f"{exc}; check `ps`, `df` and /proc on host {server.ip}"
-            raise FailedPrecondition(hint, node=server.label) from None
+    async with work.host(server.ip) as client:
+        process = await read_observer_process(client, server, with_disk=True)
+    info, name, pid = process.details, process.name, process.pid
     cluster_id = work.cluster_id()
     clusters.record_server_process_info(
         work.db,
@@ -184,7 +140,7 @@ async def refresh_agent_config(work: Work) -> None:
         if row["ip"] == host.ip
     ]
     password = monitor_password(work)
-    async with host_client(work, host.ip) as client:
+    async with work.host(host.ip) as client:
         agent_key = (await client.run(commands.agent_key(work.arg.task_id), what="reading the agent key")).stdout
         current = (await client.run(commands.read_agent_file(commands.AGENT_CONFIG_FILE))).stdout
         # Re-encrypting gives new bytes each time; keep the file as it is when only the nonce would change.
@@ -228,7 +184,7 @@ def _same_config(current: str, agent_key: str, password: str, work: Work, server
     return stored == password and document == expected
 
 
-async def _restore_agent_file(client: HostClient, name: str, task_id: int) -> str:
+async def _restore_agent_file(client: HostPort, name: str, task_id: int) -> str:
     """Put back an agent file as it was before the task, and have a running agent reload it."""
     outcome = (await client.run(commands.restore_agent_file(name, task_id), what=f"restoring {name}")).stdout.strip()
     reload = (await client.run(commands.RELOAD_AGENT, what="reloading the agent")).stdout.strip()
@@ -238,7 +194,7 @@ async def _restore_agent_file(client: HostClient, name: str, task_id: int) -> st
 async def restore_agent_config(work: Work) -> None:
     host = work.arg.host
     assert host is not None
-    async with host_client(work, host.ip) as client:
+    async with work.host(host.ip) as client:
         outcome = await _restore_agent_file(client, commands.AGENT_CONFIG_FILE, work.arg.task_id)
         await client.run(commands.remove_agent_key(work.arg.task_id), what="removing the agent key")
     work.say(f"{host.ip}: agent configuration {outcome}")
@@ -252,7 +208,7 @@ async def activate_agent_modules(work: Work) -> None:
     modules = commands.agent_modules(True)
     host = work.arg.host
     assert host is not None
-    async with host_client(work, host.ip) as client:
+    async with work.host(host.ip) as client:
         await client.run(
             commands.write_agent_file(commands.AGENT_MODULES_FILE, work.arg.task_id, len(modules.encode())),
             input=modules,
@@ -272,6 +228,6 @@ async def deactivate_agent_modules(work: Work) -> None:
     """Put back the modules file from before the takeover: modules it switched on are off again."""
     host = work.arg.host
     assert host is not None
-    async with host_client(work, host.ip) as client:
+    async with work.host(host.ip) as client:
         outcome = await _restore_agent_file(client, commands.AGENT_MODULES_FILE, work.arg.task_id)
     work.say(f"{host.ip}: agent modules file {outcome}")

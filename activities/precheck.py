@@ -1,7 +1,9 @@
 """OCP's takeover precheck: what is checked, with OCP's codes, and what to do about each failure.
 
-The same checks serve the `TakeOverPrecheck` workflow and the takeover's "Prepare take over cluster",
-so the two cannot disagree. A precheck only reads: it writes nothing to the cluster, hosts or metadb.
+The precheck reads facts (`activities.facts`) through the worker's ports, then judges them with pure
+functions, one per check. The same checks serve the `TakeOverPrecheck` workflow and the takeover's
+"Prepare take over cluster", so the two cannot disagree. A precheck only reads: it writes nothing to
+the cluster, the hosts or the metadb.
 """
 
 from __future__ import annotations
@@ -9,31 +11,37 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 from activities import cluster_sql as sql
-from activities import host_commands as commands
-from activities.host_client import HostClient, HostKeyCheck
-from activities.ob_sys_client import ObSysClient
+from activities.facts import (
+    CLOCK_OFFSET_LIMIT_S,
+    ClusterFacts,
+    MeasuredHost,
+    ObserverProcess,
+    read_cluster_facts,
+    read_host_facts,
+    read_observer_process,
+    server_serving,
+)
 from activities.runtime import Runtime
-from activities.takeover_plan import takeover_plan
-from activities.topology import read_topology
 from contracts.errors import (
     BadCredentials,
     ClusterUnreachable,
+    FailedPrecondition,
     HostCommandFailed,
     NotOceanBase,
+    ObserverNotRunning,
     TakeoverError,
     UnsupportedVersion,
 )
-from contracts.messages import FAILED, PASSED, WARNING, CheckItem, PrecheckInput, PrecheckReport
+from contracts.messages import FAILED, PASSED, WARNING, CheckItem, PlannedStep, PrecheckInput, PrecheckReport
 from contracts.request import ConnectionMode, TakeOverRequest
-from contracts.topology import ClusterEndpoint, Topology
-from metadb import clusters, hosts, locks
-from metadb.credentials import HOST, get_credential
-
-# A host whose clock differs from the worker's by more than this fails the check (OCP checks 1 s).
-CLOCK_OFFSET_LIMIT_S = 1.0
+from contracts.topology import ClusterEndpoint, ServerNode, Topology
+from metadb import clusters, credentials, hosts, locks
+from metadb.credentials import HOST
 
 
 class _Items:
@@ -44,21 +52,23 @@ class _Items:
         self.items.append(CheckItem(name=name, code=code, status=status, message=message, node=node))
 
 
-async def run_checks(runtime: Runtime, arg: PrecheckInput) -> PrecheckReport:
-    """Every check that can run; a cluster that cannot be read stops at the checks that failed."""
+Preview = Callable[[Runtime, TakeOverRequest, ClusterFacts, "list[HostReading]"], Awaitable[list[PlannedStep]]]
+
+
+async def run_checks(runtime: Runtime, arg: PrecheckInput, *, preview: Preview | None = None) -> PrecheckReport:
+    """Every check that can run; a cluster that cannot be read stops at the checks that failed. With
+    `preview` (`activities.preview.preview_takeover`), the report also shows what a takeover would send."""
     began = time.monotonic()
     request = arg.request
     out = _Items()
     report = PrecheckReport()
-    topology: Topology | None = None
-    config_url = ""
+    cluster: ClusterFacts | None = None
     try:
         endpoint = await asyncio.to_thread(runtime.endpoint_for, request)
-        read, config_url, servers = await asyncio.to_thread(_read_cluster, endpoint)
-        topology = read
+        cluster = await asyncio.to_thread(_read_cluster, runtime, endpoint)
         out.add("cluster reachable", PASSED, f"{request.endpoint} answers", 11028)
         out.add("root@sys login", PASSED, "root@sys logs in")
-        out.add("OceanBase 4.x", PASSED, f"OceanBase {read.version}")
+        out.add("OceanBase 4.x", PASSED, f"OceanBase {cluster.topology.version}")
     except ClusterUnreachable as exc:
         out.add("cluster reachable", FAILED, f"{exc}", 11028, request.endpoint)
     except BadCredentials as exc:
@@ -70,7 +80,8 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput) -> PrecheckReport:
         out.add("OceanBase 4.x", FAILED, str(exc), node=request.endpoint)
     except TakeoverError as exc:
         out.add("cluster reachable", FAILED, f"cannot read the cluster: {exc}", 11028, request.endpoint)
-    if topology is not None:
+    if cluster is not None:
+        topology = cluster.topology
         report = PrecheckReport(
             cluster_name=topology.cluster_name,
             ob_cluster_id=topology.ob_cluster_id,
@@ -78,15 +89,17 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput) -> PrecheckReport:
             zones=[z.name for z in topology.zones],
             servers=[s.label for s in topology.servers],
             hosts=[h.ip for h in topology.hosts],
-            plan=takeover_plan(request, topology, runtime.public_url),
         )
-        _check_connection_mode(out, request, topology)
-        _check_management(out, runtime, arg, topology)
-        _check_config_url(out, runtime, request, config_url)
-        _check_servers_and_zones(out, topology, servers)
-        await _check_hosts(out, runtime, request, topology)
+        check_connection_mode(out, request, topology)
+        await asyncio.to_thread(_check_management, out, runtime, arg, topology)
+        check_config_url(out, runtime.public_url, request, cluster.config_url)
+        check_servers_and_zones(out, cluster)
+        readings = await asyncio.gather(*(_read_host(runtime, request, topology, h.ip) for h in topology.hosts))
+        check_hosts(out, topology, readings)
         if request.proxyro_password:
-            await asyncio.to_thread(_check_proxyro, out, request, endpoint)
+            await asyncio.to_thread(_check_proxyro, out, runtime, request, endpoint)
+        if preview is not None:
+            report = report.model_copy(update={"plan": await preview(runtime, request, cluster, readings)})
     return report.model_copy(
         update={
             "items": out.items,
@@ -96,15 +109,15 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput) -> PrecheckReport:
     )
 
 
-def _read_cluster(endpoint: ClusterEndpoint) -> tuple[Topology, str, list[dict[str, Any]]]:
-    with ObSysClient(endpoint) as client:
-        topology = read_topology(client)
-        rows = client.query(sql.parameter("obconfig_url"))
-        servers = client.query(sql.SERVERS_SQL)
-    return topology, str(rows[0]["VALUE"]) if rows else "", servers
+def _read_cluster(runtime: Runtime, endpoint: ClusterEndpoint) -> ClusterFacts:
+    with runtime.cluster(endpoint) as port:
+        return read_cluster_facts(port)
 
 
-def _check_connection_mode(out: _Items, request: TakeOverRequest, topology: Topology) -> None:
+# --- the cluster ---------------------------------------------------------------------------------
+
+
+def check_connection_mode(out: _Items, request: TakeOverRequest, topology: Topology) -> None:
     if request.connection_mode is not ConnectionMode.PROXY:
         return
     if request.cluster_name != topology.cluster_name:
@@ -128,6 +141,14 @@ def _check_connection_mode(out: _Items, request: TakeOverRequest, topology: Topo
 
 def _check_management(out: _Items, runtime: Runtime, arg: PrecheckInput, topology: Topology) -> None:
     record = clusters.find_cluster(runtime.db, topology.cluster_name, topology.ob_cluster_id)
+    keys = locks.lock_keys(arg.request.address, arg.request.port, topology.cluster_name, topology.ob_cluster_id)
+    check_management(out, arg, topology, record, locks.holder_of(runtime.db, keys))
+
+
+def check_management(
+    out: _Items, arg: PrecheckInput, topology: Topology, record: dict[str, Any] | None, holder: dict[str, Any] | None
+) -> None:
+    """The cluster is neither managed here (except by this very task) nor locked by another task."""
     ours = record is not None and arg.task_id is not None and record["task_id"] == arg.task_id
     if record is not None and not ours:
         out.add(
@@ -139,8 +160,6 @@ def _check_management(out: _Items, runtime: Runtime, arg: PrecheckInput, topolog
         )
     else:
         out.add("not managed yet", PASSED, "the cluster is not managed here", 11033)
-    keys = locks.lock_keys(arg.request.address, arg.request.port, topology.cluster_name, topology.ob_cluster_id)
-    holder = locks.holder_of(runtime.db, keys)
     if holder is not None and holder["workflow_id"] != arg.workflow_id:
         out.add(
             "not locked by a running task",
@@ -153,8 +172,8 @@ def _check_management(out: _Items, runtime: Runtime, arg: PrecheckInput, topolog
         out.add("not locked by a running task", PASSED, "no other task holds the cluster", 11033)
 
 
-def _check_config_url(out: _Items, runtime: Runtime, request: TakeOverRequest, current: str) -> None:
-    if not current or current.startswith(runtime.public_url):
+def check_config_url(out: _Items, public_url: str, request: TakeOverRequest, current: str) -> None:
+    if not current or current.startswith(public_url):
         out.add("config URL", PASSED, f"obconfig_url is '{current}'", 11016)
     elif request.switch_config_url:
         out.add(
@@ -173,10 +192,10 @@ def _check_config_url(out: _Items, runtime: Runtime, request: TakeOverRequest, c
         )
 
 
-def _check_servers_and_zones(out: _Items, topology: Topology, servers: list[dict[str, Any]]) -> None:
-    for row in servers:
+def check_servers_and_zones(out: _Items, cluster: ClusterFacts) -> None:
+    for row in cluster.servers:
         label = f"{row['SVR_IP']}:{row['SVR_PORT']}"
-        if row["STATUS"] != "ACTIVE" or row["STOP_TIME"] is not None or row["START_SERVICE_TIME"] is None:
+        if not server_serving(row):
             out.add(
                 "server active",
                 FAILED,
@@ -187,7 +206,7 @@ def _check_servers_and_zones(out: _Items, topology: Topology, servers: list[dict
             )
         else:
             out.add("server active", PASSED, "ACTIVE, service started", 11050, label)
-    for zone in topology.zones:
+    for zone in cluster.topology.zones:
         if not zone.region:
             out.add(
                 "zone region", FAILED, "the zone has no region: ALTER SYSTEM MODIFY ZONE … REGION", 11035, zone.name
@@ -198,31 +217,48 @@ def _check_servers_and_zones(out: _Items, topology: Topology, servers: list[dict
             out.add("zone region and IDC", PASSED, f"region {zone.region}, IDC {zone.idc}", 11035, zone.name)
 
 
-async def _check_hosts(out: _Items, runtime: Runtime, request: TakeOverRequest, topology: Topology) -> None:
-    results = await asyncio.gather(*(_check_host(runtime, request, topology, h.ip) for h in topology.hosts))
-    facts: dict[str, dict[str, Any]] = {}
-    for items, host_facts in results:
-        out.items.extend(items.items)
-        facts.update(host_facts)
-    installs = {ip: f.get("install_paths", []) for ip, f in facts.items()}
-    paths = Counter(path for values in installs.values() for path in values)
-    relative = {p.split("/home/admin/", 1)[-1] if "/home/admin/" in p else p for p in paths}
-    if len(relative) > 1:
-        out.add("install paths consistent", FAILED, f"observers installed in {sorted(paths)}; use one path", 11049)
-    elif paths:
-        out.add("install paths consistent", PASSED, f"install path {sorted(relative)[0]}", 11049)
-    arches = {f["arch"] for f in facts.values() if "arch" in f}
-    if len(arches) > 1:
-        out.add("one architecture", FAILED, f"hosts mix architectures {sorted(arches)}", 11023)
-    elif arches:
-        out.add("one architecture", PASSED, f"all hosts {arches.pop()}", 11023)
+def _check_proxyro(out: _Items, runtime: Runtime, request: TakeOverRequest, endpoint: ClusterEndpoint) -> None:
+    assert request.proxyro_password is not None
+    try:
+        proxyro = endpoint.model_copy(update={"root_sys_password": request.proxyro_password})
+        with runtime.cluster(proxyro, sql.PROXYRO_USER) as port:
+            port.query(sql.LOGIN_CHECK_SQL)
+        out.add("proxyro login", PASSED, "proxyroPassword logs in as proxyro")
+    except TakeoverError as exc:
+        with runtime.cluster(endpoint) as root:
+            exists = bool(root.query(sql.user_exists(sql.PROXYRO_USER)))
+        if exists:
+            out.add(
+                "proxyro login",
+                FAILED,
+                f"proxyroPassword does not log in as proxyro ({exc.type}); give the password the proxies use",
+            )
+        else:
+            out.add(
+                "proxyro login", WARNING, "proxyro does not exist yet; the takeover creates it with proxyroPassword"
+            )
 
 
-async def _check_host(
-    runtime: Runtime, request: TakeOverRequest, topology: Topology, ip: str
-) -> tuple[_Items, dict[str, dict[str, Any]]]:
-    out = _Items()
-    row = hosts.find_host(runtime.db, ip)
+# --- the hosts -----------------------------------------------------------------------------------
+
+
+@dataclass
+class HostReading:
+    """What the precheck learnt of one host: whether it may be reached, and its facts."""
+
+    ip: str
+    access: _Items = field(default_factory=_Items)
+    measured: MeasuredHost | None = None
+    # Per server on the host, its observer process (None: nothing listens on its SQL port).
+    observers: list[tuple[ServerNode, ObserverProcess | None]] = field(default_factory=list)
+    # Why reading stopped early (a command failed, SSH refused), as the item that reports it.
+    problem: CheckItem | None = None
+
+
+async def _read_host(runtime: Runtime, request: TakeOverRequest, topology: Topology, ip: str) -> HostReading:
+    reading = HostReading(ip)
+    out = reading.access
+    row, type_ok, credential_row = await asyncio.to_thread(_host_records, runtime, request, ip)
     info = request.host_info
     if row is not None:
         credential_id, ssh_port = int(row["credential_id"]), int(row["ssh_port"])
@@ -235,98 +271,117 @@ async def _check_host(
             11044,
             ip,
         )
-        return out, {}
+        return reading
     else:
         credential_id, ssh_port = info.credential_id, info.ssh_port
         out.add("host known or in hostInfo", PASSED, "covered by hostInfo", 11044, ip)
-        if not hosts.host_type_exists(runtime.db, info.host_type_id):
+        if not type_ok:
             out.add("host type exists", FAILED, f"host type {info.host_type_id} does not exist", 11046, ip)
-    credential_row = runtime.db.one("SELECT kind FROM credentials WHERE id = ?", (credential_id,))
     if credential_row is None or credential_row["kind"] != HOST:
         out.add("host credential exists", FAILED, f"host credential {credential_id} does not exist", 11047, ip)
-        return out, {}
-    credential = get_credential(runtime.db, runtime.vault, credential_id)
-    keys = HostKeyCheck(
-        known_hosts=runtime.known_hosts,
-        recorded_key=row.get("host_key") if row else None,
-        trust_on_first_use=runtime.trust_on_first_use,
-    )
-    facts: dict[str, Any] = {}
+        return reading
     try:
-        async with HostClient(ip, ssh_port, credential, keys, connect_timeout=5) as client:
-            out.add("SSH login", PASSED, f"{credential.username}@{ip}:{ssh_port}", node=ip)
-            before = time.time()
-            output = (await client.run(commands.HOST_FACTS, what="the facts script")).stdout
-            host_facts = commands.parse_host_facts(output)
-            offset = host_facts.epoch - (before + time.time()) / 2
-            facts["arch"] = host_facts.arch
-            if abs(offset) > CLOCK_OFFSET_LIMIT_S:
-                out.add("clock offset", FAILED, f"clock differs by {offset:+.2f}s (limit 1s): sync NTP", node=ip)
-            else:
-                out.add("clock offset", PASSED, f"{offset:+.3f}s", node=ip)
-            on_host = [s for s in topology.servers if s.ip == ip]
-            if len(on_host) > 1:
-                ports = ", ".join(str(s.sql_port) for s in on_host)
-                out.add(
-                    "one observer per host",
-                    FAILED,
-                    f"{len(on_host)} observers on this host (SQL ports {ports}); OCP manages one observer per host",
-                    node=ip,
-                )
-            facts["install_paths"] = []
-            for server in on_host:
-                listeners = (await client.run(commands.listening_process(server.sql_port))).stdout
-                found = commands.parse_listener(listeners, server.ip, server.sql_port)
-                if found is None:
-                    out.add(
-                        "observer process",
-                        FAILED,
-                        f"no process listens on SQL port {server.sql_port}; start the observer",
-                        11053,
-                        server.label,
-                    )
-                    continue
-                name, pid = found
-                read = await client.run(commands.process_details(pid), what=f"reading process {pid}")
-                details = commands.parse_process_details(read.stdout, pid, name)
-                facts["install_paths"].append(details["install_path"])
-                out.add("observer process", PASSED, f"{name} pid {pid}", 11053, server.label)
-                if details["os_user"] != "admin":
-                    out.add(
-                        "observer OS user",
-                        WARNING,
-                        f"observer runs as {details['os_user']}, OCP expects admin",
-                        11054,
-                        server.label,
-                    )
-                else:
-                    out.add("observer OS user", PASSED, "admin", 11054, server.label)
+        port = await asyncio.to_thread(
+            runtime.host,
+            ip,
+            ssh_port=ssh_port,
+            credential_id=credential_id,
+            recorded_key=row.get("host_key") if row else None,
+            connect_timeout=5,
+        )
+        async with port as client:
+            out.add("SSH login", PASSED, f"{credential_row['username']}@{ip}:{ssh_port}", node=ip)
+            reading.measured = await read_host_facts(client)
+            for server in (s for s in topology.servers if s.ip == ip):
+                try:
+                    process: ObserverProcess | None = await read_observer_process(client, server)
+                except ObserverNotRunning:
+                    process = None
+                reading.observers.append((server, process))
     except HostCommandFailed as exc:
-        out.add("host commands", FAILED, f"{exc}; the host must run ps, ss, df and read /proc for its user", node=ip)
-    except ValueError as exc:  # output in a shape the parsers do not know
-        out.add("host commands", FAILED, f"{ip}: {exc}", node=ip)
+        reading.problem = _problem(
+            "host commands", f"{exc}; the host must run ps, ss, df and read /proc for its user", ip
+        )
+    except FailedPrecondition as exc:  # output in a shape the parsers do not know
+        reading.problem = _problem("host commands", str(exc), ip)
     except TakeoverError as exc:
-        out.add("SSH login", FAILED, f"{exc}", node=ip)
-    return out, {ip: facts}
+        reading.problem = _problem("SSH login", str(exc), ip)
+    return reading
 
 
-def _check_proxyro(out: _Items, request: TakeOverRequest, endpoint: ClusterEndpoint) -> None:
-    assert request.proxyro_password is not None
-    try:
-        proxyro = endpoint.model_copy(update={"root_sys_password": request.proxyro_password})
-        with ObSysClient(proxyro, user=sql.PROXYRO_USER) as client:
-            client.query("SELECT 1 AS OK")
-        out.add("proxyro login", PASSED, "proxyroPassword logs in as proxyro")
-    except TakeoverError as exc:
-        with ObSysClient(endpoint) as root:
-            exists = bool(root.query(sql.user_exists(sql.PROXYRO_USER)))
-        if exists:
+def _host_records(
+    runtime: Runtime, request: TakeOverRequest, ip: str
+) -> tuple[dict[str, Any] | None, bool, dict[str, Any] | None]:
+    """The host's row, whether the request's host type exists, and the row of the credential to use."""
+    row = hosts.find_host(runtime.db, ip)
+    info = request.host_info
+    type_ok = info is None or hosts.host_type_exists(runtime.db, info.host_type_id)
+    credential_id = int(row["credential_id"]) if row else (info.credential_id if info else None)
+    credential_row = credentials.describe_credential(runtime.db, credential_id=credential_id) if credential_id else None
+    return row, type_ok, credential_row
+
+
+def _problem(name: str, message: str, ip: str) -> CheckItem:
+    return CheckItem(name=name, status=FAILED, message=message, node=ip)
+
+
+def check_hosts(out: _Items, topology: Topology, readings: list[HostReading]) -> None:
+    """Judge every host's facts, then what the hosts must have in common."""
+    for reading in readings:
+        out.items.extend(reading.access.items)
+        check_host(out, topology, reading)
+    installs = [process.install_path for r in readings for _, process in r.observers if process is not None]
+    paths = Counter(installs)
+    relative = {p.split("/home/admin/", 1)[-1] if "/home/admin/" in p else p for p in paths}
+    if len(relative) > 1:
+        out.add("install paths consistent", FAILED, f"observers installed in {sorted(paths)}; use one path", 11049)
+    elif paths:
+        out.add("install paths consistent", PASSED, f"install path {sorted(relative)[0]}", 11049)
+    arches = {r.measured.facts.arch for r in readings if r.measured is not None}
+    if len(arches) > 1:
+        out.add("one architecture", FAILED, f"hosts mix architectures {sorted(arches)}", 11023)
+    elif arches:
+        out.add("one architecture", PASSED, f"all hosts {arches.pop()}", 11023)
+
+
+def check_host(out: _Items, topology: Topology, reading: HostReading) -> None:
+    ip = reading.ip
+    if reading.measured is not None:
+        offset = reading.measured.clock_offset
+        if not reading.measured.clock_in_sync:
+            limit = CLOCK_OFFSET_LIMIT_S
+            out.add("clock offset", FAILED, f"clock differs by {offset:+.2f}s (limit {limit:.0f}s): sync NTP", node=ip)
+        else:
+            out.add("clock offset", PASSED, f"{offset:+.3f}s", node=ip)
+        on_host = [s for s in topology.servers if s.ip == ip]
+        if len(on_host) > 1:
+            ports = ", ".join(str(s.sql_port) for s in on_host)
             out.add(
-                "proxyro login",
+                "one observer per host",
                 FAILED,
-                f"proxyroPassword does not log in as proxyro ({exc.type}); give the password the proxies use",
+                f"{len(on_host)} observers on this host (SQL ports {ports}); OCP manages one observer per host",
+                node=ip,
+            )
+    for server, process in reading.observers:
+        if process is None:
+            out.add(
+                "observer process",
+                FAILED,
+                f"no process listens on SQL port {server.sql_port}; start the observer",
+                11053,
+                server.label,
+            )
+            continue
+        out.add("observer process", PASSED, f"{process.name} pid {process.pid}", 11053, server.label)
+        if process.os_user != "admin":
+            out.add(
+                "observer OS user",
+                WARNING,
+                f"observer runs as {process.os_user}, OCP expects admin",
+                11054,
+                server.label,
             )
         else:
-            out.add(
-                "proxyro login", WARNING, "proxyro does not exist yet; the takeover creates it with proxyroPassword"
-            )
+            out.add("observer OS user", PASSED, "admin", 11054, server.label)
+    if reading.problem is not None:
+        out.items.append(reading.problem)

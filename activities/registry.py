@@ -8,48 +8,16 @@ from typing import Any
 
 from temporalio import activity
 
-from activities import cluster_work, host_work
+from activities.failures import to_application_error
 from activities.precheck import run_checks
-from activities.runtime import Implementation, Runtime, heartbeat_until_done, subtask_activity
+from activities.preview import preview_takeover
+from activities.runtime import Runtime, heartbeat_until_done, subtask_activity
 from activities.settings import load_engine_settings
+from activities.subtasks import IMPLEMENTATIONS
 from activities.topology import discover_topology_activity
+from contracts.errors import TakeoverError
 from contracts.messages import PRECHECK_HEARTBEAT_SECONDS, PrecheckInput, PrecheckReport
-from contracts.stages import activity_names
-
-IMPLEMENTATIONS: dict[str, Implementation] = {
-    "acquire_cluster_lock": cluster_work.acquire_cluster_lock,
-    "release_cluster_lock": cluster_work.release_cluster_lock,
-    "prepare_takeover": cluster_work.prepare_takeover,
-    "remove_cluster_record": cluster_work.remove_cluster_record,
-    "reserve_hosts": host_work.reserve_hosts,
-    "unreserve_hosts": host_work.unreserve_hosts,
-    "create_default_user": cluster_work.create_default_user,
-    "drop_default_user": cluster_work.drop_default_user,
-    "register_config_url": cluster_work.register_config_url,
-    "restore_config_url": cluster_work.restore_config_url,
-    "run_io_calibration": cluster_work.run_io_calibration,
-    "record_root_service_list": cluster_work.record_root_service_list,
-    "remove_root_service_list": cluster_work.remove_root_service_list,
-    "wait_cluster_accessible": cluster_work.wait_cluster_accessible,
-    "update_server_process_info": host_work.update_server_process_info,
-    "remove_server_process_info": host_work.remove_server_process_info,
-    "attach_cluster_attributes": cluster_work.attach_cluster_attributes,
-    "detach_cluster_attributes": cluster_work.detach_cluster_attributes,
-    "refresh_agent_config": host_work.refresh_agent_config,
-    "restore_agent_config": host_work.restore_agent_config,
-    "activate_agent_modules": host_work.activate_agent_modules,
-    "deactivate_agent_modules": host_work.deactivate_agent_modules,
-    "sync_cluster_info": cluster_work.sync_cluster_info,
-    "remove_cluster_info": cluster_work.remove_cluster_info,
-    "sync_tenant_info": cluster_work.sync_tenant_info,
-    "remove_tenant_info": cluster_work.remove_tenant_info,
-    "set_proxyro_password": cluster_work.set_proxyro_password,
-    "update_observer_status": cluster_work.update_observer_status,
-    "update_zone_status": cluster_work.update_zone_status,
-    "update_cluster_status": cluster_work.update_cluster_status,
-    "create_resource_manager": cluster_work.create_resource_manager,
-    "drop_resource_manager": cluster_work.drop_resource_manager,
-}
+from contracts.stages import RUN_PRECHECK, activity_names
 
 
 def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
@@ -58,16 +26,19 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     if missing:
         raise RuntimeError(f"subtask activities without an implementation: {sorted(missing)}")
 
-    @activity.defn(name="run_precheck")
+    @activity.defn(name=RUN_PRECHECK)
     async def run_precheck(arg: PrecheckInput) -> PrecheckReport:
         # Heartbeats let a precheck lost with its worker run again within seconds.
-        checks = asyncio.ensure_future(run_checks(runtime, arg))
+        checks = asyncio.ensure_future(run_checks(runtime, arg, preview=preview_takeover))
         await heartbeat_until_done(checks, PRECHECK_HEARTBEAT_SECONDS / 3, on_cancel=checks.cancel)
-        return checks.result()
+        try:
+            return checks.result()
+        except TakeoverError as exc:
+            raise to_application_error(exc) from None
 
     return [
         load_engine_settings,
-        discover_topology_activity(runtime.resolve),
+        discover_topology_activity(runtime),
         run_precheck,
         *(subtask_activity(name, IMPLEMENTATIONS[name], runtime) for name in activity_names()),
     ]

@@ -21,18 +21,26 @@ from typing import Any
 from temporalio import activity
 
 from activities.failures import to_application_error
+from activities.host_client import HostClient
 from activities.ob_sys_client import ObSysClient
+from activities.ports import ClusterConnector, ClusterPort, HostConnector, HostKeyCheck, HostLogin, HostPort
 from contracts.errors import CredentialNotFound, FailedPrecondition, MetadbUnavailable
 from contracts.messages import SubtaskInput, SubtaskResult
 from contracts.request import TakeOverRequest
 from contracts.topology import ClusterEndpoint
-from metadb import clusters
-from metadb.credentials import CLUSTER, get_credential
+from metadb import clusters, hosts
+from metadb.credentials import CLUSTER, HOST, get_credential
 from metadb.db import Database, metadb_url_from_env
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 
 log = logging.getLogger("ob_takeover.activities")
+
+
+def connect_cluster(endpoint: ClusterEndpoint, user: str) -> ClusterPort:
+    """The production cluster port: pymysql to the sys tenant as `user`."""
+    return ObSysClient(endpoint, user=user)
+
 
 PUBLIC_URL_ENV = "OB_TAKEOVER_PUBLIC_URL"
 KNOWN_HOSTS_ENV = "OB_TAKEOVER_KNOWN_HOSTS"
@@ -50,6 +58,38 @@ class Runtime:
     known_hosts: str | None = None
     trust_on_first_use: bool = False
     poll_interval: float = 2.0
+    # How subtasks reach clusters and hosts: the real clients, or the plan preview's recorders.
+    cluster_connector: ClusterConnector = field(default=connect_cluster)
+    host_connector: HostConnector = field(default=HostClient)
+
+    def cluster(self, endpoint: ClusterEndpoint, user: str = "root") -> ClusterPort:
+        """A port to the cluster's sys tenant as `user` (root unless said), connected on first use."""
+        return self.cluster_connector(endpoint, user)
+
+    def host(
+        self,
+        ip: str,
+        *,
+        ssh_port: int,
+        credential_id: int,
+        recorded_key: str | None = None,
+        remember_key: bool = False,
+        connect_timeout: float = 10.0,
+    ) -> HostPort:
+        """A port to a host with a credential from the password box, its key checked by the worker's
+        policy; with `remember_key`, a key seen for the first time (trust on first use) is recorded."""
+        credential = get_credential(self.db, self.vault, credential_id)
+        if credential.kind != HOST:
+            raise CredentialNotFound(f"{ip}: credential {credential_id} is not a host credential")
+        keys = HostKeyCheck(
+            known_hosts=self.known_hosts, recorded_key=recorded_key, trust_on_first_use=self.trust_on_first_use
+        )
+
+        def remember(key: str) -> None:
+            hosts.set_host_key(self.db, ip, key)
+
+        login = HostLogin(ip, ssh_port, credential, keys, connect_timeout, remember if remember_key else None)
+        return self.host_connector(login)
 
     def resolve(self, endpoint: ClusterEndpoint) -> ClusterEndpoint:
         """The endpoint with root@sys's password, taken from the password box when referenced."""
@@ -98,7 +138,8 @@ class Work:
     log: list[str] = field(default_factory=list)
     context: dict[str, str] = field(default_factory=dict)
     cancelled: threading.Event = field(default_factory=threading.Event)
-    _sys: ObSysClient | None = None
+    _sys: ClusterPort | None = None
+    _endpoint: ClusterEndpoint | None = None
 
     def say(self, message: str) -> None:
         self.log.append(message)
@@ -124,14 +165,34 @@ class Work:
 
     @property
     def endpoint(self) -> ClusterEndpoint:
-        return self.runtime.endpoint_for(self.arg.request)
+        """The cluster endpoint with root@sys's password, read from the password box once per run."""
+        if self._endpoint is None:
+            self._endpoint = self.runtime.endpoint_for(self.arg.request)
+        return self._endpoint
 
     @property
-    def sys(self) -> ObSysClient:
+    def sys(self) -> ClusterPort:
         """root@sys on the cluster, connected on first use."""
         if self._sys is None:
-            self._sys = ObSysClient(self.endpoint)
+            self._sys = self.runtime.cluster(self.endpoint)
         return self._sys
+
+    def cluster_as(self, user: str, password: str) -> ClusterPort:
+        """The same cluster endpoint as another sys-tenant user."""
+        return self.runtime.cluster(self.endpoint.model_copy(update={"root_sys_password": password}), user)
+
+    def host(self, ip: str) -> HostPort:
+        """A session on a host this takeover registered ('Reserve host' runs first)."""
+        row = hosts.find_host(self.db, ip)
+        if row is None:
+            raise FailedPrecondition("host is not registered; 'Reserve host' must run first", node=ip)
+        return self.runtime.host(
+            ip,
+            ssh_port=int(row["ssh_port"]),
+            credential_id=int(row["credential_id"]),
+            recorded_key=row.get("host_key"),
+            remember_key=True,
+        )
 
     @property
     def cluster_key(self) -> str:

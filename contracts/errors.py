@@ -57,6 +57,10 @@ class FailedPrecondition(TakeoverError):
     """The cluster, a host or the metadb is not in a state the subtask can work from."""
 
 
+class ObserverNotRunning(FailedPrecondition):
+    """No observer process serves a server's SQL port (OCP error 11053)."""
+
+
 # --- the hosts ------------------------------------------------------------------------------------
 
 

@@ -113,6 +113,18 @@ def find_credential(db: Database, vault: Vault, kind: str, name: str) -> Credent
     return _decrypt(vault, row) if row else None
 
 
+_PUBLIC_COLUMNS = "id, kind, name, username, secret_type, cluster_id, created_by_task_id, created_at"
+
+
+def describe_credential(
+    db: Database, *, credential_id: int | None = None, kind: str | None = None, name: str | None = None
+) -> dict[str, Any] | None:
+    """A credential's row without its secrets, by id or by kind and name; None when there is none."""
+    if credential_id is not None:
+        return db.one(f"SELECT {_PUBLIC_COLUMNS} FROM credentials WHERE id = ?", (credential_id,))
+    return db.one(f"SELECT {_PUBLIC_COLUMNS} FROM credentials WHERE kind = ? AND name = ?", (kind, name))
+
+
 def list_credentials(db: Database, kind: str | None = None) -> list[dict[str, Any]]:
     """Credentials without their secrets."""
     sql = "SELECT id, kind, name, username, secret_type, cluster_id, created_at FROM credentials"

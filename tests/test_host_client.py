@@ -8,7 +8,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from activities.host_client import HostClient, HostKeyCheck
+from activities.host_client import HostClient
+from activities.ports import HostKeyCheck, HostLogin
 from contracts.errors import HostAuthFailed, HostCommandFailed, HostKeyMismatch, HostUnreachable
 from metadb.credentials import Credential
 from tests.mariadb import free_port
@@ -42,7 +43,7 @@ def known(sim: Simulation) -> HostKeyCheck:
 
 async def test_password_and_key_logins_run_real_commands(sim: Simulation) -> None:
     for credential in (password(SSH_PASSWORD), key_credential(sim)):
-        async with HostClient(sim.address, sim.ssh_port, credential, known(sim)) as client:
+        async with HostClient(HostLogin(sim.address, sim.ssh_port, credential, known(sim))) as client:
             result = await client.run("echo $HOME; cat; exit 0", input="from stdin")
             assert result.stdout == f"{sim.host_root(sim.address)}/home/admin\nfrom stdin"
             failed = await client.run("echo oops >&2; exit 7", check=False)
@@ -53,7 +54,7 @@ async def test_password_and_key_logins_run_real_commands(sim: Simulation) -> Non
 
 async def test_wrong_password_is_an_auth_error(sim: Simulation) -> None:
     with pytest.raises(HostAuthFailed, match="SSH login as admin refused; check credential 1"):
-        async with HostClient(sim.address, sim.ssh_port, password("wrong"), known(sim)):
+        async with HostClient(HostLogin(sim.address, sim.ssh_port, password("wrong"), known(sim))):
             pass
 
 
@@ -63,7 +64,7 @@ async def test_changed_host_key_is_refused(sim: Simulation, tmp_path: Path) -> N
     known_hosts.write_text(f"[{sim.address}]:{sim.ssh_port} {stranger}\n")
     with pytest.raises(HostKeyMismatch, match="does not match the known key"):
         async with HostClient(
-            sim.address, sim.ssh_port, key_credential(sim), HostKeyCheck(known_hosts=str(known_hosts))
+            HostLogin(sim.address, sim.ssh_port, key_credential(sim), HostKeyCheck(known_hosts=str(known_hosts)))
         ):
             pass
 
@@ -71,22 +72,24 @@ async def test_changed_host_key_is_refused(sim: Simulation, tmp_path: Path) -> N
 async def test_trust_on_first_use_records_then_enforces(sim: Simulation) -> None:
     recorded: list[str] = []
     tofu = HostKeyCheck(trust_on_first_use=True)
-    async with HostClient(sim.address, sim.ssh_port, key_credential(sim), tofu, on_new_host_key=recorded.append):
+    async with HostClient(
+        HostLogin(sim.address, sim.ssh_port, key_credential(sim), tofu, on_new_host_key=recorded.append)
+    ):
         pass
     assert len(recorded) == 1 and recorded[0].startswith("ssh-ed25519 ")
     again = HostKeyCheck(trust_on_first_use=True, recorded_key=recorded[0])
-    async with HostClient(sim.address, sim.ssh_port, key_credential(sim), again):
+    async with HostClient(HostLogin(sim.address, sim.ssh_port, key_credential(sim), again)):
         pass
     other = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
     changed = HostKeyCheck(trust_on_first_use=True, recorded_key=other)
     with pytest.raises(HostKeyMismatch):
-        async with HostClient(sim.address, sim.ssh_port, key_credential(sim), changed):
+        async with HostClient(HostLogin(sim.address, sim.ssh_port, key_credential(sim), changed)):
             pass
 
 
 async def test_unreachable_host_is_transient(sim: Simulation) -> None:
     with pytest.raises(HostUnreachable, match="cannot reach SSH") as info:
-        async with HostClient("127.0.0.1", free_port(), key_credential(sim), known(sim), connect_timeout=3):
+        async with HostClient(HostLogin("127.0.0.1", free_port(), key_credential(sim), known(sim), connect_timeout=3)):
             pass
     assert info.value.retryable
 
@@ -94,6 +97,6 @@ async def test_unreachable_host_is_transient(sim: Simulation) -> None:
 async def test_bad_private_key_is_named_without_its_content(sim: Simulation) -> None:
     broken = Credential(id=3, kind="HOST", name="k", username="admin", secret_type="private_key", secret="garbage-key")
     with pytest.raises(HostAuthFailed, match="credential 3's private key cannot be read") as info:
-        async with HostClient(sim.address, sim.ssh_port, broken, known(sim)):
+        async with HostClient(HostLogin(sim.address, sim.ssh_port, broken, known(sim))):
             pass
     assert "garbage-key" not in str(info.value)

@@ -10,7 +10,7 @@ import pytest
 
 from activities import cluster_sql as sql
 from activities import host_commands as commands
-from activities.topology import parse_version
+from activities.facts import parse_version
 from contracts.errors import NotOceanBase, UnsupportedVersion
 
 OUTPUTS = Path(__file__).resolve().parent / "data" / "host_outputs"

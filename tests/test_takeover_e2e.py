@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pymysql
 import pytest
+from temporalio import activity
 from temporalio.client import Client
 
+from activities import cluster_sql as sql
+from activities.ports import HostLogin
+from activities.precheck import run_checks
+from activities.preview import preview_takeover
 from activities.registry import build_activities
 from activities.runtime import Runtime
+from contracts.messages import PrecheckInput
+from contracts.request import parse_request
+from contracts.stages import SUBTASKS
+from contracts.topology import ClusterEndpoint
 from metadb import clusters, credentials, hosts
 from tests.driver import log_of, start, wait_for
 from tests.simulator import Simulation, sim_runtime, simulation, takeover_body
@@ -130,25 +142,96 @@ async def test_no_secret_in_clear_text_in_the_metadb_file(
                 assert monitor.secret.encode() not in path.read_bytes()
 
 
-async def test_every_statement_the_cluster_received_was_in_the_plan_preview(
+class PortRecorder:
+    """Wraps the worker's real ports and keeps, per activity, the statements and commands it sent."""
+
+    def __init__(self, runtime: Runtime) -> None:
+        self.sent: dict[str, set[str]] = defaultdict(set)
+        self._cluster = runtime.cluster_connector
+        self._host = runtime.host_connector
+
+    def keep(self, text: str) -> None:
+        self.sent[activity.info().activity_type].add(text)
+
+    def cluster(self, endpoint: ClusterEndpoint, user: str) -> Any:
+        port = self._cluster(endpoint, user)
+        recorder = self
+
+        class Recorded:
+            where = port.where
+
+            def query(self, statement: str, args: Any = None) -> list[dict[str, Any]]:
+                recorder.keep(sql.mask(statement))
+                return port.query(statement, args)
+
+            def execute(self, statement: str, args: Any = None) -> None:
+                self.query(statement, args)
+
+            def close(self) -> None:
+                port.close()
+
+            def __enter__(self) -> Recorded:
+                return self
+
+            def __exit__(self, *exc: object) -> None:
+                port.close()
+
+        return Recorded()
+
+    def host(self, login: HostLogin) -> Any:
+        port = self._host(login)
+        recorder = self
+
+        class Recorded:
+            address = port.address
+
+            async def run(self, command: str, *, input: str | None = None, **options: Any) -> Any:
+                recorder.keep(command + ("  < stdin" if input is not None else ""))
+                return await port.run(command, input=input, **options)
+
+            async def __aenter__(self) -> Recorded:
+                await port.__aenter__()
+                return self
+
+            async def __aexit__(self, *exc: object) -> None:
+                await port.__aexit__(*exc)
+
+        return Recorded()
+
+
+async def test_the_plan_preview_shows_what_each_subtask_sends(
     client: Client, task_queue: str, sim: Simulation, runtime: Runtime
 ) -> None:
-    from activities.precheck import run_checks
-    from contracts.messages import PrecheckInput
-    from contracts.request import parse_request
-
+    """The preview runs the real subtask code: per subtask, it lists exactly the statements and host commands
+    the takeover then sends (secrets masked; the pid and the task id, known at run time, as placeholders)."""
     body = takeover_body(sim, runtime)
-    report = await run_checks(runtime, PrecheckInput(request=parse_request(body)))
-    previewed = {statement for step in report.plan for statement in step.statements}
-    assert any("IDENTIFIED BY '***'" in s for s in previewed)
-    assert len([s for s in report.plan if s.subtask == "Run io calibration"]) == 6
-    before = {server: len(lines) for server, lines in sim.state()["statements"].items()}
-    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
-        handle = await start(client, task_queue, body)
-        assert (await handle.result()).status.value == "SUCCESSFUL"
-    received = [
-        statement for server, lines in sim.state()["statements"].items() for statement in lines[before.get(server, 0) :]
+    report = await run_checks(runtime, PrecheckInput(request=parse_request(body)), preview=preview_takeover)
+    assert report.passed, report.failures()
+    previewed: dict[str, set[str]] = defaultdict(set)
+    for step in report.plan:
+        assert not step.note.startswith("the takeover would stop"), step
+        previewed[step.subtask].update(step.statements + step.commands)
+    assert any("IDENTIFIED BY '***'" in s for s in previewed["Create default user"])
+    assert [s.node for s in report.plan if s.subtask == "Run io calibration"] == [
+        f"{s['address']}:{s['rpc_port']}" for s in sim.ready["servers"]
     ]
-    assert len(received) > 50
-    missing = sorted({s for s in received if s not in previewed})
-    assert missing == [], missing
+    assert any("ps -o user= -p <pid>" in c for c in previewed["Update server process info"])
+    recorder = PortRecorder(runtime)
+    recording = dataclasses.replace(runtime, cluster_connector=recorder.cluster, host_connector=recorder.host)
+    async with build_worker(client, activities=build_activities(recording), queue=task_queue):
+        handle = await start(client, task_queue, body)
+        result = await handle.result()
+    assert result.status.value == "SUCCESSFUL"
+    names = {stage.activity: stage.name for stage in SUBTASKS}
+    sent: dict[str, set[str]] = defaultdict(set)
+    for activity_name, texts in recorder.sent.items():
+        stage = names.get(activity_name, "Discover topology")
+        for text in texts:
+            text = text.replace(str(result.id), "<task-id>")
+            sent[stage].add(re.sub(r"(-p |/proc/)\d+", r"\1<pid>", text))
+    assert sum(len(texts) for texts in sent.values()) > 60
+    for stage in ["Discover topology", *names.values()]:
+        assert sent[stage] == previewed[stage], (
+            f"{stage}: sent but not previewed {sorted(sent[stage] - previewed[stage])}; "
+            f"previewed but not sent {sorted(previewed[stage] - sent[stage])}"
+        )

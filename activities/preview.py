@@ -1,0 +1,366 @@
+"""The plan preview: what a takeover would send, subtask by subtask, from a run of the real subtask code.
+
+Each subtask's implementation runs as it would in the takeover, but against recording ports: a cluster
+port that answers reads from the facts the precheck has just read (the topology, the servers' rows, the
+config URL) and keeps every statement, and a host port that answers the fact commands with plausible
+output and keeps every command. The metadb is a scratch copy without secrets (`metadb.scratch`).
+Nothing reaches the cluster, the hosts or the real metadb. Passwords are masked in what is kept;
+values only known at run time are shown as placeholders (`<pid>`, `<task-id>`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import dataclasses
+import functools
+import inspect
+import shlex
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from types import TracebackType
+from typing import Any
+
+from activities import cluster_sql as sql
+from activities import host_commands as commands
+from activities.facts import IDENTITY_SQL, TENANT_ROLES_SQL, VERSION_SQL, ClusterFacts, read_cluster_facts
+from activities.host_commands import HostFacts
+from activities.ports import CommandResult
+from activities.precheck import HostReading
+from activities.runtime import Runtime, Work
+from activities.subtasks import IMPLEMENTATIONS
+from contracts.errors import FailedPrecondition, TakeoverError
+from contracts.messages import PlannedStep, SubtaskInput
+from contracts.request import TakeOverRequest
+from contracts.stages import SUBTASKS, FanOut, stage_nodes
+from contracts.topology import ClusterEndpoint, HostNode, ServerNode, ZoneNode
+from metadb.db import Database
+from metadb.migrate import migrate
+from metadb.scratch import PLACEHOLDER_SECRET, copy_for_preview
+from metadb.vault import MasterKey, Vault
+
+# Values only known at run time; recorded text shows them as the placeholders next to them.
+PREVIEW_TASK_ID = 987_654_321_012
+PREVIEW_PID = 4_194_305  # above Linux's largest pid, so it never stands for a real one
+PLACEHOLDERS = {str(PREVIEW_TASK_ID): "<task-id>", str(PREVIEW_PID): "<pid>"}
+_AGENT_KEY = base64.b64encode(bytes(32)).decode()
+
+
+def _host_facts(address: str, facts: HostFacts | None) -> str:
+    """The facts script's output: the host's facts as the precheck read them, with the clock of now."""
+    known = facts or HostFacts(address, "Linux", "unknown", "x86_64", 1, 0, 0, 0.0)
+    fields = {**dataclasses.asdict(known), "epoch": f"{time.time():.6f}"}
+    return "".join(f"{name}={value}\n" for name, value in fields.items())
+
+
+def _default_process(server: ServerNode) -> dict[str, Any]:
+    """An observer as OCP installs it, for a server whose process the precheck could not read."""
+    home = "/home/admin/oceanbase"
+    return {
+        "os_user": "admin",
+        "start_time": "unknown",
+        "command_line": f"{home}/bin/observer -p {server.sql_port} -d {home}/store",
+        "install_path": home,
+        "data_dir": f"{home}/store",
+        "log_dir": f"{home}/log",
+    }
+
+
+class Recording:
+    """The steps recorded so far; statements and commands go to the step that is running."""
+
+    def __init__(self) -> None:
+        self.steps: list[PlannedStep] = []
+
+    def begin(self, subtask: str, node: str | None) -> PlannedStep:
+        step = PlannedStep(subtask=subtask, node=node)
+        self.steps.append(step)
+        return step
+
+    def statement(self, text: str) -> None:
+        _add_once(self.steps[-1].statements, _placeholders(sql.mask(text)))
+
+    def command(self, text: str, stdin: str | None) -> None:
+        _add_once(self.steps[-1].commands, _placeholders(text) + ("  < stdin" if stdin is not None else ""))
+
+
+def _add_once(items: list[str], text: str) -> None:
+    if text not in items:
+        items.append(text)
+
+
+def _placeholders(text: str) -> str:
+    for value, placeholder in PLACEHOLDERS.items():
+        text = text.replace(value, placeholder)
+    return text
+
+
+class ClusterAnswers:
+    """Answers to every read a takeover sends, from the facts the precheck read."""
+
+    def __init__(self, cluster: ClusterFacts, data_dir: str) -> None:
+        topology = cluster.topology
+        servers = topology.servers
+        self.calibrated: set[str] = set()
+        rs_list = ";".join(f"{s.ip}:{s.rpc_port}:{s.sql_port}" for s in servers)
+        leader = servers[0]
+        self.rows: dict[str, list[dict[str, Any]]] = {
+            VERSION_SQL: [{"VERSION": f"5.7.25-OceanBase_CE-v{topology.version}"}],
+            IDENTITY_SQL: [
+                {"NAME": "cluster", "VALUE": topology.cluster_name},
+                {"NAME": "cluster_id", "VALUE": str(topology.ob_cluster_id)},
+            ],
+            TENANT_ROLES_SQL: [{"TENANT_ROLE": "STANDBY" if topology.standby else "PRIMARY"}],
+            sql.SERVERS_SQL: cluster.servers,
+            sql.ZONES_SQL: [
+                {"ZONE": z.name, "STATUS": "ACTIVE", "REGION": z.region, "IDC": z.idc, "TYPE": "ReadWrite"}
+                for z in topology.zones
+            ],
+            sql.parameter("obconfig_url"): [{"NAME": "obconfig_url", "VALUE": cluster.config_url}],
+            sql.parameter("rootservice_list"): [{"NAME": "rootservice_list", "VALUE": rs_list}],
+            sql.parameter("data_dir"): [{"NAME": "data_dir", "VALUE": data_dir}],
+            sql.user_exists(sql.MONITOR_USER): [],
+            sql.user_exists(sql.PROXYRO_USER): [],
+            sql.RS_LIST_SQL: [
+                {
+                    "SVR_IP": s.ip,
+                    "SVR_PORT": s.rpc_port,
+                    "SQL_PORT": s.sql_port,
+                    "ZONE": s.zone,
+                    "ROLE": "LEADER" if s == leader else "FOLLOWER",
+                }
+                for s in servers
+            ],
+            sql.SERVICE_NOT_READY_SQL: [{"NOT_READY": 0}],
+            sql.OB_VERSION_SQL: [{"VERSION": topology.version}],
+            sql.TENANTS_SQL: [
+                {
+                    "TENANT_ID": 1,
+                    "TENANT_NAME": "sys",
+                    "TENANT_TYPE": "SYS",
+                    "PRIMARY_ZONE": "RANDOM",
+                    "LOCALITY": "",
+                    "COMPATIBILITY_MODE": "MYSQL",
+                    "STATUS": "NORMAL",
+                    "TENANT_ROLE": "PRIMARY",
+                }
+            ],
+            sql.UNIT_CONFIGS_SQL: [],
+            sql.POOLS_SQL: [],
+            sql.UNITS_SQL: [],
+            sql.ACTIVE_PLAN_SQL: [{"PLAN": ""}],
+            sql.GROUP_EXISTS_SQL.format(group=sql.quote(sql.CONSUMER_GROUP)): [],
+            sql.PLAN_EXISTS_SQL.format(plan=sql.quote(sql.RESOURCE_PLAN)): [],
+            sql.DIRECTIVES_SQL.format(group=sql.quote(sql.CONSUMER_GROUP)): [],
+            sql.MAPPING_SQL.format(user=sql.quote(sql.MONITOR_USER)): [],
+            sql.LOGIN_CHECK_SQL: [{"OK": 1}],
+        }
+        for server in servers:
+            self.rows[sql.server_status(server.ip, server.rpc_port)] = [{"STATUS": "ACTIVE"}]
+        for zone in topology.zones:
+            self.rows[sql.zone_status(zone.name)] = [{"STATUS": "ACTIVE"}]
+        self.calibration = {
+            sql.io_calibration_status(s.ip, s.rpc_port): sql.run_io_calibration(s.ip, s.rpc_port) for s in servers
+        }
+
+    def answer(self, statement: str) -> list[dict[str, Any]]:
+        if statement in self.calibration:
+            return [{"STATUS": "READY"}] if self.calibration[statement] in self.calibrated else []
+        if statement in self.rows:
+            return self.rows[statement]
+        if statement.lstrip().upper().startswith("SELECT"):
+            raise FailedPrecondition(f"the plan preview has no answer for `{statement}`")
+        self.calibrated.add(statement)
+        return []
+
+
+class RecordingCluster:
+    """A `ClusterPort` that answers from `ClusterAnswers` and records every statement."""
+
+    def __init__(self, endpoint: ClusterEndpoint, answers: ClusterAnswers, recording: Recording) -> None:
+        self._endpoint = endpoint
+        self._answers = answers
+        self._recording = recording
+
+    @property
+    def where(self) -> str:
+        return self._endpoint.where
+
+    def query(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        self._recording.statement(sql)
+        return self._answers.answer(sql)
+
+    def execute(self, sql: str, args: Sequence[Any] | None = None) -> None:
+        self.query(sql, args)
+
+    def close(self) -> None:
+        pass
+
+    def __enter__(self) -> RecordingCluster:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        pass
+
+
+class RecordingHost:
+    """A `HostPort` that answers the takeover's commands with what the precheck read on the host (or
+    plausible values where it read nothing) and records every command."""
+
+    def __init__(self, address: str, reading: HostReading | None, recording: Recording) -> None:
+        self._address = address
+        self._recording = recording
+        self._files: dict[str, str] = {}
+        facts = reading.measured.facts if reading and reading.measured else None
+        self._answers: dict[str, Callable[[], str]] = {
+            commands.HOST_FACTS: functools.partial(_host_facts, address, facts),
+            commands.agent_key(PREVIEW_TASK_ID): functools.partial(str, _AGENT_KEY),
+            commands.RELOAD_AGENT: functools.partial(str, "no agent process running\n"),
+        }
+        for server, process in reading.observers if reading else []:
+            details = process.details if process else _default_process(server)
+            listener = f"LISTEN 0 4096 {server.ip}:{server.sql_port} 0.0.0.0:* "
+            self._answers[commands.listening_process(server.sql_port)] = functools.partial(
+                str, f'{listener}users:(("observer",pid={PREVIEW_PID},fd=3))\n'
+            )
+            argv = base64.b64encode("\n".join(shlex.split(details["command_line"])).encode()).decode()
+            self._answers[commands.process_details(PREVIEW_PID)] = functools.partial(
+                str, f"{details['os_user']}\n{details['start_time']}\n{argv}\n{details['install_path']}\n"
+            )
+            self._answers[commands.disk_free(details["data_dir"], details["log_dir"])] = functools.partial(
+                str, "0\n0\n"
+            )
+        for name in (commands.AGENT_CONFIG_FILE, commands.AGENT_MODULES_FILE):
+            self._answers[commands.read_agent_file(name)] = functools.partial(self._file, name)
+
+    def _file(self, name: str) -> str:
+        return self._files.get(name, "")
+
+    @property
+    def address(self) -> str:
+        return self._address
+
+    async def run(
+        self, command: str, *, input: str | None = None, check: bool = True, what: str | None = None
+    ) -> CommandResult:
+        self._recording.command(command, input)
+        if command in self._answers:
+            return CommandResult(0, self._answers[command](), "")
+        for name in (commands.AGENT_CONFIG_FILE, commands.AGENT_MODULES_FILE):
+            if input is not None and command == commands.write_agent_file(name, PREVIEW_TASK_ID, len(input.encode())):
+                self._files[name] = input
+                return CommandResult(0, "", "")
+        raise FailedPrecondition(f"the plan preview has no answer for `{what or command}`", node=self._address)
+
+    async def __aenter__(self) -> RecordingHost:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pass
+
+
+async def preview_takeover(
+    runtime: Runtime, request: TakeOverRequest, cluster: ClusterFacts, readings: list[HostReading]
+) -> list[PlannedStep]:
+    """The takeover of the cluster the precheck read (`cluster`, and `readings` of its hosts), as it would
+    run now: one step per subtask and node (Wait nodes left out), after the topology discovery. A subtask
+    that would fail ends the preview with the reason in its note."""
+    topology = cluster.topology
+    recording = Recording()
+    by_ip = {reading.ip: reading for reading in readings}
+    processes = [process for reading in readings for _, process in reading.observers if process is not None]
+    answers = ClusterAnswers(cluster, processes[0].details["data_dir"] if processes else "/home/admin/oceanbase/store")
+    recording.begin("Discover topology", None).note = "at task creation"
+    read_cluster_facts(RecordingCluster(ClusterEndpoint.from_request(request), answers, recording))
+    with TemporaryDirectory(prefix="ob-takeover-preview-") as scratch:
+        db = Database(f"sqlite:///{Path(scratch) / 'metadb.sqlite'}")
+        try:
+            vault = Vault(MasterKey.generate())
+            await asyncio.to_thread(_prepare_scratch, runtime.db, db, vault, request, [h.ip for h in topology.hosts])
+            preview = dataclasses.replace(
+                runtime,
+                db=db,
+                vault=vault,
+                poll_interval=0,
+                cluster_connector=lambda endpoint, user: RecordingCluster(endpoint, answers, recording),
+                host_connector=lambda login: RecordingHost(login.address, by_ip.get(login.address), recording),
+            )
+            await _run_subtasks(preview, _without_secrets(request), cluster, recording)
+        finally:
+            db.close()
+    return recording.steps
+
+
+def _prepare_scratch(
+    source: Database, target: Database, vault: Vault, request: TakeOverRequest, ips: list[str]
+) -> None:
+    migrate(target)
+    vault.verify(target)
+    info = request.host_info
+    copy_for_preview(source, target, vault, host_ips=ips, credential_ids=[info.credential_id] if info else [])
+
+
+def _without_secrets(request: TakeOverRequest) -> TakeOverRequest:
+    """The request with placeholders for its passwords: the preview never holds a real one."""
+    return request.model_copy(
+        update={
+            "root_sys_password": PLACEHOLDER_SECRET,
+            "root_sys_credential_id": None,
+            "proxyro_password": PLACEHOLDER_SECRET if request.proxyro_password else None,
+        }
+    )
+
+
+async def _run_subtasks(
+    runtime: Runtime, request: TakeOverRequest, cluster: ClusterFacts, recording: Recording
+) -> None:
+    topology = cluster.topology
+    context: dict[str, str] = {}
+    for number, stage in enumerate(SUBTASKS, start=1):
+        for node in stage_nodes(stage, topology):
+            arg = SubtaskInput(
+                task_id=PREVIEW_TASK_ID,
+                subtask_id=number,
+                subtask_name=stage.name,
+                workflow_id="preview",
+                operation="EXECUTE",
+                request=request,
+                cluster_name=topology.cluster_name,
+                ob_cluster_id=topology.ob_cluster_id,
+                topology=topology if stage.fan_out is FanOut.CLUSTER else None,
+                node_kind=stage.fan_out.value,
+                server=node if isinstance(node, ServerNode) else None,
+                host=node if isinstance(node, HostNode) else None,
+                zone=node if isinstance(node, ZoneNode) else None,
+                context=dict(context),
+            )
+            step = recording.begin(stage.name, _label(node))
+            work = Work(arg=arg, runtime=runtime)
+            try:
+                implementation = IMPLEMENTATIONS[stage.activity]
+                if inspect.iscoroutinefunction(implementation):
+                    await implementation(work)
+                else:
+                    await asyncio.to_thread(implementation, work)
+            except TakeoverError as exc:
+                step.note = f"the takeover would stop here: {_placeholders(str(exc))}"
+                return
+            finally:
+                work.close()
+            if not step.statements and not step.commands:
+                step.note = "metadb only"
+            context.update(work.context)
+
+
+def _label(node: ServerNode | HostNode | ZoneNode | None) -> str | None:
+    if isinstance(node, ServerNode):
+        return node.label
+    if isinstance(node, HostNode):
+        return node.ip
+    if isinstance(node, ZoneNode):
+        return node.name
+    return None
