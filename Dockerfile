@@ -5,6 +5,7 @@ FROM python:3.11-slim
 RUN useradd --create-home --uid 1000 obtakeover
 WORKDIR /app
 COPY pyproject.toml README.md worker.py ./
+COPY contracts ./contracts
 COPY workflows ./workflows
 COPY activities ./activities
 COPY metadb ./metadb

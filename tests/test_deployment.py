@@ -65,5 +65,5 @@ def test_compose_file_is_valid_and_commands_exist() -> None:
 def test_dockerfile_copies_every_package() -> None:
     packages = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     dockerfile = (ROOT / "Dockerfile").read_text()
-    for package in packages:
+    for package in (p for p in packages if "." not in p):
         assert f"COPY {package} ./{package}" in dockerfile
