@@ -30,6 +30,10 @@ from contracts.topology import ServerNode, Topology, ZoneNode
 VERSION_SQL = "SELECT version() AS VERSION"
 IDENTITY_SQL = "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME IN ('cluster', 'cluster_id')"
 TENANT_ROLES_SQL = "SELECT TENANT_ROLE FROM oceanbase.DBA_OB_TENANTS WHERE TENANT_TYPE = 'USER'"
+TOPOLOGY_SERVERS_SQL = (
+    "SELECT SVR_IP, SVR_PORT, SQL_PORT, ZONE FROM oceanbase.DBA_OB_SERVERS ORDER BY ZONE, SVR_IP, SVR_PORT"
+)
+TOPOLOGY_ZONES_SQL = "SELECT ZONE, REGION, IDC FROM oceanbase.DBA_OB_ZONES ORDER BY ZONE"
 
 # MySQL error for a missing table: a MySQL server that is not OceanBase lacks the oceanbase views.
 _NO_SUCH_TABLE = 1146
@@ -103,21 +107,19 @@ def read_parameter(port: ClusterPort, name: str) -> str:
     return str(rows[0]["VALUE"]) if rows else ""
 
 
-def read_cluster_facts(port: ClusterPort) -> ClusterFacts:
-    """Name, id, version, servers, zones and config URL, as root@sys; the version is checked first, so a
-    server that is not OceanBase 4.x is named as such instead of failing on a missing view."""
+def read_topology(port: ClusterPort) -> Topology:
+    """Name, id, version, servers and zones, as root@sys; the version is checked first, so a server that is
+    not OceanBase 4.x is named as such instead of failing on a missing view."""
     try:
         version_text = str(port.query(VERSION_SQL)[0]["VERSION"])
         parse_version(version_text)
-        servers = port.query(sql.SERVERS_SQL)
-        topology = parse_topology(
+        return parse_topology(
             version_text,
             port.query(IDENTITY_SQL),
-            servers,
-            port.query(sql.ZONES_SQL),
+            port.query(TOPOLOGY_SERVERS_SQL),
+            port.query(TOPOLOGY_ZONES_SQL),
             port.query(TENANT_ROLES_SQL),
         )
-        return ClusterFacts(topology=topology, servers=servers, config_url=read_parameter(port, "obconfig_url"))
     except ClusterSqlError as exc:
         if exc.code == _NO_SUCH_TABLE:
             raise NotOceanBase(
@@ -126,6 +128,13 @@ def read_cluster_facts(port: ClusterPort) -> ClusterFacts:
                 node=port.where,
             ) from None
         raise
+
+
+def read_cluster_facts(port: ClusterPort) -> ClusterFacts:
+    """The topology, then the config URL and every server's state."""
+    topology = read_topology(port)
+    config_url = read_parameter(port, "obconfig_url")
+    return ClusterFacts(topology=topology, servers=port.query(sql.SERVERS_SQL), config_url=config_url)
 
 
 def server_serving(row: dict[str, Any]) -> bool:

@@ -25,7 +25,15 @@ from typing import Any
 
 from activities import cluster_sql as sql
 from activities import host_commands as commands
-from activities.facts import IDENTITY_SQL, TENANT_ROLES_SQL, VERSION_SQL, ClusterFacts, read_cluster_facts
+from activities.facts import (
+    IDENTITY_SQL,
+    TENANT_ROLES_SQL,
+    TOPOLOGY_SERVERS_SQL,
+    TOPOLOGY_ZONES_SQL,
+    VERSION_SQL,
+    ClusterFacts,
+    read_topology,
+)
 from activities.host_commands import HostFacts
 from activities.ports import CommandResult
 from activities.precheck import HostReading
@@ -104,6 +112,10 @@ class ClusterAnswers:
         topology = cluster.topology
         servers = topology.servers
         self.calibrated: set[str] = set()
+        zones = [
+            {"ZONE": z.name, "STATUS": "ACTIVE", "REGION": z.region, "IDC": z.idc, "TYPE": "ReadWrite"}
+            for z in topology.zones
+        ]
         rs_list = ";".join(f"{s.ip}:{s.rpc_port}:{s.sql_port}" for s in servers)
         leader = servers[0]
         self.rows: dict[str, list[dict[str, Any]]] = {
@@ -114,10 +126,9 @@ class ClusterAnswers:
             ],
             TENANT_ROLES_SQL: [{"TENANT_ROLE": "STANDBY" if topology.standby else "PRIMARY"}],
             sql.SERVERS_SQL: cluster.servers,
-            sql.ZONES_SQL: [
-                {"ZONE": z.name, "STATUS": "ACTIVE", "REGION": z.region, "IDC": z.idc, "TYPE": "ReadWrite"}
-                for z in topology.zones
-            ],
+            TOPOLOGY_SERVERS_SQL: cluster.servers,
+            sql.ZONES_SQL: zones,
+            TOPOLOGY_ZONES_SQL: zones,
             sql.parameter("obconfig_url"): [{"NAME": "obconfig_url", "VALUE": cluster.config_url}],
             sql.parameter("rootservice_list"): [{"NAME": "rootservice_list", "VALUE": rs_list}],
             sql.parameter("data_dir"): [{"NAME": "data_dir", "VALUE": data_dir}],
@@ -275,7 +286,7 @@ async def preview_takeover(
     processes = [process for reading in readings for _, process in reading.observers if process is not None]
     answers = ClusterAnswers(cluster, processes[0].details["data_dir"] if processes else "/home/admin/oceanbase/store")
     recording.begin("Discover topology", None).note = "at task creation"
-    read_cluster_facts(RecordingCluster(ClusterEndpoint.from_request(request), answers, recording))
+    read_topology(RecordingCluster(ClusterEndpoint.from_request(request), answers, recording))
     with TemporaryDirectory(prefix="ob-takeover-preview-") as scratch:
         db = Database(f"sqlite:///{Path(scratch) / 'metadb.sqlite'}")
         try:

@@ -8,7 +8,7 @@ from typing import Any
 
 from temporalio import activity
 
-from activities.facts import read_cluster_facts
+from activities.facts import read_topology
 from activities.failures import to_application_error
 from activities.runtime import Runtime
 from contracts.errors import TakeoverError
@@ -26,7 +26,7 @@ def discover_topology_activity(runtime: Runtime) -> Callable[..., Any]:
 
         def work() -> Topology:
             with runtime.cluster(runtime.resolve(arg.endpoint)) as port:
-                return read_cluster_facts(port).topology
+                return read_topology(port)
 
         try:
             return await asyncio.to_thread(work)
