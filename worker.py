@@ -1,8 +1,7 @@
 """The ob-takeover worker: runs the takeover workflows and their activities.
 
-Environment: TEMPORAL_ADDRESS (default localhost:7233), TEMPORAL_NAMESPACE (default default),
-OB_TAKEOVER_TASK_QUEUE (default ob-takeover), OB_TAKEOVER_TIMEOUT_SCALE (default 1),
-OB_TAKEOVER_STOP_GRACE (default 10: seconds running activities get to finish on SIGTERM).
+Settings come from `contracts.settings` (environment, config file, Temporal's client profiles);
+`ob-takeover config show` prints them.
 """
 
 from __future__ import annotations
@@ -27,27 +26,19 @@ from temporalio.worker import Worker
 
 from activities.registry import build_activities
 from activities.runtime import Runtime
-from ob_takeover.codec import data_converter
+from contracts.engine import DEFAULT_TASK_QUEUE
+from contracts.settings import Settings, SettingsError, load_settings
+from ob_takeover.connection import connect as connect_temporal
 from workflows.precheck import TakeOverPrecheck
 from workflows.sandbox import workflow_runner
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
 
 log = logging.getLogger("ob_takeover.worker")
 
-DEFAULT_TASK_QUEUE = "ob-takeover"
 
-
-def task_queue() -> str:
-    return os.environ.get("OB_TAKEOVER_TASK_QUEUE", DEFAULT_TASK_QUEUE)
-
-
-async def connect(address: str | None = None, namespace: str | None = None) -> Client:
+async def connect(settings: Settings | None = None) -> Client:
     """A client for the configured Temporal server, with the project's encrypting data converter."""
-    return await Client.connect(
-        address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"),
-        namespace=namespace or os.environ.get("TEMPORAL_NAMESPACE", "default"),
-        data_converter=data_converter(),
-    )
+    return await connect_temporal(settings or load_settings())
 
 
 async def ensure_search_attributes(client: Client) -> None:
@@ -79,14 +70,14 @@ def build_worker(
     client: Client,
     *,
     activities: Sequence[Callable[..., Any]],
-    queue: str | None = None,
+    queue: str = DEFAULT_TASK_QUEUE,
     max_concurrent_activities: int = 100,
     stop_grace: float = 0,
 ) -> Worker:
     """The worker for the takeover workflows; tests pass their own activities and task queue."""
     return Worker(
         client,
-        task_queue=queue or task_queue(),
+        task_queue=queue,
         workflows=[TakeOverCluster, TakeOverPrecheck],
         workflow_runner=workflow_runner(),
         activities=list(activities),
@@ -97,17 +88,6 @@ def build_worker(
         # subtask is retried by the next worker (every subtask is idempotent).
         graceful_shutdown_timeout=timedelta(seconds=stop_grace),
     )
-
-
-def stop_grace_from_env() -> float:
-    text = os.environ.get("OB_TAKEOVER_STOP_GRACE", "10")
-    try:
-        grace = float(text)
-    except ValueError:
-        grace = -1
-    if not 0 <= grace <= 3600:
-        raise ValueError(f"OB_TAKEOVER_STOP_GRACE must be seconds between 0 and 3600, not {text!r}")
-    return grace
 
 
 async def serve(worker: Worker) -> None:
@@ -123,24 +103,29 @@ async def serve(worker: Worker) -> None:
 
 
 async def main() -> None:
-    logging.basicConfig(
-        level=os.environ.get("OB_TAKEOVER_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
     try:
-        runtime = Runtime.from_env()
-        grace = stop_grace_from_env()
-    except Exception as exc:  # a clear start-up error: metadb unreachable, wrong master key, bad setting
+        settings = load_settings()
+    except SettingsError as exc:
+        logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
+        log.error("cannot start: %s", exc)
+        sys.exit(2)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        runtime = Runtime.from_settings(settings)
+    except Exception as exc:  # a clear start-up error: metadb unreachable, wrong master key
         log.error("cannot start: %s", exc)
         sys.exit(2)
     log.info("metadb %s ready", runtime.db.url)
     try:
-        client = await connect()
+        client = await connect(settings)
     except Exception as exc:  # a bad codec key or an unreachable Temporal server, said once and clearly
         log.error("cannot start: %s", exc)
         sys.exit(2)
     await ensure_search_attributes(client)
-    await serve(build_worker(client, activities=build_activities(runtime), stop_grace=grace))
+    worker = build_worker(
+        client, activities=build_activities(runtime), queue=settings.task_queue, stop_grace=settings.stop_grace
+    )
+    await serve(worker)
 
 
 if __name__ == "__main__":

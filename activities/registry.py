@@ -12,7 +12,7 @@ from activities.failures import to_application_error
 from activities.precheck import run_checks
 from activities.preview import preview_takeover
 from activities.runtime import Runtime, heartbeat_until_done, subtask_activity
-from activities.settings import load_engine_settings
+from activities.settings import engine_settings_activity
 from activities.subtasks import IMPLEMENTATIONS
 from activities.topology import discover_topology_activity
 from contracts.errors import TakeoverError
@@ -37,7 +37,7 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
             raise to_application_error(exc) from None
 
     return [
-        load_engine_settings,
+        engine_settings_activity(runtime.settings),
         discover_topology_activity(runtime),
         run_precheck,
         *(subtask_activity(name, IMPLEMENTATIONS[name], runtime) for name in activity_names()),

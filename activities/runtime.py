@@ -27,10 +27,11 @@ from activities.ports import ClusterConnector, ClusterPort, HostConnector, HostK
 from contracts.errors import CredentialNotFound, FailedPrecondition, MetadbUnavailable
 from contracts.messages import SubtaskInput, SubtaskResult
 from contracts.request import TakeOverRequest
+from contracts.settings import Settings, load_settings
 from contracts.topology import ClusterEndpoint
 from metadb import clusters, hosts
 from metadb.credentials import CLUSTER, HOST, get_credential
-from metadb.db import Database, metadb_url_from_env
+from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 
@@ -42,18 +43,14 @@ def connect_cluster(endpoint: ClusterEndpoint, user: str) -> ClusterPort:
     return ObSysClient(endpoint, user=user)
 
 
-PUBLIC_URL_ENV = "OB_TAKEOVER_PUBLIC_URL"
-KNOWN_HOSTS_ENV = "OB_TAKEOVER_KNOWN_HOSTS"
-HOST_KEY_POLICY_ENV = "OB_TAKEOVER_HOST_KEY_POLICY"
-POLL_INTERVAL_ENV = "OB_TAKEOVER_POLL_INTERVAL"
-
-
 @dataclass
 class Runtime:
     """The worker's shared resources for activities."""
 
     db: Database
     vault: Vault
+    # The settings the worker was started with; engine settings (timeout scale, backoff) come from here.
+    settings: Settings = field(default_factory=load_settings)
     public_url: str = "http://127.0.0.1:8080"
     known_hosts: str | None = None
     trust_on_first_use: bool = False
@@ -104,24 +101,21 @@ class Runtime:
         return self.resolve(ClusterEndpoint.from_request(request))
 
     @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> Runtime:
+    def from_settings(cls, settings: Settings) -> Runtime:
         """Open and migrate the metadb, load and check the master key: clear errors, never garbage."""
-        env = dict(os.environ if environ is None else environ)
-        db = Database(metadb_url_from_env() if environ is None else env.get("OB_TAKEOVER_METADB", "var/metadb.sqlite"))
+        db = Database(settings.metadb)
         db.check()
         migrate(db)
-        vault = Vault(load_master_key(env))
+        vault = Vault(load_master_key(settings))
         vault.verify(db)
-        policy = env.get(HOST_KEY_POLICY_ENV, "known_hosts")
-        if policy not in ("known_hosts", "tofu"):
-            raise ValueError(f"{HOST_KEY_POLICY_ENV} must be known_hosts or tofu, got {policy!r}")
         return cls(
             db=db,
             vault=vault,
-            public_url=env.get(PUBLIC_URL_ENV, "http://127.0.0.1:8080").rstrip("/"),
-            known_hosts=env.get(KNOWN_HOSTS_ENV) or os.path.expanduser("~/.ssh/known_hosts"),
-            trust_on_first_use=policy == "tofu",
-            poll_interval=float(env.get(POLL_INTERVAL_ENV, "2")),
+            settings=settings,
+            public_url=settings.public_url.rstrip("/"),
+            known_hosts=os.path.expanduser(settings.known_hosts),
+            trust_on_first_use=settings.host_key_policy == "tofu",
+            poll_interval=settings.poll_interval,
         )
 
 

@@ -1,39 +1,32 @@
-"""Worker settings that the workflow reads once, through a local activity, so replays see the same values."""
+"""The engine settings the workflow reads once, through a local activity, so replays see the same values."""
 
 from __future__ import annotations
 
-import os
 import socket
+from collections.abc import Callable
+from typing import Any
 
 from temporalio import activity
 
 from contracts.messages import EngineSettings
-
-TIMEOUT_SCALE_ENV = "OB_TAKEOVER_TIMEOUT_SCALE"
-RETRY_INTERVAL_ENV = "OB_TAKEOVER_RETRY_INTERVAL"
-
-
-def read_engine_settings(environ: dict[str, str] | None = None) -> EngineSettings:
-    """Engine settings from the environment; a malformed value is an error naming the variable."""
-    env = os.environ if environ is None else environ
-    values: dict[str, float] = {}
-    for name, field in (
-        (TIMEOUT_SCALE_ENV, "timeout_scale"),
-        (RETRY_INTERVAL_ENV, "retry_initial_interval"),
-    ):
-        raw = env.get(name)
-        if raw is None:
-            continue
-        try:
-            value = float(raw)
-        except ValueError:
-            raise ValueError(f"{name} must be a positive number, got {raw!r}") from None
-        if value <= 0:
-            raise ValueError(f"{name} must be a positive number, got {raw!r}")
-        values[field] = value
-    return EngineSettings(executor=socket.gethostname(), **values)
+from contracts.settings import Settings
+from contracts.stages import LOAD_ENGINE_SETTINGS
 
 
-@activity.defn(name="load_engine_settings")
-async def load_engine_settings() -> EngineSettings:
-    return read_engine_settings()
+def engine_settings(settings: Settings) -> EngineSettings:
+    """What of the worker's settings the workflow needs: its host as the executor, timeouts and backoff."""
+    return EngineSettings(
+        executor=socket.gethostname(),
+        timeout_scale=settings.timeout_scale,
+        retry_initial_interval=settings.retry_interval,
+    )
+
+
+def engine_settings_activity(settings: Settings) -> Callable[..., Any]:
+    """The `load_engine_settings` local activity of a worker with `settings`."""
+
+    @activity.defn(name=LOAD_ENGINE_SETTINGS)
+    async def load_engine_settings() -> EngineSettings:
+        return engine_settings(settings)
+
+    return load_engine_settings

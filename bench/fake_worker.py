@@ -14,6 +14,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from contracts.settings import load_settings
 from tests.fakes import FakeCluster, make_topology
 from worker import build_worker, connect, serve
 
@@ -22,7 +23,9 @@ async def main() -> None:
     address, queue, zones, per_zone = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
     logging.basicConfig(level=logging.WARNING)
     fake = FakeCluster(topology=make_topology(zones, per_zone))
-    client = await connect(address, "default")
+    client = await connect(
+        load_settings().model_copy(update={"temporal_address": address, "temporal_namespace": "default"})
+    )
     await serve(build_worker(client, activities=fake.activities(), queue=queue))
 
 

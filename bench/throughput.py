@@ -21,6 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 from bench.harness import machine, peak_rss_mb, start_dev_server
+from contracts.settings import load_settings
 from metadb import credentials, hosts
 from metadb.db import Database
 from metadb.migrate import migrate
@@ -41,7 +42,7 @@ async def main() -> None:
     key_file = work / "master.key"
     db = Database(metadb)
     migrate(db)
-    vault = Vault(load_master_key({"OB_TAKEOVER_MASTER_KEY_FILE": str(key_file)}))
+    vault = Vault(load_master_key(load_settings({"OB_TAKEOVER_MASTER_KEY_FILE": str(key_file)})))
     vault.verify(db)
     host_type = hosts.add_host_type(db, "bench")
     with many_simulations(work, args.clusters) as sims:

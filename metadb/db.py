@@ -8,7 +8,6 @@ database cannot be reached: transient) or propagate as programming errors.
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 import sqlite3
 import threading
@@ -23,9 +22,6 @@ import pymysql
 import pymysql.cursors
 
 from contracts.errors import MetadbUnavailable, TransactionConflict
-
-METADB_ENV = "OB_TAKEOVER_METADB"
-DEFAULT_METADB = "var/metadb.sqlite"
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -76,10 +72,6 @@ class MetadbUrl:
 def redact(url: str) -> str:
     """A URL with its password replaced by ***, for messages and logs."""
     return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
-
-
-def metadb_url_from_env() -> str:
-    return os.environ.get(METADB_ENV, DEFAULT_METADB)
 
 
 class Database:

@@ -21,11 +21,11 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from contracts.errors import MasterKeyError
+from contracts.settings import Settings
 from metadb.db import Database
 
 MASTER_KEY_ENV = "OB_TAKEOVER_MASTER_KEY"
 MASTER_KEY_FILE_ENV = "OB_TAKEOVER_MASTER_KEY_FILE"
-DEFAULT_MASTER_KEY_FILE = "var/master.key"
 _CHECK_MESSAGE = b"ob-takeover password box key check"
 
 
@@ -59,12 +59,11 @@ class MasterKey:
         return base64.b64encode(self.key).decode()
 
 
-def load_master_key(environ: dict[str, str] | None = None, *, create: bool = True) -> MasterKey:
-    """The master key from the environment or its key file (created 0600 when missing and allowed)."""
-    env = os.environ if environ is None else environ
-    if env.get(MASTER_KEY_ENV):
-        return MasterKey.decode(env[MASTER_KEY_ENV], MASTER_KEY_ENV)
-    path = Path(env.get(MASTER_KEY_FILE_ENV, DEFAULT_MASTER_KEY_FILE))
+def load_master_key(settings: Settings, *, create: bool = True) -> MasterKey:
+    """The master key from the settings or its key file (created 0600 when missing and allowed)."""
+    if settings.master_key:
+        return MasterKey.decode(settings.master_key, MASTER_KEY_ENV)
+    path = Path(settings.master_key_file)
     if not path.exists():
         if not create:
             raise MasterKeyError(f"no master key: set {MASTER_KEY_ENV} or create {path}")

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from contracts.errors import CredentialNotFound, MasterKeyError, MetadbUnavailable
+from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, SettingsError, load_settings
 from metadb import clusters, credentials, hosts, locks
-from metadb.db import Database, metadb_url_from_env
+from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key, rotate_master_key
 from ob_takeover.codec import CodecKeyError
@@ -30,17 +31,30 @@ class CommandError(Exception):
     """A problem the operator can fix; printed as one line, exit code 2."""
 
 
-def open_metadb() -> Database:
-    db = Database(metadb_url_from_env())
+def open_metadb(args: argparse.Namespace) -> Database:
+    db = Database(args.settings.metadb)
     db.check()
     migrate(db)
     return db
 
 
-def open_vault(db: Database) -> Vault:
-    vault = Vault(load_master_key())
+def open_vault(db: Database, args: argparse.Namespace) -> Vault:
+    vault = Vault(load_master_key(args.settings))
     vault.verify(db)
     return vault
+
+
+def say_where_if_empty(rows: Sequence[Any], what: str, args: argparse.Namespace) -> None:
+    """An empty listing names the metadb it read, so a wrong working directory or config is noticed."""
+    if not rows:
+        source = args.settings.sources.get("metadb", "default")
+        url = Database(args.settings.metadb).url
+        where = Path(url.path).resolve() if url.dialect == "sqlite" else url
+        print(
+            f"no {what} in metadb {where} (metadb from {source}; "
+            "see `ob-takeover config show`)",
+            file=sys.stderr,
+        )
 
 
 def emit(result: dict[str, Any]) -> None:
@@ -72,19 +86,19 @@ def read_secret(prompt: str, from_stdin: bool) -> str:
 
 
 def cmd_host_type_add(args: argparse.Namespace) -> None:
-    db = open_metadb()
+    db = open_metadb(args)
     emit({"hostTypeId": hosts.add_host_type(db, args.name, args.description or "")})
 
 
 def cmd_host_type_list(args: argparse.Namespace) -> None:
-    rows = hosts.list_host_types(open_metadb())
+    rows = hosts.list_host_types(open_metadb(args))
     table(rows, ["id", "name", "description", "created_at"])
     emit({"hostTypes": rows})
 
 
 def cmd_host_type_delete(args: argparse.Namespace) -> None:
     try:
-        deleted = hosts.delete_host_type(open_metadb(), args.id)
+        deleted = hosts.delete_host_type(open_metadb(args), args.id)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if not deleted:
@@ -93,8 +107,8 @@ def cmd_host_type_delete(args: argparse.Namespace) -> None:
 
 
 def cmd_credential_add_host(args: argparse.Namespace) -> None:
-    db = open_metadb()
-    vault = open_vault(db)
+    db = open_metadb(args)
+    vault = open_vault(db, args)
     passphrase = None
     if args.private_key_file:
         try:
@@ -123,8 +137,8 @@ def cmd_credential_add_host(args: argparse.Namespace) -> None:
 
 def cmd_credential_add_cluster(args: argparse.Namespace) -> None:
     """root@sys of a cluster, for takeovers started with rootSysCredentialId instead of a password."""
-    db = open_metadb()
-    vault = open_vault(db)
+    db = open_metadb(args)
+    vault = open_vault(db, args)
     secret = read_secret("root@sys password: ", args.password_stdin)
     credential_id = credentials.save_credential(
         db, vault, kind=credentials.CLUSTER, name=args.name, username=args.username, secret=secret
@@ -133,14 +147,14 @@ def cmd_credential_add_cluster(args: argparse.Namespace) -> None:
 
 
 def cmd_credential_list(args: argparse.Namespace) -> None:
-    rows = credentials.list_credentials(open_metadb(), args.kind)
+    rows = credentials.list_credentials(open_metadb(args), args.kind)
     table(rows, ["id", "kind", "name", "username", "secret_type", "cluster_id"])
     emit({"credentials": rows})
 
 
 def cmd_credential_delete(args: argparse.Namespace) -> None:
     try:
-        deleted = credentials.delete_credential(open_metadb(), args.id)
+        deleted = credentials.delete_credential(open_metadb(args), args.id)
     except ValueError as exc:
         raise CommandError(str(exc)) from None
     if not deleted:
@@ -149,25 +163,27 @@ def cmd_credential_delete(args: argparse.Namespace) -> None:
 
 
 def cmd_cluster_list(args: argparse.Namespace) -> None:
-    rows = clusters.list_clusters(open_metadb())
+    rows = clusters.list_clusters(open_metadb(args))
+    say_where_if_empty(rows, "managed clusters", args)
     table(rows, ["id", "name", "ob_cluster_id", "address", "port", "version", "status"])
     emit({"clusters": rows})
 
 
 def cmd_host_list(args: argparse.Namespace) -> None:
-    rows = hosts.list_hosts(open_metadb())
+    rows = hosts.list_hosts(open_metadb(args))
+    say_where_if_empty(rows, "hosts", args)
     table(rows, ["id", "ip", "ssh_port", "kind", "host_type_id", "credential_id", "reserved_by_cluster_id"])
     emit({"hosts": rows})
 
 
 def cmd_lock_list(args: argparse.Namespace) -> None:
-    rows = locks.list_locks(open_metadb())
+    rows = locks.list_locks(open_metadb(args))
     table(rows, ["lock_key", "task_id", "workflow_id", "locked_at"])
     emit({"locks": rows})
 
 
 def cmd_lock_release(args: argparse.Namespace) -> None:
-    db = open_metadb()
+    db = open_metadb(args)
     holder = next((row for row in locks.list_locks(db) if row["lock_key"] == args.key), None)
     if holder is None:
         raise CommandError(f"no lock {args.key}")
@@ -185,10 +201,10 @@ def cmd_lock_release(args: argparse.Namespace) -> None:
 
 
 def cmd_vault_rotate_key(args: argparse.Namespace) -> None:
-    db = open_metadb()
-    old = open_vault(db)
+    db = open_metadb(args)
+    old = open_vault(db, args)
     path = Path(args.new_key_file)
-    new_key = load_master_key({"OB_TAKEOVER_MASTER_KEY_FILE": str(path)}, create=True)
+    new_key = load_master_key(load_settings({"OB_TAKEOVER_MASTER_KEY_FILE": str(path)}), create=True)
     if new_key.key_id == old.key.key_id:
         raise CommandError(f"{path} holds the current key; give a new key file")
     count = rotate_master_key(db, old, new_key)
@@ -196,16 +212,25 @@ def cmd_vault_rotate_key(args: argparse.Namespace) -> None:
     emit({"reencrypted": count, "keyId": new_key.key_id})
 
 
+def cmd_config_show(args: argparse.Namespace) -> None:
+    rows = [
+        {"setting": name, "variable": variable, "value": value, "source": source}
+        for name, variable, value, source in args.settings.show()
+    ]
+    table(rows, ["setting", "variable", "value", "source"])
+    emit({"configFile": args.settings.config_file, "settings": {row["setting"]: row["value"] for row in rows}})
+
+
 def cmd_serve(args: argparse.Namespace) -> None:
     from ob_takeover.codec import EncryptionCodec, load_codec_keys
     from ob_takeover.service import serve
 
     host, _, port = args.listen.rpartition(":")
-    db = open_metadb()
-    codec = EncryptionCodec(load_codec_keys())
+    db = open_metadb(args)
+    codec = EncryptionCodec(load_codec_keys(args.settings))
 
     async def run() -> None:
-        runner = await serve(db, host or "127.0.0.1", int(port), codec)
+        runner = await serve(db, host or "127.0.0.1", int(port), codec, cors_origins=args.settings.codec_cors_origins)
         print(f"ob-takeover service listening on http://{host or '127.0.0.1'}:{port}", flush=True)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -220,9 +245,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
 # --- takeovers: start, watch, operate -------------------------------------------------------------
 
 
-def ui_link(workflow_id: str) -> str:
-    base = os.environ.get("TEMPORAL_UI", "http://127.0.0.1:8233").rstrip("/")
-    namespace = os.environ.get("TEMPORAL_NAMESPACE", "default")
+def ui_link(settings: Settings, workflow_id: str) -> str:
+    base = settings.temporal_ui.rstrip("/")
+    namespace = settings.temporal_namespace or "default"
     return f"{base}/namespaces/{namespace}/workflows/{workflow_id}"
 
 
@@ -266,9 +291,7 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
             "sshPort": args.ssh_port,
         }
     if "rootSysPassword" not in body and "rootSysCredentialId" not in body:
-        body["rootSysPassword"] = os.environ.get("OB_TAKEOVER_ROOT_PASSWORD") or read_secret(
-            "root@sys password: ", args.password_stdin
-        )
+        body["rootSysPassword"] = args.settings.root_password or read_secret("root@sys password: ", args.password_stdin)
     return body
 
 
@@ -309,10 +332,13 @@ def cmd_start(args: argparse.Namespace) -> None:
     request = _parse(request_body(args))
 
     async def run() -> None:
-        client = await TakeoverClient.connect()
+        client = await TakeoverClient.connect(settings=args.settings)
         takeover = await client.start(request)
-        print(f"started {takeover.workflow_id}: {ui_link(takeover.workflow_id)}", file=sys.stderr)
-        result: dict[str, Any] = {"workflowId": takeover.workflow_id, "ui": ui_link(takeover.workflow_id)}
+        print(f"started {takeover.workflow_id}: {ui_link(args.settings, takeover.workflow_id)}", file=sys.stderr)
+        result: dict[str, Any] = {
+            "workflowId": takeover.workflow_id,
+            "ui": ui_link(args.settings, takeover.workflow_id),
+        }
         if args.wait:
             task = await _watch(takeover)
             print(task_table(task))
@@ -329,7 +355,7 @@ def cmd_precheck(args: argparse.Namespace) -> None:
     request = _parse(request_body(args))
 
     async def run() -> None:
-        client = await TakeoverClient.connect()
+        client = await TakeoverClient.connect(settings=args.settings)
         report = await client.precheck(request)
         print(
             f"cluster {report.cluster_name} (id {report.ob_cluster_id}), OceanBase {report.version}: "
@@ -355,7 +381,7 @@ def _operate(args: argparse.Namespace, *, operation: str) -> None:
     from ob_takeover.client import OperationRefused, TakeoverClient
 
     async def run() -> None:
-        takeover = (await TakeoverClient.connect()).get(args.workflow_id)
+        takeover = (await TakeoverClient.connect(settings=args.settings)).get(args.workflow_id)
         try:
             if operation == "status":
                 task = await takeover.task()
@@ -389,6 +415,9 @@ def _operate(args: argparse.Namespace, *, operation: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ob-takeover", description="Take OceanBase clusters into management.")
+    parser.add_argument(
+        "--config", help=f"TOML settings file (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG_FILE} if present)"
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(
@@ -397,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
         command: argparse.ArgumentParser = group.add_parser(name, help=help_text)
         command.set_defaults(handler=handler)
         return command
+
+    config = commands.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
+    add(config, "show", cmd_config_show, "the effective settings, where each comes from, secrets masked")
 
     serve = add(commands, "serve", cmd_serve, "run the HTTP service: config server and payload codec")
     serve.add_argument("--listen", default="127.0.0.1:8080")
@@ -486,8 +518,9 @@ def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
     code = 0
     try:
+        args.settings = load_settings(config_file=args.config)
         args.handler(args)
-    except (CommandError, MetadbUnavailable, MasterKeyError, CodecKeyError, CredentialNotFound) as exc:
+    except (CommandError, SettingsError, MetadbUnavailable, MasterKeyError, CodecKeyError, CredentialNotFound) as exc:
         print(f"ob-takeover: {exc}", file=sys.stderr)
         code = 2
     except RuntimeError as exc:  # Temporal unreachable and the like: one line, not a stack trace

@@ -22,11 +22,12 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from contracts.engine import workflow_id_for
+from contracts.engine import DEFAULT_TASK_QUEUE, workflow_id_for
 from contracts.messages import PrecheckReport, SubtaskRef
 from contracts.request import TakeOverRequest, parse_request
+from contracts.settings import Settings, load_settings
 from contracts.task_view import TaskView
-from ob_takeover.codec import data_converter
+from ob_takeover.connection import connect
 from workflows.precheck import TakeOverPrecheck
 from workflows.takeover import TakeOverCluster
 
@@ -86,18 +87,20 @@ class Takeover:
 class TakeoverClient:
     """Connects with the project's encrypting data converter; see the module docstring."""
 
-    def __init__(self, client: Client, task_queue: str | None = None) -> None:
+    def __init__(self, client: Client, task_queue: str = DEFAULT_TASK_QUEUE) -> None:
         self.client = client
-        self.task_queue = task_queue or os.environ.get("OB_TAKEOVER_TASK_QUEUE", "ob-takeover")
+        self.task_queue = task_queue
 
     @classmethod
-    async def connect(cls, address: str | None = None, namespace: str | None = None) -> TakeoverClient:
-        client = await Client.connect(
-            address or os.environ.get("TEMPORAL_ADDRESS", "localhost:7233"),
-            namespace=namespace or os.environ.get("TEMPORAL_NAMESPACE", "default"),
-            data_converter=data_converter(),
-        )
-        return cls(client)
+    async def connect(
+        cls, address: str | None = None, namespace: str | None = None, *, settings: Settings | None = None
+    ) -> TakeoverClient:
+        """Connect as the settings say (default: loaded from the environment and config file); `address`
+        and `namespace` override them."""
+        settings = settings or load_settings()
+        overrides = {"temporal_address": address, "temporal_namespace": namespace}
+        settings = settings.model_copy(update={k: v for k, v in overrides.items() if v})
+        return cls(await connect(settings), settings.task_queue)
 
     async def start(self, body: dict[str, Any] | TakeOverRequest, creator: str | None = None) -> Takeover:
         """Start a takeover; the body is validated here first, so a bad one never reaches Temporal."""

@@ -28,12 +28,12 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
+from contracts.settings import Settings, load_settings
+
 log = logging.getLogger("ob_takeover.codec")
 
 CODEC_KEY_ENV = "OB_TAKEOVER_CODEC_KEY"
-CODEC_KEY_FILE_ENV = "OB_TAKEOVER_CODEC_KEY_FILE"
 CODEC_OLD_KEYS_ENV = "OB_TAKEOVER_CODEC_OLD_KEYS"
-DEFAULT_CODEC_KEY_FILE = "var/codec.key"
 ENCODING = b"binary/encrypted"
 _SECRET_FIELD = re.compile(rb'"(rootSysPassword|proxyroPassword|password)"\s*:\s*"[^"]')
 
@@ -56,14 +56,14 @@ def key_id(key: bytes) -> str:
     return hashlib.sha256(b"codec-key-id" + key).hexdigest()[:16]
 
 
-def load_codec_keys(environ: dict[str, str] | None = None) -> list[bytes]:
+def load_codec_keys(settings: Settings) -> list[bytes]:
     """The current key first, then older keys kept for decoding."""
-    env = os.environ if environ is None else environ
-    if env.get(CODEC_KEY_ENV):
-        keys = [_decode_key(env[CODEC_KEY_ENV], CODEC_KEY_ENV)]
-        keys += [_decode_key(k, CODEC_OLD_KEYS_ENV) for k in env.get(CODEC_OLD_KEYS_ENV, "").split(",") if k.strip()]
+    if settings.codec_key:
+        keys = [_decode_key(settings.codec_key, CODEC_KEY_ENV)]
+        old = settings.codec_old_keys or ""
+        keys += [_decode_key(k, CODEC_OLD_KEYS_ENV) for k in old.split(",") if k.strip()]
         return keys
-    path = Path(env.get(CODEC_KEY_FILE_ENV, DEFAULT_CODEC_KEY_FILE))
+    path = Path(settings.codec_key_file)
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -119,10 +119,10 @@ class EncryptionCodec(PayloadCodec):
             raise CodecKeyError("payload does not decrypt: altered, or encrypted with another key") from None
 
 
-def data_converter(environ: dict[str, str] | None = None) -> DataConverter:
+def data_converter(settings: Settings | None = None) -> DataConverter:
     """The project's data converter: pydantic payloads, encrypted, with encoded failure messages."""
     return dataclasses.replace(
         pydantic_data_converter,
-        payload_codec=EncryptionCodec(load_codec_keys(environ)),
+        payload_codec=EncryptionCodec(load_codec_keys(settings or load_settings())),
         failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
     )

@@ -22,9 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import Client, WorkflowExecutionStatus
+from temporalio.client import WorkflowExecutionStatus
 
 from contracts.engine import workflow_id_for
+from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, load_settings
 from contracts.task_view import TaskView
 from metadb import credentials, hosts
 from metadb.db import Database
@@ -32,7 +33,7 @@ from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.cli import task_table
 from ob_takeover.client import TakeoverClient
-from ob_takeover.codec import data_converter
+from ob_takeover.connection import connect
 from workflows.takeover import TakeOverCluster
 
 ROOT = Path.cwd()
@@ -78,8 +79,8 @@ class Processes:
             print(f"  stopped {name}")
 
 
-async def run_precheck(body: dict[str, Any], temporal: str) -> bool:
-    client = TakeoverClient(await Client.connect(temporal, data_converter=data_converter()))
+async def run_precheck(body: dict[str, Any], settings: Settings) -> bool:
+    client = await TakeoverClient.connect(settings=settings)
     report = await client.precheck(body)
     print(
         f"\nPrecheck of {report.cluster_name} (OceanBase {report.version}): {len(report.items)} checks in "
@@ -91,14 +92,15 @@ async def run_precheck(body: dict[str, Any], temporal: str) -> bool:
     return report.passed
 
 
-async def run_takeover(body: dict[str, Any], temporal: str, ui: str) -> TaskView:
-    client = await Client.connect(temporal, data_converter=data_converter())
+async def run_takeover(body: dict[str, Any], settings: Settings) -> TaskView:
+    client = await connect(settings)
+    ui = settings.temporal_ui
     workflow_id = workflow_id_for(body["address"], body["port"])
     handle = await client.start_workflow(
         TakeOverCluster.run,
         body,
         id=workflow_id,
-        task_queue="ob-takeover",
+        task_queue=settings.task_queue,
         memo={"creator": os.environ.get("USER", "demo")},
     )
     print(f"\nTakeover started: workflow {workflow_id}")
@@ -122,6 +124,38 @@ async def run_takeover(body: dict[str, Any], temporal: str, ui: str) -> TaskView
         await asyncio.sleep(0.5)
 
 
+DEMO_MARK = "# ob-takeover demo settings"
+
+
+def demo_config_file() -> Path:
+    """./ob-takeover.toml, where `ob-takeover` commands run here find it, unless it holds other settings."""
+    default = ROOT / DEFAULT_CONFIG_FILE
+    if not default.exists() or default.read_text().startswith(DEMO_MARK):
+        return default
+    fallback = ROOT / "var" / "demo" / DEFAULT_CONFIG_FILE
+    print(f"{default} holds settings of yours; the demo's are in {fallback} (export {CONFIG_ENV}={fallback})")
+    return fallback
+
+
+def write_demo_config(path: Path, *, known_hosts: str) -> None:
+    """The demo's settings; relative paths are relative to the file's directory."""
+    base = "var/demo" if path.parent == ROOT else "."
+    codec = "var/codec.key" if path.parent == ROOT else "../codec.key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        f"{DEMO_MARK}, written by `python -m ob_takeover.demo`: `ob-takeover` commands run in this\n"
+        "# directory use the demo's metadb and keys. Delete this file to go back to the defaults.\n"
+        f'metadb = "{base}/metadb.sqlite"\n'
+        f'master_key_file = "{base}/master.key"\n'
+        "# Kept across runs, so the UI can still decode the history of earlier demo takeovers.\n"
+        f'codec_key_file = "{codec}"\n'
+        f"known_hosts = {json.dumps(known_hosts)}\n"
+        'public_url = "http://127.0.0.1:8080"\n'
+        'temporal_address = "127.0.0.1:7233"\n'
+        "poll_interval = 0.5\n"
+    )
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -141,16 +175,8 @@ def main(argv: list[str] | None = None) -> None:
     if busy:
         raise SystemExit(f"demo: ports in use: {', '.join(busy)}; stop what uses them (an earlier demo?)")
 
-    env = {
-        **os.environ,
-        "OB_TAKEOVER_METADB": f"sqlite:///{demo / 'metadb.sqlite'}",
-        "OB_TAKEOVER_MASTER_KEY_FILE": str(demo / "master.key"),
-        # Kept across runs, so the UI can still decode the history of earlier demo takeovers.
-        "OB_TAKEOVER_CODEC_KEY_FILE": str(var / "codec.key"),
-        "OB_TAKEOVER_PUBLIC_URL": "http://127.0.0.1:8080",
-        "OB_TAKEOVER_POLL_INTERVAL": "0.5",
-        "TEMPORAL_ADDRESS": "127.0.0.1:7233",
-    }
+    config = demo_config_file()
+    env = {**os.environ, "OB_TAKEOVER_CONFIG": str(config)}
     processes = Processes(demo)
     try:
         print("Starting the Temporal dev server (var/temporal.db), the HTTP service and a simulated cluster…")
@@ -181,15 +207,16 @@ def main(argv: list[str] | None = None) -> None:
         if not line.startswith("READY "):
             raise SystemExit("demo: the simulator did not start; see var/demo/obsim.log")
         ready = json.loads(line[len("READY ") :])
-        env["OB_TAKEOVER_KNOWN_HOSTS"] = ready["ssh"]["known_hosts"]
+        write_demo_config(config, known_hosts=ready["ssh"]["known_hosts"])
+        settings = load_settings(config_file=str(config))
         processes.start("service", [str(BIN / "ob-takeover"), "serve", "--listen", "127.0.0.1:8080"], env=env)
         wait_port(7233, "Temporal")
         wait_port(8080, "the HTTP service")
         processes.start("worker", [sys.executable, str(Path(__file__).resolve().parents[1] / "worker.py")], env=env)
 
-        db = Database(env["OB_TAKEOVER_METADB"])
+        db = Database(settings.metadb)
         migrate(db)
-        vault = Vault(load_master_key({"OB_TAKEOVER_MASTER_KEY_FILE": env["OB_TAKEOVER_MASTER_KEY_FILE"]}))
+        vault = Vault(load_master_key(settings))
         vault.verify(db)
         host_type = hosts.add_host_type(db, "demo-hosts", "simulated hosts")
         credential = credentials.save_credential(
@@ -206,14 +233,14 @@ def main(argv: list[str] | None = None) -> None:
             "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": 2222},
         }
         began = time.monotonic()
-        os.environ["OB_TAKEOVER_CODEC_KEY_FILE"] = env["OB_TAKEOVER_CODEC_KEY_FILE"]
-        if not asyncio.run(run_precheck(body, "127.0.0.1:7233")):
+        if not asyncio.run(run_precheck(body, settings)):
             raise SystemExit("demo: the precheck failed; see the items above")
-        task = asyncio.run(run_takeover(body, "127.0.0.1:7233", "http://127.0.0.1:8233"))
+        task = asyncio.run(run_takeover(body, settings))
         print("\n" + task_table(task))
         print(f"\nTakeover {task.status.value} in {time.monotonic() - began:.1f}s.")
         print("Config server: http://127.0.0.1:8080/services?Action=ObRootServiceInfo&ObCluster=obcluster")
         print("Temporal UI:   http://127.0.0.1:8233")
+        print(f"Settings:      {config} (`ob-takeover cluster list` here shows the demo's cluster)")
         if task.status.value != "SUCCESSFUL":
             print("The task waits for an operator: see README, 'Operate a failed takeover'.")
         if not args.exit:

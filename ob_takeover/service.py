@@ -12,7 +12,6 @@ decoded payloads. Cross-origin requests are allowed from OB_TAKEOVER_CODEC_CORS_
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -21,14 +20,14 @@ from aiohttp import web
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payloads
 
+from contracts.settings import Settings
 from metadb import clusters
 from metadb.db import Database
 from ob_takeover.codec import EncryptionCodec
 
 METADB_KEY = web.AppKey("metadb", Database)
 CODEC_KEY = web.AppKey("codec", EncryptionCodec)
-CORS_ENV = "OB_TAKEOVER_CODEC_CORS_ORIGINS"
-DEFAULT_CORS_ORIGINS = "http://127.0.0.1:8233,http://localhost:8233"
+CORS_ORIGINS_KEY = web.AppKey("cors_origins", set)
 
 
 def _envelope(data: Any, code: int = 200, message: str = "successful") -> dict[str, Any]:
@@ -100,7 +99,7 @@ def _codec_handler(encode: bool) -> Callable[[web.Request], Awaitable[web.Respon
 async def _cors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    allowed = {o.strip() for o in os.environ.get(CORS_ENV, DEFAULT_CORS_ORIGINS).split(",") if o.strip()}
+    allowed = request.app[CORS_ORIGINS_KEY]
     origin = request.headers.get("Origin")
     if request.method == "OPTIONS" and request.path.startswith("/codec"):
         response: web.StreamResponse = web.Response(status=204)
@@ -114,9 +113,10 @@ async def _cors(
     return response
 
 
-def service_app(db: Database, codec: EncryptionCodec | None = None) -> web.Application:
+def service_app(db: Database, codec: EncryptionCodec | None = None, cors_origins: str = "") -> web.Application:
     app = web.Application(middlewares=[_cors])
     app[METADB_KEY] = db
+    app[CORS_ORIGINS_KEY] = {origin.strip() for origin in cors_origins.split(",") if origin.strip()}
     app.router.add_get("/services", services)
     app.router.add_get("/healthz", health)
     if codec is not None:
@@ -127,8 +127,14 @@ def service_app(db: Database, codec: EncryptionCodec | None = None) -> web.Appli
     return app
 
 
-async def serve(db: Database, host: str, port: int, codec: EncryptionCodec | None = None) -> web.AppRunner:
-    runner = web.AppRunner(service_app(db, codec), access_log=None)
+async def serve(
+    db: Database, host: str, port: int, codec: EncryptionCodec | None = None, *, cors_origins: str | None = None
+) -> web.AppRunner:
+    """The HTTP service on host:port; `cors_origins` (comma-separated) may call the codec (default: the
+    setting's default, the local Temporal UI)."""
+    if cors_origins is None:
+        cors_origins = str(Settings.model_fields["codec_cors_origins"].default)
+    runner = web.AppRunner(service_app(db, codec, cors_origins), access_log=None)
     await runner.setup()
     await web.TCPSite(runner, host, port).start()
     return runner

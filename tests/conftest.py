@@ -32,6 +32,8 @@ os.environ.setdefault("OB_TAKEOVER_RETRY_INTERVAL", "0.2")
 # Every client and worker in the tests encrypts payloads, as in production. A fixed key, so that
 # recorded histories can be replayed; it protects nothing but test data.
 os.environ.setdefault("OB_TAKEOVER_CODEC_KEY", "dGVzdC1vbmx5IGNvZGVjIGtleSwgb2ItdGFrZW92ZXI=")
+# No settings file: an ob-takeover.toml left in the checkout (by the demo) must not change the tests.
+os.environ.setdefault("OB_TAKEOVER_CONFIG", os.devnull)
 
 
 def binary(name: str) -> str:

@@ -22,6 +22,7 @@ from typing import Any
 import pymysql
 from temporalio.client import Client, WorkflowHandle
 
+from contracts.settings import load_settings
 from metadb import credentials, hosts
 from metadb.db import Database
 from metadb.migrate import migrate
@@ -148,7 +149,7 @@ class Takeover:
         }
         self.db = Database(metadb_url)
         migrate(self.db)
-        self.vault = Vault(load_master_key({"OB_TAKEOVER_MASTER_KEY_FILE": self.env["OB_TAKEOVER_MASTER_KEY_FILE"]}))
+        self.vault = Vault(load_master_key(load_settings(self.env)))
         self.vault.verify(self.db)
         self.body = {
             "rootSysPassword": sim.root_password,

@@ -14,6 +14,7 @@ from pathlib import Path
 from temporalio import activity
 
 from contracts.messages import SubtaskInput, SubtaskResult
+from contracts.settings import load_settings
 from tests.fakes import FakeCluster, make_topology
 from worker import build_worker, connect, serve
 
@@ -38,7 +39,9 @@ def main() -> None:
     activities = [blocking if a is original else a for a in activities]
 
     async def run() -> None:
-        client = await connect(address, "default")
+        client = await connect(
+            load_settings().model_copy(update={"temporal_address": address, "temporal_namespace": "default"})
+        )
         await serve(build_worker(client, activities=activities, queue=queue))
 
     asyncio.run(run())

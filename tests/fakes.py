@@ -16,8 +16,9 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.settings import load_engine_settings
+from activities.settings import engine_settings_activity
 from contracts.messages import DiscoverTopologyInput, SubtaskInput, SubtaskResult
+from contracts.settings import load_settings
 from contracts.stages import activity_names
 from contracts.topology import ServerNode, Topology, ZoneNode
 
@@ -75,7 +76,7 @@ class FakeCluster:
         return [c.activity for c in self.calls if operation is None or c.operation == operation]
 
     def activities(self) -> list[Callable[..., Any]]:
-        fakes: list[Callable[..., Any]] = [load_engine_settings, self._discover()]
+        fakes: list[Callable[..., Any]] = [engine_settings_activity(load_settings()), self._discover()]
         fakes.extend(self._subtask(name) for name in activity_names())
         return fakes
 

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -186,10 +187,12 @@ async def test_rollback_from_a_failure_restores_the_starting_state(
 ) -> None:
     before = end_state(setup.sim, setup.runtime.db)
     fault = BEFORE_PROXYRO[stage]
+    runtime = setup.runtime
     if fault.timeout_scale:
-        monkeypatch.setenv("OB_TAKEOVER_TIMEOUT_SCALE", fault.timeout_scale)
+        scale = {"timeout_scale": float(fault.timeout_scale)}
+        runtime = dataclasses.replace(runtime, settings=runtime.settings.model_copy(update=scale))
     setup.inject(fault)
-    async with build_worker(client, activities=build_activities(setup.runtime), queue=task_queue):
+    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
         handle = await start(client, task_queue, setup.body)
         task = await wait_for(handle, failed, timeout=60)
         assert [s.name for s in task.subtasks if s.status.value == "FAILED"] == [stage]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from contracts.errors import ClusterAlreadyManaged, ClusterLocked, MasterKeyError, MetadbUnavailable
+from contracts.settings import load_settings
 from metadb import clusters, credentials, hosts, locks
 from metadb.db import Database, MetadbUrl, redact
 from metadb.migrate import applied_versions, migrate, migrations
@@ -212,14 +213,14 @@ def test_hosts_register_reserve_and_undo(metadb: Database) -> None:
 
 def test_master_key_file_created_private(tmp_path: Path) -> None:
     path = tmp_path / "keys" / "master.key"
-    key = load_master_key({"OB_TAKEOVER_MASTER_KEY_FILE": str(path)})
+    key = load_master_key(load_settings({"OB_TAKEOVER_MASTER_KEY_FILE": str(path)}))
     assert path.stat().st_mode & 0o777 == 0o600
-    assert load_master_key({"OB_TAKEOVER_MASTER_KEY_FILE": str(path)}) == key
+    assert load_master_key(load_settings({"OB_TAKEOVER_MASTER_KEY_FILE": str(path)})) == key
     path.chmod(0o644)
     with pytest.raises(MasterKeyError, match="make it 0600"):
-        load_master_key({"OB_TAKEOVER_MASTER_KEY_FILE": str(path)})
+        load_master_key(load_settings({"OB_TAKEOVER_MASTER_KEY_FILE": str(path)}))
     with pytest.raises(MasterKeyError, match="must hold 32 bytes"):
-        load_master_key({"OB_TAKEOVER_MASTER_KEY": "c2hvcnQ="})
+        load_master_key(load_settings({"OB_TAKEOVER_MASTER_KEY": "c2hvcnQ="}))
 
 
 def test_unreachable_mysql_metadb_names_url_without_password() -> None:

@@ -17,6 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.registry import build_activities
 from activities.runtime import Runtime
+from contracts.settings import load_settings
 from metadb import credentials, hosts
 from metadb.db import Database
 from metadb.migrate import migrate
@@ -69,7 +70,7 @@ async def test_no_password_in_temporal_logs_or_metadb(
     )
     queue = f"secrets-{uuid.uuid4().hex[:6]}"
     codec_port = free_port()
-    service = await serve(db, "127.0.0.1", codec_port, EncryptionCodec(load_codec_keys()))
+    service = await serve(db, "127.0.0.1", codec_port, EncryptionCodec(load_codec_keys(load_settings())))
     client = env.client
     try:
         async with build_worker(client, activities=build_activities(runtime), queue=queue):

@@ -13,6 +13,7 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from contracts.settings import load_settings
 from metadb.db import Database
 from metadb.migrate import migrate
 from ob_takeover.codec import EncryptionCodec, load_codec_keys
@@ -30,7 +31,7 @@ async def codec_endpoint(tmp_path: Path) -> AsyncIterator[str]:
     db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
     migrate(db)
     port = free_port()
-    runner = await serve(db, "127.0.0.1", port, EncryptionCodec(load_codec_keys()))
+    runner = await serve(db, "127.0.0.1", port, EncryptionCodec(load_codec_keys(load_settings())))
     yield f"http://127.0.0.1:{port}/codec"
     await runner.cleanup()
 
