@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from collections.abc import Callable
 
 from activities import cluster_sql as sql
 from activities.facts import read_parameter
@@ -17,6 +18,7 @@ from contracts.errors import ClusterSqlError, FailedPrecondition
 from contracts.messages import WARNING, PrecheckInput
 from metadb import clusters, credentials, locks
 from metadb.credentials import CLUSTER
+from metadb.db import Database
 
 # --- Mc lock ob clusters / Mc unlock ob clusters ---------------------------------------------------
 
@@ -26,31 +28,29 @@ def lock_keys_of(work: Work) -> list[str]:
     return locks.lock_keys(request.address, request.port, work.arg.cluster_name, work.arg.ob_cluster_id)
 
 
-def acquire_cluster_lock(work: Work) -> None:
-    locks.acquire(work.db, lock_keys_of(work), work.arg.task_id, work.arg.workflow_id, work.arg.cluster_name)
+def record_task(work: Work, status: str, cluster_id: int | None = None) -> None:
+    """The task's row in the metadb's task registry."""
     locks.record_task(
         work.db,
         task_id=work.arg.task_id,
         workflow_id=work.arg.workflow_id,
         run_id="",
         name="Take over OB cluster",
-        status="RUNNING",
+        status=status,
+        cluster_id=cluster_id,
     )
+
+
+def acquire_cluster_lock(work: Work) -> None:
+    locks.acquire(work.db, lock_keys_of(work), work.arg.task_id, work.arg.workflow_id, work.arg.cluster_name)
+    record_task(work, "RUNNING")
     work.say(f"cluster {work.cluster_key} locked by task {work.arg.task_id}")
 
 
 def release_cluster_lock(work: Work) -> None:
     released = locks.release(work.db, work.arg.workflow_id)
     status = {"EXECUTE": "SUCCESSFUL", "RETRY": "SUCCESSFUL", "ROLLBACK": "ROLLED_BACK", "CANCEL": "ABORTED"}
-    locks.record_task(
-        work.db,
-        task_id=work.arg.task_id,
-        workflow_id=work.arg.workflow_id,
-        run_id="",
-        name="Take over OB cluster",
-        status=status.get(work.arg.operation, work.arg.operation),
-        cluster_id=work.known_cluster_id(),
-    )
+    record_task(work, status.get(work.arg.operation, work.arg.operation), work.known_cluster_id())
     work.say(f"released {released} lock(s) on cluster {work.cluster_key}" if released else "no lock held")
 
 
@@ -320,11 +320,18 @@ def attach_cluster_attributes(work: Work) -> None:
     )
 
 
-def detach_cluster_attributes(work: Work) -> None:
+def undo_in_metadb(work: Work, undo: Callable[[Database, int], object], done: str) -> None:
+    """A compensation that removes what its subtask recorded under the cluster's record, if there is one."""
     cluster_id = work.known_cluster_id()
     if cluster_id:
-        clusters.set_attributes(work.db, cluster_id, None)
-    work.say("cluster attributes removed")
+        undo(work.db, cluster_id)
+    work.say(done)
+
+
+def detach_cluster_attributes(work: Work) -> None:
+    undo_in_metadb(
+        work, lambda db, cluster_id: clusters.set_attributes(db, cluster_id, None), "cluster attributes removed"
+    )
 
 
 # --- Sync cluster info / Sync all tenant information ------------------------------------------------
@@ -339,10 +346,7 @@ def sync_cluster_info(work: Work) -> None:
 
 
 def remove_cluster_info(work: Work) -> None:
-    cluster_id = work.known_cluster_id()
-    if cluster_id:
-        clusters.clear_topology(work.db, cluster_id)
-    work.say("zones and servers removed from the metadb")
+    undo_in_metadb(work, clusters.clear_topology, "zones and servers removed from the metadb")
 
 
 def sync_tenant_info(work: Work) -> None:
@@ -360,10 +364,7 @@ def sync_tenant_info(work: Work) -> None:
 
 
 def remove_tenant_info(work: Work) -> None:
-    cluster_id = work.known_cluster_id()
-    if cluster_id:
-        clusters.clear_tenants(work.db, cluster_id)
-    work.say("tenants removed from the metadb")
+    undo_in_metadb(work, clusters.clear_tenants, "tenants removed from the metadb")
 
 
 # --- Set proxyro password to sys tenant (cannot be undone) -------------------------------------------

@@ -7,7 +7,7 @@ import json
 
 from activities import host_commands as commands
 from activities.cluster_sql import MONITOR_USER
-from activities.cluster_work import config_url, monitor_password
+from activities.cluster_work import config_url, monitor_password, undo_in_metadb
 from activities.facts import CLOCK_OFFSET_LIMIT_S, read_host_facts, read_observer_process
 from activities.ports import HostPort
 from activities.runtime import Work
@@ -111,10 +111,11 @@ async def update_server_process_info(work: Work) -> None:
 def remove_server_process_info(work: Work) -> None:
     server = work.arg.server
     assert server is not None
-    cluster_id = work.known_cluster_id()
-    if cluster_id:
-        clusters.set_server_process_info(work.db, cluster_id, server.ip, server.rpc_port, None)
-    work.say(f"{server.label}: process info removed")
+    undo_in_metadb(
+        work,
+        lambda db, cluster_id: clusters.set_server_process_info(db, cluster_id, server.ip, server.rpc_port, None),
+        f"{server.label}: process info removed",
+    )
 
 
 # --- Refresh ocp agent config (per host) ---------------------------------------------------------------

@@ -115,6 +115,10 @@ class MasterKeyError(TakeoverError):
     """The master key is missing, malformed or not the one that encrypted the stored secrets."""
 
 
+class CodecKeyError(TakeoverError):
+    """The codec key is missing or malformed, or a payload was encrypted with an unknown key."""
+
+
 # --- the task and its operators ------------------------------------------------------------------
 
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from contracts.errors import MasterKeyError
+from contracts.errors import MasterKeyError, TakeoverError
 from contracts.settings import Settings
 from metadb.db import Database
 
@@ -47,16 +47,21 @@ class MasterKey:
 
     @classmethod
     def decode(cls, text: str, source: str) -> MasterKey:
-        try:
-            key = base64.b64decode(text.strip(), validate=True)
-        except binascii.Error:
-            raise MasterKeyError(f"{source} is not base64") from None
-        if len(key) != 32:
-            raise MasterKeyError(f"{source} must hold 32 bytes (base64), found {len(key)}")
-        return cls(key)
+        return cls(decode_key(text, source, MasterKeyError))
 
     def encoded(self) -> str:
         return base64.b64encode(self.key).decode()
+
+
+def decode_key(text: str, source: str, error: type[TakeoverError]) -> bytes:
+    """A 256-bit AES key from its base64 text; `error` (naming `source`, never the text) when it is not one."""
+    try:
+        key = base64.b64decode(text.strip(), validate=True)
+    except binascii.Error:
+        raise error(f"{source} is not base64") from None
+    if len(key) != 32:
+        raise error(f"{source} must hold 32 bytes (base64), found {len(key)}")
+    return key
 
 
 def load_master_key(settings: Settings, *, create: bool = True) -> MasterKey:

@@ -18,13 +18,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import CredentialNotFound, MasterKeyError, MetadbUnavailable
+from contracts.errors import CodecKeyError, CredentialNotFound, MasterKeyError, MetadbUnavailable
 from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, SettingsError, load_settings
 from metadb import clusters, credentials, hosts, locks
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key, rotate_master_key
-from ob_takeover.codec import CodecKeyError
 
 
 class CommandError(Exception):
@@ -51,8 +50,7 @@ def say_where_if_empty(rows: Sequence[Any], what: str, args: argparse.Namespace)
         url = Database(args.settings.metadb).url
         where = Path(url.path).resolve() if url.dialect == "sqlite" else url
         print(
-            f"no {what} in metadb {where} (metadb from {source}; "
-            "see `ob-takeover config show`)",
+            f"no {what} in metadb {where} (metadb from {source}; see `ob-takeover config show`)",
             file=sys.stderr,
         )
 

@@ -12,7 +12,6 @@ accepted; one that carries a password is logged as a warning, without the passwo
 from __future__ import annotations
 
 import base64
-import binascii
 import dataclasses
 import hashlib
 import logging
@@ -28,7 +27,9 @@ from temporalio.api.common.v1 import Payload
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
 
+from contracts.errors import CodecKeyError
 from contracts.settings import Settings, load_settings
+from metadb.vault import decode_key
 
 log = logging.getLogger("ob_takeover.codec")
 
@@ -38,18 +39,8 @@ ENCODING = b"binary/encrypted"
 _SECRET_FIELD = re.compile(rb'"(rootSysPassword|proxyroPassword|password)"\s*:\s*"[^"]')
 
 
-class CodecKeyError(Exception):
-    """The codec key is missing or malformed, or a payload was encrypted with an unknown key."""
-
-
 def _decode_key(text: str, source: str) -> bytes:
-    try:
-        key = base64.b64decode(text.strip(), validate=True)
-    except binascii.Error:
-        raise CodecKeyError(f"{source} is not base64") from None
-    if len(key) != 32:
-        raise CodecKeyError(f"{source} must hold 32 bytes (base64), found {len(key)}")
-    return key
+    return decode_key(text, source, CodecKeyError)
 
 
 def key_id(key: bytes) -> str:

@@ -9,6 +9,7 @@ aborts the task and releases the cluster lock.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -138,10 +139,7 @@ class TakeOverCluster:
 
     @workflow.update(name=RETRY_SUBTASK_UPDATE)
     async def retry_subtask(self, ref: SubtaskRef) -> TaskView:
-        task = self._require_task()
-        subtask = task.subtask(ref.subtask_id)
-        task.apply_retry_subtask(subtask, self._now())
-        workflow.logger.info("task %s: operator retries subtask %s", task.id, subtask.label)
+        self._apply_to_subtask(ref, Task.apply_retry_subtask, "retries")
         return self._after_operation()
 
     @retry_subtask.validator
@@ -150,10 +148,7 @@ class TakeOverCluster:
 
     @workflow.update(name=SKIP_SUBTASK_UPDATE)
     async def skip_subtask(self, ref: SubtaskRef) -> TaskView:
-        task = self._require_task()
-        subtask = task.subtask(ref.subtask_id)
-        task.apply_skip_subtask(subtask, self._now())
-        workflow.logger.info("task %s: operator skips subtask %s", task.id, subtask.label)
+        self._apply_to_subtask(ref, Task.apply_skip_subtask, "skips")
         return self._after_operation()
 
     @skip_subtask.validator
@@ -162,15 +157,12 @@ class TakeOverCluster:
 
     @workflow.update(name=CANCEL_SUBTASK_UPDATE)
     async def cancel_subtask(self, ref: SubtaskRef) -> TaskView:
-        task = self._require_task()
-        subtask = task.subtask(ref.subtask_id)
-        task.apply_cancel_subtask(subtask, self._now())
-        workflow.logger.info("task %s: operator cancels subtask %s", task.id, subtask.label)
+        subtask = self._apply_to_subtask(ref, Task.apply_cancel_subtask, "cancels")
         self._running[subtask.id].cancel()
         self._publish()
         # Answer once the activity has stopped and the subtask is FAILED.
         await workflow.wait_condition(lambda: subtask.status is not SubtaskStatus.CANCELING)
-        return task.view()
+        return self._require_task().view()
 
     @cancel_subtask.validator
     def _validate_cancel_subtask(self, ref: SubtaskRef) -> None:
@@ -186,6 +178,14 @@ class TakeOverCluster:
     @rollback.validator
     def _validate_rollback(self) -> None:
         self._validate(ROLLBACK_UPDATE, lambda task: task.check_rollback())
+
+    def _apply_to_subtask(self, ref: SubtaskRef, apply: Callable[[Task, Subtask, str], None], verb: str) -> Subtask:
+        """An operator operation on one subtask (its validator has checked that OCP's rules allow it)."""
+        task = self._require_task()
+        subtask = task.subtask(ref.subtask_id)
+        apply(task, subtask, self._now())
+        workflow.logger.info("task %s: operator %s subtask %s", task.id, verb, subtask.label)
+        return subtask
 
     def _validate(self, operation: str, check: Any) -> None:
         """Run an OCP rule check; a refusal is logged, since a rejected update leaves no history."""
