@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import CodecKeyError, CredentialNotFound, MasterKeyError, MetadbUnavailable
+from contracts.errors import CodecKeyError, CredentialNotFound, MasterKeyError, MetadbUnavailable, OperationRefused
 from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, SettingsError, load_settings
 from metadb import clusters, credentials, hosts, locks
 from metadb.db import Database
@@ -376,7 +376,7 @@ def cmd_precheck(args: argparse.Namespace) -> None:
 
 
 def _operate(args: argparse.Namespace, *, operation: str) -> None:
-    from ob_takeover.client import OperationRefused, TakeoverClient
+    from ob_takeover.client import TakeoverClient
 
     async def run() -> None:
         takeover = (await TakeoverClient.connect(settings=args.settings)).get(args.workflow_id)

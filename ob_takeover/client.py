@@ -22,7 +22,16 @@ from typing import Any
 from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from contracts.engine import DEFAULT_TASK_QUEUE, workflow_id_for
+from contracts.engine import (
+    CANCEL_SUBTASK_UPDATE,
+    DEFAULT_TASK_QUEUE,
+    RETRY_SUBTASK_UPDATE,
+    RETRY_UPDATE,
+    ROLLBACK_UPDATE,
+    SKIP_SUBTASK_UPDATE,
+    workflow_id_for,
+)
+from contracts.errors import OperationRefused
 from contracts.messages import PrecheckReport, SubtaskRef
 from contracts.request import TakeOverRequest, parse_request
 from contracts.settings import Settings, load_settings
@@ -30,10 +39,6 @@ from contracts.task_view import TaskView
 from ob_takeover.connection import connect
 from workflows.precheck import TakeOverPrecheck
 from workflows.takeover import TakeOverCluster
-
-
-class OperationRefused(Exception):
-    """The workflow refused an operator operation; the message says why."""
 
 
 @dataclass
@@ -62,19 +67,19 @@ class Takeover:
         return task
 
     async def retry(self) -> TaskView:
-        return await self._update("retry")
+        return await self._update(RETRY_UPDATE)
 
     async def retry_subtask(self, subtask_id: int) -> TaskView:
-        return await self._update("retry_subtask", subtask_id)
+        return await self._update(RETRY_SUBTASK_UPDATE, subtask_id)
 
     async def skip_subtask(self, subtask_id: int) -> TaskView:
-        return await self._update("skip_subtask", subtask_id)
+        return await self._update(SKIP_SUBTASK_UPDATE, subtask_id)
 
     async def cancel_subtask(self, subtask_id: int) -> TaskView:
-        return await self._update("cancel_subtask", subtask_id)
+        return await self._update(CANCEL_SUBTASK_UPDATE, subtask_id)
 
     async def rollback(self) -> TaskView:
-        return await self._update("rollback")
+        return await self._update(ROLLBACK_UPDATE)
 
     async def abort(self) -> None:
         """Cancel the workflow: running subtasks stop and the cluster lock is released."""

@@ -12,7 +12,8 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from ob_takeover.client import OperationRefused, TakeoverClient
+from contracts.errors import OperationRefused
+from ob_takeover.client import TakeoverClient
 from tests.driver import failed, wait_for
 from tests.fakes import FakeCluster
 
