@@ -16,7 +16,7 @@ from activities.precheck import run_checks
 from activities.runtime import Work
 from contracts.errors import ClusterSqlError, FailedPrecondition
 from contracts.messages import WARNING, PrecheckInput
-from metadb import clusters, credentials, locks
+from metadb import clusters, credentials, locks, tasks
 from metadb.credentials import CLUSTER
 from metadb.db import Database
 
@@ -30,7 +30,7 @@ def lock_keys_of(work: Work) -> list[str]:
 
 def record_task(work: Work, status: str, cluster_id: int | None = None) -> None:
     """The task's row in the metadb's task registry."""
-    locks.record_task(
+    tasks.record_task(
         work.db,
         task_id=work.arg.task_id,
         workflow_id=work.arg.workflow_id,
@@ -91,6 +91,7 @@ def _record_cluster(work: Work, version: str) -> None:
         connection_mode=request.connection_mode.value,
         version=version,
         task_id=work.arg.task_id,
+        cluster_id=work.arg.cluster_id,
     )
     work.context["clusterId"] = str(cluster_id)
     work.say(f"cluster {work.cluster_key} (OceanBase {version}) recorded as cluster {cluster_id}, TAKINGOVER")

@@ -17,7 +17,8 @@ from activities.subtasks import IMPLEMENTATIONS
 from activities.topology import discover_topology_activity
 from contracts.errors import TakeoverError
 from contracts.messages import PRECHECK_HEARTBEAT_SECONDS, PrecheckInput, PrecheckReport
-from contracts.stages import RUN_PRECHECK, activity_names
+from contracts.stages import ALLOCATE_TASK_ID, RUN_PRECHECK, activity_names
+from metadb import ids
 
 
 def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
@@ -36,8 +37,16 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
         except TakeoverError as exc:
             raise to_application_error(exc) from None
 
+    @activity.defn(name=ALLOCATE_TASK_ID)
+    async def allocate_task_id() -> int:
+        try:
+            return await asyncio.to_thread(ids.allocate_task_id, runtime.db)
+        except TakeoverError as exc:
+            raise to_application_error(exc) from None
+
     return [
         engine_settings_activity(runtime.settings),
+        allocate_task_id,
         discover_topology_activity(runtime),
         run_precheck,
         *(subtask_activity(name, IMPLEMENTATIONS[name], runtime) for name in activity_names()),

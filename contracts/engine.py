@@ -17,6 +17,16 @@ SKIP_SUBTASK_UPDATE = "skip_subtask"
 CANCEL_SUBTASK_UPDATE = "cancel_subtask"
 ROLLBACK_UPDATE = "rollback"
 
+# Memo keys a starter may set: who started the task, the REST request's trace id, and the task and
+# cluster ids the REST API allocated in the metadb before starting the workflow.
+MEMO_CREATOR = "creator"
+MEMO_TRACE_ID = "traceId"
+MEMO_TASK_ID = "taskId"
+MEMO_CLUSTER_ID = "clusterId"
+
+# Subtask ids of a task are its id times this, plus the subtask's series number.
+SUBTASK_IDS_PER_TASK = 100_000
+
 # Keyword search attributes; never a secret in them (Temporal does not encrypt search attributes).
 CLUSTER_NAME_ATTRIBUTE = "ObClusterName"
 CLUSTER_ADDRESS_ATTRIBUTE = "ObClusterAddress"

@@ -111,6 +111,14 @@ class CredentialNotFound(TakeoverError, LookupError):
     """A credential id or name that the password box does not have, or of the wrong kind."""
 
 
+class UserNotFound(TakeoverError, LookupError):
+    """An API user name that the metadb does not have."""
+
+
+class UserExists(TakeoverError):
+    """An API user with that name exists already."""
+
+
 class MasterKeyError(TakeoverError):
     """The master key is missing, malformed or not the one that encrypted the stored secrets."""
 

@@ -52,6 +52,9 @@ class SubtaskInput(Model):
     host: HostNode | None = None
     zone: ZoneNode | None = None
     context: dict[str, str] = Field(default_factory=dict)
+    # The cluster id allocated before the task started (REST API); "Prepare take over cluster" records
+    # the cluster under it.
+    cluster_id: int | None = None
 
 
 class SubtaskResult(Model):

@@ -34,6 +34,7 @@ MAX_PARALLEL_SUBTASKS = 10
 LOAD_ENGINE_SETTINGS = "load_engine_settings"
 DISCOVER_TOPOLOGY = "discover_topology"
 RUN_PRECHECK = "run_precheck"
+ALLOCATE_TASK_ID = "allocate_task_id"
 
 
 @dataclass(frozen=True)

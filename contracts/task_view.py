@@ -48,8 +48,9 @@ class SubtaskView(Model):
     timeout: int
     upstreams: list[int]
     downstreams: list[int]
+    create_time: str | None = None
     start_time: str | None = None
-    end_time: str | None = None
+    finish_time: str | None = None
     node_kind: str
     node: str | None = None
 
@@ -64,8 +65,9 @@ class TaskView(Model):
     executor: str
     operation: Operation
     prohibit_rollback: bool
+    create_time: str | None = None
     start_time: str
-    end_time: str | None = None
+    finish_time: str | None = None
     status: TaskStatus
     task_definition_id: int = -1
     type: str = "MANUAL"

@@ -13,6 +13,7 @@ from typing import Any
 
 from contracts.errors import ClusterAlreadyManaged
 from metadb.db import Database
+from metadb.ids import allocate_cluster_id
 
 TAKINGOVER = "TAKINGOVER"
 RUNNING = "RUNNING"
@@ -46,8 +47,10 @@ def create_cluster_record(
     connection_mode: str,
     version: str,
     task_id: int,
+    cluster_id: int | None = None,
 ) -> int:
-    """The cluster's record with status TAKINGOVER; the same task calling again gets the same id."""
+    """The cluster's record with status TAKINGOVER, under `cluster_id` (allocated before the task started)
+    or a new id; the same task calling again gets the same id."""
     with db.transaction():
         existing = find_cluster(db, name, ob_cluster_id)
         if existing and (existing["status"] != TAKINGOVER or existing["task_id"] != task_id):
@@ -60,6 +63,7 @@ def create_cluster_record(
             "clusters",
             {"name": name, "ob_cluster_id": ob_cluster_id},
             {
+                "id": existing["id"] if existing else (cluster_id or allocate_cluster_id(db)),
                 "address": address,
                 "port": port,
                 "connection_mode": connection_mode,

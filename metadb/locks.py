@@ -87,30 +87,3 @@ def holder_of(db: Database, keys: list[str]) -> dict[str, Any] | None:
         if row:
             return row
     return None
-
-
-def record_task(
-    db: Database,
-    *,
-    task_id: int,
-    workflow_id: str,
-    run_id: str,
-    name: str,
-    status: str,
-    cluster_id: int | None = None,
-) -> None:
-    now = _now()
-    existing = db.one("SELECT created_at FROM tasks WHERE task_id = ?", (task_id,))
-    db.upsert(
-        "tasks",
-        {"task_id": task_id},
-        {
-            "workflow_id": workflow_id,
-            "run_id": run_id,
-            "cluster_id": cluster_id,
-            "name": name,
-            "status": status,
-            "created_at": existing["created_at"] if existing else now,
-            "updated_at": now,
-        },
-    )

@@ -259,7 +259,7 @@ def task_table(task: Any) -> str:
     for s in task.subtasks:
         lines.append(
             f"{s.id:<12} {s.name:<42} {(s.node or '-'):<22} {s.status.value:<11} {s.run_time:>4}  "
-            f"{(s.start_time or '-'):<23} {s.end_time or '-'}"
+            f"{(s.start_time or '-'):<23} {s.finish_time or '-'}"
         )
     return "\n".join(lines)
 

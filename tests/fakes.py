@@ -19,7 +19,7 @@ from temporalio.exceptions import ApplicationError
 from activities.settings import engine_settings_activity
 from contracts.messages import DiscoverTopologyInput, SubtaskInput, SubtaskResult
 from contracts.settings import load_settings
-from contracts.stages import activity_names
+from contracts.stages import ALLOCATE_TASK_ID, activity_names
 from contracts.topology import ServerNode, Topology, ZoneNode
 
 
@@ -62,6 +62,7 @@ class FakeCluster:
     started: dict[str, threading.Event] = field(default_factory=dict)
     running: int = 0
     max_running: int = 0
+    allocated: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, activity_name: str, node: str | None = None, times: int = 1) -> None:
@@ -76,9 +77,21 @@ class FakeCluster:
         return [c.activity for c in self.calls if operation is None or c.operation == operation]
 
     def activities(self) -> list[Callable[..., Any]]:
-        fakes: list[Callable[..., Any]] = [engine_settings_activity(load_settings()), self._discover()]
+        fakes: list[Callable[..., Any]] = [
+            engine_settings_activity(load_settings()),
+            self._allocate(),
+            self._discover(),
+        ]
         fakes.extend(self._subtask(name) for name in activity_names())
         return fakes
+
+    def _allocate(self) -> Callable[..., Any]:
+        @activity.defn(name=ALLOCATE_TASK_ID)
+        async def allocate_task_id() -> int:
+            self.allocated += 1
+            return 13_089_034 + self.allocated
+
+        return allocate_task_id
 
     def _discover(self) -> Callable[..., Any]:
         @activity.defn(name="discover_topology")

@@ -28,10 +28,14 @@ from contracts.engine import (
     CANCEL_SUBTASK_UPDATE,
     CLUSTER_ADDRESS_ATTRIBUTE,
     CLUSTER_NAME_ATTRIBUTE,
+    MEMO_CLUSTER_ID,
+    MEMO_CREATOR,
+    MEMO_TASK_ID,
     RETRY_SUBTASK_UPDATE,
     RETRY_UPDATE,
     ROLLBACK_UPDATE,
     SKIP_SUBTASK_UPDATE,
+    SUBTASK_IDS_PER_TASK,
     SUBTASK_LOG_QUERY,
     TAKEOVER_WORKFLOW,
     TASK_QUERY,
@@ -40,7 +44,7 @@ from contracts.engine import (
 from contracts.errors import OperationRefused
 from contracts.messages import DiscoverTopologyInput, EngineSettings, SubtaskInput, SubtaskRef, SubtaskResult
 from contracts.request import TakeOverRequest
-from contracts.stages import DISCOVER_TOPOLOGY, LOAD_ENGINE_SETTINGS, LOCK_STAGE, UNLOCK_STAGE
+from contracts.stages import ALLOCATE_TASK_ID, DISCOVER_TOPOLOGY, LOAD_ENGINE_SETTINGS, LOCK_STAGE, UNLOCK_STAGE
 from contracts.task_view import Operation, SubtaskStatus, TaskView
 from contracts.topology import ClusterEndpoint, Topology
 from workflows.inputs import parse_request_or_fail
@@ -55,6 +59,8 @@ DISCOVERY_ATTEMPT_SECONDS = 15
 # Scaled timeouts never drop below this, so a test scale cannot starve a subtask of time to run.
 MIN_SCALED_TIMEOUT_SECONDS = 3.0
 MIN_SCALED_HEARTBEAT_SECONDS = 2.0
+# Task ids from the metadb instead of random numbers.
+METADB_IDS_PATCH = "metadb-task-ids"
 
 
 @workflow.defn(name=TAKEOVER_WORKFLOW)
@@ -86,14 +92,15 @@ class TakeOverCluster:
         )
         topology = await self._discover_topology(request)
         info = workflow.info()
-        rng = workflow.random()
+        task_id, first_subtask_id, cluster_id = await self._ids()
         self._task = Task(
-            task_id=rng.randint(10_000_000, 99_999_999),
-            first_subtask_id=rng.randint(10_000_000, 99_999_999) * 100,
+            task_id=task_id,
+            first_subtask_id=first_subtask_id,
             topology=topology,
-            creator=str(workflow.memo_value("creator", "temporal")),
+            creator=str(workflow.memo_value(MEMO_CREATOR, "temporal")),
             executor=self._settings.executor,
             start_time=format_time(workflow.now()),
+            cluster_id=cluster_id,
         )
         workflow.upsert_search_attributes([CLUSTER_NAME_KEY.value_set(topology.cluster_name)])
         workflow.logger.info(
@@ -111,6 +118,24 @@ class TakeOverCluster:
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self._task.view()
+
+    async def _ids(self) -> tuple[int, int, int | None]:
+        """The task id, the first subtask id and the allocated cluster id (None: allocated later).
+
+        The REST API allocates the task and cluster ids in the metadb and passes them in the memo; a
+        workflow started otherwise has its task id allocated there by a local activity. Takeovers
+        started before ids came from the metadb keep their random ids when they replay.
+        """
+        if not workflow.patched(METADB_IDS_PATCH):
+            rng = workflow.random()
+            return rng.randint(10_000_000, 99_999_999), rng.randint(10_000_000, 99_999_999) * 100, None
+        task_id = workflow.memo_value(MEMO_TASK_ID, None, type_hint=int)
+        if task_id is None:
+            task_id = await workflow.execute_local_activity(
+                ALLOCATE_TASK_ID, result_type=int, start_to_close_timeout=timedelta(seconds=30)
+            )
+        cluster_id = workflow.memo_value(MEMO_CLUSTER_ID, None, type_hint=int)
+        return task_id, task_id * SUBTASK_IDS_PER_TASK, cluster_id
 
     # --- queries and updates ----------------------------------------------------------------
 
@@ -285,6 +310,7 @@ class TakeOverCluster:
             host=plan.host,
             zone=plan.zone,
             context=task.context_for(subtask),
+            cluster_id=task.allocated_cluster_id,
         )
         verb = "Roll back" if task.rolling_back else None
         summary = f"{verb + ' · ' if verb else ''}{subtask.name} · {plan.node or task.topology.cluster_name}"

@@ -66,7 +66,7 @@ class Subtask:
             log = log[log.find("\n") + 1 :]
         self.log = log
 
-    def view(self, id_of: dict[int, int]) -> SubtaskView:
+    def view(self, id_of: dict[int, int], create_time: str) -> SubtaskView:
         return SubtaskView(
             id=self.id,
             name=self.name,
@@ -81,8 +81,9 @@ class Subtask:
             timeout=self.plan.timeout,
             upstreams=[id_of[u] for u in self.plan.upstreams],
             downstreams=[id_of[d] for d in self.plan.downstreams],
+            create_time=create_time,
             start_time=self.start_time,
-            end_time=self.end_time,
+            finish_time=self.end_time,
             node_kind=self.plan.node_kind,
             node=self.plan.node,
         )
@@ -103,12 +104,15 @@ class Task:
         creator: str,
         executor: str,
         start_time: str,
+        cluster_id: int | None = None,
     ) -> None:
         self.id = task_id
         self.topology = topology
         self.creator = creator
         self.executor = executor
         self.start_time = start_time
+        # The id allocated for the cluster before the task started (REST API), until its record exists.
+        self.allocated_cluster_id = cluster_id
         self.end_time: str | None = None
         self.rolling_back = False
         self.aborted = False
@@ -150,7 +154,7 @@ class Task:
         for subtask in self.subtasks:
             if "clusterId" in subtask.context:
                 return int(subtask.context["clusterId"])
-        return None
+        return self.allocated_cluster_id
 
     @property
     def search_status(self) -> str:
@@ -363,10 +367,11 @@ class Task:
             executor=self.executor,
             operation=self.operation,
             prohibit_rollback=self.prohibit_rollback,
+            create_time=self.start_time,
             start_time=self.start_time,
-            end_time=self.end_time,
+            finish_time=self.end_time,
             status=self.status,
-            subtasks=[s.view(self._id_of) for s in self.subtasks],
+            subtasks=[s.view(self._id_of, self.start_time) for s in self.subtasks],
         )
 
     def progress_table(self) -> str:

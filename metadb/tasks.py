@@ -1,0 +1,62 @@
+"""The task registry: every takeover task's id, its workflow and run, its cluster, who started it, its status."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from metadb.db import Database
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def record_task(
+    db: Database,
+    *,
+    task_id: int,
+    workflow_id: str,
+    run_id: str,
+    name: str,
+    status: str,
+    cluster_id: int | None = None,
+    creator: str | None = None,
+    trace_id: str | None = None,
+) -> None:
+    """Insert or update a task's row; what is not known here (an empty run id, None) keeps its value."""
+    with db.transaction():
+        existing = db.one("SELECT * FROM tasks WHERE task_id = ?", (task_id,)) or {}
+        db.upsert(
+            "tasks",
+            {"task_id": task_id},
+            {
+                "workflow_id": workflow_id,
+                "run_id": run_id or existing.get("run_id") or "",
+                "cluster_id": cluster_id if cluster_id is not None else existing.get("cluster_id"),
+                "name": name,
+                "status": status,
+                "creator": creator or existing.get("creator"),
+                "trace_id": trace_id or existing.get("trace_id"),
+                "created_at": existing.get("created_at") or _now(),
+                "updated_at": _now(),
+            },
+        )
+
+
+def get_task(db: Database, task_id: int) -> dict[str, Any] | None:
+    return db.one("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
+
+
+def list_tasks(db: Database, *, name: str | None = None, cluster_id: int | None = None) -> list[dict[str, Any]]:
+    """Tasks, newest first, filtered by name and cluster."""
+    where: list[str] = []
+    args: list[object] = []
+    if name:
+        where.append("name = ?")
+        args.append(name)
+    if cluster_id is not None:
+        where.append("cluster_id = ?")
+        args.append(cluster_id)
+    clause = f" WHERE {' AND '.join(where)}" if where else ""
+    return db.query(f"SELECT * FROM tasks{clause} ORDER BY task_id DESC", args)
