@@ -16,6 +16,7 @@ from activities.precheck import run_checks
 from activities.runtime import Work
 from contracts.errors import ClusterSqlError, FailedPrecondition
 from contracts.messages import WARNING, PrecheckInput
+from contracts.task_view import task_name
 from metadb import clusters, credentials, locks, tasks
 from metadb.credentials import CLUSTER
 from metadb.db import Database
@@ -35,7 +36,7 @@ def record_task(work: Work, status: str, cluster_id: int | None = None) -> None:
         task_id=work.arg.task_id,
         workflow_id=work.arg.workflow_id,
         run_id="",
-        name="Take over OB cluster",
+        name=task_name(bool(work.arg.topology and work.arg.topology.standby)),
         status=status,
         cluster_id=cluster_id,
     )

@@ -72,3 +72,8 @@ class TaskView(Model):
     task_definition_id: int = -1
     type: str = "MANUAL"
     subtasks: list[SubtaskView]
+
+
+def task_name(standby: bool) -> str:
+    """OCP's name of a takeover task."""
+    return f"Take over {'standby' if standby else 'primary'} OB cluster"

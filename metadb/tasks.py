@@ -60,3 +60,8 @@ def list_tasks(db: Database, *, name: str | None = None, cluster_id: int | None 
         args.append(cluster_id)
     clause = f" WHERE {' AND '.join(where)}" if where else ""
     return db.query(f"SELECT * FROM tasks{clause} ORDER BY task_id DESC", args)
+
+
+def latest_task_of(db: Database, workflow_id: str) -> dict[str, Any] | None:
+    """The newest task a workflow id has run."""
+    return db.one("SELECT * FROM tasks WHERE workflow_id = ? ORDER BY task_id DESC LIMIT 1", (workflow_id,))

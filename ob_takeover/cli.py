@@ -11,16 +11,16 @@ import asyncio
 import functools
 import getpass
 import json
+import logging
 import os
-import signal
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from contracts.errors import CodecKeyError, CredentialNotFound, MasterKeyError, MetadbUnavailable, OperationRefused
+from contracts.errors import OperationRefused, TakeoverError
 from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, SettingsError, load_settings
-from metadb import clusters, credentials, hosts, locks
+from metadb import clusters, credentials, hosts, locks, users
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key, rotate_master_key
@@ -220,24 +220,58 @@ def cmd_config_show(args: argparse.Namespace) -> None:
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
+    from ob_takeover.api.auth import Authenticator
+    from ob_takeover.api.routes import Services
     from ob_takeover.codec import EncryptionCodec, load_codec_keys
+    from ob_takeover.connection import connect
     from ob_takeover.service import serve
 
+    settings = args.settings
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     host, _, port = args.listen.rpartition(":")
     db = open_metadb(args)
-    codec = EncryptionCodec(load_codec_keys(args.settings))
+    services = Services(
+        settings=settings, db=db, vault=open_vault(db, args), auth=Authenticator(db), connect=lambda: connect(settings)
+    )
+    codec = EncryptionCodec(load_codec_keys(settings))
 
     async def run() -> None:
-        runner = await serve(db, host or "127.0.0.1", int(port), codec, cors_origins=args.settings.codec_cors_origins)
+        running = await serve(
+            db, host or "127.0.0.1", int(port), codec, cors_origins=settings.codec_cors_origins, services=services
+        )
         print(f"ob-takeover service listening on http://{host or '127.0.0.1'}:{port}", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        await runner.cleanup()
+        await running.task
 
     asyncio.run(run())
+
+
+def cmd_user_add(args: argparse.Namespace) -> None:
+    password = read_secret("Password: ", args.password_stdin)
+    try:
+        user_id = users.add_user(open_metadb(args), args.name, args.role, password)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    emit({"userId": user_id})
+
+
+def cmd_user_list(args: argparse.Namespace) -> None:
+    rows = users.list_users(open_metadb(args))
+    table(rows, ["id", "name", "role", "created_at", "updated_at"])
+    emit({"users": rows})
+
+
+def cmd_user_delete(args: argparse.Namespace) -> None:
+    users.delete_user(open_metadb(args), args.name)
+    emit({"deleted": args.name})
+
+
+def cmd_user_passwd(args: argparse.Namespace) -> None:
+    password = read_secret("New password: ", args.password_stdin)
+    try:
+        users.set_password(open_metadb(args), args.name, password)
+    except ValueError as exc:
+        raise CommandError(str(exc)) from None
+    emit({"user": args.name, "passwordChanged": True})
 
 
 # --- takeovers: start, watch, operate -------------------------------------------------------------
@@ -428,8 +462,19 @@ def build_parser() -> argparse.ArgumentParser:
     config = commands.add_parser("config", help="settings").add_subparsers(dest="action", required=True)
     add(config, "show", cmd_config_show, "the effective settings, where each comes from, secrets masked")
 
-    serve = add(commands, "serve", cmd_serve, "run the HTTP service: config server and payload codec")
+    serve = add(commands, "serve", cmd_serve, "run the HTTP service: OCP's REST API, config server, payload codec")
     serve.add_argument("--listen", default="127.0.0.1:8080")
+
+    user = commands.add_parser("user", help="REST API users").add_subparsers(dest="action", required=True)
+    command = add(user, "add", cmd_user_add, "add an API user; prints userId")
+    command.add_argument("--name", required=True)
+    command.add_argument("--role", required=True, choices=users.ROLES)
+    command.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    add(user, "list", cmd_user_list, "list API users (never their password hashes)")
+    add(user, "delete", cmd_user_delete, "delete an API user").add_argument("name")
+    command = add(user, "passwd", cmd_user_passwd, "set an API user's password")
+    command.add_argument("name")
+    command.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
 
     host_type = commands.add_parser("host-type", help="host types").add_subparsers(dest="action", required=True)
     command = add(host_type, "add", cmd_host_type_add, "add a host type; prints hostTypeId")
@@ -518,7 +563,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         args.settings = load_settings(config_file=args.config)
         args.handler(args)
-    except (CommandError, SettingsError, MetadbUnavailable, MasterKeyError, CodecKeyError, CredentialNotFound) as exc:
+    except (CommandError, SettingsError, TakeoverError) as exc:
         print(f"ob-takeover: {exc}", file=sys.stderr)
         code = 2
     except RuntimeError as exc:  # Temporal unreachable and the like: one line, not a stack trace

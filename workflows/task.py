@@ -11,7 +11,7 @@ from datetime import datetime
 
 from contracts.errors import OperationRefused
 from contracts.stages import MAX_PARALLEL_SUBTASKS
-from contracts.task_view import Operation, SubtaskStatus, SubtaskView, TaskStatus, TaskView
+from contracts.task_view import Operation, SubtaskStatus, SubtaskView, TaskStatus, TaskView, task_name
 from contracts.topology import Topology
 from workflows.plan import PlannedSubtask, build_plan
 
@@ -124,8 +124,7 @@ class Task:
 
     @property
     def name(self) -> str:
-        role = "standby" if self.topology.standby else "primary"
-        return f"Take over {role} OB cluster"
+        return task_name(self.topology.standby)
 
     @property
     def operation(self) -> Operation:

@@ -1,0 +1,117 @@
+"""OCP's response envelopes: success, error and page, with keys in alphabetical order and absent values left out."""
+
+from __future__ import annotations
+
+import json
+import socket
+import time
+from datetime import datetime
+from typing import Any
+
+from fastapi.responses import Response
+from pydantic import BaseModel
+
+SERVER = socket.gethostname()
+
+# OCP's error codes where OCP documents one for the case, ours (10xxx) where it does not.
+ERROR_CODES = {400: 10000, 401: 10010, 403: 10011, 404: 10004, 409: 11033, 429: 10029, 500: 10500}
+
+
+class SubError(BaseModel):
+    field: str
+    message: str
+    rejected_value: Any = None
+
+
+class ApiError(Exception):
+    """An error answer: the HTTP status, OCP's code, a message and one sub-error per wrong field."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        *,
+        code: int | None = None,
+        sub_errors: list[SubError] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code or ERROR_CODES.get(status, 10500)
+        self.sub_errors = sub_errors or []
+        self.headers = headers or {}
+
+
+def now_iso() -> str:
+    return datetime.now().astimezone().isoformat(timespec="milliseconds")
+
+
+def _without_none(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_none(v) for v in value]
+    return value
+
+
+def render(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> Response:
+    text = json.dumps(_without_none(body), sort_keys=True, separators=(",", ":"), default=str)
+    return Response(text, status_code=status, media_type="application/json", headers=headers)
+
+
+def _plain(data: Any) -> Any:
+    if isinstance(data, BaseModel):
+        return data.model_dump(mode="json", by_alias=True)
+    if isinstance(data, list):
+        return [_plain(item) for item in data]
+    if isinstance(data, dict):
+        return {k: _plain(v) for k, v in data.items()}
+    return data
+
+
+def success(data: Any, *, trace_id: str, began: float) -> Response:
+    """`{data, duration, server, status: 200, successful: true, timestamp, traceId}`; no data, no key."""
+    return render(
+        {
+            "data": _plain(data),
+            "duration": int((time.monotonic() - began) * 1000),
+            "server": SERVER,
+            "status": 200,
+            "successful": True,
+            "timestamp": now_iso(),
+            "traceId": trace_id,
+        },
+        200,
+    )
+
+
+def failure(error: ApiError, *, trace_id: str, began: float) -> Response:
+    sub_errors = [{"field": e.field, "message": e.message, "rejectedValue": e.rejected_value} for e in error.sub_errors]
+    return render(
+        {
+            "duration": int((time.monotonic() - began) * 1000),
+            "error": {"code": error.code, "message": error.message, "subErrors": sub_errors},
+            "server": SERVER,
+            "status": error.status,
+            "successful": False,
+            "timestamp": now_iso(),
+            "traceId": trace_id,
+        },
+        error.status,
+        error.headers,
+    )
+
+
+def paged(items: list[Any], number: int, size: int) -> dict[str, Any]:
+    """OCP's page: `{contents, page: {number (from 1), size, totalElements, totalPages}}`."""
+    start = (number - 1) * size
+    return {
+        "contents": _plain(items[start : start + size]),
+        "page": {
+            "number": number,
+            "size": size,
+            "totalElements": len(items),
+            "totalPages": (len(items) + size - 1) // size,
+        },
+    }
