@@ -320,16 +320,21 @@ async def _task_view(
 ) -> TaskView:
     """The task as its workflow shows it; before its subtasks exist (the topology is being read), or when
     its workflow ended before they did (a wrong password), the task alone, RUNNING or FAILED."""
-    handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(workflow_id, run_id=run_id or None)
+    handle: WorkflowHandle[Any, TaskView] = client.get_workflow_handle(
+        workflow_id, run_id=run_id or None, result_type=TaskView
+    )
     try:
-        view: TaskView = await handle.query(TASK_QUERY, result_type=TaskView)
-        return view
+        description = await handle.describe()
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise ApiError(404, f"task {task_id}: its workflow {workflow_id} no longer exists") from None
-        status = TaskStatus.FAILED
-    except Exception:  # the workflow answered "task not ready" or failed before the task existed
-        description = await handle.describe()
+        raise
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        return await handle.result()
+    try:
+        view: TaskView = await handle.query(TASK_QUERY, result_type=TaskView)
+        return view
+    except Exception:  # "task not ready" while the topology is read, or the workflow failed before the task existed
         running = description.status == WorkflowExecutionStatus.RUNNING
         status = TaskStatus.RUNNING if running else TaskStatus.FAILED
     started = now_iso()

@@ -1,0 +1,346 @@
+"""OCP's REST API over real HTTP, driven the way OCP clients in the field drive it: `requests` with Basic
+auth and `Content-Type: application/json` on every call, reading only the HTTP status, `data` and
+`error.message`. The service runs on loopback with a real Temporal server, a real worker, the simulator
+and its SSH hosts."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import time
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from temporalio.client import Client
+
+from activities.registry import build_activities
+from activities.runtime import Runtime
+from contracts.engine import workflow_id_for
+from contracts.settings import load_settings
+from metadb import credentials, tasks, users
+from ob_takeover.api.auth import Authenticator
+from ob_takeover.api.routes import Services
+from ob_takeover.codec import EncryptionCodec, load_codec_keys
+from ob_takeover.service import Running, serve
+from tests.driver import keep_history
+from tests.mariadb import free_port
+from tests.simulator import Simulation, sim_runtime, simulation
+from worker import build_worker
+
+PASSWORDS = {"admin": "Admin-pw-123", "manager": "Manager-pw-123", "viewer": "Viewer-pw-123"}
+ROLES = {"admin": users.ADMIN, "manager": users.TASK_MANAGER, "viewer": users.TASK_VIEWER}
+
+
+@dataclass
+class Api:
+    """An OCP client in the field: Basic auth and a JSON content type on every call."""
+
+    base: str
+    service: Running
+    runtime: Runtime
+    client: Client
+
+    async def call(
+        self, method: str, path: str, who: str | None = "admin", body: Any = None, password: str | None = None
+    ) -> requests.Response:
+        auth = (who, password or PASSWORDS[who]) if who else None
+        headers = {"Content-Type": "application/json"}
+        data = json.dumps(body) if body is not None else None
+        return await asyncio.to_thread(
+            requests.request, method, self.base + path, auth=auth, headers=headers, data=data, timeout=60,
+            allow_redirects=False,
+        )  # fmt: skip
+
+    async def data(self, method: str, path: str, who: str = "admin", body: Any = None) -> Any:
+        reply = await self.call(method, path, who, body)
+        assert reply.status_code == 200, reply.text
+        return reply.json().get("data")
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Simulation]:
+    with simulation(tmp_path / "sim") as running:
+        yield running
+
+
+@pytest.fixture
+async def api(tmp_path: Path, sim: Simulation, client: Client, task_queue: str) -> AsyncIterator[Api]:
+    runtime = sim_runtime(tmp_path, sim)
+    for name, role in ROLES.items():
+        users.add_user(runtime.db, name, role, PASSWORDS[name])
+    settings = load_settings().model_copy(update={"task_queue": task_queue, "temporal_ui": "http://127.0.0.1:8233"})
+
+    async def connect() -> Client:
+        return client
+
+    services = Services(
+        settings=settings, db=runtime.db, vault=runtime.vault, auth=Authenticator(runtime.db), connect=connect
+    )
+    port = free_port()
+    codec = EncryptionCodec(load_codec_keys(settings))
+    service = await serve(runtime.db, "127.0.0.1", port, codec, services=services)
+    try:
+        yield Api(f"http://127.0.0.1:{port}", service, runtime, client)
+    finally:
+        await service.cleanup()
+
+
+def error_of(reply: requests.Response) -> dict[str, Any]:
+    body = reply.json()
+    assert body["successful"] is False and body["status"] == reply.status_code, body
+    assert body["traceId"] and body["server"] and body["timestamp"], body
+    error: dict[str, Any] = body["error"]
+    return error
+
+
+# Every endpoint, with the least role that may call it.
+ENDPOINTS = [
+    ("GET", "/api/v2/info", "viewer"),
+    ("POST", "/api/v2/ob/clusters/takeOverPreCheck", "manager"),
+    ("POST", "/api/v2/ob/clusters/takeOver", "manager"),
+    ("GET", "/api/v2/ob/clusters", "viewer"),
+    ("GET", "/api/v2/ob/clusters/1", "viewer"),
+    ("GET", "/api/v2/tasks/instances", "viewer"),
+    ("GET", "/api/v2/tasks/instances/1", "viewer"),
+    ("POST", "/api/v2/tasks/instances/1/retry", "manager"),
+    ("POST", "/api/v2/tasks/instances/1/rollback", "manager"),
+    ("POST", "/api/v2/tasks/instances/1/subtasks/2/retry", "manager"),
+    ("POST", "/api/v2/tasks/instances/1/subtasks/2/skip", "manager"),
+    ("POST", "/api/v2/tasks/instances/1/subtasks/2/cancel", "manager"),
+    ("GET", "/api/v2/tasks/instances/1/subtasks/2/log", "viewer"),
+    ("GET", "/api/v2/compute/hostTypes", "manager"),
+    ("POST", "/api/v2/compute/hostTypes", "admin"),
+    ("GET", "/api/v2/profiles/me/credentials", "admin"),
+    ("POST", "/api/v2/profiles/me/credentials", "admin"),
+    ("GET", "/task/1", "viewer"),
+]
+BELOW = {"admin": "manager", "manager": "viewer"}
+
+
+async def test_every_endpoint_needs_basic_auth_and_the_right_role(api: Api) -> None:
+    for number, (method, path, least) in enumerate(ENDPOINTS):
+        anonymous = await api.call(method, path, who=None, body={})
+        assert anonymous.status_code == 401, (path, anonymous.text)
+        assert anonymous.headers["WWW-Authenticate"].startswith("Basic"), path
+        assert error_of(anonymous)["message"] == "authentication required: HTTP Basic"
+        # A user name of its own per endpoint: five failures of one name are throttled (tested below).
+        wrong = await api.call(method, path, who=f"stranger{number}", password="not-the-password", body={})
+        assert wrong.status_code == 401 and error_of(wrong)["message"] == "wrong user name or password"
+        if least in BELOW:
+            refused = await api.call(method, path, who=BELOW[least], body={})
+            assert refused.status_code == 403, (path, refused.text)
+            assert f"it needs {ROLES[least]}" in error_of(refused)["message"]
+        allowed = await api.call(method, path, who=least, body={})
+        assert allowed.status_code not in (401, 403), (path, allowed.text)
+    # Only the time needs no credentials; the config server stays anonymous for observers.
+    reply = await api.call("GET", "/api/v2/time", who=None)
+    assert reply.status_code == 200 and reply.text.startswith(str(time.gmtime().tm_year))
+    reply = await api.call("GET", "/services?Action=ObRootServiceInfo&version=2", who=None)
+    assert reply.status_code == 200 and reply.json()["Data"] == []
+
+
+async def test_info_is_the_bare_object_and_openapi_lists_the_endpoints(api: Api) -> None:
+    info = (await api.call("GET", "/api/v2/info", who="viewer")).json()
+    assert "data" not in info and info["buildVersion"].startswith("4.3.4_")
+    assert tuple(int(p) for p in info["buildVersion"].split("_")[0].split(".")) >= (4, 2, 0)
+    document = (await api.call("GET", "/api/v2/openapi.json", who=None)).json()
+    for method, path, _ in ENDPOINTS:
+        template = path.replace("/instances/1", "/instances/{task_id}").replace("/subtasks/2", "/subtasks/{subtask_id}")
+        template = template.replace("/clusters/1", "/clusters/{cluster_id}").replace("/task/1", "/task/{task_id}")
+        assert method.lower() in document["paths"][template], template
+    assert "rootSysPassword" in json.dumps(document["paths"]["/api/v2/ob/clusters/takeOver"])
+    assert (await api.call("GET", "/api/v2/docs", who=None)).status_code == 200
+
+
+async def test_failed_logins_are_throttled(api: Api) -> None:
+    for _ in range(5):
+        reply = await api.call("GET", "/api/v2/tasks/instances", who="viewer", password="guess")
+        assert reply.status_code == 401
+    throttled = await api.call("GET", "/api/v2/tasks/instances", who="viewer", password="guess")
+    assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
+    assert "too many failed logins" in error_of(throttled)["message"]
+    # Even the right password waits; another user is not affected.
+    assert (await api.call("GET", "/api/v2/tasks/instances", who="viewer")).status_code == 429
+    assert (await api.call("GET", "/api/v2/tasks/instances", who="manager")).status_code == 200
+
+
+async def test_a_bad_body_answers_400_per_field_and_starts_nothing(api: Api, sim: Simulation) -> None:
+    body = {
+        "address": "not an address!",
+        "port": 70000,
+        "rootSysPassword": "Secret'Pw",
+        "hostInfo": {"hostTypeId": 0, "credentialId": 1, "vendorExtension": True},
+        "someOcpExtension": "ignored",
+    }
+    reply = await api.call("POST", "/api/v2/ob/clusters/takeOver", "manager", body)
+    assert reply.status_code == 400
+    error = error_of(reply)
+    fields = {e["field"]: e for e in error["subErrors"]}
+    assert set(fields) == {"address", "port", "hostInfo.hostTypeId"}, fields
+    assert fields["port"]["rejectedValue"] == 70000 and fields["address"]["rejectedValue"] == "not an address!"
+    assert "Secret'Pw" not in reply.text
+    assert (await api.call("POST", "/api/v2/ob/clusters/takeOver", "manager", [1, 2])).status_code == 400
+    malformed = await asyncio.to_thread(
+        requests.post, api.base + "/api/v2/ob/clusters/takeOver", data="{oops", timeout=10,
+        auth=("manager", PASSWORDS["manager"]), headers={"Content-Type": "application/json"},
+    )  # fmt: skip
+    assert malformed.status_code == 400 and error_of(malformed)["message"] == "the body is not valid JSON"
+    assert api.runtime.db.query("SELECT * FROM tasks") == []
+    assert api.runtime.db.query("SELECT * FROM credentials WHERE kind = 'CLUSTER'") == []
+    listed = await api.data("GET", "/api/v2/tasks/instances", "viewer")
+    assert listed == {"contents": [], "page": {"number": 1, "size": 10, "totalElements": 0, "totalPages": 0}}
+    assert (await api.call("GET", "/api/v2/tasks/instances/424242", "viewer")).status_code == 404
+    assert (await api.call("GET", "/api/v2/tasks/instances?page=0", "viewer")).status_code == 400
+
+
+async def setup_hosts(api: Api, sim: Simulation) -> tuple[int, int]:
+    """A host type and an SSH-key credential, created the way installers do it (the key in `passphrase`)."""
+    host_type = await api.data("POST", "/api/v2/compute/hostTypes", body={"name": "sim-hosts", "description": "x"})
+    key = Path(sim.ready["ssh"]["private_key_file"]).read_text()
+    credential = await api.data(
+        "POST",
+        "/api/v2/profiles/me/credentials",
+        body={
+            "targetType": "HOST",
+            "name": "sim-admin",
+            "sshCredentialProperty": {
+                "type": "PRIVATE_KEY",
+                "username": sim.ready["ssh"]["username"],
+                "passphrase": key,
+            },
+        },
+    )
+    assert isinstance(host_type["id"], int) and isinstance(credential["id"], int)
+    listed = await api.data("GET", "/api/v2/profiles/me/credentials")
+    assert [(c["id"], c["targetType"], c["name"]) for c in listed["contents"]] == [
+        (credential["id"], "HOST", "sim-admin")
+    ]
+    assert "BEGIN" not in json.dumps(listed)
+    return int(host_type["id"]), int(credential["id"])
+
+
+def takeover_body(sim: Simulation, host_type: int, credential: int) -> dict[str, Any]:
+    return {
+        "rootSysPassword": sim.root_password,
+        "address": sim.address,
+        "port": sim.sql_port,
+        "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": sim.ssh_port},
+    }
+
+
+async def poll(api: Api, task_id: int, until: set[str], timeout: float = 90) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        task: dict[str, Any] = await api.data("GET", f"/api/v2/tasks/instances/{task_id}", "viewer")
+        if task["status"] in until:
+            return task
+        assert time.monotonic() < deadline, task["status"]
+        await asyncio.sleep(0.5)
+
+
+async def test_a_takeover_through_the_api_alone(api: Api, sim: Simulation, task_queue: str) -> None:
+    host_type, credential = await setup_hosts(api, sim)
+    body = takeover_body(sim, host_type, credential)
+    async with build_worker(api.client, activities=build_activities(api.runtime), queue=task_queue):
+        report = await api.data("POST", "/api/v2/ob/clusters/takeOverPreCheck", "manager", body)
+        assert report["passed"] is True and report["clusterName"] == "obcluster"
+        reply = await api.call("POST", "/api/v2/ob/clusters/takeOver", "manager", {**body, "undocumentedField": 1})
+        assert reply.status_code == 200, reply.text
+        started = reply.json()["data"]
+        task_id, cluster_id = started["id"], started["clusterId"]
+        assert isinstance(task_id, int) and isinstance(cluster_id, int)
+        assert started["status"] == "RUNNING" and started["creator"] == "manager"
+        # A second takeover of the same cluster while the first runs names the holder.
+        again = await api.call("POST", "/api/v2/ob/clusters/takeOver", "manager", body)
+        assert again.status_code == 409
+        assert f"being taken over by task {task_id}" in error_of(again)["message"]
+        task = await poll(api, task_id, {"SUCCESSFUL", "FAILED"})
+        assert task["status"] == "SUCCESSFUL", task
+        assert task["id"] == task_id and task["clusterId"] == cluster_id and task["creator"] == "manager"
+        assert task["createTime"] and task["finishTime"] and task["subtasks"][0]["upstreams"] == []
+        prepare = next(s for s in task["subtasks"] if s["name"] == "Prepare take over cluster")
+        log = await api.data("GET", f"/api/v2/tasks/instances/{task_id}/subtasks/{prepare['id']}/log", "viewer")
+        assert "precheck passed" in log["log"] and log["log"].startswith("############{EXECUTE}")
+        handle = api.client.get_workflow_handle(workflow_id_for(sim.address, sim.sql_port))
+        await keep_history(handle, "api_takeover_3x2")
+    # The ids are the metadb's: task registry, cluster record, workflow.
+    row = tasks.get_task(api.runtime.db, task_id)
+    assert row is not None and row["cluster_id"] == cluster_id and row["status"] == "SUCCESSFUL"
+    assert row["creator"] == "manager" and row["trace_id"] == reply.json()["traceId"]
+    cluster = await api.data("GET", f"/api/v2/ob/clusters/{cluster_id}", "viewer")
+    assert (cluster["name"], cluster["status"]) == ("obcluster", "RUNNING")
+    listed = await api.data("GET", f"/api/v2/tasks/instances?clusterId={cluster_id}&status=SUCCESSFUL", "viewer")
+    assert [t["id"] for t in listed["contents"]] == [task_id]
+    assert listed["contents"][0]["creator"] == {"name": "manager"}
+    # The root password went into the password box: Temporal's history has a reference, never the password.
+    events = [event async for event in api.client.get_workflow_handle(row["workflow_id"]).fetch_history_events()]
+    codec = EncryptionCodec(load_codec_keys(load_settings()))
+    start = events[0].workflow_execution_started_event_attributes
+    decoded = await codec.decode(list(start.input.payloads))
+    assert sim.root_password.encode() not in b"".join(p.data for p in decoded)
+    assert b"rootSysCredentialId" in b"".join(p.data for p in decoded)
+    stored = credentials.describe_credential(
+        api.runtime.db, kind=credentials.CLUSTER, name=f"{sim.address}:{sim.sql_port}:root@sys"
+    )
+    assert stored is not None and stored["cluster_id"] == cluster_id
+    # Clients print <base>/task/<id> for a person: it leads to the workflow in the Temporal UI.
+    page = await api.call("GET", f"/task/{task_id}", "viewer")
+    assert page.status_code == 302
+    assert page.headers["Location"].startswith(
+        f"http://127.0.0.1:8233/namespaces/default/workflows/{row['workflow_id']}/"
+    )
+    # A managed cluster is not taken over twice.
+    again = await api.call("POST", "/api/v2/ob/clusters/takeOver", "manager", body)
+    assert again.status_code == 409 and f"already managed here as cluster {cluster_id}" in error_of(again)["message"]
+
+
+async def test_a_failed_subtask_is_retried_through_the_api(api: Api, sim: Simulation, task_queue: str) -> None:
+    host_type, credential = await setup_hosts(api, sim)
+    body = takeover_body(sim, host_type, credential)
+    # "Sync cluster info" reads the zones after "Attach cluster attributes" did.
+    sim.fault("SELECT ZONE, STATUS, REGION, IDC, TYPE", error=4012, message="Timeout", times=1, skip=1)
+    async with build_worker(api.client, activities=build_activities(api.runtime), queue=task_queue):
+        task_id = (await api.data("POST", "/api/v2/ob/clusters/takeOver", "manager", body))["id"]
+        task = await poll(api, task_id, {"SUCCESSFUL", "FAILED"})
+        assert task["status"] == "FAILED"
+        failed = next(s for s in task["subtasks"] if s["status"] == "FAILED")
+        assert failed["name"] == "Sync cluster info"
+        log = await api.data("GET", f"/api/v2/tasks/instances/{task_id}/subtasks/{failed['id']}/log", "viewer")
+        assert "OceanBase error 4012" in log["log"]
+        # Refusals answer 400 with the workflow's reason; unknown ids 404.
+        done = next(s for s in task["subtasks"] if s["status"] == "SUCCESSFUL" and s["name"] != "Wait node")
+        refused = await api.call("POST", f"/api/v2/tasks/instances/{task_id}/subtasks/{done['id']}/skip", "manager")
+        assert refused.status_code == 400 and "refused" in error_of(refused)["message"]
+        assert (await api.call("POST", "/api/v2/tasks/instances/999999/retry", "manager")).status_code == 404
+        missing = await api.call("GET", f"/api/v2/tasks/instances/{task_id}/subtasks/1/log", "viewer")
+        assert missing.status_code == 404
+        subtask = await api.data("POST", f"/api/v2/tasks/instances/{task_id}/subtasks/{failed['id']}/retry", "manager")
+        assert subtask["id"] == failed["id"] and subtask["runTime"] == 2
+        task = await poll(api, task_id, {"SUCCESSFUL", "FAILED"})
+        assert task["status"] == "SUCCESSFUL", task
+
+
+def test_users_have_roles_and_slow_hashes(tmp_path: Path) -> None:
+    from metadb.db import Database
+    from metadb.migrate import migrate
+
+    db = Database(f"sqlite:///{tmp_path / 'm.sqlite'}")
+    migrate(db)
+    user_id = users.add_user(db, "ops", users.TASK_MANAGER, "Long-enough-1")
+    stored = db.one("SELECT password_hash FROM users WHERE id = ?", (user_id,))
+    assert stored is not None and stored["password_hash"].startswith("scrypt$16384$8$1$")
+    assert "Long-enough-1" not in stored["password_hash"]
+    found = users.authenticate(db, "ops", "Long-enough-1")
+    assert found is not None and found["role"] == "TASK_MANAGER" and "password_hash" not in found
+    assert users.authenticate(db, "ops", "wrong") is None and users.authenticate(db, "nobody", "x") is None
+    with pytest.raises(ValueError, match="at least 8"):
+        users.add_user(db, "short", users.ADMIN, "short")
+    assert users.role_allows(users.ADMIN, users.TASK_VIEWER) and not users.role_allows(
+        users.TASK_VIEWER, users.TASK_MANAGER
+    )
+    assert base64.b64decode(stored["password_hash"].split("$")[4])
