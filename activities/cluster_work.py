@@ -373,7 +373,7 @@ def remove_tenant_info(work: Work) -> None:
 
 
 def set_proxyro_password(work: Work) -> None:
-    given = work.arg.request.proxyro_password
+    given = work.runtime.proxyro_password_for(work.arg.request)
     password = given or credentials.platform_proxyro_password(work.db, work.vault)
     exists = bool(work.sys.query(sql.user_exists(sql.PROXYRO_USER)))
     work.sys.execute(sql.create_user(sql.PROXYRO_USER, password))

@@ -96,8 +96,9 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput, *, preview: Preview |
         check_servers_and_zones(out, cluster)
         readings = await asyncio.gather(*(_read_host(runtime, request, topology, h.ip) for h in topology.hosts))
         check_hosts(out, topology, readings)
-        if request.proxyro_password:
-            await asyncio.to_thread(_check_proxyro, out, runtime, request, endpoint)
+        proxyro_password = await asyncio.to_thread(runtime.proxyro_password_for, request)
+        if proxyro_password:
+            await asyncio.to_thread(_check_proxyro, out, runtime, proxyro_password, endpoint)
         if preview is not None:
             report = report.model_copy(update={"plan": await preview(runtime, request, cluster, readings)})
     return report.model_copy(
@@ -217,10 +218,9 @@ def check_servers_and_zones(out: _Items, cluster: ClusterFacts) -> None:
             out.add("zone region and IDC", PASSED, f"region {zone.region}, IDC {zone.idc}", 11035, zone.name)
 
 
-def _check_proxyro(out: _Items, runtime: Runtime, request: TakeOverRequest, endpoint: ClusterEndpoint) -> None:
-    assert request.proxyro_password is not None
+def _check_proxyro(out: _Items, runtime: Runtime, password: str, endpoint: ClusterEndpoint) -> None:
     try:
-        proxyro = endpoint.model_copy(update={"root_sys_password": request.proxyro_password})
+        proxyro = endpoint.model_copy(update={"root_sys_password": password})
         with runtime.cluster(proxyro, sql.PROXYRO_USER) as port:
             port.query(sql.LOGIN_CHECK_SQL)
         out.add("proxyro login", PASSED, "proxyroPassword logs in as proxyro")

@@ -317,11 +317,13 @@ def _prepare_scratch(
 
 def _without_secrets(request: TakeOverRequest) -> TakeOverRequest:
     """The request with placeholders for its passwords: the preview never holds a real one."""
+    proxyro = request.proxyro_password is not None or request.proxyro_credential_id is not None
     return request.model_copy(
         update={
             "root_sys_password": PLACEHOLDER_SECRET,
             "root_sys_credential_id": None,
-            "proxyro_password": PLACEHOLDER_SECRET if request.proxyro_password else None,
+            "proxyro_password": PLACEHOLDER_SECRET if proxyro else None,
+            "proxyro_credential_id": None,
         }
     )
 

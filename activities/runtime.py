@@ -97,6 +97,15 @@ class Runtime:
             raise CredentialNotFound(f"credential {endpoint.credential_id} is not a cluster credential")
         return endpoint.model_copy(update={"root_sys_password": credential.secret})
 
+    def proxyro_password_for(self, request: TakeOverRequest) -> str | None:
+        """The request's proxyro password, taken from the password box when referenced; None if it has none."""
+        if request.proxyro_credential_id is None:
+            return request.proxyro_password
+        credential = get_credential(self.db, self.vault, request.proxyro_credential_id)
+        if credential.kind != CLUSTER:
+            raise CredentialNotFound(f"credential {request.proxyro_credential_id} is not a cluster credential")
+        return credential.secret
+
     def endpoint_for(self, request: TakeOverRequest) -> ClusterEndpoint:
         return self.resolve(ClusterEndpoint.from_request(request))
 

@@ -28,6 +28,7 @@ _PROXY_NEEDS_CLUSTER_NAME = "is required when connectionMode is proxy"
 _CONTAINER_NEEDS_PORTS = "is required when kind is DEDICATED_CONTAINER"
 _ROOT_SECRET_MISSING = "is required unless rootSysCredentialId is given"
 _ROOT_SECRET_TWICE = "give rootSysPassword or rootSysCredentialId, not both"
+_PROXYRO_SECRET_TWICE = "give proxyroPassword or proxyroCredentialId, not both"
 
 
 class ConnectionMode(StrEnum):
@@ -88,6 +89,8 @@ class TakeOverRequest(_Body):
     switch_config_url: bool = True
     host_info: HostInfo | None = None
     proxyro_password: str | None = Field(default=None, min_length=1, repr=False)
+    # Instead of proxyroPassword: a cluster credential in the password box (the REST API stores it there).
+    proxyro_credential_id: int | None = Field(default=None, gt=0)
 
     @field_validator("address")
     @classmethod
@@ -108,6 +111,12 @@ class TakeOverRequest(_Body):
             raise ValueError(_ROOT_SECRET_MISSING)
         if self.root_sys_password is not None and self.root_sys_credential_id is not None:
             raise ValueError(_ROOT_SECRET_TWICE)
+        return self
+
+    @model_validator(mode="after")
+    def _one_proxyro_secret(self) -> TakeOverRequest:
+        if self.proxyro_password is not None and self.proxyro_credential_id is not None:
+            raise ValueError(_PROXYRO_SECRET_TWICE)
         return self
 
     @model_validator(mode="after")
@@ -157,6 +166,8 @@ def _cross_field_errors(body: dict[str, Any]) -> list[FieldError]:
         errors.append(FieldError(field="rootSysPassword", message=_ROOT_SECRET_MISSING))
     if "rootSysPassword" in body and "rootSysCredentialId" in body:
         errors.append(FieldError(field="rootSysCredentialId", message=_ROOT_SECRET_TWICE))
+    if "proxyroPassword" in body and "proxyroCredentialId" in body:
+        errors.append(FieldError(field="proxyroCredentialId", message=_PROXYRO_SECRET_TWICE))
     if body.get("connectionMode") == "proxy" and not body.get("clusterName"):
         errors.append(FieldError(field="clusterName", message=_PROXY_NEEDS_CLUSTER_NAME))
     host_info = body.get("hostInfo")
@@ -183,7 +194,13 @@ def parse_request(body: Any) -> TakeOverRequest:
         errors: list[FieldError] = []
         for error in exc.errors(include_input=False, include_url=False, include_context=False):
             if error["type"] == "value_error" and error["msg"].endswith(
-                (_PROXY_NEEDS_CLUSTER_NAME, _CONTAINER_NEEDS_PORTS, _ROOT_SECRET_MISSING, _ROOT_SECRET_TWICE)
+                (
+                    _PROXY_NEEDS_CLUSTER_NAME,
+                    _CONTAINER_NEEDS_PORTS,
+                    _ROOT_SECRET_MISSING,
+                    _ROOT_SECRET_TWICE,
+                    _PROXYRO_SECRET_TWICE,
+                )
             ):
                 continue  # reported by _cross_field_errors with the field it concerns
             message = error["msg"].removeprefix("Value error, ")

@@ -10,31 +10,31 @@ Ctrl-C stops everything. Only loopback addresses are used.
 from __future__ import annotations
 
 import argparse
-import asyncio
+import base64
 import json
 import os
+import secrets
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from temporalio.client import WorkflowExecutionStatus
-
 from contracts.engine import workflow_id_for
+from contracts.messages import PrecheckReport
 from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, load_settings
 from contracts.task_view import TaskView
-from metadb import credentials, hosts
+from metadb import credentials, hosts, users
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.cli import task_table
-from ob_takeover.client import TakeoverClient
-from ob_takeover.connection import connect
-from workflows.takeover import TakeOverCluster
 
 ROOT = Path.cwd()
 BIN = Path(sys.executable).parent
@@ -79,9 +79,34 @@ class Processes:
             print(f"  stopped {name}")
 
 
-async def run_precheck(body: dict[str, Any], settings: Settings) -> bool:
-    client = await TakeoverClient.connect(settings=settings)
-    report = await client.precheck(body)
+API = "http://127.0.0.1:8080/api/v2"
+
+
+@dataclass
+class DemoApi:
+    """The demo's calls to OCP's REST API, made as OCP clients make them (Basic auth, JSON)."""
+
+    user: str
+    password: str
+
+    def call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        token = base64.b64encode(f"{self.user}:{self.password}".encode()).decode()
+        request = urllib.request.Request(
+            API + path,
+            method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Basic {token}", "Content-Type": "application/json"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=120) as reply:
+                return json.load(reply).get("data")
+        except urllib.error.HTTPError as error:
+            message = json.load(error).get("error", {}).get("message", error.reason)
+            raise SystemExit(f"demo: {method} {path} answered {error.code}: {message}") from None
+
+
+def run_precheck(api: DemoApi, body: dict[str, Any]) -> bool:
+    report = PrecheckReport.model_validate(api.call("POST", "/ob/clusters/takeOverPreCheck", body))
     print(
         f"\nPrecheck of {report.cluster_name} (OceanBase {report.version}): {len(report.items)} checks in "
         f"{report.seconds:.2f}s, {'passed' if report.passed else 'FAILED'}"
@@ -92,36 +117,24 @@ async def run_precheck(body: dict[str, Any], settings: Settings) -> bool:
     return report.passed
 
 
-async def run_takeover(body: dict[str, Any], settings: Settings) -> TaskView:
-    client = await connect(settings)
-    ui = settings.temporal_ui
+def run_takeover(api: DemoApi, body: dict[str, Any], settings: Settings, password_file: Path) -> TaskView:
+    started = api.call("POST", "/ob/clusters/takeOver", body)
+    task_id = started["id"]
     workflow_id = workflow_id_for(body["address"], body["port"])
-    handle = await client.start_workflow(
-        TakeOverCluster.run,
-        body,
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        memo={"creator": os.environ.get("USER", "demo")},
-    )
-    print(f"\nTakeover started: workflow {workflow_id}")
-    print(f"Temporal UI: {ui}/namespaces/default/workflows/{workflow_id}/{handle.result_run_id}")
+    print(f"\nTakeover started through OCP's REST API: task {task_id}, cluster {started['clusterId']}")
+    print(f"  read it:     curl -s -u {api.user}:$(cat {password_file}) {API}/tasks/instances/{task_id}")
+    print(f"  Temporal UI: {settings.temporal_ui}/namespaces/default/workflows/{workflow_id}")
     last = ""
     while True:
-        description = await handle.describe()
-        try:
-            task = await handle.query(TakeOverCluster.task)
-            done = sum(s.status.value == "SUCCESSFUL" for s in task.subtasks)
-            line = f"  {task.status.value}: {done}/{len(task.subtasks)} subtasks successful"
-            if line != last:
-                print(line, flush=True)
-                last = line
-            if task.status.value == "FAILED" or description.status != WorkflowExecutionStatus.RUNNING:
-                return task
-        except Exception:  # the task is created once the topology is read
-            if description.status != WorkflowExecutionStatus.RUNNING:
-                ended = description.status.name if description.status else "unknown"
-                raise SystemExit(f"demo: the takeover ended {ended}; see var/demo/worker.log") from None
-        await asyncio.sleep(0.5)
+        task = TaskView.model_validate(api.call("GET", f"/tasks/instances/{task_id}"))
+        done = sum(s.status.value == "SUCCESSFUL" for s in task.subtasks)
+        line = f"  {task.status.value}: {done}/{len(task.subtasks)} subtasks successful"
+        if line != last:
+            print(line, flush=True)
+            last = line
+        if task.status.value != "RUNNING":
+            return task
+        time.sleep(0.5)
 
 
 DEMO_MARK = "# ob-takeover demo settings"
@@ -233,9 +246,15 @@ def main(argv: list[str] | None = None) -> None:
             "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": 2222},
         }
         began = time.monotonic()
-        if not asyncio.run(run_precheck(body, settings)):
+        api_password = secrets.token_urlsafe(12)
+        users.add_user(db, "demo", users.TASK_MANAGER, api_password)
+        password_file = demo / "api-password"
+        password_file.write_text(api_password + "\n")
+        password_file.chmod(0o600)
+        api = DemoApi("demo", api_password)
+        if not run_precheck(api, body):
             raise SystemExit("demo: the precheck failed; see the items above")
-        task = asyncio.run(run_takeover(body, settings))
+        task = run_takeover(api, body, settings, password_file.relative_to(ROOT))
         print("\n" + task_table(task))
         print(f"\nTakeover {task.status.value} in {time.monotonic() - began:.1f}s.")
         print("Config server: http://127.0.0.1:8080/services?Action=ObRootServiceInfo&ObCluster=obcluster")

@@ -190,6 +190,14 @@ async def test_a_bad_body_answers_400_per_field_and_starts_nothing(api: Api, sim
         auth=("manager", PASSWORDS["manager"]), headers={"Content-Type": "application/json"},
     )  # fmt: skip
     assert malformed.status_code == 400 and error_of(malformed)["message"] == "the body is not valid JSON"
+    # A known field in the wrong case is a typo: refused, not silently replaced by its default.
+    typo = await api.call("POST", "/api/v2/ob/clusters/takeOver", "manager", {"switchConfigURL": False})
+    assert typo.status_code == 400 and "did you mean switchConfigUrl?" in error_of(typo)["message"]
+    # A stored root@sys credential logs in wherever the address points: only an ADMIN may use one.
+    stored = {"rootSysCredentialId": 1, "address": sim.address, "port": sim.sql_port}
+    refused = await api.call("POST", "/api/v2/ob/clusters/takeOver", "manager", stored)
+    assert refused.status_code == 403 and "it needs ADMIN" in error_of(refused)["message"]
+    assert (await api.call("GET", f"/api/v2/tasks/instances/{2**64}", "viewer")).status_code == 400
     assert api.runtime.db.query("SELECT * FROM tasks") == []
     assert api.runtime.db.query("SELECT * FROM credentials WHERE kind = 'CLUSTER'") == []
     listed = await api.data("GET", "/api/v2/tasks/instances", "viewer")
@@ -227,6 +235,7 @@ async def setup_hosts(api: Api, sim: Simulation) -> tuple[int, int]:
 def takeover_body(sim: Simulation, host_type: int, credential: int) -> dict[str, Any]:
     return {
         "rootSysPassword": sim.root_password,
+        "proxyroPassword": "Proxy-ro-Pw-9",
         "address": sim.address,
         "port": sim.sql_port,
         "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": sim.ssh_port},
@@ -284,9 +293,11 @@ async def test_a_takeover_through_the_api_alone(api: Api, sim: Simulation, task_
     decoded = await codec.decode(list(start.input.payloads))
     assert sim.root_password.encode() not in b"".join(p.data for p in decoded)
     assert b"rootSysCredentialId" in b"".join(p.data for p in decoded)
-    stored = credentials.describe_credential(
-        api.runtime.db, kind=credentials.CLUSTER, name=f"{sim.address}:{sim.sql_port}:root@sys"
+    assert b"proxyroCredentialId" in b"".join(p.data for p in decoded) and b"Proxy-ro-Pw-9" not in b"".join(
+        p.data for p in decoded
     )
+    name = f"task {task_id}: root@sys of {sim.address}:{sim.sql_port}"
+    stored = credentials.describe_credential(api.runtime.db, kind=credentials.CLUSTER, name=name)
     assert stored is not None and stored["cluster_id"] == cluster_id
     # Clients print <base>/task/<id> for a person: it leads to the workflow in the Temporal UI.
     page = await api.call("GET", f"/task/{task_id}", "viewer")

@@ -14,7 +14,17 @@ from pydantic import BaseModel
 SERVER = socket.gethostname()
 
 # OCP's error codes where OCP documents one for the case, ours (10xxx) where it does not.
-ERROR_CODES = {400: 10000, 401: 10010, 403: 10011, 404: 10004, 409: 11033, 429: 10029, 500: 10500}
+ERROR_CODES = {
+    400: 10000,
+    401: 10010,
+    403: 10011,
+    404: 10004,
+    405: 10005,
+    409: 11033,
+    429: 10029,
+    500: 10500,
+    503: 10503,
+}
 
 
 class SubError(BaseModel):

@@ -10,9 +10,10 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib import metadata
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi import Path as FastApiPath
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
@@ -76,7 +77,7 @@ class Services:
                 try:
                     self._client = await self.connect()
                 except Exception as exc:
-                    raise ApiError(500, f"Temporal is unreachable ({type(exc).__name__}); try again") from None
+                    raise ApiError(503, f"Temporal is unreachable ({type(exc).__name__}); try again") from None
         return self._client
 
     async def metadb(self, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
@@ -109,6 +110,9 @@ def _call(role: str) -> Callable[[Request], Awaitable[Call]]:
     return authenticated
 
 
+# Ids are positive 64-bit integers; anything else is a 400 naming the parameter.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, FastApiPath(ge=1, le=MAX_ID)]
 viewer = Depends(_call(TASK_VIEWER))
 manager = Depends(_call(TASK_MANAGER))
 admin = Depends(_call(ADMIN))
@@ -122,7 +126,7 @@ async def json_object(request: Request) -> dict[str, Any]:
     """The JSON object in the body, whatever Content-Type says; 400 otherwise."""
     try:
         body = await request.json()
-    except ValueError:
+    except (ValueError, RecursionError):
         raise ApiError(400, "the body is not valid JSON") from None
     if not isinstance(body, dict):
         raise ApiError(400, "the body must be a JSON object")
@@ -136,7 +140,17 @@ def _fields(model: type[BaseModel]) -> set[str]:
 def takeover_request(body: dict[str, Any], trace_id: str) -> TakeOverRequest:
     """The body as a takeover request: fields OCP does not document are dropped and logged (as OCP does);
     a body that breaks a rule is a 400 naming every field, with the value unless it is a secret."""
-    dropped = sorted(set(body) - _fields(TakeOverRequest))
+    known = _fields(TakeOverRequest)
+    dropped = sorted(set(body) - known)
+    # A known field in the wrong case is a typo, not an extension: it must not fall back to a default.
+    typos = [
+        SubError(field=k, message=f"unknown field; did you mean {f}?")
+        for k in dropped
+        for f in known
+        if k.lower() == f.lower()
+    ]
+    if typos:
+        raise ApiError(400, "; ".join(f"{e.field}: {e.message}" for e in typos), sub_errors=typos)
     clean = {k: v for k, v in body.items() if k not in dropped}
     host_info = clean.get("hostInfo")
     if isinstance(host_info, dict):
@@ -155,6 +169,12 @@ def takeover_request(body: dict[str, Any], trace_id: str) -> TakeOverRequest:
                 SubError(field=e.field, message=e.message, rejected_value=_value(clean, e.field)) for e in exc.errors
             ],
         ) from None
+
+
+def refuse_stored_root_credential(call: Call, body: TakeOverRequest) -> None:
+    """A stored root@sys credential logs in wherever the body's address points: only an ADMIN may use one."""
+    if body.root_sys_credential_id is not None or body.proxyro_credential_id is not None:
+        require(call.user, ADMIN)
 
 
 def _value(body: dict[str, Any], path: str) -> Any:
@@ -213,6 +233,7 @@ BODY_SCHEMA = body_schema(TakeOverRequest)
 @router.post(f"{API}/ob/clusters/takeOverPreCheck", openapi_extra=BODY_SCHEMA, summary="takeover precheck")
 async def precheck(request: Request, call: Call = manager) -> Response:
     body = takeover_request(await json_object(request), call.trace_id)
+    refuse_stored_root_credential(call, body)
     client = await call.services.temporal()
     report: PrecheckReport = await client.execute_workflow(
         TakeOverPrecheck.run,
@@ -232,15 +253,22 @@ async def take_over(request: Request, call: Call = manager) -> Response:
     so the password never enters Temporal's history.
     """
     body = takeover_request(await json_object(request), call.trace_id)
+    refuse_stored_root_credential(call, body)
     services = call.services
     client = await services.temporal()
     workflow_id = workflow_id_for(body.address, body.port)
     await _refuse_if_taken(services, client, body, workflow_id)
     task_id, cluster_id = await services.metadb(_allocate, services, body, workflow_id, call)
     start = body.model_dump(mode="json", exclude_none=True)
-    if body.root_sys_password is not None:
-        start.pop("rootSysPassword")
-        start["rootSysCredentialId"] = await services.metadb(_store_root_password, services, body, cluster_id)
+    for field, reference, user in (
+        ("rootSysPassword", "rootSysCredentialId", "root@sys"),
+        ("proxyroPassword", "proxyroCredentialId", "proxyro"),
+    ):
+        if field in start:
+            secret = start.pop(field)
+            start[reference] = await services.metadb(
+                _store_password, services, body.endpoint, user, secret, task_id, cluster_id
+            )
     try:
         handle = await client.start_workflow(
             TakeOverCluster.run,
@@ -254,10 +282,13 @@ async def take_over(request: Request, call: Call = manager) -> Response:
                 MEMO_CLUSTER_ID: cluster_id,
             },
         )
-    except WorkflowAlreadyStartedError:
+    except BaseException as exc:
         await services.metadb(tasks.record_task, services.db, task_id=task_id, workflow_id=workflow_id, run_id="",
                               name=task_name(False), status="REJECTED")  # fmt: skip
-        raise ApiError(409, f"cluster {body.endpoint} is being taken over by another task ({workflow_id})") from None
+        if isinstance(exc, WorkflowAlreadyStartedError):
+            message = f"cluster {body.endpoint} is being taken over by another task ({workflow_id})"
+            raise ApiError(409, message) from None
+        raise
     await services.metadb(
         tasks.record_task, services.db, task_id=task_id, workflow_id=workflow_id, run_id=handle.result_run_id or "",
         name=task_name(False), status="RUNNING",
@@ -302,15 +333,16 @@ def _allocate(services: Services, body: TakeOverRequest, workflow_id: str, call:
     return task_id, cluster_id
 
 
-def _store_root_password(services: Services, body: TakeOverRequest, cluster_id: int) -> int:
-    assert body.root_sys_password is not None
+def _store_password(services: Services, endpoint: str, user: str, secret: str, task_id: int, cluster_id: int) -> int:
+    """A password of the request in the password box, under a name of this task's own: a concurrent
+    request refused later cannot replace the password a running task uses."""
     return credentials.save_credential(
         services.db,
         services.vault,
         kind=credentials.CLUSTER,
-        name=f"{body.endpoint}:root@sys",
-        username="root@sys",
-        secret=body.root_sys_password,
+        name=f"task {task_id}: {user} of {endpoint}",
+        username=user,
+        secret=secret,
         cluster_id=cluster_id,
     )
 
@@ -362,8 +394,36 @@ async def _view(call: Call, row: dict[str, Any]) -> TaskView:
     )
 
 
+# The registry's end states as OCP's task statuses.
+REGISTRY_STATUS = {
+    "SUCCESSFUL": TaskStatus.SUCCESSFUL,
+    "ROLLED_BACK": TaskStatus.SUCCESSFUL,
+    "ABORTED": TaskStatus.FAILED,
+}
+
+
+async def _view_or_row(call: Call, row: dict[str, Any]) -> TaskView:
+    """The task; when its workflow cannot tell (past Temporal's retention), what the registry knows."""
+    try:
+        return await _view(call, row)
+    except ApiError:
+        return TaskView(
+            id=int(row["task_id"]),
+            name=row["name"],
+            cluster_id=row["cluster_id"],
+            creator=row.get("creator") or "temporal",
+            executor="ob-takeover",
+            operation=Operation.EXECUTE,
+            prohibit_rollback=False,
+            create_time=row["created_at"],
+            start_time=row["created_at"],
+            status=REGISTRY_STATUS.get(row["status"], TaskStatus.FAILED),
+            subtasks=[],
+        )
+
+
 @router.get(f"{API}/tasks/instances/{{task_id}}", summary="a task (OCP's task JSON)")
-async def get_task(task_id: int, call: Call = viewer) -> Response:
+async def get_task(task_id: Id, call: Call = viewer) -> Response:
     return call.ok(await _view(call, await _task_row(call, task_id)))
 
 
@@ -381,7 +441,7 @@ class TaskSummary(BaseModel):
 async def list_tasks(
     name: str | None = None,
     status: str | None = None,
-    cluster_id: int | None = Query(None, alias="clusterId"),
+    cluster_id: int | None = Query(None, alias="clusterId", ge=1, le=MAX_ID),
     page: int = 1,
     size: int = 10,
     call: Call = viewer,
@@ -389,7 +449,7 @@ async def list_tasks(
     number, size = _paging(page, size)
     rows = await call.services.metadb(tasks.list_tasks, call.services.db, name=name, cluster_id=cluster_id)
     rows = [row for row in rows if row["status"] != "REJECTED"]
-    views = await asyncio.gather(*(_view(call, row) for row in rows))
+    views = await asyncio.gather(*(_view_or_row(call, row) for row in rows))
     found = [
         TaskSummary(
             id=view.id,
@@ -434,35 +494,35 @@ async def _update(call: Call, task_id: int, update: str, subtask_id: int | None 
 
 
 @router.post(f"{API}/tasks/instances/{{task_id}}/retry", summary="run every FAILED subtask again")
-async def retry_task(task_id: int, call: Call = manager) -> Response:
+async def retry_task(task_id: Id, call: Call = manager) -> Response:
     return call.ok(await _update(call, task_id, RETRY_UPDATE))
 
 
 @router.post(f"{API}/tasks/instances/{{task_id}}/rollback", summary="undo the task's work in reverse order")
-async def rollback_task(task_id: int, call: Call = manager) -> Response:
+async def rollback_task(task_id: Id, call: Call = manager) -> Response:
     return call.ok(await _update(call, task_id, ROLLBACK_UPDATE))
 
 
 @router.post(f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/retry", summary="run a FAILED subtask again")
-async def retry_subtask(task_id: int, subtask_id: int, call: Call = manager) -> Response:
+async def retry_subtask(task_id: Id, subtask_id: Id, call: Call = manager) -> Response:
     view = await _update(call, task_id, RETRY_SUBTASK_UPDATE, subtask_id)
-    return call.ok(next(s for s in view.subtasks if s.id == subtask_id))
+    return call.ok(next((s for s in view.subtasks if s.id == subtask_id), None))
 
 
 @router.post(f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/skip", summary="skip a FAILED subtask")
-async def skip_subtask(task_id: int, subtask_id: int, call: Call = manager) -> Response:
+async def skip_subtask(task_id: Id, subtask_id: Id, call: Call = manager) -> Response:
     await _update(call, task_id, SKIP_SUBTASK_UPDATE, subtask_id)
     return call.ok()
 
 
 @router.post(f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/cancel", summary="stop a RUNNING subtask")
-async def cancel_subtask(task_id: int, subtask_id: int, call: Call = manager) -> Response:
+async def cancel_subtask(task_id: Id, subtask_id: Id, call: Call = manager) -> Response:
     await _update(call, task_id, CANCEL_SUBTASK_UPDATE, subtask_id)
     return call.ok()
 
 
 @router.get(f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/log", summary="a subtask's log")
-async def subtask_log(task_id: int, subtask_id: int, call: Call = viewer) -> Response:
+async def subtask_log(task_id: Id, subtask_id: Id, call: Call = viewer) -> Response:
     row = await _task_row(call, task_id)
     client = await call.services.temporal()
     handle: WorkflowHandle[Any, Any] = client.get_workflow_handle(row["workflow_id"], run_id=row["run_id"] or None)
@@ -474,7 +534,7 @@ async def subtask_log(task_id: int, subtask_id: int, call: Call = viewer) -> Res
 
 
 @router.get("/task/{task_id}", summary="the task's page in the Temporal UI (a redirect)")
-async def task_page(task_id: int, call: Call = viewer) -> RedirectResponse:
+async def task_page(task_id: Id, call: Call = viewer) -> RedirectResponse:
     row = await _task_row(call, task_id)
     settings = call.services.settings
     namespace = settings.temporal_namespace or "default"
@@ -506,7 +566,7 @@ async def list_clusters(page: int = 1, size: int = 10, call: Call = viewer) -> R
 
 
 @router.get(f"{API}/ob/clusters/{{cluster_id}}", summary="a managed cluster")
-async def get_cluster(cluster_id: int, call: Call = viewer) -> Response:
+async def get_cluster(cluster_id: Id, call: Call = viewer) -> Response:
     row = await call.services.metadb(clusters.get_cluster, call.services.db, cluster_id)
     if row is None:
         raise ApiError(404, f"cluster {cluster_id} does not exist")
