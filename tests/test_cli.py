@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from metadb import locks
+from metadb import locks, users
 from metadb.db import Database
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -104,3 +104,26 @@ def test_unreachable_metadb_is_named_without_password(cli_env: dict[str, str]) -
     code, _, err = run(env, "cluster", "list")
     assert code == 2
     assert "mysql://ops:***@127.0.0.1:1/metadb" in err and "Hunter2" not in err
+
+
+def test_user_commands(cli_env: dict[str, str]) -> None:
+    code, out, err = run(cli_env, "user", "add", "--name", "installer", "--role", "TASK_MANAGER", "--password-stdin",
+                         stdin="Installer-pw-1\n")  # fmt: skip
+    assert code == 0 and out == {"userId": 1}, err
+    code, out, err = run(cli_env, "user", "add", "--name", "installer", "--role", "ADMIN", "--password-stdin",
+                         stdin="Another-pw-12\n")  # fmt: skip
+    assert code == 2 and err.strip() == "ob-takeover: user installer exists"
+    code, out, err = run(cli_env, "user", "add", "--name", "x", "--role", "ADMIN", "--password-stdin", stdin="short\n")
+    assert code == 2 and "at least 8 characters" in err
+    code, out, _ = run(cli_env, "user", "list")
+    assert out is not None and [(u["name"], u["role"]) for u in out["users"]] == [("installer", "TASK_MANAGER")]
+    assert "password" not in json.dumps(out)
+    code, out, err = run(cli_env, "user", "passwd", "installer", "--password-stdin", stdin="New-password-1\n")
+    assert code == 0, err
+    db = Database(cli_env["OB_TAKEOVER_METADB"])
+    assert users.authenticate(db, "installer", "New-password-1") is not None
+    assert users.authenticate(db, "installer", "Installer-pw-1") is None
+    code, out, _ = run(cli_env, "user", "delete", "installer")
+    assert code == 0 and users.list_users(db) == []
+    code, _, err = run(cli_env, "user", "delete", "installer")
+    assert code == 2 and "user installer does not exist" in err
