@@ -102,6 +102,13 @@ async def serve(worker: Worker) -> None:
         log.info("stopping: finishing running activities")
 
 
+def quiet_libraries(level: str) -> None:
+    """Library chatter (asyncssh logs every channel) stays at WARNING unless DEBUG is asked for."""
+    if level != "DEBUG":
+        for name in ("asyncssh", "uvicorn", "httpx"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+
+
 async def main() -> None:
     try:
         settings = load_settings()
@@ -110,6 +117,7 @@ async def main() -> None:
         log.error("cannot start: %s", exc)
         sys.exit(2)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    quiet_libraries(settings.log_level)
     try:
         runtime = Runtime.from_settings(settings)
     except Exception as exc:  # a clear start-up error: metadb unreachable, wrong master key

@@ -9,11 +9,12 @@ what to do; secrets never appear in what is logged.
 from __future__ import annotations
 
 import asyncio
+import os
 
 import asyncssh
 
 from activities.ports import CommandResult, HostLogin
-from contracts.errors import HostAuthFailed, HostCommandFailed, HostKeyMismatch, HostUnreachable
+from contracts.errors import HostAuthFailed, HostCommandFailed, HostKeyMismatch, HostKeysUnknown, HostUnreachable
 
 MAX_OUTPUT = 1 << 20
 
@@ -62,7 +63,15 @@ class HostClient:
             else:
                 options["known_hosts"] = None
         else:
-            options["known_hosts"] = self._keys.known_hosts
+            known = self._keys.known_hosts
+            if known is not None and not os.path.isfile(known):
+                raise HostKeysUnknown(
+                    f"the known_hosts file {known} does not exist, so the key of {self.where} cannot be checked; "
+                    "set known_hosts (OB_TAKEOVER_KNOWN_HOSTS; the simulator's READY line names its file) or "
+                    "host_key_policy tofu",
+                    node=self.address,
+                )
+            options["known_hosts"] = known
         try:
             self._connection = await asyncssh.connect(self.address, self.port, **options)
         except asyncssh.PermissionDenied:

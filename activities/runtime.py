@@ -33,7 +33,7 @@ from metadb import clusters, hosts
 from metadb.credentials import CLUSTER, HOST, get_credential
 from metadb.db import Database
 from metadb.migrate import migrate
-from metadb.vault import Vault, load_master_key
+from metadb.vault import Vault, load_vault
 
 log = logging.getLogger("ob_takeover.activities")
 
@@ -115,7 +115,7 @@ class Runtime:
         db = Database(settings.metadb)
         db.check()
         migrate(db)
-        vault = Vault(load_master_key(settings))
+        vault = load_vault(settings)
         vault.verify(db)
         return cls(
             db=db,

@@ -78,6 +78,10 @@ class HostKeyMismatch(TakeoverError):
     """The host's key is not the known one: possibly another machine answering at this address."""
 
 
+class HostKeysUnknown(TakeoverError):
+    """There is nothing to check a host's key against (no known_hosts file): a setting to fix, not a retry."""
+
+
 class HostCommandFailed(TakeoverError):
     """A command ended with a non-zero exit code."""
 

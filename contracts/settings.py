@@ -58,6 +58,12 @@ class Settings(BaseModel):
         "used when the master key is not set; created 0600 on first start",
         path=True,
     )
+    master_key_previous: str | None = _setting(
+        None,
+        "OB_TAKEOVER_MASTER_KEY_PREVIOUS",
+        "earlier master keys (comma-separated base64), kept for reading secrets during a key rotation",
+        secret=True,
+    )
     codec_key: str | None = _setting(
         None,
         "OB_TAKEOVER_CODEC_KEY",

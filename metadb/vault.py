@@ -13,6 +13,7 @@ import hashlib
 import hmac
 import os
 import secrets
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -84,12 +85,44 @@ def load_master_key(settings: Settings, *, create: bool = True) -> MasterKey:
     return MasterKey.decode(path.read_text(), f"master key file {path}")
 
 
+def previous_key_file(path: Path) -> Path:
+    """Where a key rotation keeps the key it replaced, for reading."""
+    return path.with_name(path.name + ".previous")
+
+
+def load_keys(settings: Settings) -> list[MasterKey]:
+    """The master key, then the keys kept for reading: the key file's `.previous` one (left by a key
+    rotation) and `master_key_previous`."""
+    keys = [load_master_key(settings)]
+    if not settings.master_key:
+        previous = previous_key_file(Path(settings.master_key_file))
+        if previous.exists():
+            keys.append(MasterKey.decode(previous.read_text(), f"master key file {previous}"))
+    for text in (settings.master_key_previous or "").split(","):
+        if text.strip():
+            keys.append(MasterKey.decode(text, "OB_TAKEOVER_MASTER_KEY_PREVIOUS"))
+    return keys
+
+
+def load_vault(settings: Settings) -> Vault:
+    """The password box of a process: its keys from the settings, read again when a secret turns up under a
+    key it does not know (a rotation while it runs), so running workers follow a rotation."""
+    keys = load_keys(settings)
+    return Vault(keys[0], keys[1:], reload=lambda: load_keys(settings))
+
+
 class Vault:
     """Encrypts and decrypts secrets; `context` binds a ciphertext to the row it belongs to."""
 
-    def __init__(self, key: MasterKey, previous: list[MasterKey] | None = None) -> None:
+    def __init__(
+        self,
+        key: MasterKey,
+        previous: list[MasterKey] | None = None,
+        reload: Callable[[], list[MasterKey]] | None = None,
+    ) -> None:
         self.key = key
         self._keys = {k.key_id: k for k in [key, *(previous or [])]}
+        self._reload = reload
 
     def encrypt(self, plaintext: str, context: str) -> str:
         nonce = secrets.token_bytes(12)
@@ -102,6 +135,12 @@ class Vault:
         except ValueError:
             raise MasterKeyError("stored secret is not in the password box format") from None
         key = self._keys.get(key_id)
+        if key is None and self._reload is not None:
+            keys = self._reload()
+            self._keys.update({k.key_id: k for k in keys})
+            key = self._keys.get(key_id)
+            if key is not None:
+                self.key = keys[0]  # the rotation's new key encrypts from now on
         if version != "v1" or key is None:
             raise MasterKeyError(
                 f"secret was encrypted with master key {key_id}; the configured key is {self.key.key_id}"

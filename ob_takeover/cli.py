@@ -14,20 +14,48 @@ import json
 import logging
 import os
 import sys
+import traceback
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowQueryFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.errors import OperationRefused, TakeoverError
 from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, SettingsError, load_settings
 from metadb import clusters, credentials, hosts, locks, users
 from metadb.db import Database
 from metadb.migrate import migrate
-from metadb.vault import Vault, load_master_key, rotate_master_key
+from metadb.vault import Vault, load_master_key, load_vault, previous_key_file, rotate_master_key
+from workflows.takeover import TASK_STATUS_KEY
+
+# Exit codes, for scripts (README, "Exit codes").
+EXIT_OK = 0  # done: the task is SUCCESSFUL or ROLLED_BACK, the precheck passed
+EXIT_FAILED = 1  # the task FAILED or was ABORTED, the precheck did not pass, an operation was refused
+EXIT_USAGE = 2  # a wrong argument, setting or input, or something named does not exist
+EXIT_RUNNING = 3  # the task is still running (or rolling back)
+EXIT_UNAVAILABLE = 4  # Temporal or the metadb cannot be reached: try again later
+
+# ObTaskStatus (the search attribute, the vocabulary everywhere) to exit code.
+STATUS_EXIT = {
+    "SUCCESSFUL": EXIT_OK,
+    "ROLLED_BACK": EXIT_OK,
+    "FAILED": EXIT_FAILED,
+    "ABORTED": EXIT_FAILED,
+    "ROLLBACK_FAILED": EXIT_FAILED,
+    "RUNNING": EXIT_RUNNING,
+    "ROLLING_BACK": EXIT_RUNNING,
+    "CREATING": EXIT_RUNNING,
+}
 
 
 class CommandError(Exception):
-    """A problem the operator can fix; printed as one line, exit code 2."""
+    """A problem the operator can fix; printed as one line with what to do."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
 
 
 def open_metadb(args: argparse.Namespace) -> Database:
@@ -38,7 +66,7 @@ def open_metadb(args: argparse.Namespace) -> Database:
 
 
 def open_vault(db: Database, args: argparse.Namespace) -> Vault:
-    vault = Vault(load_master_key(args.settings))
+    vault = load_vault(args.settings)
     vault.verify(db)
     return vault
 
@@ -206,8 +234,35 @@ def cmd_vault_rotate_key(args: argparse.Namespace) -> None:
     if new_key.key_id == old.key.key_id:
         raise CommandError(f"{path} holds the current key; give a new key file")
     count = rotate_master_key(db, old, new_key)
-    print(f"re-encrypted {count} secret(s); start workers and commands with the new key ({path})", file=sys.stderr)
+    settings = args.settings
+    if settings.master_key:
+        print(
+            f"re-encrypted {count} secret(s) under the key in {path}. Set OB_TAKEOVER_MASTER_KEY to it and "
+            "OB_TAKEOVER_MASTER_KEY_PREVIOUS to the old key for every worker and service, restart them, then "
+            "drop the old key",
+            file=sys.stderr,
+        )
+    else:
+        # Running workers read the key file again when they meet a secret under a key they do not know.
+        current = Path(settings.master_key_file)
+        install_key_file(current, previous_key_file(current), path)
+        print(
+            f"re-encrypted {count} secret(s); {current} now holds the new key and {previous_key_file(current)} "
+            "the old one; running workers switch to the new key by themselves",
+            file=sys.stderr,
+        )
     emit({"reencrypted": count, "keyId": new_key.key_id})
+
+
+def install_key_file(current: Path, previous: Path, new: Path) -> None:
+    """The new key file in the current one's place, the current one kept as `previous` (both 0600)."""
+    staged = current.with_name(current.name + ".new")
+    staged.unlink(missing_ok=True)
+    with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(new.read_text())
+    if current.exists():
+        current.replace(previous)
+    staged.replace(current)
 
 
 def cmd_config_show(args: argparse.Namespace) -> None:
@@ -283,11 +338,19 @@ def ui_link(settings: Settings, workflow_id: str) -> str:
     return f"{base}/namespaces/{namespace}/workflows/{workflow_id}"
 
 
-def task_table(task: Any) -> str:
-    """OCP's task as an aligned table: one row per subtask with its node, state, runs and times."""
+def display_status(task: Any) -> str:
+    """The task's status in the vocabulary of the ObTaskStatus search attribute."""
+    if task.operation.value == "ROLLBACK":
+        return {"RUNNING": "ROLLING_BACK", "FAILED": "ROLLBACK_FAILED", "SUCCESSFUL": "ROLLED_BACK"}[task.status.value]
+    return str(task.status.value)
+
+
+def task_table(task: Any, status: str | None = None) -> str:
+    """OCP's task as an aligned table: one row per subtask with its node, state, runs and times; the
+    header's status is ObTaskStatus's (`status`, else worked out from the task)."""
+    cluster = f"cluster {task.cluster_id}" if task.cluster_id is not None else "cluster not recorded yet"
     lines = [
-        f"task {task.id} '{task.name}' cluster {task.cluster_id}: {task.status.value}"
-        + (" (rollback)" if task.operation.value == "ROLLBACK" else ""),
+        f"task {task.id} '{task.name}' {cluster}: {status or display_status(task)}",
         f"{'ID':<12} {'SUBTASK':<42} {'NODE':<22} {'STATUS':<11} {'RUNS':>4}  {'START':<23} END",
     ]
     for s in task.subtasks:
@@ -358,12 +421,12 @@ async def _watch(takeover: Any) -> Any:
         await asyncio.sleep(0.5)
 
 
-def cmd_start(args: argparse.Namespace) -> None:
+def cmd_start(args: argparse.Namespace) -> int:
     from ob_takeover.client import TakeoverClient
 
     request = _parse(request_body(args))
 
-    async def run() -> None:
+    async def run() -> int:
         client = await TakeoverClient.connect(settings=args.settings)
         takeover = await client.start(request)
         print(f"started {takeover.workflow_id}: {ui_link(args.settings, takeover.workflow_id)}", file=sys.stderr)
@@ -371,22 +434,25 @@ def cmd_start(args: argparse.Namespace) -> None:
             "workflowId": takeover.workflow_id,
             "ui": ui_link(args.settings, takeover.workflow_id),
         }
+        code = EXIT_OK
         if args.wait:
             task = await _watch(takeover)
             print(task_table(task))
-            result["status"] = task.status.value
+            result["status"] = display_status(task)
             result["taskId"] = task.id
+            code = STATUS_EXIT.get(result["status"], EXIT_FAILED)
         emit(result)
+        return code
 
-    asyncio.run(run())
+    return asyncio.run(run())
 
 
-def cmd_precheck(args: argparse.Namespace) -> None:
+def cmd_precheck(args: argparse.Namespace) -> int:
     from ob_takeover.client import TakeoverClient
 
     request = _parse(request_body(args))
 
-    async def run() -> None:
+    async def run() -> int:
         client = await TakeoverClient.connect(settings=args.settings)
         report = await client.precheck(request)
         print(
@@ -405,41 +471,100 @@ def cmd_precheck(args: argparse.Namespace) -> None:
                 for command in step.commands:
                     print(f"  SSH  {command}")
         emit({"passed": report.passed, "failed": len(report.failures()), "seconds": report.seconds})
+        return EXIT_OK if report.passed else EXIT_FAILED
 
-    asyncio.run(run())
+    return asyncio.run(run())
 
 
-def _operate(args: argparse.Namespace, *, operation: str) -> None:
+def _operate(args: argparse.Namespace, *, operation: str) -> int:
     from ob_takeover.client import TakeoverClient
 
-    async def run() -> None:
+    async def run() -> int:
         takeover = (await TakeoverClient.connect(settings=args.settings)).get(args.workflow_id)
+        description = await takeover.describe()
         try:
             if operation == "status":
                 task = await takeover.task()
             elif operation == "abort":
                 await takeover.abort()
                 emit({"workflowId": args.workflow_id, "aborted": True})
-                return
+                return EXIT_OK
             elif operation == "logs":
                 print(await takeover.subtask_log(args.subtask_id))
                 emit({"workflowId": args.workflow_id, "subtaskId": args.subtask_id})
-                return
+                return EXIT_OK
             elif operation in ("retry", "rollback"):
                 task = await getattr(takeover, operation)()
             else:
                 task = await getattr(takeover, operation)(args.subtask_id)
         except OperationRefused as exc:
-            raise CommandError(f"refused: {exc}") from None
+            raise CommandError(f"refused: {exc}", EXIT_FAILED) from None
+        except WorkflowQueryFailedError:
+            return await _without_task(takeover, description.status)
         if getattr(args, "wait", False):
             task = await _watch(takeover)
-        print(task_table(task))
+            description = await takeover.describe()
+        status = description.typed_search_attributes.get(TASK_STATUS_KEY) or display_status(task)
+        print(task_table(task, status))
         for subtask in (s for s in task.subtasks if s.status.value == "FAILED"):
             tail = (await takeover.subtask_log(subtask.id)).strip().splitlines()[-5:]
             print(f"\nsubtask {subtask.id} {subtask.name} {subtask.node or ''} FAILED:\n  " + "\n  ".join(tail))
-        emit({"workflowId": args.workflow_id, "taskId": task.id, "status": task.status.value})
+        emit({"workflowId": args.workflow_id, "taskId": task.id, "status": status})
+        return STATUS_EXIT.get(status, EXIT_FAILED)
 
-    asyncio.run(run())
+    return asyncio.run(run())
+
+
+async def _without_task(takeover: Any, status: WorkflowExecutionStatus | None) -> int:
+    """A takeover whose task does not exist: its topology is being read, or it failed before (a wrong
+    body or password, an unreachable cluster); the reason, in one line."""
+    if status == WorkflowExecutionStatus.RUNNING:
+        emit({"workflowId": takeover.workflow_id, "status": "CREATING"})
+        print("the takeover is reading the cluster's topology; its task exists in a moment", file=sys.stderr)
+        return EXIT_RUNNING
+    try:
+        await takeover.result()
+    except WorkflowFailureError as exc:
+        raise CommandError(
+            f"takeover {takeover.workflow_id} failed before its task existed: {_cause(exc)}", EXIT_FAILED
+        ) from None
+    raise CommandError(
+        f"takeover {takeover.workflow_id} ended {status.name if status else 'unknown'} without a task", EXIT_FAILED
+    )
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost message of a Temporal failure chain."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(getattr(error, "message", None) or error)
+
+
+def _one_line(error: Exception, workflow_id: str | None) -> tuple[str, int]:
+    """What went wrong and what to do, in one line, with the exit code."""
+    if isinstance(error, CommandError):
+        return str(error), error.code
+    if isinstance(error, TakeoverError):
+        return str(error), EXIT_UNAVAILABLE if error.retryable else EXIT_USAGE
+    if isinstance(error, SettingsError):
+        return f"{error}; see `ob-takeover config show`", EXIT_USAGE
+    if isinstance(error, RPCError):
+        if error.status == RPCStatusCode.NOT_FOUND and workflow_id:
+            return (
+                f"no takeover workflow {workflow_id}; its id is takeover-<address>-<port> "
+                "(`temporal workflow list --query \"WorkflowType='TakeOverCluster'\"` lists them)",
+                EXIT_USAGE,
+            )
+        if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return f"Temporal is unreachable ({error.message}); check temporal_address", EXIT_UNAVAILABLE
+        return f"Temporal refused: {error.message}", EXIT_USAGE
+    if isinstance(error, WorkflowFailureError):
+        return f"the workflow failed: {_cause(error)}", EXIT_FAILED
+    if isinstance(error, RuntimeError | ConnectionError | TimeoutError):  # e.g. Temporal unreachable at connect
+        return f"{error}; check that Temporal runs at the configured address", EXIT_UNAVAILABLE
+    if isinstance(error, ValueError | OSError):
+        return str(error), EXIT_USAGE
+    return f"{type(error).__name__}: {error} (run with --debug for the traceback)", EXIT_FAILED
 
 
 # --- parser ---------------------------------------------------------------------------------------
@@ -450,10 +575,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config", help=f"TOML settings file (default: ${CONFIG_ENV}, else ./{DEFAULT_CONFIG_FILE} if present)"
     )
+    parser.add_argument("--debug", action="store_true", help="print the traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True)
 
     def add(
-        group: Any, name: str, handler: Callable[[argparse.Namespace], None], help_text: str
+        group: Any, name: str, handler: Callable[[argparse.Namespace], int | None], help_text: str
     ) -> argparse.ArgumentParser:
         command: argparse.ArgumentParser = group.add_parser(name, help=help_text)
         command.set_defaults(handler=handler)
@@ -559,20 +685,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    code = 0
     try:
         args.settings = load_settings(config_file=args.config)
-        args.handler(args)
-    except (CommandError, SettingsError, TakeoverError) as exc:
-        print(f"ob-takeover: {exc}", file=sys.stderr)
-        code = 2
-    except RuntimeError as exc:  # Temporal unreachable and the like: one line, not a stack trace
-        print(f"ob-takeover: {exc}", file=sys.stderr)
-        code = 1
-    except (ValueError, OSError) as exc:
-        print(f"ob-takeover: {exc}", file=sys.stderr)
-        code = 2
-    sys.stdout.flush()
-    sys.stderr.flush()
+        code = args.handler(args) or EXIT_OK
+    except BrokenPipeError:  # `… | head`: the reader has what it wanted
+        os._exit(EXIT_OK)
+    except Exception as exc:
+        message, code = _one_line(exc, getattr(args, "workflow_id", None))
+        print(f"ob-takeover: {message}", file=sys.stderr)
+        if args.debug:
+            traceback.print_exception(exc)
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except BrokenPipeError:
+        pass
     # Exit without interpreter teardown: the Temporal SDK can crash at exit in short-lived commands.
     os._exit(code)

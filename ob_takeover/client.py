@@ -19,7 +19,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-from temporalio.client import Client, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import Client, WorkflowExecutionDescription, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
 from contracts.engine import (
@@ -50,6 +50,9 @@ class Takeover:
     @property
     def workflow_id(self) -> str:
         return self.handle.id
+
+    async def describe(self) -> WorkflowExecutionDescription:
+        return await self.handle.describe()
 
     async def task(self) -> TaskView:
         return await self.handle.query(TakeOverCluster.task)

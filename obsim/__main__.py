@@ -125,8 +125,19 @@ async def run(args: argparse.Namespace) -> None:
     await runner.cleanup()
 
 
+class _DroppedBeforeHandshake(logging.Filter):
+    """A client that connects and leaves before the MySQL handshake (a port probe) is no error."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        return not (
+            "client_connected_cb" in record.getMessage() and isinstance(error, ConnectionError | BrokenPipeError)
+        )
+
+
 def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s obsim %(levelname)s %(message)s")
+    logging.getLogger("asyncio").addFilter(_DroppedBeforeHandshake())
     # mysql-mimic logs every error it answers with; those are the simulator's normal answers.
     logging.getLogger("mysql_mimic").setLevel(logging.CRITICAL)
     args = parse_args(argv)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from aiohttp import web
@@ -10,8 +11,8 @@ from obsim.cluster import Fault, SimCluster
 
 
 def control_app(cluster: SimCluster, extra_state: dict[str, Any] | None = None) -> web.Application:
-    """`GET /state`; `POST /faults` {match, server, error, message, times, delay, skip}; `DELETE /faults`;
-    `PATCH /servers/{ip:port}` {status, stop_time, start_service_time}; `PATCH /zones/{zone}`
+    """`GET /state`; `GET /faults`; `POST /faults` {match, server, error, message, times, delay, skip};
+    `DELETE /faults`; `PATCH /servers/{ip:port}` {status, stop_time, start_service_time}; `PATCH /zones/{zone}`
     {status, region, idc}; `PUT /parameters/{name}` {value}."""
     app = web.Application()
 
@@ -35,6 +36,9 @@ def control_app(cluster: SimCluster, extra_state: dict[str, Any] | None = None) 
             return web.json_response({"error": f"bad fault: {exc}"}, status=400)
         return web.json_response({"faults": len(cluster.faults)}, status=201)
 
+    async def list_faults(request: web.Request) -> web.Response:
+        return web.json_response({"faults": [dataclasses.asdict(fault) for fault in cluster.faults]})
+
     async def clear_faults(request: web.Request) -> web.Response:
         cluster.clear_faults()
         return web.json_response({"faults": 0})
@@ -55,6 +59,7 @@ def control_app(cluster: SimCluster, extra_state: dict[str, Any] | None = None) 
         return web.json_response({"ok": True})
 
     app.router.add_get("/state", state)
+    app.router.add_get("/faults", list_faults)
     app.router.add_post("/faults", add_fault)
     app.router.add_delete("/faults", clear_faults)
     app.router.add_patch("/servers/{label}", patch_server)

@@ -178,6 +178,17 @@ async def _run_command(host: SimHost, process: asyncssh.SSHServerProcess[bytes])
     process.exit(local.returncode if local.returncode is not None else 255)
 
 
+def _kept_key(path: Path) -> asyncssh.SSHKey:
+    """The ed25519 key in `path`, made (0600, with its .pub) the first time."""
+    if path.exists():
+        return asyncssh.read_private_key(str(path))
+    key = asyncssh.generate_private_key("ssh-ed25519")
+    key.write_private_key(str(path))
+    os.chmod(path, 0o600)
+    key.write_public_key(str(path) + ".pub")
+    return key
+
+
 async def start_hosts(
     servers: list[ServerSpec],
     ssh_port: int,
@@ -196,10 +207,8 @@ async def start_hosts(
     base.mkdir(parents=True, exist_ok=True)
     hosts = SimHosts(base, owns)
     hosts.password = password
-    client_key = asyncssh.generate_private_key("ssh-ed25519")
-    client_key.write_private_key(str(hosts.client_key_file))
-    os.chmod(hosts.client_key_file, 0o600)
-    client_key.write_public_key(str(hosts.client_key_file) + ".pub")
+    # Kept across restarts with the same --hosts-dir, so a credential registered with it keeps working.
+    client_key = _kept_key(hosts.client_key_file)
     authorized = asyncssh.import_authorized_keys(client_key.export_public_key().decode())
 
     by_address: dict[str, list[ServerSpec]] = {}
@@ -207,7 +216,7 @@ async def start_hosts(
         by_address.setdefault(server.ip, []).append(server)
     known_hosts = []
     for address, on_host in by_address.items():
-        host = SimHost(address, base / address, on_host, asyncssh.generate_private_key("ssh-ed25519"))
+        host = SimHost(address, base / address, on_host, _kept_key(base / f"{address}.host_key"))
         _layout(host)
         hosts.hosts.append(host)
         known_hosts.append(f"[{address}]:{ssh_port} {host.host_key.export_public_key().decode().strip()}")

@@ -286,6 +286,8 @@ async def test_a_takeover_through_the_api_alone(api: Api, sim: Simulation, task_
     listed = await api.data("GET", f"/api/v2/tasks/instances?clusterId={cluster_id}&status=SUCCESSFUL", "viewer")
     assert [t["id"] for t in listed["contents"]] == [task_id]
     assert listed["contents"][0]["creator"] == {"name": "manager"}
+    assert listed["contents"][0]["cluster"] == {"id": cluster_id, "name": "obcluster", "obClusterId": 1}
+    assert [s["id"] for s in listed["contents"][0]["subtasks"]] == [s["id"] for s in task["subtasks"]]
     # The root password went into the password box: Temporal's history has a reference, never the password.
     events = [event async for event in api.client.get_workflow_handle(row["workflow_id"]).fetch_history_events()]
     codec = EncryptionCodec(load_codec_keys(load_settings()))

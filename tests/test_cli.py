@@ -11,8 +11,10 @@ from typing import Any
 
 import pytest
 
-from metadb import locks, users
+from contracts.settings import load_settings
+from metadb import credentials, locks, users
 from metadb.db import Database
+from metadb.vault import load_vault, previous_key_file
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -85,24 +87,33 @@ def test_lock_release_needs_confirmation(cli_env: dict[str, str], tmp_path: Path
     assert locks.list_locks(db) == []
 
 
-def test_rotate_key_then_old_key_refused(cli_env: dict[str, str], tmp_path: Path) -> None:
+def test_rotate_key_while_a_worker_runs(cli_env: dict[str, str], tmp_path: Path) -> None:
     run(cli_env, "credential", "add-host", "--username", "admin", "--password-stdin", stdin="pw1\n")
+    db = Database(cli_env["OB_TAKEOVER_METADB"])
+    running = load_vault(load_settings(cli_env))  # a worker started before the rotation
     new_key = tmp_path / "new.key"
     code, out, err = run(cli_env, "vault", "rotate-key", "--new-key-file", str(new_key))
     assert code == 0, err
     assert out is not None and out["reencrypted"] == 1
-    assert new_key.stat().st_mode & 0o777 == 0o600
-    code, _, err = run(cli_env, "credential", "add-host", "--username", "b", "--password-stdin", stdin="pw2\n")
+    master = Path(cli_env["OB_TAKEOVER_MASTER_KEY_FILE"])
+    assert master.read_text() == new_key.read_text()
+    assert previous_key_file(master).exists() and previous_key_file(master).read_text() != new_key.read_text()
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in (new_key, master, previous_key_file(master)))
+    # The running worker reads the secret, now under the new key, and encrypts under it from then on.
+    assert credentials.get_credential(db, running, 1).secret == "pw1"
+    assert running.key.key_id == out["keyId"]
+    code, out, err = run(cli_env, "credential", "add-host", "--username", "b", "--password-stdin", stdin="pw2\n")
+    assert code == 0, err
+    # A key that encrypted nothing here is refused, by name.
+    stranger = {**cli_env, "OB_TAKEOVER_MASTER_KEY_FILE": str(tmp_path / "stranger.key")}
+    code, _, err = run(stranger, "credential", "add-host", "--username", "c", "--password-stdin", stdin="pw3\n")
     assert code == 2 and "is not the one that encrypted" in err
-    rotated = {**cli_env, "OB_TAKEOVER_MASTER_KEY_FILE": str(new_key)}
-    code, out, _ = run(rotated, "credential", "add-host", "--username", "b", "--password-stdin", stdin="pw2\n")
-    assert code == 0 and out is not None
 
 
 def test_unreachable_metadb_is_named_without_password(cli_env: dict[str, str]) -> None:
     env = {**cli_env, "OB_TAKEOVER_METADB": "mysql://ops:Hunter2@127.0.0.1:1/metadb"}
     code, _, err = run(env, "cluster", "list")
-    assert code == 2
+    assert code == 4
     assert "mysql://ops:***@127.0.0.1:1/metadb" in err and "Hunter2" not in err
 
 

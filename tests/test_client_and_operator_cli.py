@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.exceptions import ApplicationError
 
 from contracts.errors import OperationRefused
 from ob_takeover.client import TakeoverClient
@@ -66,17 +67,20 @@ async def test_operator_command_start_status_and_operations(
             client, task_queue, "start", "--address", "127.0.0.8", "--port", "2881", "--password-stdin", "--wait",
             stdin="S3cret!\n",
         )  # fmt: skip
-        assert code == 0, text
+        # Exit codes: 1 for a FAILED task, 0 for a SUCCESSFUL one, 2 for usage, as the README says.
+        assert code == 1, text
         assert out is not None and out["workflowId"] == "takeover-127.0.0.8-2881" and out["status"] == "FAILED"
         assert "S3cret" not in text
         code, out, text = await cli(client, task_queue, "status", "takeover-127.0.0.8-2881")
-        assert code == 0 and out is not None and out["status"] == "FAILED"
+        assert code == 1 and out is not None and out["status"] == "FAILED"
+        assert "task 13089035 'Take over primary OB cluster' cluster 5000034: FAILED" in text
         assert "Sync cluster info" in text and "injected failure of sync_cluster_info" in text
         failed_id = next(
             int(line.split()[0]) for line in text.splitlines() if "Sync cluster info" in line and "FAILED" in line
         )
         code, _, text = await cli(client, task_queue, "skip-subtask", "takeover-127.0.0.8-2881", str(failed_id - 1))
-        assert code == 2 and "refused: subtask" in text and "only a FAILED subtask can be skipped" in text
+        assert code == 1 and "refused: subtask" in text and "only a FAILED subtask can be skipped" in text
+        assert "Traceback" not in text
         code, out, text = await cli(
             client, task_queue, "retry-subtask", "takeover-127.0.0.8-2881", str(failed_id), "--wait"
         )
@@ -85,3 +89,36 @@ async def test_operator_command_start_status_and_operations(
         client, task_queue, "start", "--address", "bad host", "--port", "1", "--password-stdin", stdin="x\n"
     )
     assert code == 2 and "address: is neither" in text
+
+    # Errors are one line naming the cause and what to do; a traceback only with --debug.
+    code, _, text = await cli(client, task_queue, "status", "takeover-nowhere-1")
+    assert code == 2 and text.strip().splitlines() == [
+        "ob-takeover: no takeover workflow takeover-nowhere-1; its id is takeover-<address>-<port> "
+        "(`temporal workflow list --query \"WorkflowType='TakeOverCluster'\"` lists them)"
+    ]
+    code, _, text = await cli(client, task_queue, "--debug", "status", "takeover-nowhere-1")
+    assert code == 2 and "Traceback" in text
+
+
+async def test_status_of_a_takeover_that_failed_before_its_task_existed(
+    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster
+) -> None:
+    fake.discovery_error = ApplicationError(
+        "login as root@sys refused (1045): check rootSysPassword", type="BadCredentials", non_retryable=True
+    )
+    async with running_worker(fake):
+        code, _, text = await cli(
+            client, task_queue, "start", "--address", "127.0.0.7", "--port", "2881", "--password-stdin",
+            stdin="wrong\n",
+        )  # fmt: skip
+        assert code == 0, text
+        handle = client.get_workflow_handle("takeover-127.0.0.7-2881")
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        code, _, text = await cli(client, task_queue, "status", "takeover-127.0.0.7-2881")
+    assert code == 1, text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "ob-takeover: takeover takeover-127.0.0.7-2881 failed before its task"
+    )
+    assert "check rootSysPassword" in lines[0]

@@ -216,7 +216,11 @@ class TakeOverCluster:
         """Run an OCP rule check; a refusal is logged, since a rejected update leaves no history."""
         try:
             check(self._require_task())
-        except (OperationRefused, ApplicationError) as exc:
+        except OperationRefused as exc:
+            workflow.logger.warning("operator request %s refused: %s", operation, exc)
+            # A refusal stands until the task changes: asking again at once is refused again.
+            raise ApplicationError(str(exc), type=exc.type, non_retryable=True) from None
+        except ApplicationError as exc:
             workflow.logger.warning("operator request %s refused: %s", operation, exc)
             raise
 

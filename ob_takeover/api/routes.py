@@ -435,6 +435,7 @@ class TaskSummary(BaseModel):
     creator: dict[str, Any] | None = None
     start_time: str | None = Field(None, alias="startTime")
     finish_time: str | None = Field(None, alias="finishTime")
+    subtasks: list[dict[str, Any]] = Field(default_factory=list)
 
 
 @router.get(f"{API}/tasks/instances", summary="tasks, newest first, filtered by name, status and cluster")
@@ -450,20 +451,33 @@ async def list_tasks(
     rows = await call.services.metadb(tasks.list_tasks, call.services.db, name=name, cluster_id=cluster_id)
     rows = [row for row in rows if row["status"] != "REJECTED"]
     views = await asyncio.gather(*(_view_or_row(call, row) for row in rows))
+    managed = {row["id"]: row for row in await call.services.metadb(clusters.list_clusters, call.services.db)}
     found = [
         TaskSummary(
             id=view.id,
             name=view.name,
             status=view.status.value,
-            cluster={"id": view.cluster_id} if view.cluster_id else None,
+            cluster=_cluster_ref(view.cluster_id, managed),
             creator={"name": view.creator},
             startTime=view.start_time,
             finishTime=view.finish_time,
+            subtasks=[
+                {"id": s.id, "name": s.name, "description": s.description, "status": s.status, "operation": s.operation}
+                for s in view.subtasks
+            ],
         )
         for view in views
         if status is None or view.status.value == status
     ]
     return call.ok(paged(found, number, size))
+
+
+def _cluster_ref(cluster_id: int | None, managed: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
+    """`{id, name, obClusterId}` of a task's cluster; the id alone while the cluster has no record."""
+    if cluster_id is None:
+        return None
+    row = managed.get(cluster_id)
+    return {"id": cluster_id, "name": row["name"], "obClusterId": row["ob_cluster_id"]} if row else {"id": cluster_id}
 
 
 def _paging(number: int, size: int) -> tuple[int, int]:
