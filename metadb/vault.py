@@ -65,6 +65,22 @@ def decode_key(text: str, source: str, error: type[TakeoverError]) -> bytes:
     return key
 
 
+def create_key_file(path: Path, text: str) -> bool:
+    """Write a new key file (0600) whole, at once: False when one exists already. Processes starting
+    together never see a half-written file, and all of them end up with the same key."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    staged = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
+        handle.write(text)
+    try:
+        os.link(staged, path)
+        return True
+    except FileExistsError:
+        return False
+    finally:
+        staged.unlink()
+
+
 def load_master_key(settings: Settings, *, create: bool = True) -> MasterKey:
     """The master key from the settings or its key file (created 0600 when missing and allowed)."""
     if settings.master_key:
@@ -73,12 +89,10 @@ def load_master_key(settings: Settings, *, create: bool = True) -> MasterKey:
     if not path.exists():
         if not create:
             raise MasterKeyError(f"no master key: set {MASTER_KEY_ENV} or create {path}")
-        path.parent.mkdir(parents=True, exist_ok=True)
         key = MasterKey.generate()
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(key.encoded() + "\n")
-        return key
+        if create_key_file(path, key.encoded() + "\n"):
+            return key
+        # Another process (the worker, the service) made it a moment ago: that one is the key.
     mode = path.stat().st_mode & 0o777
     if mode & 0o077:
         raise MasterKeyError(f"master key file {path} has mode {mode:o}; make it 0600")

@@ -15,7 +15,6 @@ import base64
 import dataclasses
 import hashlib
 import logging
-import os
 import re
 import secrets
 from collections.abc import Sequence
@@ -29,7 +28,7 @@ from temporalio.converter import DataConverter, DefaultFailureConverterWithEncod
 
 from contracts.errors import CodecKeyError
 from contracts.settings import Settings, load_settings
-from metadb.vault import decode_key
+from metadb.vault import create_key_file, decode_key
 
 log = logging.getLogger("ob_takeover.codec")
 
@@ -56,10 +55,7 @@ def load_codec_keys(settings: Settings) -> list[bytes]:
         return keys
     path = Path(settings.codec_key_file)
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-        with os.fdopen(descriptor, "w") as handle:
-            handle.write(base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
+        create_key_file(path, base64.b64encode(secrets.token_bytes(32)).decode() + "\n")
     if path.stat().st_mode & 0o077:
         raise CodecKeyError(f"codec key file {path} has mode {path.stat().st_mode & 0o777:o}; make it 0600")
     lines = [line for line in path.read_text().splitlines() if line.strip()]

@@ -60,6 +60,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     last = ipaddress.ip_address(int(base) + args.zones * args.servers_per_zone - 1)
     if not last.is_loopback:
         parser.error("too many servers for the loopback range from --base-address")
+    if args.hosts_dir is not None:
+        # Observers start in their host's install directory: a relative path would point elsewhere there.
+        args.hosts_dir = args.hosts_dir.resolve()
     return args
 
 
