@@ -405,7 +405,10 @@ async def _watch(takeover: Any) -> Any:
     while True:
         try:
             task = await takeover.task()
-        except Exception:  # not created yet, while the topology is read
+        except WorkflowQueryFailedError:  # not created yet while the topology is read, or never created
+            status = (await takeover.describe()).status
+            if status != WorkflowExecutionStatus.RUNNING:
+                await _without_task(takeover, status)  # says why, in one line
             await asyncio.sleep(0.5)
             continue
         running = [f"{s.name}{' · ' + s.node if s.node else ''}" for s in task.subtasks if s.status.value == "RUNNING"]

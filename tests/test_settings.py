@@ -137,3 +137,22 @@ def test_commands_run_where_the_config_file_is_use_its_metadb(tmp_path: Path) ->
     assert code == 0 and out == {"clusters": []}
     assert f"no managed clusters in metadb {elsewhere}/var/metadb.sqlite" in stderr
     assert "metadb from default" in stderr
+
+
+def test_a_closed_pipe_is_no_error(tmp_path: Path) -> None:
+    """`ob-takeover … | head -1` prints the first line and nothing about a broken pipe."""
+    db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+    migrate(db)
+    with db.transaction():
+        for number in range(3000):  # more than a pipe's buffer holds, so the writer meets the closed pipe
+            db.execute(
+                "INSERT INTO host_types (name, description, created_at) VALUES (?, ?, ?)",
+                (f"type-{number}", "x" * 40, "2026-01-01T00:00:00+00:00"),
+            )
+    db.close()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OB_TAKEOVER_METADB": str(tmp_path / "metadb.sqlite")}
+    done = subprocess.run(
+        ["bash", "-c", f"{sys.executable} -c 'from ob_takeover.cli import main; main()' host-type list | head -1"],
+        capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env,
+    )  # fmt: skip
+    assert done.stdout.startswith("ID") and done.stderr == "", done.stderr
