@@ -30,13 +30,14 @@ def lock_keys_of(work: Work) -> list[str]:
 
 
 def record_task(work: Work, status: str, cluster_id: int | None = None) -> None:
-    """The task's row in the metadb's task registry."""
+    """The task's row in the metadb's task registry (its name is kept when this subtask lacks the topology)."""
+    topology = work.arg.topology
     tasks.record_task(
         work.db,
         task_id=work.arg.task_id,
         workflow_id=work.arg.workflow_id,
-        run_id="",
-        name=task_name(bool(work.arg.topology and work.arg.topology.standby)),
+        run_id=work.run_id,
+        name=task_name(topology.standby) if topology else None,
         status=status,
         cluster_id=cluster_id,
     )

@@ -9,6 +9,7 @@ the cluster, the hosts or the metadb.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -42,6 +43,8 @@ from contracts.request import ConnectionMode, TakeOverRequest
 from contracts.topology import ClusterEndpoint, ServerNode, Topology
 from metadb import clusters, credentials, hosts, locks
 from metadb.credentials import HOST
+
+log = logging.getLogger("ob_takeover.activities")
 
 
 class _Items:
@@ -100,7 +103,12 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput, *, preview: Preview |
         if proxyro_password:
             await asyncio.to_thread(_check_proxyro, out, runtime, proxyro_password, endpoint)
         if preview is not None:
-            report = report.model_copy(update={"plan": await preview(runtime, request, cluster, readings)})
+            try:
+                plan = await preview(runtime, request, cluster, readings)
+            except Exception as exc:  # the preview only informs: the checks stand without it
+                log.exception("plan preview of %s failed", request.endpoint)
+                plan = [PlannedStep(subtask="Plan preview", note=f"unavailable: {type(exc).__name__}")]
+            report = report.model_copy(update={"plan": plan})
     return report.model_copy(
         update={
             "items": out.items,

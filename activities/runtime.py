@@ -141,6 +141,8 @@ class Work:
     log: list[str] = field(default_factory=list)
     context: dict[str, str] = field(default_factory=dict)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # The Temporal run this subtask belongs to ("" outside an activity, as in the plan preview).
+    run_id: str = ""
     _sys: ClusterPort | None = None
     _endpoint: ClusterEndpoint | None = None
 
@@ -247,7 +249,7 @@ def subtask_activity(name: str, implementation: Implementation, runtime: Runtime
 
     @activity.defn(name=name)
     async def run(arg: SubtaskInput) -> SubtaskResult:
-        work = Work(arg=arg, runtime=runtime)
+        work = Work(arg=arg, runtime=runtime, run_id=activity.info().workflow_run_id or "")
         info = activity.info()
         if info.attempt > 1:
             work.say(f"attempt {info.attempt}")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from pydantic import AliasChoices, Field
+
 from contracts.model import Model
 
 
@@ -50,7 +52,8 @@ class SubtaskView(Model):
     downstreams: list[int]
     create_time: str | None = None
     start_time: str | None = None
-    finish_time: str | None = None
+    # Results of takeovers that ended before this field was named so carry it as endTime.
+    finish_time: str | None = Field(None, validation_alias=AliasChoices("finishTime", "finish_time", "endTime"))
     node_kind: str
     node: str | None = None
 
@@ -67,7 +70,7 @@ class TaskView(Model):
     prohibit_rollback: bool
     create_time: str | None = None
     start_time: str
-    finish_time: str | None = None
+    finish_time: str | None = Field(None, validation_alias=AliasChoices("finishTime", "finish_time", "endTime"))
     status: TaskStatus
     task_definition_id: int = -1
     type: str = "MANUAL"

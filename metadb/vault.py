@@ -104,10 +104,10 @@ def previous_key_file(path: Path) -> Path:
     return path.with_name(path.name + ".previous")
 
 
-def load_keys(settings: Settings) -> list[MasterKey]:
+def load_keys(settings: Settings, *, create: bool = True) -> list[MasterKey]:
     """The master key, then the keys kept for reading: the key file's `.previous` one (left by a key
     rotation) and `master_key_previous`."""
-    keys = [load_master_key(settings)]
+    keys = [load_master_key(settings, create=create)]
     if not settings.master_key:
         previous = previous_key_file(Path(settings.master_key_file))
         if previous.exists():
@@ -122,7 +122,7 @@ def load_vault(settings: Settings) -> Vault:
     """The password box of a process: its keys from the settings, read again when a secret turns up under a
     key it does not know (a rotation while it runs), so running workers follow a rotation."""
     keys = load_keys(settings)
-    return Vault(keys[0], keys[1:], reload=lambda: load_keys(settings))
+    return Vault(keys[0], keys[1:], reload=lambda: load_keys(settings, create=False))
 
 
 class Vault:

@@ -261,8 +261,9 @@ def install_key_file(current: Path, previous: Path, new: Path) -> None:
     with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
         handle.write(new.read_text())
     if current.exists():
-        current.replace(previous)
-    staged.replace(current)
+        previous.unlink(missing_ok=True)
+        os.link(current, previous)
+    staged.replace(current)  # one rename: the key file is never missing
 
 
 def cmd_config_show(args: argparse.Namespace) -> None:

@@ -258,6 +258,8 @@ async def test_a_takeover_through_the_api_alone(api: Api, sim: Simulation, task_
     async with build_worker(api.client, activities=build_activities(api.runtime), queue=task_queue):
         report = await api.data("POST", "/api/v2/ob/clusters/takeOverPreCheck", "manager", body)
         assert report["passed"] is True and report["clusterName"] == "obcluster"
+        # The precheck's passwords went through the password box and are gone from it again.
+        assert api.runtime.db.query("SELECT * FROM credentials WHERE kind = 'CLUSTER'") == []
         reply = await api.call("POST", "/api/v2/ob/clusters/takeOver", "manager", {**body, "undocumentedField": 1})
         assert reply.status_code == 200, reply.text
         started = reply.json()["data"]

@@ -125,3 +125,17 @@ def test_context_merges_upstreams() -> None:
     (reserve,) = task.next_to_start()
     assert task.context_for(reserve) == {"lockId": "7", "clusterId": "42"}
     assert task.cluster_id == 42
+
+
+def test_results_of_takeovers_ended_before_finish_time_was_named_keep_it() -> None:
+    """Takeovers that ended before the field was called finishTime recorded it as endTime."""
+    from contracts.task_view import TaskView
+
+    old = {
+        "id": 1, "name": "Take over primary OB cluster", "creator": "ops", "executor": "w", "operation": "EXECUTE",
+        "prohibitRollback": False, "startTime": "2026-01-01T00:00:00.000+00:00",
+        "endTime": "2026-01-01T00:01:00.000+00:00", "status": "SUCCESSFUL", "subtasks": [],
+    }  # fmt: skip
+    view = TaskView.model_validate(old)
+    assert view.finish_time == "2026-01-01T00:01:00.000+00:00"
+    assert view.model_dump(mode="json")["finishTime"] == view.finish_time

@@ -89,6 +89,8 @@ class Authenticator:
         return user
 
     def _throttle(self, key: tuple[str, str]) -> None:
+        while len(self._failures) > MAX_TRACKED:
+            self._failures.pop(next(iter(self._failures)))
         recent = self._failures.get(key)
         if recent is None:
             return

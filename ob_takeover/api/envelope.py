@@ -114,14 +114,14 @@ def failure(error: ApiError, *, trace_id: str, began: float) -> Response:
 
 
 def paged(items: list[Any], number: int, size: int) -> dict[str, Any]:
-    """OCP's page: `{contents, page: {number (from 1), size, totalElements, totalPages}}`."""
+    """OCP's page `number` (from 1) of `items`: `{contents, page: {number, size, totalElements, totalPages}}`."""
     start = (number - 1) * size
+    return page_of(items[start : start + size], number, size, len(items))
+
+
+def page_of(contents: list[Any], number: int, size: int, total: int) -> dict[str, Any]:
+    """OCP's page whose `contents` are already the page's."""
     return {
-        "contents": _plain(items[start : start + size]),
-        "page": {
-            "number": number,
-            "size": size,
-            "totalElements": len(items),
-            "totalPages": (len(items) + size - 1) // size,
-        },
+        "contents": _plain(contents),
+        "page": {"number": number, "size": size, "totalElements": total, "totalPages": (total + size - 1) // size},
     }

@@ -43,7 +43,7 @@ from metadb.db import Database
 from metadb.users import ADMIN, TASK_MANAGER, TASK_VIEWER
 from metadb.vault import Vault
 from ob_takeover.api.auth import Authenticator, User, require
-from ob_takeover.api.envelope import ApiError, SubError, now_iso, paged, success
+from ob_takeover.api.envelope import ApiError, SubError, now_iso, page_of, paged, success
 from workflows.precheck import TakeOverPrecheck
 from workflows.takeover import TakeOverCluster
 
@@ -234,14 +234,21 @@ BODY_SCHEMA = body_schema(TakeOverRequest)
 async def precheck(request: Request, call: Call = manager) -> Response:
     body = takeover_request(await json_object(request), call.trace_id)
     refuse_stored_root_credential(call, body)
-    client = await call.services.temporal()
-    report: PrecheckReport = await client.execute_workflow(
-        TakeOverPrecheck.run,
-        body.model_dump(mode="json", exclude_none=True),
-        id=f"precheck-{body.address}-{body.port}-{call.trace_id[:8]}",
-        task_queue=call.services.settings.task_queue,
-        memo={MEMO_CREATOR: call.user.name, MEMO_TRACE_ID: call.trace_id},
-    )
+    services = call.services
+    client = await services.temporal()
+    # The passwords reach the worker through the password box, for the precheck's time only.
+    start, stored = await services.metadb(_passwords_to_box, services, body, f"precheck {call.trace_id}", None, None)
+    try:
+        report: PrecheckReport = await client.execute_workflow(
+            TakeOverPrecheck.run,
+            start,
+            id=f"precheck-{body.address}-{body.port}-{call.trace_id[:8]}",
+            task_queue=services.settings.task_queue,
+            memo={MEMO_CREATOR: call.user.name, MEMO_TRACE_ID: call.trace_id},
+        )
+    finally:
+        for credential_id in stored:
+            await services.metadb(credentials.delete_credential, services.db, credential_id)
     return call.ok(report)
 
 
@@ -259,16 +266,7 @@ async def take_over(request: Request, call: Call = manager) -> Response:
     workflow_id = workflow_id_for(body.address, body.port)
     await _refuse_if_taken(services, client, body, workflow_id)
     task_id, cluster_id = await services.metadb(_allocate, services, body, workflow_id, call)
-    start = body.model_dump(mode="json", exclude_none=True)
-    for field, reference, user in (
-        ("rootSysPassword", "rootSysCredentialId", "root@sys"),
-        ("proxyroPassword", "proxyroCredentialId", "proxyro"),
-    ):
-        if field in start:
-            secret = start.pop(field)
-            start[reference] = await services.metadb(
-                _store_password, services, body.endpoint, user, secret, task_id, cluster_id
-            )
+    start, stored = await services.metadb(_passwords_to_box, services, body, f"task {task_id}", task_id, cluster_id)
     try:
         handle = await client.start_workflow(
             TakeOverCluster.run,
@@ -285,6 +283,8 @@ async def take_over(request: Request, call: Call = manager) -> Response:
     except BaseException as exc:
         await services.metadb(tasks.record_task, services.db, task_id=task_id, workflow_id=workflow_id, run_id="",
                               name=task_name(False), status="REJECTED")  # fmt: skip
+        for credential_id in stored:
+            await services.metadb(credentials.delete_credential, services.db, credential_id)
         if isinstance(exc, WorkflowAlreadyStartedError):
             message = f"cluster {body.endpoint} is being taken over by another task ({workflow_id})"
             raise ApiError(409, message) from None
@@ -333,18 +333,30 @@ def _allocate(services: Services, body: TakeOverRequest, workflow_id: str, call:
     return task_id, cluster_id
 
 
-def _store_password(services: Services, endpoint: str, user: str, secret: str, task_id: int, cluster_id: int) -> int:
-    """A password of the request in the password box, under a name of this task's own: a concurrent
-    request refused later cannot replace the password a running task uses."""
-    return credentials.save_credential(
-        services.db,
-        services.vault,
-        kind=credentials.CLUSTER,
-        name=f"task {task_id}: {user} of {endpoint}",
-        username=user,
-        secret=secret,
-        cluster_id=cluster_id,
-    )
+def _passwords_to_box(
+    services: Services, body: TakeOverRequest, owner: str, task_id: int | None, cluster_id: int | None
+) -> tuple[dict[str, Any], list[int]]:
+    """The workflow input for `body` with its passwords put in the password box (under names of `owner`'s
+    own, so a concurrent request cannot replace them) and referenced instead; and the credentials made."""
+    start = body.model_dump(mode="json", exclude_none=True)
+    stored = []
+    for field, reference, user in (
+        ("rootSysPassword", "rootSysCredentialId", "root@sys"),
+        ("proxyroPassword", "proxyroCredentialId", "proxyro"),
+    ):
+        if field in start:
+            start[reference] = credentials.save_credential(
+                services.db,
+                services.vault,
+                kind=credentials.CLUSTER,
+                name=f"{owner}: {user} of {body.endpoint}",
+                username=user,
+                secret=start.pop(field),
+                cluster_id=cluster_id,
+                created_by_task_id=task_id,
+            )
+            stored.append(start[reference])
+    return start, stored
 
 
 async def _task_view(
@@ -450,6 +462,9 @@ async def list_tasks(
     number, size = _paging(page, size)
     rows = await call.services.metadb(tasks.list_tasks, call.services.db, name=name, cluster_id=cluster_id)
     rows = [row for row in rows if row["status"] != "REJECTED"]
+    total = len(rows)
+    if status is None:  # only a status filter needs every task's view; else only this page's
+        rows = rows[(number - 1) * size : number * size]
     views = await asyncio.gather(*(_view_or_row(call, row) for row in rows))
     managed = {row["id"]: row for row in await call.services.metadb(clusters.list_clusters, call.services.db)}
     found = [
@@ -469,6 +484,8 @@ async def list_tasks(
         for view in views
         if status is None or view.status.value == status
     ]
+    if status is None:
+        return call.ok(page_of(found, number, size, total))
     return call.ok(paged(found, number, size))
 
 
