@@ -23,11 +23,12 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, Wor
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.errors import OperationRefused, TakeoverError
-from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, SettingsError, load_settings
+from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, SettingsError, load_settings
 from metadb import clusters, credentials, hosts, locks, users
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key, load_vault, previous_key_file, rotate_master_key
+from ob_takeover.connection import ui_link
 from workflows.takeover import TASK_STATUS_KEY
 
 # Exit codes, for scripts (README, "Exit codes").
@@ -331,12 +332,6 @@ def cmd_user_passwd(args: argparse.Namespace) -> None:
 
 
 # --- takeovers: start, watch, operate -------------------------------------------------------------
-
-
-def ui_link(settings: Settings, workflow_id: str) -> str:
-    base = settings.temporal_ui.rstrip("/")
-    namespace = settings.temporal_namespace or "default"
-    return f"{base}/namespaces/{namespace}/workflows/{workflow_id}"
 
 
 def display_status(task: Any) -> str:

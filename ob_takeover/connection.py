@@ -34,3 +34,10 @@ async def connect(settings: Settings) -> Client:
     """A client for the configured Temporal server, with the project's encrypting data converter."""
     options = connect_options(settings)
     return await Client.connect(options.pop("target_host"), data_converter=data_converter(settings), **options)
+
+
+def ui_link(settings: Settings, workflow_id: str, run_id: str | None = None) -> str:
+    """The workflow's page in the Temporal UI (its run's history when `run_id` is given)."""
+    namespace = settings.temporal_namespace or "default"
+    url = f"{settings.temporal_ui.rstrip('/')}/namespaces/{namespace}/workflows/{workflow_id}"
+    return url + (f"/{run_id}/history" if run_id else "")

@@ -35,6 +35,7 @@ from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.cli import task_table
+from ob_takeover.connection import ui_link
 
 ROOT = Path.cwd()
 BIN = Path(sys.executable).parent
@@ -123,7 +124,7 @@ def run_takeover(api: DemoApi, body: dict[str, Any], settings: Settings, passwor
     workflow_id = workflow_id_for(body["address"], body["port"])
     print(f"\nTakeover started through OCP's REST API: task {task_id}, cluster {started['clusterId']}")
     print(f"  read it:     curl -s -u {api.user}:$(cat {password_file}) {API}/tasks/instances/{task_id}")
-    print(f"  Temporal UI: {settings.temporal_ui}/namespaces/default/workflows/{workflow_id}")
+    print(f"  Temporal UI: {ui_link(settings, workflow_id)}")
     last = ""
     while True:
         task = TaskView.model_validate(api.call("GET", f"/tasks/instances/{task_id}"))

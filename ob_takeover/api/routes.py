@@ -44,6 +44,7 @@ from metadb.users import ADMIN, TASK_MANAGER, TASK_VIEWER
 from metadb.vault import Vault
 from ob_takeover.api.auth import Authenticator, User, require
 from ob_takeover.api.envelope import ApiError, SubError, now_iso, page_of, paged, success
+from ob_takeover.connection import ui_link
 from workflows.precheck import TakeOverPrecheck
 from workflows.takeover import TakeOverCluster
 
@@ -359,6 +360,13 @@ def _passwords_to_box(
     return start, stored
 
 
+def _of_task(view: TaskView, task_id: int, workflow_id: str) -> TaskView:
+    """`view` if it is task `task_id`'s: a task recorded without its run could meet a later takeover's."""
+    if view.id != task_id:
+        raise ApiError(404, f"task {task_id}: its run of {workflow_id} is no longer known; task {view.id} ran since")
+    return view
+
+
 async def _task_view(
     client: Client, workflow_id: str, run_id: str | None, task_id: int, cluster_id: int | None, creator: str | None
 ) -> TaskView:
@@ -374,10 +382,10 @@ async def _task_view(
             raise ApiError(404, f"task {task_id}: its workflow {workflow_id} no longer exists") from None
         raise
     if description.status == WorkflowExecutionStatus.COMPLETED:
-        return await handle.result()
+        return _of_task(await handle.result(), task_id, workflow_id)
     try:
         view: TaskView = await handle.query(TASK_QUERY, result_type=TaskView)
-        return view
+        return _of_task(view, task_id, workflow_id)
     except Exception:  # "task not ready" while the topology is read, or the workflow failed before the task existed
         running = description.status == WorkflowExecutionStatus.RUNNING
         status = TaskStatus.RUNNING if running else TaskStatus.FAILED
@@ -567,10 +575,7 @@ async def subtask_log(task_id: Id, subtask_id: Id, call: Call = viewer) -> Respo
 @router.get("/task/{task_id}", summary="the task's page in the Temporal UI (a redirect)")
 async def task_page(task_id: Id, call: Call = viewer) -> RedirectResponse:
     row = await _task_row(call, task_id)
-    settings = call.services.settings
-    namespace = settings.temporal_namespace or "default"
-    url = f"{settings.temporal_ui.rstrip('/')}/namespaces/{namespace}/workflows/{row['workflow_id']}"
-    return RedirectResponse(url + (f"/{row['run_id']}/history" if row["run_id"] else ""), status_code=302)
+    return RedirectResponse(ui_link(call.services.settings, row["workflow_id"], row["run_id"]), status_code=302)
 
 
 # --- clusters --------------------------------------------------------------------------------------
