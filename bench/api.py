@@ -31,7 +31,7 @@ from metadb.migrate import migrate
 from metadb.vault import MasterKey, Vault
 from ob_takeover.api.auth import Authenticator
 from ob_takeover.api.routes import Services
-from ob_takeover.service import serve
+from ob_takeover.service import create_app, serve
 from tests.mariadb import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,7 +56,7 @@ async def main() -> None:
 
     services = Services(settings=settings, db=db, vault=vault, auth=Authenticator(db), connect=connect)  # type: ignore[arg-type]
     port = free_port()
-    service = await serve(db, "127.0.0.1", port, services=services)
+    service = await serve(create_app(db, services=services), "127.0.0.1", port)
     worker = subprocess.Popen(
         [sys.executable, str(ROOT / "bench" / "fake_worker.py"), address, "bench-api", "1", "1"], cwd=ROOT
     )

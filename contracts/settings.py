@@ -79,6 +79,12 @@ class Settings(BaseModel):
     codec_old_keys: str | None = _setting(
         None, "OB_TAKEOVER_CODEC_OLD_KEYS", "older codec keys (comma-separated base64), with the codec key", secret=True
     )
+    codec_token: str | None = _setting(
+        None,
+        "OB_TAKEOVER_CODEC_TOKEN",
+        "when set, the codec answers only calls that send it as their Authorization header (`--codec-auth`)",
+        secret=True,
+    )
     codec_cors_origins: str = _setting(
         "http://127.0.0.1:8233,http://localhost:8233",
         "OB_TAKEOVER_CODEC_CORS_ORIGINS",

@@ -281,7 +281,7 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from ob_takeover.api.routes import Services
     from ob_takeover.codec import EncryptionCodec, load_codec_keys
     from ob_takeover.connection import connect
-    from ob_takeover.service import serve
+    from ob_takeover.service import create_app, create_codec_app, serve
 
     settings = args.settings
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
@@ -292,12 +292,15 @@ def cmd_serve(args: argparse.Namespace) -> None:
     )
     codec = EncryptionCodec(load_codec_keys(settings))
 
+    codec_host, _, codec_port = args.codec_listen.rpartition(":")
+
     async def run() -> None:
-        running = await serve(
-            db, host or "127.0.0.1", int(port), codec, cors_origins=settings.codec_cors_origins, services=services
-        )
+        api = await serve(create_app(db, services=services), host or "127.0.0.1", int(port))
+        codec_app = create_codec_app(codec, cors_origins=settings.codec_cors_origins, token=settings.codec_token)
+        codec_server = await serve(codec_app, codec_host or "127.0.0.1", int(codec_port))
         print(f"ob-takeover service listening on http://{host or '127.0.0.1'}:{port}", flush=True)
-        await running.task
+        print(f"payload codec listening on http://{codec_host or '127.0.0.1'}:{codec_port}/codec", flush=True)
+        await asyncio.gather(api.task, codec_server.task)
 
     asyncio.run(run())
 
@@ -588,7 +591,10 @@ def build_parser() -> argparse.ArgumentParser:
     add(config, "show", cmd_config_show, "the effective settings, where each comes from, secrets masked")
 
     serve = add(commands, "serve", cmd_serve, "run the HTTP service: OCP's REST API, config server, payload codec")
-    serve.add_argument("--listen", default="127.0.0.1:8080")
+    serve.add_argument("--listen", default="127.0.0.1:8080", help="REST API and config server")
+    serve.add_argument(
+        "--codec-listen", default="127.0.0.1:8081", help="the payload codec (for the Temporal UI and CLI only)"
+    )
 
     user = commands.add_parser("user", help="REST API users").add_subparsers(dest="action", required=True)
     command = add(user, "add", cmd_user_add, "add an API user; prints userId")

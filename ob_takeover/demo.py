@@ -184,7 +184,14 @@ def main(argv: list[str] | None = None) -> None:
     # Each run takes the simulated cluster over afresh; Temporal's history (var/temporal.db) is kept.
     shutil.rmtree(demo, ignore_errors=True)
     demo.mkdir(parents=True)
-    ports = {"Temporal": 7233, "Temporal UI": 8233, "HTTP service": 8080, "simulator SQL": 2881, "simulator SSH": 2222}
+    ports = {
+        "Temporal": 7233,
+        "Temporal UI": 8233,
+        "HTTP service": 8080,
+        "payload codec": 8081,
+        "simulator SQL": 2881,
+        "simulator SSH": 2222,
+    }
     busy = [f"{name} ({port})" for name, port in ports.items() if not free(port)]
     if busy:
         raise SystemExit(f"demo: ports in use: {', '.join(busy)}; stop what uses them (an earlier demo?)")
@@ -201,7 +208,7 @@ def main(argv: list[str] | None = None) -> None:
                 "--ip", "127.0.0.1", "--port", "7233", "--ui-port", "8233", "--log-level", "warn",
                 "--search-attribute", "ObClusterName=Keyword", "--search-attribute", "ObClusterAddress=Keyword",
                 "--search-attribute", "ObTaskStatus=Keyword",
-                "--ui-codec-endpoint", "http://127.0.0.1:8080/codec",
+                "--ui-codec-endpoint", "http://127.0.0.1:8081/codec",
             ],
         )  # fmt: skip
         password = "Demo#Root'Pw1"

@@ -1,20 +1,24 @@
-"""The HTTP service (`ob-takeover serve`): OCP's REST API, the config server and the payload codec, on one
-FastAPI application.
+"""The HTTP service (`ob-takeover serve`): OCP's REST API and the config server on one FastAPI application,
+the payload codec on another, each on its own listener.
 
 - `/api/v2/…`: OCP's REST API (`ob_takeover.api.routes`), HTTP Basic with the metadb's users;
   `GET /api/v2/openapi.json` and the browsable `GET /api/v2/docs`.
 - `GET /services?Action=ObRootServiceInfo&ObCluster=<name>[&ObClusterId=<id>]`: the config server that
   taken-over clusters point at, anonymous (observers call it), in ob-configserver's shape, from the
   metadb; `&version=2` without a cluster name lists every cluster.
-- `POST /codec/encode`, `POST /codec/decode`: `{"payloads": [...]}` (Temporal's JSON form of Payloads),
-  so `temporal … --codec-endpoint http://host:port/codec` and the Temporal UI show decoded payloads;
-  cross-origin calls are allowed from the `codec_cors_origins` setting.
+- On a listener of its own (`create_codec_app`): `POST /codec/encode`, `POST /codec/decode` with
+  `{"payloads": [...]}` (Temporal's JSON form of Payloads), so `temporal … --codec-endpoint
+  http://host:port/codec` and the Temporal UI show decoded payloads, secrets masked; cross-origin calls
+  from the `codec_cors_origins` setting; a token when `codec_token` is set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hmac
+import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -27,9 +31,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from google.protobuf import json_format
 from starlette.exceptions import HTTPException
-from temporalio.api.common.v1 import Payloads
+from temporalio.api.common.v1 import Payload, Payloads
 
-from contracts.settings import Settings
+from contracts.errors import CodecKeyError
 from metadb import clusters
 from metadb.db import Database
 from ob_takeover.api.envelope import ApiError, SubError, failure
@@ -85,14 +89,8 @@ def _services_answer(db: Database, query: dict[str, str]) -> tuple[int, dict[str
     return 200, _envelope(root_service_info(matches[0]))
 
 
-def create_app(
-    db: Database,
-    codec: EncryptionCodec | None = None,
-    *,
-    cors_origins: str = "",
-    services: Services | None = None,
-) -> FastAPI:
-    """The service's application; without `services` it serves the config server and the codec only."""
+def create_app(db: Database, *, services: Services | None = None) -> FastAPI:
+    """The service's application: OCP's REST API (with `services`) and the config server."""
     app = FastAPI(
         title="ob-takeover",
         summary="OCP's takeover API on Temporal",
@@ -100,7 +98,6 @@ def create_app(
         docs_url=f"{API}/docs",
         redoc_url=None,
     )
-    allowed = {origin.strip() for origin in cors_origins.split(",") if origin.strip()}
     app.state.services = services
 
     @app.middleware("http")
@@ -108,17 +105,8 @@ def create_app(
         request.state.trace_id = uuid.uuid4().hex[:16]
         request.state.began = time.monotonic()
         request.state.user = "-"
-        if request.method == "OPTIONS" and request.url.path.startswith("/codec"):
-            response: Response = Response(status_code=204)
-        else:
-            response = await call_next(request)
+        response = await call_next(request)
         response.headers["X-Trace-Id"] = request.state.trace_id
-        origin = request.headers.get("Origin")
-        if origin and (origin in allowed or "*" in allowed) and request.url.path.startswith("/codec"):
-            response.headers["Access-Control-Allow-Origin"] = origin
-            response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
-            response.headers["Access-Control-Allow-Headers"] = "Content-Type, X-Namespace, Authorization"
-            response.headers["Access-Control-Allow-Credentials"] = "true"
         if request.url.path.startswith(API) or request.url.path.startswith("/task/"):
             log.info(
                 "%s %s -> %d in %d ms, user %s, trace %s",
@@ -167,27 +155,86 @@ def create_app(
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
-    if codec is not None:
-
-        async def convert(request: Request, encode: bool) -> Response:
-            try:
-                payloads = json_format.Parse(await request.body(), Payloads())
-            except json_format.ParseError:
-                return JSONResponse({"error": 'body must be {"payloads": [...]}'}, status_code=400)
-            converted = await (codec.encode if encode else codec.decode)(list(payloads.payloads))
-            return Response(json_format.MessageToJson(Payloads(payloads=converted)), media_type="application/json")
-
-        @app.post("/codec/encode", include_in_schema=False)
-        async def encode(request: Request) -> Response:
-            return await convert(request, True)
-
-        @app.post("/codec/decode", include_in_schema=False)
-        async def decode(request: Request) -> Response:
-            return await convert(request, False)
-
     if services is not None:
         app.include_router(router)
     return app
+
+
+# Fields whose values the codec's decode answer masks: decoding for display never needs a secret.
+SECRET_KEY = re.compile(r"password|passwd|passphrase|secret|private_?key|token", re.IGNORECASE)
+MASK = "******"
+
+
+def mask_secrets(value: Any) -> Any:
+    """`value` (decoded JSON) with the values of secret-looking fields replaced by ******."""
+    if isinstance(value, dict):
+        return {k: MASK if SECRET_KEY.search(str(k)) and v is not None else mask_secrets(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_secrets(v) for v in value]
+    return value
+
+
+def _masked(payload: Payload) -> Payload:
+    if payload.metadata.get("encoding") != b"json/plain":
+        return payload
+    try:
+        value = json.loads(payload.data)
+    except ValueError:
+        return payload
+    return Payload(metadata=payload.metadata, data=json.dumps(mask_secrets(value), separators=(",", ":")).encode())
+
+
+def create_codec_app(codec: EncryptionCodec, *, cors_origins: str = "", token: str | None = None) -> FastAPI:
+    """The payload codec for the Temporal UI and CLI, on a listener of its own: `POST /codec/encode` and
+    `POST /codec/decode` with `{"payloads": [...]}`. With `token`, a call must send it as its
+    `Authorization` header (the `temporal` CLI's `--codec-auth`). Decoded answers mask secret fields:
+    workers decode in process with the key and never ask here."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    allowed = {origin.strip() for origin in cors_origins.split(",") if origin.strip()}
+
+    @app.middleware("http")
+    async def cors_and_token(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
+        origin = request.headers.get("Origin")
+        if request.method == "OPTIONS":
+            response: Response = Response(status_code=204)
+        elif token is not None and not _token_matches(request.headers.get("Authorization", ""), token):
+            response = JSONResponse({"error": "the codec needs its token in the Authorization header"}, status_code=401)
+        else:
+            response = await call_next(request)
+        # Only origins named in the settings, never any origin: the answers carry decoded payloads.
+        if origin and origin in allowed:
+            response.headers["Access-Control-Allow-Origin"] = origin
+            response.headers["Vary"] = "Origin"
+            response.headers["Access-Control-Allow-Methods"] = "POST, OPTIONS"
+            response.headers["Access-Control-Allow-Headers"] = "Content-Type, X-Namespace, Authorization"
+            response.headers["Access-Control-Allow-Credentials"] = "true"
+        return response
+
+    async def convert(request: Request, encode: bool) -> Response:
+        try:
+            payloads = json_format.Parse(await request.body(), Payloads())
+            converted = await (codec.encode if encode else codec.decode)(list(payloads.payloads))
+        except (json_format.ParseError, CodecKeyError, UnicodeDecodeError, ValueError) as exc:
+            message = 'body must be {"payloads": [...]}' if isinstance(exc, json_format.ParseError) else str(exc)
+            return JSONResponse({"error": message}, status_code=400)
+        if not encode:
+            converted = [_masked(payload) for payload in converted]
+        return Response(json_format.MessageToJson(Payloads(payloads=converted)), media_type="application/json")
+
+    @app.post("/codec/encode")
+    async def encode(request: Request) -> Response:
+        return await convert(request, True)
+
+    @app.post("/codec/decode")
+    async def decode(request: Request) -> Response:
+        return await convert(request, False)
+
+    return app
+
+
+def _token_matches(header: str, token: str) -> bool:
+    given = header.removeprefix("Bearer ").strip().encode()
+    return hmac.compare_digest(given, token.encode())
 
 
 @dataclass
@@ -202,20 +249,8 @@ class Running:
         await self.task
 
 
-async def serve(
-    db: Database,
-    host: str,
-    port: int,
-    codec: EncryptionCodec | None = None,
-    *,
-    cors_origins: str | None = None,
-    services: Services | None = None,
-) -> Running:
-    """The service on host:port, started; `cors_origins` (comma-separated) may call the codec (default: the
-    setting's default, the local Temporal UI)."""
-    if cors_origins is None:
-        cors_origins = str(Settings.model_fields["codec_cors_origins"].default)
-    app = create_app(db, codec, cors_origins=cors_origins, services=services)
+async def serve(app: FastAPI, host: str, port: int) -> Running:
+    """`app` on host:port, started."""
     config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve())

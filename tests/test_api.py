@@ -26,7 +26,7 @@ from metadb import credentials, tasks, users
 from ob_takeover.api.auth import Authenticator
 from ob_takeover.api.routes import Services
 from ob_takeover.codec import EncryptionCodec, load_codec_keys
-from ob_takeover.service import Running, serve
+from ob_takeover.service import Running, create_app, serve
 from tests.driver import keep_history
 from tests.mariadb import free_port
 from tests.simulator import Simulation, sim_runtime, simulation
@@ -82,8 +82,7 @@ async def api(tmp_path: Path, sim: Simulation, client: Client, task_queue: str) 
         settings=settings, db=runtime.db, vault=runtime.vault, auth=Authenticator(runtime.db), connect=connect
     )
     port = free_port()
-    codec = EncryptionCodec(load_codec_keys(settings))
-    service = await serve(runtime.db, "127.0.0.1", port, codec, services=services)
+    service = await serve(create_app(runtime.db, services=services), "127.0.0.1", port)
     try:
         yield Api(f"http://127.0.0.1:{port}", service, runtime, client)
     finally:

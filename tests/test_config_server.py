@@ -9,7 +9,7 @@ from typing import Any
 
 from metadb import clusters
 from metadb.db import Database
-from ob_takeover.service import serve
+from ob_takeover.service import create_app, serve
 from tests.mariadb import free_port
 
 
@@ -32,7 +32,7 @@ async def test_root_service_info_from_the_metadb(metadb: Database) -> None:
     ]
     clusters.set_rs_list(metadb, cluster_id, rs_list)
     port = free_port()
-    runner = await serve(metadb, "127.0.0.1", port)
+    runner = await serve(create_app(metadb), "127.0.0.1", port)
     base = f"http://127.0.0.1:{port}/services?Action=ObRootServiceInfo"
     try:
         import asyncio

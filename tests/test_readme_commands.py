@@ -106,7 +106,7 @@ class Shell:
 
 @pytest.fixture
 def shell(tmp_path: Path) -> Iterator[Shell]:
-    temporal, ui, http = free_port(), free_port(), free_port()
+    temporal, ui, http, codec = free_port(), free_port(), free_port(), free_port()
     block = f"127.{random.randint(64, 250)}.{random.randint(1, 254)}"
     (tmp_path / "worker.py").symlink_to(ROOT / "worker.py")
     (tmp_path / "root-password.txt").write_text("Readme#Root-1\n")
@@ -118,6 +118,7 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
     replace = {
         "temporal server start-dev": f"temporal server start-dev --port {temporal} --ui-port {ui} --log-level error",
         "127.0.0.1:8080": f"127.0.0.1:{http}",
+        "127.0.0.1:8081": f"127.0.0.1:{codec}",
         "127.0.20.2": f"{block}.2",
     }
     running = Shell(tmp_path, env, replace, (temporal, http))

@@ -23,7 +23,7 @@ from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import MasterKey, Vault
 from ob_takeover.codec import EncryptionCodec, data_converter, load_codec_keys
-from ob_takeover.service import serve
+from ob_takeover.service import create_codec_app, serve
 from tests.conftest import binary
 from tests.mariadb import free_port
 from tests.simulator import Simulation, simulation
@@ -70,7 +70,7 @@ async def test_no_password_in_temporal_logs_or_metadb(
     )
     queue = f"secrets-{uuid.uuid4().hex[:6]}"
     codec_port = free_port()
-    service = await serve(db, "127.0.0.1", codec_port, EncryptionCodec(load_codec_keys(load_settings())))
+    service = await serve(create_codec_app(EncryptionCodec(load_codec_keys(load_settings()))), "127.0.0.1", codec_port)
     client = env.client
     try:
         async with build_worker(client, activities=build_activities(runtime), queue=queue):

@@ -17,7 +17,7 @@ from contracts.settings import load_settings
 from metadb.db import Database
 from metadb.migrate import migrate
 from ob_takeover.codec import EncryptionCodec, load_codec_keys
-from ob_takeover.service import serve
+from ob_takeover.service import create_codec_app, serve
 from tests.conftest import binary
 from tests.driver import failed, wait_for
 from tests.fakes import FakeCluster
@@ -31,7 +31,7 @@ async def codec_endpoint(tmp_path: Path) -> AsyncIterator[str]:
     db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
     migrate(db)
     port = free_port()
-    runner = await serve(db, "127.0.0.1", port, EncryptionCodec(load_codec_keys(load_settings())))
+    runner = await serve(create_codec_app(EncryptionCodec(load_codec_keys(load_settings()))), "127.0.0.1", port)
     yield f"http://127.0.0.1:{port}/codec"
     await runner.cleanup()
 

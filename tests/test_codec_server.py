@@ -1,0 +1,83 @@
+"""The payload codec server: its own listener, a token when configured, secrets masked in what it decodes."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from pathlib import Path
+from typing import Any
+
+import requests
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload, Payloads
+
+from contracts.settings import load_settings
+from metadb.db import Database
+from metadb.migrate import migrate
+from ob_takeover.codec import EncryptionCodec, load_codec_keys
+from ob_takeover.service import create_app, create_codec_app, serve
+from tests.mariadb import free_port
+
+UI = "http://127.0.0.1:8233"
+
+
+def body_of(payloads: list[Payload]) -> str:
+    return json_format.MessageToJson(Payloads(payloads=payloads))
+
+
+async def post(url: str, body: str, headers: dict[str, str]) -> requests.Response:
+    return await asyncio.to_thread(requests.post, url, data=body, headers=headers, timeout=10)
+
+
+async def test_the_codec_needs_its_token_masks_secrets_and_refuses_garbage(tmp_path: Path) -> None:
+    codec = EncryptionCodec(load_codec_keys(load_settings()))
+    request = {
+        "rootSysPassword": "S3cret-root",
+        "proxyroPassword": "S3cret-proxyro",
+        "address": "127.0.0.9",
+        "hostInfo": {"credentialId": 1, "privateKey": "-----BEGIN KEY-----"},
+    }
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(request).encode())
+    encrypted = body_of(await codec.encode([plain]))
+    port = free_port()
+    running = await serve(create_codec_app(codec, cors_origins=UI, token="T0ken-for-the-ui"), "127.0.0.1", port)
+    decode = f"http://127.0.0.1:{port}/codec/decode"
+    try:
+        assert (await post(decode, encrypted, {"Content-Type": "application/json"})).status_code == 401
+        wrong = await post(decode, encrypted, {"Authorization": "Bearer guess"})
+        assert wrong.status_code == 401 and "S3cret" not in wrong.text
+        reply = await post(decode, encrypted, {"Authorization": "Bearer T0ken-for-the-ui", "Origin": UI})
+        assert reply.status_code == 200, reply.text
+        assert reply.headers["Access-Control-Allow-Origin"] == UI
+        (decoded,) = json.loads(reply.text)["payloads"]
+        shown: dict[str, Any] = json.loads(base64.b64decode(decoded["data"]))
+        assert shown == {
+            "rootSysPassword": "******",
+            "proxyroPassword": "******",
+            "address": "127.0.0.9",
+            "hostInfo": {"credentialId": 1, "privateKey": "******"},
+        }
+        assert "S3cret" not in reply.text
+        # The `temporal` CLI's --codec-auth sends the token as it is.
+        assert (await post(decode, encrypted, {"Authorization": "T0ken-for-the-ui"})).status_code == 200
+        # Another origin is never allowed, whatever it sends.
+        other = await post(decode, encrypted, {"Authorization": "T0ken-for-the-ui", "Origin": "http://evil.example"})
+        assert "Access-Control-Allow-Origin" not in other.headers
+        # Garbage is a 400 naming the problem, not a 500.
+        unknown = Payload(metadata={"encoding": b"binary/encrypted", "encryption-key-id": b"nope"}, data=b"x" * 40)
+        for body in ("{not json", body_of([unknown])):
+            bad = await post(decode, body, {"Authorization": "T0ken-for-the-ui"})
+            assert bad.status_code == 400, bad.text
+    finally:
+        await running.cleanup()
+    # The config server's listener, which every observer reaches, has no codec.
+    db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+    migrate(db)
+    port = free_port()
+    service = await serve(create_app(db), "127.0.0.1", port)
+    try:
+        reply = await post(f"http://127.0.0.1:{port}/codec/decode", encrypted, {})
+        assert reply.status_code == 404
+    finally:
+        await service.cleanup()
