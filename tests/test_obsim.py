@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import random
+import signal
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -118,3 +125,27 @@ def test_version_option_sets_what_the_cluster_reports(tmp_path: Path) -> None:
             cursor.execute("SELECT version()")
             assert cursor.fetchone() == ("5.7.25-OceanBase_CE-v3.1.4",)
         connection.close()
+
+
+def test_the_simulator_starts_and_stops_quietly_and_keeps_its_keys(tmp_path: Path) -> None:
+    """What a newcomer sees first: no traceback when it starts (readiness probes connect and leave) or
+    stops, and a restart on the same --hosts-dir keeps the client key a credential was registered with."""
+    base = f"127.{random.randint(64, 250)}.{random.randint(1, 254)}.2"
+    command = [
+        sys.executable, "-m", "obsim", "--zones", "1", "--servers-per-zone", "1", "--root-password", "Pw#1",
+        "--base-address", base, "--ssh-port", "2222", "--hosts-dir", str(tmp_path / "hosts"),
+    ]  # fmt: skip
+    keys = []
+    for _ in range(2):
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert process.stdout is not None
+        ready = json.loads(process.stdout.readline().removeprefix("READY "))
+        for _probe in range(3):  # connect and leave before the handshake, as a port check does
+            with socket.create_connection((base, ready["servers"][0]["sql_port"]), timeout=5):
+                pass
+        time.sleep(0.3)
+        keys.append(Path(ready["ssh"]["private_key_file"]).read_text())
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=20)
+        assert process.returncode == 0 and stderr == "", stderr
+    assert keys[0] == keys[1]
