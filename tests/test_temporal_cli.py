@@ -84,6 +84,7 @@ async def test_start_query_and_update_with_the_temporal_cli(
         )  # fmt: skip
         assert code != 0
         assert "only a FAILED subtask can be skipped" in output
+        assert "type: OperationRefused, retryable: false" in output
 
         code, output = await temporal(
             client, "workflow", "update", "execute", "--workflow-id", workflow_id,
