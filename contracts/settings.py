@@ -12,11 +12,11 @@ relative to the file; the environment variable named next to each setting. The T
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -226,13 +226,9 @@ def _relative_to(base: Path, value: str) -> str:
     return prefix + str(base / raw)
 
 
-def mask_url_password(url: str) -> str:
-    """A URL as it may be shown: the password replaced by ******."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.rsplit("@", 1)
-    return urlunsplit(parts._replace(netloc=netloc[0].split(":", 1)[0] + f":{MASK}@" + netloc[1]))
+def mask_url_password(url: str, mask: str = MASK) -> str:
+    """A URL as it may be shown: its password replaced by `mask`."""
+    return re.sub(r"(://[^:/@]+:)[^@]*@", lambda match: f"{match.group(1)}{mask}@", url)
 
 
 def settings_table_markdown() -> str:

@@ -8,7 +8,6 @@ database cannot be reached: transient) or propagate as programming errors.
 from __future__ import annotations
 
 import contextlib
-import re
 import sqlite3
 import threading
 import time
@@ -22,6 +21,7 @@ import pymysql
 import pymysql.cursors
 
 from contracts.errors import MetadbUnavailable, TransactionConflict
+from contracts.settings import mask_url_password
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -71,7 +71,7 @@ class MetadbUrl:
 
 def redact(url: str) -> str:
     """A URL with its password replaced by ***, for messages and logs."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", r"\1***@", url)
+    return mask_url_password(url, "***")
 
 
 class Database:

@@ -36,7 +36,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 from contracts.errors import CodecKeyError
 from metadb import clusters
 from metadb.db import Database
-from ob_takeover.api.envelope import ApiError, SubError, failure
+from ob_takeover.api.envelope import ApiError, failure, invalid
 from ob_takeover.api.routes import API, Services, router
 from ob_takeover.codec import EncryptionCodec
 
@@ -128,11 +128,7 @@ def create_app(db: Database, *, services: Services | None = None) -> FastAPI:
 
     @app.exception_handler(RequestValidationError)
     async def bad_parameters(request: Request, error: RequestValidationError) -> Response:
-        sub = [
-            SubError(field=".".join(str(p) for p in e["loc"][1:]) or str(e["loc"][0]), message=e["msg"])
-            for e in error.errors()
-        ]
-        return envelope_of(request, ApiError(400, "; ".join(f"{s.field}: {s.message}" for s in sub), sub_errors=sub))
+        return envelope_of(request, invalid(error.errors(), skip=1))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:

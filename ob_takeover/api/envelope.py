@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 import time
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -51,6 +52,16 @@ class ApiError(Exception):
         self.code = code or ERROR_CODES.get(status, 10500)
         self.sub_errors = sub_errors or []
         self.headers = headers or {}
+
+
+def invalid(errors: Sequence[Any], *, skip: int = 0) -> ApiError:
+    """A 400 with one sub-error per pydantic error; `skip` drops the location's first parts ("body")."""
+    sub = [
+        SubError(field=".".join(str(p) for p in e["loc"][skip:]) or str(e["loc"][0] if e["loc"] else "body"),
+                 message=e["msg"])
+        for e in errors
+    ]  # fmt: skip
+    return ApiError(400, "; ".join(f"{s.field}: {s.message}" for s in sub), sub_errors=sub)
 
 
 def now_iso() -> str:

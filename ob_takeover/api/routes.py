@@ -43,7 +43,7 @@ from metadb.db import Database
 from metadb.users import ADMIN, TASK_MANAGER, TASK_VIEWER
 from metadb.vault import Vault
 from ob_takeover.api.auth import Authenticator, User, require
-from ob_takeover.api.envelope import ApiError, SubError, now_iso, page_of, paged, success
+from ob_takeover.api.envelope import ApiError, SubError, invalid, now_iso, page_of, paged, success
 from ob_takeover.connection import ui_link
 from workflows.precheck import TakeOverPrecheck
 from workflows.takeover import TakeOverCluster
@@ -389,10 +389,16 @@ async def _task_view(
     except Exception:  # "task not ready" while the topology is read, or the workflow failed before the task existed
         running = description.status == WorkflowExecutionStatus.RUNNING
         status = TaskStatus.RUNNING if running else TaskStatus.FAILED
-    started = now_iso()
+    return _task_alone(task_id, task_name(False), cluster_id, creator, now_iso(), status)
+
+
+def _task_alone(
+    task_id: int, name: str, cluster_id: int | None, creator: str | None, created: str, status: TaskStatus
+) -> TaskView:
+    """A task without its subtasks, for when its workflow cannot show them."""
     return TaskView(
-        id=task_id, name=task_name(False), cluster_id=cluster_id, creator=creator or "temporal", executor="ob-takeover",
-        operation=Operation.EXECUTE, prohibit_rollback=False, create_time=started, start_time=started,
+        id=task_id, name=name, cluster_id=cluster_id, creator=creator or "temporal", executor="ob-takeover",
+        operation=Operation.EXECUTE, prohibit_rollback=False, create_time=created, start_time=created,
         status=status, subtasks=[],
     )  # fmt: skip
 
@@ -427,18 +433,9 @@ async def _view_or_row(call: Call, row: dict[str, Any]) -> TaskView:
     try:
         return await _view(call, row)
     except ApiError:
-        return TaskView(
-            id=int(row["task_id"]),
-            name=row["name"],
-            cluster_id=row["cluster_id"],
-            creator=row.get("creator") or "temporal",
-            executor="ob-takeover",
-            operation=Operation.EXECUTE,
-            prohibit_rollback=False,
-            create_time=row["created_at"],
-            start_time=row["created_at"],
-            status=REGISTRY_STATUS.get(row["status"], TaskStatus.FAILED),
-            subtasks=[],
+        status = REGISTRY_STATUS.get(row["status"], TaskStatus.FAILED)
+        return _task_alone(
+            int(row["task_id"]), row["name"], row["cluster_id"], row.get("creator"), row["created_at"], status
         )
 
 
@@ -634,9 +631,7 @@ def _parse(model: type[BaseModel], body: dict[str, Any]) -> Any:
     try:
         return model.model_validate(body)
     except ValidationError as exc:
-        errors = exc.errors(include_input=False, include_url=False, include_context=False)
-        sub = [SubError(field=".".join(str(p) for p in e["loc"]) or "body", message=e["msg"]) for e in errors]
-        raise ApiError(400, "; ".join(f"{s.field}: {s.message}" for s in sub), sub_errors=sub) from None
+        raise invalid(exc.errors(include_input=False, include_url=False, include_context=False)) from None
 
 
 @router.post(
