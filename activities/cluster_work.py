@@ -14,11 +14,13 @@ from activities import cluster_sql as sql
 from activities.facts import read_parameter
 from activities.precheck import run_checks
 from activities.runtime import Work
+from contracts.engine import config_url_for, unreachable_config_url
 from contracts.errors import ClusterSqlError, FailedPrecondition
 from contracts.messages import WARNING, PrecheckInput
 from contracts.task_view import task_name
+from contracts.topology import ClusterEndpoint
 from metadb import clusters, credentials, locks, tasks
-from metadb.credentials import CLUSTER
+from metadb.credentials import CLUSTER, Credential
 from metadb.db import Database
 
 # --- Mc lock ob clusters / Mc unlock ob clusters ---------------------------------------------------
@@ -98,24 +100,45 @@ def _record_cluster(work: Work, version: str) -> None:
     work.context["clusterId"] = str(cluster_id)
     work.say(f"cluster {work.cluster_key} (OceanBase {version}) recorded as cluster {cluster_id}, TAKINGOVER")
     if request.save_to_credential and request.root_sys_password is not None:
-        credentials.save_credential(
-            work.db,
-            work.vault,
-            kind=CLUSTER,
-            name=root_credential_name(work),
-            username="root@sys",
-            secret=request.root_sys_password,
-            cluster_id=cluster_id,
-        )
+        save_cluster_credential(work, root_credential_name(work), "root@sys", request.root_sys_password, cluster_id)
         work.say("root@sys password saved to the password box")
+
+
+def save_cluster_credential(
+    work: Work, name: str, username: str, secret: str, cluster_id: int | None, user_existed: bool | None = None
+) -> int:
+    """A cluster credential owned by this task, usable only at the request's endpoint and for this cluster."""
+    return credentials.save_credential(
+        work.db,
+        work.vault,
+        kind=CLUSTER,
+        name=name,
+        username=username,
+        secret=secret,
+        cluster_id=cluster_id,
+        created_by_task_id=work.arg.task_id,
+        endpoints=[ClusterEndpoint.from_request(work.arg.request).where],
+        bound_cluster=work.cluster_key,
+        user_existed=user_existed,
+    )
+
+
+def bound_cluster_credential(work: Work, name: str) -> Credential | None:
+    """The cluster credential `name`, refused if it is not bound to this endpoint and cluster."""
+    found = credentials.find_credential(work.db, work.vault, CLUSTER, name)
+    if found is not None:
+        work.runtime.check_binding(found, ClusterEndpoint.from_request(work.arg.request), work.cluster_key)
+    return found
 
 
 def remove_cluster_record(work: Work) -> None:
     cluster_id = work.known_cluster_id()
     if cluster_id is not None:
         clusters.remove_cluster_record(work.db, cluster_id)
-    credentials.delete_cluster_credential(work.db, root_credential_name(work))
-    work.say(f"cluster record {cluster_id} removed" if cluster_id else "no cluster record to remove")
+    # Only this task's credential: the cluster may be managed here already from an earlier takeover.
+    if credentials.delete_own_cluster_credential(work.db, root_credential_name(work), work.arg.task_id):
+        work.say("root@sys password this task saved removed from the password box")
+    work.say(f"cluster record {cluster_id} removed" if cluster_id else "no cluster record of this task to remove")
 
 
 # --- Create default user ------------------------------------------------------------------------
@@ -126,7 +149,7 @@ def monitor_credential_name(work: Work) -> str:
 
 
 def monitor_password(work: Work) -> str:
-    found = credentials.find_credential(work.db, work.vault, CLUSTER, monitor_credential_name(work))
+    found = bound_cluster_credential(work, monitor_credential_name(work))
     if found is None:
         raise FailedPrecondition(
             f"the password of {sql.MONITOR_USER} is not in the password box; run 'Create default user' first"
@@ -136,23 +159,17 @@ def monitor_password(work: Work) -> str:
 
 def create_default_user(work: Work) -> None:
     name = monitor_credential_name(work)
-    existing = credentials.find_credential(work.db, work.vault, CLUSTER, name)
+    existing = bound_cluster_credential(work, name)
     created_before = bool(work.sys.query(sql.user_exists(sql.MONITOR_USER)))
     if existing is None:
         # Stored before the user is created, so a retry or the compensation always knows it.
         password = credentials.generate_password()
-        credentials.save_credential(
-            work.db,
-            work.vault,
-            kind=CLUSTER,
-            name=name,
-            username=sql.MONITOR_USER,
-            secret=password,
-            cluster_id=work.known_cluster_id(),
-            created_by_task_id=None if created_before else work.arg.task_id,
+        save_cluster_credential(
+            work, name, sql.MONITOR_USER, password, work.known_cluster_id(), user_existed=created_before
         )
     else:
         password = existing.secret
+        created_before = existing.user_existed
     work.sys.execute(sql.create_user(sql.MONITOR_USER, password))
     work.sys.execute(sql.alter_user_password(sql.MONITOR_USER, password))
     work.sys.execute(sql.grant("SELECT", "*.*", sql.MONITOR_USER))
@@ -165,28 +182,33 @@ def create_default_user(work: Work) -> None:
 def drop_default_user(work: Work) -> None:
     name = monitor_credential_name(work)
     row = credentials.describe_credential(work.db, kind=CLUSTER, name=name)
-    if row is not None and row["created_by_task_id"] == work.arg.task_id:
+    if row is None or row["created_by_task_id"] != work.arg.task_id:
+        # Not this task's: another takeover's monitor user and password stay as they are.
+        work.say(f"no {sql.MONITOR_USER} password from this task: user and password box left as they are")
+        return
+    if row["user_existed"]:
+        work.say(f"monitor user {sql.MONITOR_USER} existed before the takeover; kept (its old password is unknown)")
+    else:
         work.sys.execute(sql.drop_user(sql.MONITOR_USER))
         work.say(f"monitor user {sql.MONITOR_USER} dropped")
-    elif row is not None:
-        work.say(f"monitor user {sql.MONITOR_USER} existed before the takeover; kept (its old password is unknown)")
-    credentials.delete_cluster_credential(work.db, name)
+    credentials.delete_own_cluster_credential(work.db, name, work.arg.task_id)
 
 
 # --- Register config url --------------------------------------------------------------------------
 
 
 def config_url(work: Work) -> str:
-    return (
-        f"{work.runtime.public_url}/services?Action=ObRootServiceInfo"
-        f"&ObCluster={work.arg.cluster_name}&ObClusterId={work.arg.ob_cluster_id}"
-    )
+    return config_url_for(work.runtime.public_url, work.arg.cluster_name, work.arg.ob_cluster_id)
 
 
 def register_config_url(work: Work) -> None:
     if not work.arg.request.switch_config_url:
         work.say("switchConfigUrl is false: obconfig_url left as it is")
         return
+    topology = work.arg.topology
+    problem = unreachable_config_url(work.runtime.public_url, [s.ip for s in topology.servers] if topology else [])
+    if problem:
+        raise FailedPrecondition(problem)
     cluster_id = work.cluster_id()
     record = clusters.get_cluster(work.db, cluster_id)
     assert record is not None
@@ -374,7 +396,7 @@ def remove_tenant_info(work: Work) -> None:
 
 
 def set_proxyro_password(work: Work) -> None:
-    given = work.runtime.proxyro_password_for(work.arg.request)
+    given = work.runtime.proxyro_password_for(work.arg.request, work.cluster_key)
     password = given or credentials.platform_proxyro_password(work.db, work.vault)
     exists = bool(work.sys.query(sql.user_exists(sql.PROXYRO_USER)))
     work.sys.execute(sql.create_user(sql.PROXYRO_USER, password))
@@ -383,14 +405,8 @@ def set_proxyro_password(work: Work) -> None:
     # Verify: the proxy logs in with exactly this password.
     with work.cluster_as(sql.PROXYRO_USER, password) as client:
         client.query(sql.LOGIN_CHECK_SQL)
-    credentials.save_credential(
-        work.db,
-        work.vault,
-        kind=CLUSTER,
-        name=f"{work.cluster_key}:{sql.PROXYRO_USER}",
-        username=sql.PROXYRO_USER,
-        secret=password,
-        cluster_id=work.known_cluster_id(),
+    save_cluster_credential(
+        work, f"{work.cluster_key}:{sql.PROXYRO_USER}", sql.PROXYRO_USER, password, work.known_cluster_id(), exists
     )
     source = "the request's proxyroPassword" if given else "the platform's proxyro password"
     work.say(f"proxyro {'updated' if exists else 'created'} with {source}; login verified")

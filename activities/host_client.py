@@ -30,6 +30,8 @@ class HostClient:
         self._connect_timeout = login.connect_timeout
         self._command_timeout = command_timeout
         self._on_new_host_key = login.on_new_host_key
+        self._ssh_agent = login.ssh_agent
+        self._ssh_config_file = login.ssh_config_file
         self._connection: asyncssh.SSHClientConnection | None = None
 
     @property
@@ -41,6 +43,10 @@ class HostClient:
             "username": self._credential.username,
             "connect_timeout": self._connect_timeout,
             "login_timeout": self._connect_timeout,
+            # The credential's own secret only: no agent keys, no ~/.ssh/config, no key files of the worker's
+            # user, unless the operator asks (ssh_agent, ssh_config_file).
+            "agent_path": os.environ.get("SSH_AUTH_SOCK") if self._ssh_agent else None,
+            "config": [self._ssh_config_file] if self._ssh_config_file else None,
         }
         if self._credential.secret_type == "private_key":
             try:

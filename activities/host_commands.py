@@ -29,7 +29,7 @@ MONITOR_MODULES = ("ob_metrics", "host_metrics", "ob_logs", "sql_audit")
 HOST_FACTS = (
     "hostname=$(hostname) && kernel=$(uname -r) && arch=$(uname -m) && cpus=$(nproc) && "
     "memory_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo) && "
-    'disk=$(df -Pk "$HOME") && disk_free_kb=$(echo "$disk" | awk \'NR==2 {print $4}\') && '
+    'disk=$(df -Pk -- "$HOME") && disk_free_kb=$(echo "$disk" | awk \'NR==2 {print $4}\') && '
     'os=$( (. /etc/os-release 2>/dev/null && echo "$PRETTY_NAME") || uname -s) && epoch=$(date +%s.%N) && '
     'printf "%s\\n" "hostname=$hostname" "os=$os" "kernel=$kernel" "arch=$arch" "cpus=$cpus" '
     '"memory_kb=$memory_kb" "disk_free_kb=$disk_free_kb" "epoch=$epoch"'
@@ -134,7 +134,7 @@ def parse_process_details(output: str, pid: int, name: str) -> dict[str, Any]:
 def disk_free(*paths: str) -> str:
     """Free kilobytes of the file systems holding `paths`, one line each."""
     quoted = " ".join(shlex.quote(p) for p in paths)
-    return f"out=$(df -Pk {quoted}) && echo \"$out\" | awk 'NR > 1 {{print $4}}'"
+    return f"out=$(df -Pk -- {quoted}) && echo \"$out\" | awk 'NR > 1 {{print $4}}'"
 
 
 def parse_disk_free(output: str, count: int) -> list[int]:
@@ -210,9 +210,14 @@ def read_agent_file(name: str) -> str:
     return f'cat "{AGENT_CONF}/{name}" 2>/dev/null || true'
 
 
+# The pid file is only trusted for a positive number whose process is the agent (`/proc/PID/comm` is
+# ocp_agent, ocp_agentd, ocp_mgragent, ...): "-1" or a recycled pid must not get a signal.
 RELOAD_AGENT = (
-    f'p="{AGENT_PID_FILE}"; if [ -f "$p" ] && kill -0 "$(cat "$p")" 2>/dev/null; then '
-    'kill -HUP "$(cat "$p")"; echo "agent $(cat "$p") reloaded"; else echo "no agent process running"; fi'
+    f'p="{AGENT_PID_FILE}"; pid=$(head -c 32 "$p" 2>/dev/null | tr -d " \\n"); case "$pid" in '
+    '""|*[!0-9]*|0*) echo "no agent process running (no pid in $p)";; '
+    '*) comm=$(cat "/proc/$pid/comm" 2>/dev/null); case "$comm" in '
+    'ocp_*agent*) kill -HUP "$pid" && echo "agent $pid reloaded";; '
+    '*) echo "no agent process running (pid $pid in $p is ${comm:-not running})";; esac;; esac'
 )
 
 

@@ -53,7 +53,7 @@ def _register(work: Work, ip: str) -> None:
 
 async def _reserve_one(work: Work, ip: str) -> None:
     _register(work, ip)
-    async with work.host(ip) as client:
+    async with work.host(ip, reserving=True) as client:
         measured = await read_host_facts(client)
     cluster_id = work.cluster_id()
     hosts.reserve_host(work.db, ip, cluster_id, measured.as_dict())
@@ -195,6 +195,9 @@ async def _restore_agent_file(client: HostPort, name: str, task_id: int) -> str:
 async def restore_agent_config(work: Work) -> None:
     host = work.arg.host
     assert host is not None
+    if not work.holds_host(host.ip):
+        work.say(f"{host.ip}: not reserved for this cluster, so nothing was changed there")
+        return
     async with work.host(host.ip) as client:
         outcome = await _restore_agent_file(client, commands.AGENT_CONFIG_FILE, work.arg.task_id)
         await client.run(commands.remove_agent_key(work.arg.task_id), what="removing the agent key")
@@ -229,6 +232,9 @@ async def deactivate_agent_modules(work: Work) -> None:
     """Put back the modules file from before the takeover: modules it switched on are off again."""
     host = work.arg.host
     assert host is not None
+    if not work.holds_host(host.ip):
+        work.say(f"{host.ip}: not reserved for this cluster, so nothing was changed there")
+        return
     async with work.host(host.ip) as client:
         outcome = await _restore_agent_file(client, commands.AGENT_MODULES_FILE, work.arg.task_id)
     work.say(f"{host.ip}: agent modules file {outcome}")

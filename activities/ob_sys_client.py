@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -23,6 +23,37 @@ from contracts.errors import (
 )
 from contracts.topology import ClusterEndpoint
 
+# Authentication plugins that send the password itself: refused unless the connection is TLS.
+PLAINTEXT_AUTH_PLUGINS = ("mysql_clear_password", "dialog")
+_AUTH_PLUGIN_REFUSED = 2059
+
+
+class _PlaintextAuthRefused:
+    """PyMySQL's handler for a plaintext auth plugin: a server asking for one on a connection without TLS
+    (a fake cluster, a man in the middle) gets nothing."""
+
+    def __init__(self, connection: pymysql.connections.Connection[Any]) -> None:
+        self._connection = connection
+
+    def authenticate(self, packet: Any) -> Any:
+        if not getattr(self._connection, "_secure", False):
+            raise pymysql.err.OperationalError(
+                _AUTH_PLUGIN_REFUSED,
+                "the server asked for the password in clear text (a plaintext authentication plugin) on a "
+                "connection without TLS: refused; the password was not sent",
+            )
+        self._connection.write_packet(self._connection.password + b"\0")
+        answer = self._connection._read_packet()  # type: ignore[no-untyped-call]
+        answer.check_error()
+        return answer
+
+
+_AUTH_PLUGIN_MAP: dict[str, Callable[[pymysql.connections.Connection[Any]], Any]] = {
+    name: _PlaintextAuthRefused for name in PLAINTEXT_AUTH_PLUGINS
+}
+# Statements quote with backslash escapes (cluster_sql.quote): a session must not be in this mode.
+_NO_BACKSLASH_ESCAPES = "NO_BACKSLASH_ESCAPES"
+
 # MySQL client error codes that mean the server could not be reached or the connection dropped.
 _NETWORK_ERRORS = {2003, 2005, 2006, 2013, 2055}
 _ACCESS_DENIED = 1045
@@ -36,6 +67,20 @@ def login_user(endpoint: ClusterEndpoint, user: str = "root", tenant: str = "sys
         if endpoint.ob_cluster_id is not None:
             name += f":{endpoint.ob_cluster_id}"
     return name
+
+
+def _pin_sql_mode(connection: pymysql.connections.Connection[Any]) -> None:
+    """Take NO_BACKSLASH_ESCAPES out of the session's sql_mode: in that mode `\\'` would end a string
+    literal, and a password with a quote in it would be read as SQL."""
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT @@SESSION.sql_mode AS MODE")
+        row = cursor.fetchone()
+        modes = [mode for mode in str((row or {}).get("MODE") or "").split(",") if mode]
+        if _NO_BACKSLASH_ESCAPES in (mode.upper() for mode in modes):
+            kept = ",".join(mode for mode in modes if mode.upper() != _NO_BACKSLASH_ESCAPES)
+            if not re.fullmatch(r"[A-Za-z_,]*", kept):
+                raise pymysql.err.OperationalError(0, f"unexpected sql_mode {kept!r}")
+            cursor.execute(f"SET SESSION sql_mode = '{kept}'")
 
 
 class ObSysClient:
@@ -78,8 +123,11 @@ class ObSysClient:
                     # An explicit "no TLS" avoids building a TLS context on every connect.
                     ssl_disabled=True,
                     cursorclass=pymysql.cursors.DictCursor,
+                    auth_plugin_map=_AUTH_PLUGIN_MAP,
                 )
+                _pin_sql_mode(self._connection)
             except pymysql.err.MySQLError as exc:
+                self.close()
                 raise self._translate(exc, None) from None
         return self._connection
 
@@ -100,6 +148,10 @@ class ObSysClient:
     def _translate(self, exc: pymysql.err.MySQLError, sql: str | None) -> TakeoverError:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        if code == _AUTH_PLUGIN_REFUSED:
+            return BadCredentials(
+                f"{text}; the server at this address is not to be trusted", node=self.where, code=code
+            )
         if code == _ACCESS_DENIED:
             return BadCredentials(
                 f"login as {login_user(self._endpoint, self._user)} refused ({code}): check "

@@ -77,6 +77,9 @@ class HostLogin:
     connect_timeout: float = 10.0
     # Called with the host's key the first time a trust-on-first-use login sees it.
     on_new_host_key: Callable[[str], None] | None = None
+    # Only when the operator asks: the worker's SSH agent, an OpenSSH client config file.
+    ssh_agent: bool = False
+    ssh_config_file: str | None = None
 
 
 ClusterConnector = Callable[[ClusterEndpoint, str], ClusterPort]

@@ -28,9 +28,11 @@ from activities.facts import (
     server_serving,
 )
 from activities.runtime import Runtime
+from contracts.engine import config_url_for, unreachable_config_url
 from contracts.errors import (
     BadCredentials,
     ClusterUnreachable,
+    CredentialMisuse,
     FailedPrecondition,
     HostCommandFailed,
     NotOceanBase,
@@ -77,12 +79,21 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput, *, preview: Preview |
     except BadCredentials as exc:
         out.add("cluster reachable", PASSED, f"{request.endpoint} answers", 11028)
         out.add("root@sys login", FAILED, str(exc), node=request.endpoint)
+    except CredentialMisuse as exc:
+        out.add("credential bound to this cluster", FAILED, str(exc), node=request.endpoint)
     except (NotOceanBase, UnsupportedVersion) as exc:
         out.add("cluster reachable", PASSED, f"{request.endpoint} answers", 11028)
         out.add("root@sys login", PASSED, "login accepted")
         out.add("OceanBase 4.x", FAILED, str(exc), node=request.endpoint)
     except TakeoverError as exc:
         out.add("cluster reachable", FAILED, f"cannot read the cluster: {exc}", 11028, request.endpoint)
+    if cluster is not None:
+        topology = cluster.topology
+        try:
+            await asyncio.to_thread(runtime.bind_cluster, request, f"{topology.cluster_name}:{topology.ob_cluster_id}")
+        except CredentialMisuse as exc:
+            out.add("credential bound to this cluster", FAILED, str(exc), node=request.endpoint)
+            cluster = None
     if cluster is not None:
         topology = cluster.topology
         report = PrecheckReport(
@@ -95,7 +106,7 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput, *, preview: Preview |
         )
         check_connection_mode(out, request, topology)
         await asyncio.to_thread(_check_management, out, runtime, arg, topology)
-        check_config_url(out, runtime.public_url, request, cluster.config_url)
+        check_config_url(out, runtime.public_url, request, topology, cluster.config_url)
         check_servers_and_zones(out, cluster)
         readings = await asyncio.gather(*(_read_host(runtime, request, topology, h.ip) for h in topology.hosts))
         check_hosts(out, topology, readings)
@@ -181,8 +192,12 @@ def check_management(
         out.add("not locked by a running task", PASSED, "no other task holds the cluster", 11033)
 
 
-def check_config_url(out: _Items, public_url: str, request: TakeOverRequest, current: str) -> None:
-    if not current or current.startswith(public_url):
+def check_config_url(out: _Items, public_url: str, request: TakeOverRequest, topology: Topology, current: str) -> None:
+    ours = config_url_for(public_url, topology.cluster_name, topology.ob_cluster_id)
+    problem = unreachable_config_url(public_url, [server.ip for server in topology.servers])
+    if request.switch_config_url and problem:
+        out.add("config URL", FAILED, problem, 11016)
+    elif not current or current == ours:
         out.add("config URL", PASSED, f"obconfig_url is '{current}'", 11016)
     elif request.switch_config_url:
         out.add(
@@ -271,6 +286,16 @@ async def _read_host(runtime: Runtime, request: TakeOverRequest, topology: Topol
     if row is not None:
         credential_id, ssh_port = int(row["credential_id"]), int(row["ssh_port"])
         out.add("host known or in hostInfo", PASSED, "host managed here", 11044, ip)
+        holder = row["reserved_by_cluster_id"]
+        if holder is not None and holder != await asyncio.to_thread(_own_cluster_id, runtime, topology):
+            out.add(
+                "host not held by another cluster",
+                FAILED,
+                f"host is reserved by managed cluster {holder}; a host serves one managed cluster",
+                11044,
+                ip,
+            )
+            return reading
     elif info is None:
         out.add(
             "host known or in hostInfo",
@@ -315,6 +340,12 @@ async def _read_host(runtime: Runtime, request: TakeOverRequest, topology: Topol
     except TakeoverError as exc:
         reading.problem = _problem("SSH login", str(exc), ip)
     return reading
+
+
+def _own_cluster_id(runtime: Runtime, topology: Topology) -> int | None:
+    """The id this cluster is recorded under (a takeover being retried), if any."""
+    row = clusters.find_cluster(runtime.db, topology.cluster_name, topology.ob_cluster_id)
+    return int(row["id"]) if row else None
 
 
 def _host_records(

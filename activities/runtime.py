@@ -20,6 +20,7 @@ from typing import Any
 
 from temporalio import activity
 
+from activities import bindings
 from activities.failures import to_application_error
 from activities.host_client import HostClient
 from activities.ob_sys_client import ObSysClient
@@ -29,8 +30,8 @@ from contracts.messages import SubtaskInput, SubtaskResult
 from contracts.request import TakeOverRequest
 from contracts.settings import Settings, load_settings
 from contracts.topology import ClusterEndpoint
-from metadb import clusters, hosts
-from metadb.credentials import CLUSTER, HOST, get_credential
+from metadb import clusters, credentials, hosts
+from metadb.credentials import CLUSTER, HOST, Credential, get_credential
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_vault
@@ -78,6 +79,9 @@ class Runtime:
         credential = get_credential(self.db, self.vault, credential_id)
         if credential.kind != HOST:
             raise CredentialNotFound(f"{ip}: credential {credential_id} is not a host credential")
+        bindings.check_host(
+            credential, ip, trust_on_first_use=self.trust_on_first_use, key_known=recorded_key is not None
+        )
         keys = HostKeyCheck(
             known_hosts=self.known_hosts, recorded_key=recorded_key, trust_on_first_use=self.trust_on_first_use
         )
@@ -85,29 +89,65 @@ class Runtime:
         def remember(key: str) -> None:
             hosts.set_host_key(self.db, ip, key)
 
-        login = HostLogin(ip, ssh_port, credential, keys, connect_timeout, remember if remember_key else None)
+        login = HostLogin(
+            ip,
+            ssh_port,
+            credential,
+            keys,
+            connect_timeout,
+            remember if remember_key else None,
+            ssh_agent=self.settings.ssh_agent,
+            ssh_config_file=self.settings.ssh_config_file or None,
+        )
         return self.host_connector(login)
 
-    def resolve(self, endpoint: ClusterEndpoint) -> ClusterEndpoint:
-        """The endpoint with root@sys's password, taken from the password box when referenced."""
+    def resolve(self, endpoint: ClusterEndpoint, cluster_key: str | None = None) -> ClusterEndpoint:
+        """The endpoint with root@sys's password, taken from the password box when referenced: only at an
+        endpoint the credential is bound to and, with `cluster_key` ("name:obClusterId"), for that cluster."""
         if endpoint.root_sys_password is not None or endpoint.credential_id is None:
             return endpoint
-        credential = get_credential(self.db, self.vault, endpoint.credential_id)
-        if credential.kind != CLUSTER:
-            raise CredentialNotFound(f"credential {endpoint.credential_id} is not a cluster credential")
+        credential = self.cluster_credential(endpoint.credential_id, endpoint, cluster_key)
         return endpoint.model_copy(update={"root_sys_password": credential.secret})
 
-    def proxyro_password_for(self, request: TakeOverRequest) -> str | None:
+    def cluster_credential(
+        self, credential_id: int, endpoint: ClusterEndpoint, cluster_key: str | None = None
+    ) -> Credential:
+        """A cluster credential from the password box, refused where it is not bound (`activities.bindings`)."""
+        credential = get_credential(self.db, self.vault, credential_id)
+        if credential.kind != CLUSTER:
+            raise CredentialNotFound(f"credential {credential_id} is not a cluster credential")
+        self.check_binding(credential, endpoint, cluster_key)
+        return credential
+
+    def check_binding(self, credential: Credential, endpoint: ClusterEndpoint, cluster_key: str | None) -> None:
+        record: list[str] = []
+        if not credential.endpoints and credential.cluster_id is not None:
+            row = clusters.get_cluster(self.db, credential.cluster_id)
+            if row is not None:
+                record.append(bindings.endpoint_key(row["address"], int(row["port"])))
+        bindings.check_endpoint(credential, endpoint.address, endpoint.port, record)
+        if cluster_key is not None:
+            bound = credential.bound_cluster or credentials.bind_to_cluster(self.db, credential.id, cluster_key)
+            where = bindings.endpoint_key(endpoint.address, endpoint.port)
+            bindings.check_cluster(credential, where, cluster_key, bound)
+
+    def bind_cluster(self, request: TakeOverRequest, cluster_key: str) -> None:
+        """Once a login has shown which cluster answers at the request's endpoint: bind the request's stored
+        credentials to it, or refuse them if they belong to another cluster."""
+        endpoint = ClusterEndpoint.from_request(request)
+        for credential_id in (request.root_sys_credential_id, request.proxyro_credential_id):
+            if credential_id is not None:
+                self.cluster_credential(credential_id, endpoint, cluster_key)
+
+    def proxyro_password_for(self, request: TakeOverRequest, cluster_key: str | None = None) -> str | None:
         """The request's proxyro password, taken from the password box when referenced; None if it has none."""
         if request.proxyro_credential_id is None:
             return request.proxyro_password
-        credential = get_credential(self.db, self.vault, request.proxyro_credential_id)
-        if credential.kind != CLUSTER:
-            raise CredentialNotFound(f"credential {request.proxyro_credential_id} is not a cluster credential")
-        return credential.secret
+        endpoint = ClusterEndpoint.from_request(request)
+        return self.cluster_credential(request.proxyro_credential_id, endpoint, cluster_key).secret
 
-    def endpoint_for(self, request: TakeOverRequest) -> ClusterEndpoint:
-        return self.resolve(ClusterEndpoint.from_request(request))
+    def endpoint_for(self, request: TakeOverRequest, cluster_key: str | None = None) -> ClusterEndpoint:
+        return self.resolve(ClusterEndpoint.from_request(request), cluster_key)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -172,7 +212,7 @@ class Work:
     def endpoint(self) -> ClusterEndpoint:
         """The cluster endpoint with root@sys's password, read from the password box once per run."""
         if self._endpoint is None:
-            self._endpoint = self.runtime.endpoint_for(self.arg.request)
+            self._endpoint = self.runtime.endpoint_for(self.arg.request, self.cluster_key)
         return self._endpoint
 
     @property
@@ -186,11 +226,22 @@ class Work:
         """The same cluster endpoint as another sys-tenant user."""
         return self.runtime.cluster(self.endpoint.model_copy(update={"root_sys_password": password}), user)
 
-    def host(self, ip: str) -> HostPort:
-        """A session on a host this takeover registered ('Reserve host' runs first)."""
+    def host(self, ip: str, *, reserving: bool = False) -> HostPort:
+        """A session on a host reserved for this takeover's cluster ('Reserve host' runs first and may not be
+        skipped: a host that another cluster holds is never worked on with that cluster's credential)."""
         row = hosts.find_host(self.db, ip)
         if row is None:
             raise FailedPrecondition("host is not registered; 'Reserve host' must run first", node=ip)
+        holder = row["reserved_by_cluster_id"]
+        if holder is not None and holder != self.known_cluster_id():
+            raise FailedPrecondition(
+                f"host is reserved by managed cluster {holder}, not by this takeover's cluster: it is not worked on",
+                node=ip,
+            )
+        if holder is None and not reserving:
+            raise FailedPrecondition(
+                "host is not reserved for this cluster: 'Reserve host' must run first (it cannot be skipped)", node=ip
+            )
         return self.runtime.host(
             ip,
             ssh_port=int(row["ssh_port"]),
@@ -198,6 +249,12 @@ class Work:
             recorded_key=row.get("host_key"),
             remember_key=True,
         )
+
+    def holds_host(self, ip: str) -> bool:
+        """Whether the host is reserved for this takeover's cluster (what `host` requires)."""
+        row = hosts.find_host(self.db, ip)
+        cluster_id = self.known_cluster_id()
+        return row is not None and cluster_id is not None and row["reserved_by_cluster_id"] == cluster_id
 
     @property
     def cluster_key(self) -> str:

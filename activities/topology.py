@@ -26,7 +26,11 @@ def discover_topology_activity(runtime: Runtime) -> Callable[..., Any]:
 
         def work() -> Topology:
             with runtime.cluster(runtime.resolve(arg.endpoint)) as port:
-                return read_topology(port)
+                topology = read_topology(port)
+            if arg.endpoint.credential_id is not None:
+                cluster_key = f"{topology.cluster_name}:{topology.ob_cluster_id}"
+                runtime.cluster_credential(arg.endpoint.credential_id, arg.endpoint, cluster_key)
+            return topology
 
         try:
             return await asyncio.to_thread(work)

@@ -5,6 +5,9 @@ Clients, the CLI, the REST API and the workflows all take these names from here.
 
 from __future__ import annotations
 
+import ipaddress
+from urllib.parse import urlsplit
+
 TAKEOVER_WORKFLOW = "TakeOverCluster"
 PRECHECK_WORKFLOW = "TakeOverPrecheck"
 DEFAULT_TASK_QUEUE = "ob-takeover"
@@ -37,3 +40,34 @@ SEARCH_ATTRIBUTE_NAMES = (CLUSTER_NAME_ATTRIBUTE, CLUSTER_ADDRESS_ATTRIBUTE, TAS
 def workflow_id_for(address: str, port: int) -> str:
     """One running takeover per cluster endpoint: the workflow id is derived from it."""
     return f"takeover-{address}-{port}"
+
+
+def config_url_for(public_url: str, cluster_name: str, ob_cluster_id: int) -> str:
+    """The `obconfig_url` a managed cluster is pointed at: this service's config server."""
+    query = f"Action=ObRootServiceInfo&ObCluster={cluster_name}&ObClusterId={ob_cluster_id}"
+    return f"{public_url.rstrip('/')}/services?{query}"
+
+
+def unreachable_config_url(public_url: str, server_ips: list[str]) -> str | None:
+    """Why servers at `server_ips` cannot reach a config server at `public_url` (a loopback URL for servers
+    that are not on loopback), or None when nothing is known to stop them."""
+    host = urlsplit(public_url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return None
+    outside = sorted(ip for ip in server_ips if not _is_loopback(ip))
+    if loopback and outside:
+        return (
+            f"the config server's public URL {public_url} is a loopback address, which the servers at "
+            f"{', '.join(outside[:3])}{' …' if len(outside) > 3 else ''} cannot reach: set public_url "
+            "(OB_TAKEOVER_PUBLIC_URL) to an address they reach"
+        )
+    return None
+
+
+def _is_loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return address == "localhost"

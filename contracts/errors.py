@@ -115,6 +115,10 @@ class CredentialNotFound(TakeoverError, LookupError):
     """A credential id or name that the password box does not have, or of the wrong kind."""
 
 
+class CredentialMisuse(TakeoverError):
+    """A stored credential asked for somewhere it is not bound to: another endpoint, cluster or host."""
+
+
 class UserNotFound(TakeoverError, LookupError):
     """An API user name that the metadb does not have."""
 
@@ -144,3 +148,15 @@ TASK_NOT_READY = "TaskNotReady"
 TOPOLOGY_UNAVAILABLE = "TopologyUnavailable"
 OPERATION_REFUSED = OperationRefused.__name__
 CLUSTER_UNREACHABLE = ClusterUnreachable.__name__
+
+
+def _error_types(base: type[TakeoverError]) -> set[str]:
+    return {base.__name__}.union(*(_error_types(sub) for sub in base.__subclasses__()))
+
+
+# Failure types whose messages are built never to carry a secret (a password, a key, a statement with a
+# password in it): Temporal keeps them readable without the codec, so that `temporal workflow describe`
+# tells a DBA why a takeover failed. Any other failure's message is encrypted, and every stack trace is.
+READABLE_FAILURE_TYPES = frozenset(
+    _error_types(TakeoverError) | {INVALID_REQUEST, TASK_NOT_READY, TOPOLOGY_UNAVAILABLE}
+)

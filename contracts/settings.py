@@ -106,6 +106,17 @@ class Settings(BaseModel):
         "OB_TAKEOVER_HOST_KEY_POLICY",
         "`tofu`: trust a host's key on first contact, record it in the metadb, refuse a changed key after",
     )
+    ssh_agent: bool = _setting(
+        False,
+        "OB_TAKEOVER_SSH_AGENT",
+        "offer the keys of the worker's SSH agent (SSH_AUTH_SOCK) to hosts; off: only the credential's own",
+    )
+    ssh_config_file: str = _setting(
+        "",
+        "OB_TAKEOVER_SSH_CONFIG_FILE",
+        "an OpenSSH client config file to apply to host logins; empty: none (~/.ssh/config is not read)",
+        path=True,
+    )
     poll_interval: float = _setting(
         2.0, "OB_TAKEOVER_POLL_INTERVAL", "seconds between polls of io calibration and cluster accessibility", gt=0
     )

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 import string
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -29,6 +31,14 @@ class Credential:
     secret_type: str  # "password" or "private_key"
     secret: str = field(repr=False)
     passphrase: str | None = field(default=None, repr=False)
+    # Where it may be used (see `activities.bindings`): a cluster credential's endpoints and cluster,
+    # a host credential's hosts; the managed cluster it belongs to; the task that stored it.
+    endpoints: tuple[str, ...] = ()
+    bound_cluster: str | None = None
+    hosts: tuple[str, ...] = ()
+    cluster_id: int | None = None
+    created_by_task_id: int | None = None
+    user_existed: bool = False
 
 
 def _now() -> str:
@@ -61,10 +71,16 @@ def save_credential(
     passphrase: str | None = None,
     cluster_id: int | None = None,
     created_by_task_id: int | None = None,
+    endpoints: Sequence[str] = (),
+    bound_cluster: str | None = None,
+    hosts: Sequence[str] = (),
+    user_existed: bool | None = None,
 ) -> int:
     """Store (or replace) the credential `kind`/`name`; returns its id.
 
-    `created_by_task_id` marks a cluster user that the takeover task created (its rollback drops it).
+    `created_by_task_id` marks the row as the task's own: that task's rollback may delete it, no other
+    may. `endpoints` and `bound_cluster` bind a cluster credential, `hosts` a host credential, to where it
+    may be used. `user_existed` says whether the cluster user was there before the task.
     """
     context = credential_context(kind, name)
     now = _now()
@@ -79,6 +95,10 @@ def save_credential(
                 "passphrase": vault.encrypt(passphrase, context + ":passphrase") if passphrase else None,
                 "cluster_id": cluster_id,
                 "created_by_task_id": created_by_task_id,
+                "endpoints": json.dumps(list(endpoints)) if endpoints else None,
+                "bound_cluster": bound_cluster,
+                "hosts": json.dumps(list(hosts)) if hosts else None,
+                "user_existed": None if user_existed is None else int(user_existed),
                 "created_at": now,
                 "updated_at": now,
             },
@@ -98,6 +118,12 @@ def _decrypt(vault: Vault, row: dict[str, Any]) -> Credential:
         secret_type=row["secret_type"],
         secret=vault.decrypt(row["secret"], context),
         passphrase=vault.decrypt(row["passphrase"], context + ":passphrase") if row["passphrase"] else None,
+        endpoints=tuple(json.loads(row["endpoints"])) if row.get("endpoints") else (),
+        bound_cluster=row.get("bound_cluster"),
+        hosts=tuple(json.loads(row["hosts"])) if row.get("hosts") else (),
+        cluster_id=int(row["cluster_id"]) if row.get("cluster_id") is not None else None,
+        created_by_task_id=int(row["created_by_task_id"]) if row.get("created_by_task_id") is not None else None,
+        user_existed=bool(row.get("user_existed")),
     )
 
 
@@ -113,7 +139,10 @@ def find_credential(db: Database, vault: Vault, kind: str, name: str) -> Credent
     return _decrypt(vault, row) if row else None
 
 
-_PUBLIC_COLUMNS = "id, kind, name, username, secret_type, cluster_id, created_by_task_id, created_at"
+_PUBLIC_COLUMNS = (
+    "id, kind, name, username, secret_type, cluster_id, created_by_task_id, endpoints, bound_cluster, hosts, "
+    "user_existed, created_at"
+)
 
 
 def describe_credential(
@@ -127,7 +156,10 @@ def describe_credential(
 
 def list_credentials(db: Database, kind: str | None = None) -> list[dict[str, Any]]:
     """Credentials without their secrets."""
-    sql = "SELECT id, kind, name, username, secret_type, cluster_id, created_at FROM credentials"
+    sql = (
+        "SELECT id, kind, name, username, secret_type, cluster_id, endpoints, bound_cluster, hosts, created_at "
+        "FROM credentials"
+    )
     if kind:
         return db.query(sql + " WHERE kind = ? ORDER BY id", (kind,))
     return db.query(sql + " ORDER BY id")
@@ -144,8 +176,45 @@ def delete_credential(db: Database, credential_id: int) -> bool:
     return found is not None
 
 
-def delete_cluster_credential(db: Database, name: str) -> None:
-    db.execute("DELETE FROM credentials WHERE kind = ? AND name = ?", (CLUSTER, name))
+def delete_own_cluster_credential(db: Database, name: str, task_id: int) -> bool:
+    """Delete the cluster credential `name` if task `task_id` stored it; returns whether it did. Another
+    task's credential (an earlier takeover of the same cluster) is never touched."""
+    removed = db.delete(
+        "DELETE FROM credentials WHERE kind = ? AND name = ? AND created_by_task_id = ?", (CLUSTER, name, task_id)
+    )
+    return removed > 0
+
+
+def bind_to_cluster(db: Database, credential_id: int, cluster_key: str) -> str:
+    """Bind a credential to the cluster `name:obClusterId` unless it is bound already (a conditional write:
+    two first uses racing cannot both win); returns the cluster it is bound to."""
+    db.execute(
+        "UPDATE credentials SET bound_cluster = ?, updated_at = ? WHERE id = ? AND bound_cluster IS NULL",
+        (cluster_key, _now(), credential_id),
+    )
+    row = db.one("SELECT bound_cluster FROM credentials WHERE id = ?", (credential_id,))
+    if row is None:
+        raise CredentialNotFound(f"credential {credential_id} does not exist in the password box")
+    return str(row["bound_cluster"])
+
+
+def set_scope(
+    db: Database, credential_id: int, *, endpoints: Sequence[str] | None = None, hosts: Sequence[str] | None = None
+) -> None:
+    """Replace where a credential may be used (its endpoints or its hosts); the operator's command."""
+    values: dict[str, str | None] = {}
+    if endpoints is not None:
+        values["endpoints"] = json.dumps(list(endpoints)) if endpoints else None
+    if hosts is not None:
+        values["hosts"] = json.dumps(list(hosts)) if hosts else None
+    if not values:
+        return
+    if db.one("SELECT id FROM credentials WHERE id = ?", (credential_id,)) is None:
+        raise CredentialNotFound(f"credential {credential_id} does not exist in the password box")
+    assignments = ", ".join(f"{column} = ?" for column in values)
+    db.execute(
+        f"UPDATE credentials SET {assignments}, updated_at = ? WHERE id = ?", (*values.values(), _now(), credential_id)
+    )
 
 
 def platform_proxyro_password(db: Database, vault: Vault) -> str:

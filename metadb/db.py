@@ -8,6 +8,7 @@ database cannot be reached: transient) or propagate as programming errors.
 from __future__ import annotations
 
 import contextlib
+import os
 import sqlite3
 import threading
 import time
@@ -46,13 +47,23 @@ class MetadbUrl:
     @classmethod
     def parse(cls, url: str) -> MetadbUrl:
         if url.startswith(("mysql://", "mariadb://", "oceanbase://")):
-            parts = urlsplit(url)
-            if not parts.hostname or not parts.path.strip("/"):
-                raise ValueError(f"metadb URL {redact(url)} needs a host and a database name")
+            scheme = url.split("://", 1)[0]
+            # Never quote the URL back: a password with / # ? in it is split in the wrong places.
+            malformed = ValueError(
+                f"metadb URL ({scheme}://…) is not {scheme}://user:password@host:port/database; percent-encode "
+                "any / # ? @ : in the password (e.g. %2F for /)"
+            )
+            try:
+                parts = urlsplit(url)
+                port = parts.port or 3306
+            except ValueError:
+                raise malformed from None
+            if not parts.hostname or not parts.path.strip("/") or parts.query or parts.fragment:
+                raise malformed
             return cls(
                 dialect="mysql",
                 host=parts.hostname,
-                port=parts.port or 3306,
+                port=port,
                 user=unquote(parts.username or ""),
                 password=unquote(parts.password or ""),
                 database=parts.path.strip("/"),
@@ -74,6 +85,16 @@ def redact(url: str) -> str:
     return mask_url_password(url, "***")
 
 
+def _private_file(path: Path) -> None:
+    """Create a SQLite file readable by its owner only (its -wal and -shm files take the same mode), in
+    a directory of the owner's when the directory is new; an existing file is narrowed to 0600."""
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
+    os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+    if path.stat().st_uid == os.getuid() and path.stat().st_mode & 0o077:
+        path.chmod(0o600)
+
+
 class Database:
     """A connection to the metadb; thread-safe (one connection per thread)."""
 
@@ -82,7 +103,7 @@ class Database:
         self.dialect = self.url.dialect
         self._local = threading.local()
         if self.dialect == "sqlite" and self.url.path != ":memory:":
-            Path(self.url.path).parent.mkdir(parents=True, exist_ok=True)
+            _private_file(Path(self.url.path))
 
     # --- connections ------------------------------------------------------------------------
 
@@ -163,7 +184,12 @@ class Database:
         result: int = self._run(sql, args, fetch=False)
         return result
 
-    def _run(self, sql: str, args: Sequence[Any], *, fetch: bool) -> Any:
+    def delete(self, sql: str, args: Sequence[Any] = ()) -> int:
+        """Run a DELETE (or another statement); returns how many rows it removed."""
+        result: int = self._run(sql, args, fetch=False, count=True)
+        return result
+
+    def _run(self, sql: str, args: Sequence[Any], *, fetch: bool, count: bool = False) -> Any:
         for attempt in (1, 2):
             connection = self._connection()
             try:
@@ -171,12 +197,12 @@ class Database:
                     cursor = connection.execute(sql, tuple(args))
                     if fetch:
                         return [dict(row) for row in cursor.fetchall()]
-                    return cursor.lastrowid or 0
+                    return cursor.rowcount if count else cursor.lastrowid or 0
                 with connection.cursor() as cursor:
                     cursor.execute(self._sql(sql), tuple(args))
                     if fetch:
                         return [dict(row) for row in cursor.fetchall()]
-                    return cursor.lastrowid or 0
+                    return cursor.rowcount if count else cursor.lastrowid or 0
             except (pymysql.err.OperationalError, pymysql.err.InterfaceError) as exc:
                 if exc.args and exc.args[0] in _CONFLICT_CODES:
                     raise TransactionConflict(f"metadb {self.url}: {exc.args[-1]}") from None

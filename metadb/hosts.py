@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.errors import FailedPrecondition
 from metadb.db import Database
 
 
@@ -78,10 +79,19 @@ def register_host(
 
 
 def reserve_host(db: Database, ip: str, cluster_id: int, facts: dict[str, Any]) -> None:
-    db.execute(
-        "UPDATE hosts SET reserved_by_cluster_id = ?, facts = ?, updated_at = ? WHERE ip = ?",
-        (cluster_id, json.dumps(facts, sort_keys=True), _now(), ip),
-    )
+    """Reserve a host for a cluster unless another cluster holds it (a conditional write: of two takeovers
+    racing for one host, one wins and the other gets FailedPrecondition)."""
+    with db.transaction():
+        db.execute(
+            "UPDATE hosts SET reserved_by_cluster_id = ?, facts = ?, updated_at = ? "
+            "WHERE ip = ? AND (reserved_by_cluster_id IS NULL OR reserved_by_cluster_id = ?)",
+            (cluster_id, json.dumps(facts, sort_keys=True), _now(), ip, cluster_id),
+        )
+        row = db.one("SELECT reserved_by_cluster_id FROM hosts WHERE ip = ?", (ip,))
+    if row is None:
+        raise FailedPrecondition("host is not registered", node=ip)
+    if row["reserved_by_cluster_id"] != cluster_id:
+        raise FailedPrecondition(f"host is reserved by managed cluster {row['reserved_by_cluster_id']}", node=ip)
 
 
 def unreserve_hosts(db: Database, cluster_id: int, task_id: int) -> list[str]:
@@ -109,6 +119,14 @@ def unreserve_hosts(db: Database, cluster_id: int, task_id: int) -> list[str]:
 
 def set_host_key(db: Database, ip: str, host_key: str) -> None:
     db.execute("UPDATE hosts SET host_key = ?, updated_at = ? WHERE ip = ?", (host_key, _now(), ip))
+
+
+def forget_host_key(db: Database, ip: str) -> bool:
+    """Forget a host's recorded key; returns whether the host is managed here."""
+    if find_host(db, ip) is None:
+        return False
+    db.execute("UPDATE hosts SET host_key = NULL, updated_at = ? WHERE ip = ?", (_now(), ip))
+    return True
 
 
 def list_hosts(db: Database) -> list[dict[str, Any]]:

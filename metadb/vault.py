@@ -68,7 +68,8 @@ def decode_key(text: str, source: str, error: type[TakeoverError]) -> bytes:
 def create_key_file(path: Path, text: str) -> bool:
     """Write a new key file (0600) whole, at once: False when one exists already. Processes starting
     together never see a half-written file, and all of them end up with the same key."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if not path.parent.exists():
+        path.parent.mkdir(parents=True, mode=0o700)
     staged = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
     with os.fdopen(os.open(staged, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as handle:
         handle.write(text)

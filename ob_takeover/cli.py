@@ -22,6 +22,7 @@ from typing import Any
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.bindings import parse_endpoint, parse_host_pattern
 from contracts.errors import OperationRefused, TakeoverError
 from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, SettingsError, load_settings
 from metadb import clusters, credentials, hosts, locks, users
@@ -82,6 +83,30 @@ def say_where_if_empty(rows: Sequence[Any], what: str, args: argparse.Namespace)
             f"no {what} in metadb {where} (metadb from {source}; see `ob-takeover config show`)",
             file=sys.stderr,
         )
+
+
+def _checked(parse: Callable[[str], str]) -> Callable[[str], str]:
+    """An argparse type from a parser whose ValueError message names what is wrong."""
+
+    def check(text: str) -> str:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    return check
+
+
+def endpoint_argument(command: argparse.ArgumentParser, **kwargs: Any) -> None:
+    command.add_argument(
+        "--endpoint", type=_checked(parse_endpoint), action="extend", nargs="+", metavar="ADDRESS:PORT", **kwargs
+    )
+
+
+def hosts_argument(command: argparse.ArgumentParser, **kwargs: Any) -> None:
+    command.add_argument(
+        "--hosts", type=_checked(parse_host_pattern), action="extend", nargs="+", metavar="ADDRESS_OR_NETWORK", **kwargs
+    )
 
 
 def emit(result: dict[str, Any]) -> None:
@@ -158,24 +183,48 @@ def cmd_credential_add_host(args: argparse.Namespace) -> None:
         secret=secret,
         secret_type=secret_type,
         passphrase=passphrase,
+        hosts=args.hosts or (),
     )
     emit({"credentialId": credential_id, "name": name})
 
 
 def cmd_credential_add_cluster(args: argparse.Namespace) -> None:
-    """root@sys of a cluster, for takeovers started with rootSysCredentialId instead of a password."""
+    """root@sys of a cluster, for takeovers started with rootSysCredentialId instead of a password; usable
+    only at the endpoints given."""
     db = open_metadb(args)
     vault = open_vault(db, args)
     secret = read_secret("root@sys password: ", args.password_stdin)
     credential_id = credentials.save_credential(
-        db, vault, kind=credentials.CLUSTER, name=args.name, username=args.username, secret=secret
+        db,
+        vault,
+        kind=credentials.CLUSTER,
+        name=args.name or args.endpoint[0],
+        username=args.username,
+        secret=secret,
+        endpoints=args.endpoint,
     )
-    emit({"credentialId": credential_id, "name": args.name})
+    emit({"credentialId": credential_id, "name": args.name or args.endpoint[0]})
+
+
+def cmd_credential_bind(args: argparse.Namespace) -> None:
+    """Replace where a credential may be used: a cluster credential's endpoints, a host credential's hosts."""
+    db = open_metadb(args)
+    row = credentials.describe_credential(db, credential_id=args.id)
+    if row is None:
+        raise CommandError(f"credential {args.id} does not exist")
+    wanted, given = ("endpoints", args.endpoint) if row["kind"] == credentials.CLUSTER else ("hosts", args.hosts)
+    if not given:
+        option = "--endpoint ADDRESS:PORT" if wanted == "endpoints" else "--hosts ADDRESS_OR_NETWORK"
+        raise CommandError(f"credential {args.id} is a {row['kind']} credential: give {option}")
+    credentials.set_scope(db, args.id, **{wanted: given})
+    emit({"credentialId": args.id, wanted: given})
 
 
 def cmd_credential_list(args: argparse.Namespace) -> None:
     rows = credentials.list_credentials(open_metadb(args), args.kind)
-    table(rows, ["id", "kind", "name", "username", "secret_type", "cluster_id"])
+    for row in rows:
+        row["scope"] = ", ".join(json.loads(row.pop("endpoints") or "[]") + json.loads(row.pop("hosts") or "[]"))
+    table(rows, ["id", "kind", "name", "username", "secret_type", "cluster_id", "bound_cluster", "scope"])
     emit({"credentials": rows})
 
 
@@ -201,6 +250,13 @@ def cmd_host_list(args: argparse.Namespace) -> None:
     say_where_if_empty(rows, "hosts", args)
     table(rows, ["id", "ip", "ssh_port", "kind", "host_type_id", "credential_id", "reserved_by_cluster_id"])
     emit({"hosts": rows})
+
+
+def cmd_host_forget_key(args: argparse.Namespace) -> None:
+    """Forget a host's recorded SSH key (after a reinstall), so that the next login records the new one."""
+    if not hosts.forget_host_key(open_metadb(args), args.ip):
+        raise CommandError(f"host {args.ip} is not managed here (see: ob-takeover host list)")
+    emit({"forgotten": args.ip})
 
 
 def cmd_lock_list(args: argparse.Namespace) -> None:
@@ -622,12 +678,18 @@ def build_parser() -> argparse.ArgumentParser:
     secret.add_argument("--private-key-file")
     command.add_argument("--passphrase-stdin", action="store_true", help="read the key's passphrase from stdin")
     command.add_argument("--name")
+    hosts_argument(command, help="the only hosts it may log in to (required with host_key_policy tofu)")
     command = add(
         credential, "add-cluster", cmd_credential_add_cluster, "add root@sys of a cluster; prints credentialId"
     )
-    command.add_argument("--name", required=True, help="e.g. the cluster's address:port")
+    endpoint_argument(command, required=True, help="where the cluster's sys tenant answers; the only place it is used")
+    command.add_argument("--name", help="a name for it (default: the first endpoint)")
     command.add_argument("--username", default="root@sys")
     command.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    command = add(credential, "bind", cmd_credential_bind, "set where a credential may be used")
+    command.add_argument("id", type=int)
+    endpoint_argument(command, help="a cluster credential's endpoints (replaces them)")
+    hosts_argument(command, help="a host credential's hosts (replaces them)")
     command = add(credential, "list", cmd_credential_list, "list credentials (never their secrets)")
     command.add_argument("--kind", choices=[credentials.HOST, credentials.CLUSTER, credentials.PLATFORM])
     add(credential, "delete", cmd_credential_delete, "delete an unused credential").add_argument("id", type=int)
@@ -636,6 +698,8 @@ def build_parser() -> argparse.ArgumentParser:
     add(cluster, "list", cmd_cluster_list, "list managed clusters")
     host = commands.add_parser("host", help="managed hosts").add_subparsers(dest="action", required=True)
     add(host, "list", cmd_host_list, "list hosts")
+    command = add(host, "forget-key", cmd_host_forget_key, "forget a host's recorded SSH key (after a reinstall)")
+    command.add_argument("ip")
     lock = commands.add_parser("lock", help="cluster locks").add_subparsers(dest="action", required=True)
     add(lock, "list", cmd_lock_list, "list cluster locks")
     command = add(lock, "release", cmd_lock_release, "force-release a stale lock")

@@ -1,6 +1,8 @@
 """Encryption of everything the project stores in Temporal: payloads (inputs, results, details,
-summaries) with an AES-GCM payload codec, and error messages and stack traces through the failure
-converter that encodes them as payloads.
+summaries) with an AES-GCM payload codec, and stack traces and unclassified error messages through the
+failure converter that encodes them as payloads. The messages of the project's own errors
+(`contracts.errors.READABLE_FAILURE_TYPES`, built never to carry a secret) stay readable, so that the
+`temporal` CLI, which does not decode failures, still says why a takeover failed.
 
 Keys: `OB_TAKEOVER_CODEC_KEY` (base64 of 32 bytes) or the key file `OB_TAKEOVER_CODEC_KEY_FILE`
 (default `var/codec.key`, created 0600 on first use). Earlier keys, kept for decoding after a
@@ -23,10 +25,11 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
+from temporalio.api.failure.v1 import Failure
 from temporalio.contrib.pydantic import pydantic_data_converter
-from temporalio.converter import DataConverter, DefaultFailureConverterWithEncodedAttributes, PayloadCodec
+from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConverter
 
-from contracts.errors import CodecKeyError
+from contracts.errors import READABLE_FAILURE_TYPES, CodecKeyError
 from contracts.settings import Settings, load_settings
 from metadb.vault import create_key_file, decode_key
 
@@ -106,10 +109,35 @@ class EncryptionCodec(PayloadCodec):
             raise CodecKeyError("payload does not decrypt: altered, or encrypted with another key") from None
 
 
+class ReadableFailureConverter(DefaultFailureConverter):
+    """Stack traces, and the messages of failures that are not the project's own, go into the failure's
+    encoded attributes (encrypted by the codec); the project's error messages stay in clear."""
+
+    def __init__(self) -> None:
+        super().__init__(encode_common_attributes=False)
+
+    def to_failure(self, exception: BaseException, payload_converter: PayloadConverter, failure: Failure) -> None:
+        super().to_failure(exception, payload_converter, failure)
+        # SDK failures (timeouts, cancellations, the activity and child-workflow wrappers) say only what the
+        # SDK says; an application failure is readable only when it is one of the project's types.
+        readable = (
+            not failure.HasField("application_failure_info")
+            or failure.application_failure_info.type in READABLE_FAILURE_TYPES
+        )
+        if readable and not failure.stack_trace:
+            return
+        # Readers that decode (the Temporal UI, the CLI with --codec-endpoint) take the message from here too.
+        attributes = {"message": failure.message, "stack_trace": failure.stack_trace}
+        if not readable:
+            failure.message = "Encoded failure"
+        failure.encoded_attributes.CopyFrom(payload_converter.to_payloads([attributes])[0])
+        failure.stack_trace = ""
+
+
 def data_converter(settings: Settings | None = None) -> DataConverter:
-    """The project's data converter: pydantic payloads, encrypted, with encoded failure messages."""
+    """The project's data converter: pydantic payloads, encrypted; failures as `ReadableFailureConverter`."""
     return dataclasses.replace(
         pydantic_data_converter,
         payload_codec=EncryptionCodec(load_codec_keys(settings or load_settings())),
-        failure_converter_class=DefaultFailureConverterWithEncodedAttributes,
+        failure_converter_class=ReadableFailureConverter,
     )

@@ -151,6 +151,12 @@ def demo_config_file() -> Path:
     return fallback
 
 
+def write_private(path: Path, text: str) -> None:
+    """A file only its owner can read, from its first byte."""
+    with os.fdopen(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as handle:
+        handle.write(text)
+
+
 def write_demo_config(path: Path, *, known_hosts: str) -> None:
     """The demo's settings; relative paths are relative to the file's directory."""
     base = "var/demo" if path.parent == ROOT else "."
@@ -183,7 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     demo = var / "demo"
     # Each run takes the simulated cluster over afresh; Temporal's history (var/temporal.db) is kept.
     shutil.rmtree(demo, ignore_errors=True)
-    demo.mkdir(parents=True)
+    demo.mkdir(parents=True, mode=0o700)
+    var.chmod(0o700)
     ports = {
         "Temporal": 7233,
         "Temporal UI": 8233,
@@ -212,7 +219,7 @@ def main(argv: list[str] | None = None) -> None:
             ],
         )  # fmt: skip
         password = "Demo#Root'Pw1"
-        (demo / "root_password").write_text(password)
+        write_private(demo / "root_password", password)
         simulator = processes.start(
             "obsim",
             [
@@ -257,8 +264,7 @@ def main(argv: list[str] | None = None) -> None:
         api_password = secrets.token_urlsafe(12)
         users.add_user(db, "demo", users.TASK_MANAGER, api_password)
         password_file = demo / "api-password"
-        password_file.write_text(api_password + "\n")
-        password_file.chmod(0o600)
+        write_private(password_file, api_password + "\n")
         api = DemoApi("demo", api_password)
         if not run_precheck(api, body):
             raise SystemExit("demo: the precheck failed; see the items above")

@@ -23,6 +23,9 @@ def config() -> dict[str, Any]:
         **os.environ,
         "OB_TAKEOVER_MASTER_KEY": "eA==",
         "OB_TAKEOVER_CODEC_KEY": "eA==",
+        "METADB_PASSWORD": "m",
+        "TEMPORAL_DB_PASSWORD": "t",
+        "OB_SYS_PASSWORD": "o",
         "DOCKER_HOST": "unix:///nonexistent",
     }
     subprocess.run(
@@ -56,6 +59,10 @@ def test_compose_file_is_valid_and_commands_exist() -> None:
             image = service["image"].split(":")[0]
             allowed = IMAGE_COMMANDS.get(image, set()) | {"pg_isready", "healthcheck.sh"}
             assert check in allowed, f"{name}: healthcheck command {check} not known in {image}"
+    # The cluster's node shares a network only with the worker and the service.
+    assert set(services["oceanbase"]["networks"]) == {"clusters"}
+    reach = {name for name, service in services.items() if "clusters" in service.get("networks", {})}
+    assert reach == {"oceanbase", "worker", "service"}
     # Nothing is published beyond loopback.
     for service in services.values():
         for port in service.get("ports", []):
@@ -67,3 +74,9 @@ def test_dockerfile_copies_every_package() -> None:
     dockerfile = (ROOT / "Dockerfile").read_text()
     for package in (p for p in packages if "." not in p):
         assert f"COPY {package} ./{package}" in dockerfile
+
+
+def test_compose_has_no_default_passwords() -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    for variable in ("METADB_PASSWORD", "TEMPORAL_DB_PASSWORD", "OB_SYS_PASSWORD", "OB_TAKEOVER_MASTER_KEY"):
+        assert f"${{{variable}:?" in text and f"${{{variable}:-" not in text, variable

@@ -100,3 +100,46 @@ async def test_bad_private_key_is_named_without_its_content(sim: Simulation) -> 
         async with HostClient(HostLogin(sim.address, sim.ssh_port, broken, known(sim))):
             pass
     assert "garbage-key" not in str(info.value)
+
+
+async def test_no_ssh_agent_and_no_ssh_config_unless_asked(
+    sim: Simulation, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker's own SSH agent and ~/.ssh/config stay out of host logins: the agent is never asked for
+    keys, and a config that sends every host elsewhere changes nothing."""
+    import socket
+    import threading
+
+    agent_asked: list[bool] = []
+    agent = socket.socket(socket.AF_UNIX)
+    agent.bind(str(tmp_path / "agent.sock"))
+    agent.listen()
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = agent.accept()
+            except OSError:
+                return
+            agent_asked.append(True)
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    (tmp_path / ".ssh").mkdir()
+    (tmp_path / ".ssh" / "config").write_text(f"Host *\n    Hostname 127.0.0.254\n    Port {free_port()}\n")
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
+    monkeypatch.setenv("HOME", str(tmp_path))
+    try:
+        async with HostClient(HostLogin(sim.address, sim.ssh_port, key_credential(sim), known(sim))) as client:
+            assert (await client.run("echo ok")).stdout == "ok\n"
+        assert agent_asked == []
+        # Asked for: the agent is offered and the config applies (here: it sends the login nowhere).
+        asked = HostLogin(
+            sim.address, sim.ssh_port, key_credential(sim), known(sim), connect_timeout=3,
+            ssh_agent=True, ssh_config_file=str(tmp_path / ".ssh" / "config"),
+        )  # fmt: skip
+        with pytest.raises(HostUnreachable):
+            async with HostClient(asked):
+                pass
+    finally:
+        agent.close()

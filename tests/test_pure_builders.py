@@ -4,6 +4,9 @@ without a server, against recorded outputs kept as data files."""
 from __future__ import annotations
 
 import json
+import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -178,3 +181,44 @@ def test_disk_free_of_the_observer_directories_in_real_bash(tmp_path: Path) -> N
     assert missing.returncode != 0 and "No such file" in missing.stderr
     with pytest.raises(ValueError, match="unexpected df output"):
         commands.parse_disk_free("12\n", 2)
+
+
+def test_the_agent_reload_signals_only_the_agent(tmp_path: Path) -> None:
+    """The pid file is not trusted: "-1" (every process), garbage or another program's pid gets no signal."""
+    run = tmp_path / "ocp_agent" / "run"
+    run.mkdir(parents=True)
+    pid_file = run / "ocp_agent.pid"
+
+    def reload() -> str:
+        done = subprocess.run(
+            ["bash", "-c", commands.RELOAD_AGENT],
+            capture_output=True,
+            text=True,
+            env={"HOME": str(tmp_path), "PATH": "/usr/bin:/bin"},
+            check=True,
+        )
+        return done.stdout.strip()
+
+    for garbage in ("-1", "0", "abc", "", "12 34; touch pwned"):
+        pid_file.write_text(garbage)
+        assert reload().startswith("no agent process running"), garbage
+    assert not (tmp_path / "pwned").exists()
+    bystander = subprocess.Popen(["sleep", "30"])
+    agent_binary = tmp_path / "ocp_agentd"
+    shutil.copy("/bin/sleep", agent_binary)
+    agent = subprocess.Popen([str(agent_binary), "30"])
+    try:
+        pid_file.write_text(f"{bystander.pid}\n")
+        assert (
+            reload()
+            == f"no agent process running (pid {bystander.pid} in $HOME/ocp_agent/run/ocp_agent.pid is sleep)".replace(
+                "$HOME", str(tmp_path)
+            )
+        )
+        assert bystander.poll() is None  # not signalled
+        pid_file.write_text(f"{agent.pid}\n")
+        assert reload() == f"agent {agent.pid} reloaded"
+        assert agent.wait(5) == -signal.SIGHUP
+    finally:
+        bystander.kill()
+        agent.kill()

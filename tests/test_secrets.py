@@ -66,8 +66,9 @@ async def test_no_password_in_temporal_logs_or_metadb(
         "sshPort": sim.ssh_port,
     }
     root_credential = credentials.save_credential(
-        db, vault, kind=credentials.CLUSTER, name="root", username="root@sys", secret=sim.root_password
-    )
+        db, vault, kind=credentials.CLUSTER, name="root", username="root@sys", secret=sim.root_password,
+        endpoints=[f"{sim.address}:{sim.sql_port}"],
+    )  # fmt: skip
     queue = f"secrets-{uuid.uuid4().hex[:6]}"
     codec_port = free_port()
     service = await serve(create_codec_app(EncryptionCodec(load_codec_keys(load_settings()))), "127.0.0.1", codec_port)

@@ -10,13 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.api.failure.v1 import Failure
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from contracts.settings import load_settings
 from metadb.db import Database
 from metadb.migrate import migrate
-from ob_takeover.codec import EncryptionCodec, load_codec_keys
+from ob_takeover.codec import EncryptionCodec, ReadableFailureConverter, data_converter, load_codec_keys
 from ob_takeover.service import create_codec_app, serve
 from tests.conftest import binary
 from tests.driver import failed, wait_for
@@ -117,3 +118,39 @@ async def test_bad_json_body_from_the_cli_fails_with_invalid_request(
         and "port: Input should be a valid integer" in cause.message
     )
     assert fake.calls == []
+
+
+async def test_the_temporal_cli_says_why_a_takeover_failed_without_the_codec(
+    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster, codec_endpoint: str
+) -> None:
+    """The CLI does not decode failures: the project's error messages stay readable, stack traces do not."""
+    workflow_id = f"takeover-bad-{uuid.uuid4().hex[:6]}"
+    async with running_worker(fake):
+        await temporal(
+            client,
+            "workflow", "execute", "--type", "TakeOverCluster", "--task-queue", task_queue,
+            "--workflow-id", workflow_id, "--input", json.dumps({"address": "10.0.0.1", "port": "x"}),
+            codec=codec_endpoint,
+        )  # fmt: skip
+    code, output = await temporal(client, "workflow", "describe", "--workflow-id", workflow_id)
+    assert code == 0, output
+    assert "rootSysPassword: is required unless rootSysCredentialId" in output, output
+    assert "Encoded failure" not in output
+    # In Temporal's own history, the stack trace is encrypted (under the failure's encoded attributes).
+    plain = await Client.connect(client.service_client.config.target_host, namespace=client.namespace)
+    history = await plain.get_workflow_handle(workflow_id).fetch_history()
+    failure = history.events[-1].workflow_execution_failed_event_attributes.failure
+    assert failure.application_failure_info.type == "InvalidRequest" and "rootSysPassword" in failure.message
+    assert failure.stack_trace == "" and failure.encoded_attributes.metadata["encoding"] == b"binary/encrypted"
+
+
+def test_failures_that_are_not_the_projects_own_stay_encrypted() -> None:
+    converter = ReadableFailureConverter()
+    payloads = data_converter().payload_converter
+    failure = Failure()
+    converter.to_failure(ValueError("x' IDENTIFIED BY 'leaked'"), payloads, failure)
+    assert failure.message == "Encoded failure" and failure.stack_trace == ""  # both in the encrypted attributes
+    assert str(converter.from_failure(failure, payloads)).endswith("x' IDENTIFIED BY 'leaked'")
+    failure = Failure()
+    converter.to_failure(ApplicationError("login refused", type="BadCredentials"), payloads, failure)
+    assert failure.message == "login refused"

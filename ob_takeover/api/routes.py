@@ -38,6 +38,7 @@ from contracts.messages import PrecheckReport, SubtaskRef
 from contracts.request import HostInfo, InvalidRequest, TakeOverRequest, parse_request
 from contracts.settings import Settings
 from contracts.task_view import Operation, TaskStatus, TaskView, task_name
+from contracts.topology import ClusterEndpoint
 from metadb import clusters, credentials, hosts, ids, tasks
 from metadb.db import Database
 from metadb.users import ADMIN, TASK_MANAGER, TASK_VIEWER
@@ -355,6 +356,7 @@ def _passwords_to_box(
                 secret=start.pop(field),
                 cluster_id=cluster_id,
                 created_by_task_id=task_id,
+                endpoints=[ClusterEndpoint.from_request(body).where],
             )
             stored.append(start[reference])
     return start, stored
