@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
 
@@ -20,12 +21,16 @@ from contracts.errors import (
     ClusterSqlError,
     ClusterUnreachable,
     TakeoverError,
+    TlsRefused,
 )
+from contracts.tls import tls_context
 from contracts.topology import ClusterEndpoint
+from metadb.db import mysql_connect
 
 # Authentication plugins that send the password itself: refused unless the connection is TLS.
 PLAINTEXT_AUTH_PLUGINS = ("mysql_clear_password", "dialog")
 _AUTH_PLUGIN_REFUSED = 2059
+_TLS_NOT_OFFERED = 2026
 
 
 class _PlaintextAuthRefused:
@@ -83,6 +88,17 @@ def _pin_sql_mode(connection: pymysql.connections.Connection[Any]) -> None:
             cursor.execute(f"SET SESSION sql_mode = '{kept}'")
 
 
+@dataclass(frozen=True)
+class ClusterTls:
+    """How connections to clusters use TLS (`contracts.tls` modes); the worker's `cluster_tls` settings."""
+
+    mode: str = "preferred"
+    ca_file: str = ""
+
+
+DEFAULT_TLS = ClusterTls()
+
+
 class ObSysClient:
     """Queries on the sys tenant (as root unless `user` says otherwise); one connection per client."""
 
@@ -93,8 +109,10 @@ class ObSysClient:
         user: str = "root",
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        tls: ClusterTls = DEFAULT_TLS,
     ) -> None:
         self._endpoint = endpoint
+        self._tls = tls
         self._user = user
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -109,7 +127,9 @@ class ObSysClient:
         if self._connection is None:
             user = login_user(self._endpoint, self._user)
             try:
-                self._connection = pymysql.connect(
+                self._connection = mysql_connect(
+                    self._tls.mode,
+                    tls_context(self._tls.mode, self._tls.ca_file),
                     host=self._endpoint.address,
                     port=self._endpoint.port,
                     user=user,
@@ -120,8 +140,6 @@ class ObSysClient:
                     read_timeout=self._read_timeout,
                     write_timeout=self._read_timeout,
                     autocommit=True,
-                    # An explicit "no TLS" avoids building a TLS context on every connect.
-                    ssl_disabled=True,
                     cursorclass=pymysql.cursors.DictCursor,
                     auth_plugin_map=_AUTH_PLUGIN_MAP,
                 )
@@ -148,6 +166,20 @@ class ObSysClient:
     def _translate(self, exc: pymysql.err.MySQLError, sql: str | None) -> TakeoverError:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
+        if code == _TLS_NOT_OFFERED:
+            return TlsRefused(
+                f"the server does not offer TLS and cluster_tls is {self._tls.mode}; enable TLS on the cluster or "
+                "set cluster_tls (OB_TAKEOVER_CLUSTER_TLS) to preferred",
+                node=self.where,
+                code=code,
+            )
+        if "CERTIFICATE_VERIFY_FAILED" in text or "SSLError" in text:
+            return TlsRefused(
+                f"the server's TLS certificate is not accepted ({text}); check cluster_tls_ca "
+                "(OB_TAKEOVER_CLUSTER_TLS_CA) and that the certificate names this address",
+                node=self.where,
+                code=code,
+            )
         if code == _AUTH_PLUGIN_REFUSED:
             return BadCredentials(
                 f"{text}; the server at this address is not to be trusted", node=self.where, code=code

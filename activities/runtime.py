@@ -9,6 +9,7 @@ project's errors to typed `ApplicationError`s.
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 import os
@@ -23,7 +24,7 @@ from temporalio import activity
 from activities import bindings
 from activities.failures import to_application_error
 from activities.host_client import HostClient
-from activities.ob_sys_client import ObSysClient
+from activities.ob_sys_client import DEFAULT_TLS, ClusterTls, ObSysClient
 from activities.ports import ClusterConnector, ClusterPort, HostConnector, HostKeyCheck, HostLogin, HostPort
 from contracts.errors import CredentialNotFound, FailedPrecondition, MetadbUnavailable
 from contracts.messages import SubtaskInput, SubtaskResult
@@ -39,9 +40,9 @@ from metadb.vault import Vault, load_vault
 log = logging.getLogger("ob_takeover.activities")
 
 
-def connect_cluster(endpoint: ClusterEndpoint, user: str) -> ClusterPort:
+def connect_cluster(endpoint: ClusterEndpoint, user: str, tls: ClusterTls = DEFAULT_TLS) -> ClusterPort:
     """The production cluster port: pymysql to the sys tenant as `user`."""
-    return ObSysClient(endpoint, user=user)
+    return ObSysClient(endpoint, user=user, tls=tls)
 
 
 @dataclass
@@ -165,6 +166,9 @@ class Runtime:
             known_hosts=os.path.expanduser(settings.known_hosts),
             trust_on_first_use=settings.host_key_policy == "tofu",
             poll_interval=settings.poll_interval,
+            cluster_connector=functools.partial(
+                connect_cluster, tls=ClusterTls(settings.cluster_tls, settings.cluster_tls_ca)
+            ),
         )
 
 

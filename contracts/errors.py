@@ -49,6 +49,10 @@ class UnsupportedVersion(TakeoverError):
     """The cluster runs a version this tool cannot manage."""
 
 
+class TlsRefused(TakeoverError):
+    """TLS was required but the server does not offer it, or its certificate is not the one expected."""
+
+
 class ClusterSqlError(TakeoverError):
     """A statement failed on the cluster with an OceanBase error."""
 

@@ -20,6 +20,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from contracts.tls import TlsMode
+
 CONFIG_ENV = "OB_TAKEOVER_CONFIG"
 DEFAULT_CONFIG_FILE = "ob-takeover.toml"
 MASK = "******"
@@ -105,6 +107,17 @@ class Settings(BaseModel):
         "known_hosts",
         "OB_TAKEOVER_HOST_KEY_POLICY",
         "`tofu`: trust a host's key on first contact, record it in the metadb, refuse a changed key after",
+    )
+    cluster_tls: TlsMode = _setting(
+        "preferred",
+        "OB_TAKEOVER_CLUSTER_TLS",
+        "TLS to the clusters' sys tenant: off, preferred (when offered), required, verify_ca, verify_identity",
+    )
+    cluster_tls_ca: str = _setting(
+        "",
+        "OB_TAKEOVER_CLUSTER_TLS_CA",
+        "CA file that cluster certificates are checked against (verify_ca, verify_identity); empty: the system's",
+        path=True,
     )
     ssh_agent: bool = _setting(
         False,

@@ -10,19 +10,21 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
-from urllib.parse import unquote, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import pymysql
 import pymysql.cursors
 
 from contracts.errors import MetadbUnavailable, TransactionConflict
 from contracts.settings import mask_url_password
+from contracts.tls import TLS_MODES, tls_context, tls_required
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -43,6 +45,11 @@ class MetadbUrl:
     user: str = ""
     password: str = ""
     database: str = ""
+    # TLS to a MySQL metadb (`contracts.tls` modes), from the URL's ?tls=…&tls_ca=…&tls_cert=…&tls_key=…
+    tls: str = "preferred"
+    tls_ca: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
 
     @classmethod
     def parse(cls, url: str) -> MetadbUrl:
@@ -58,8 +65,14 @@ class MetadbUrl:
                 port = parts.port or 3306
             except ValueError:
                 raise malformed from None
-            if not parts.hostname or not parts.path.strip("/") or parts.query or parts.fragment:
+            if not parts.hostname or not parts.path.strip("/") or parts.fragment:
                 raise malformed
+            options = {key: values[-1] for key, values in parse_qs(parts.query, keep_blank_values=True).items()}
+            unknown = sorted(set(options) - {"tls", "tls_ca", "tls_cert", "tls_key"})
+            if unknown:
+                raise ValueError(f"metadb URL: unknown parameter {unknown[0]}; known: tls, tls_ca, tls_cert, tls_key")
+            if options.get("tls", "preferred") not in TLS_MODES:
+                raise ValueError(f"metadb URL: tls must be one of {', '.join(TLS_MODES)}")
             return cls(
                 dialect="mysql",
                 host=parts.hostname,
@@ -67,6 +80,7 @@ class MetadbUrl:
                 user=unquote(parts.username or ""),
                 password=unquote(parts.password or ""),
                 database=parts.path.strip("/"),
+                **options,
             )
         path = url.removeprefix("sqlite:///") if url.startswith("sqlite:///") else url
         if "://" in path:
@@ -77,12 +91,25 @@ class MetadbUrl:
         if self.dialect == "sqlite":
             return f"sqlite:///{self.path}"
         user = f"{self.user}:***@" if self.user else ""
-        return f"mysql://{user}{self.host}:{self.port}/{self.database}"
+        return f"mysql://{user}{self.host}:{self.port}/{self.database}?tls={self.tls}"
 
 
 def redact(url: str) -> str:
     """A URL with its password replaced by ***, for messages and logs."""
     return mask_url_password(url, "***")
+
+
+def mysql_connect(tls: str, context: ssl.SSLContext | None, **options: Any) -> Any:
+    """`pymysql.connect` with TLS as `tls` says (a `contracts.tls` mode) through `context` (built once by
+    the caller: building one per connection costs ~20 ms). `preferred` falls back to plaintext when the
+    server offers no TLS; the `required` modes refuse it (error 2026)."""
+    if context is None:
+        return pymysql.connect(ssl_disabled=True, **options)
+    connection = pymysql.Connection(ssl=context, defer_connect=True, **options)
+    # PyMySQL makes any given context "required"; its own preferred mode would build a context per connect.
+    connection._ssl_required = tls_required(tls)  # type: ignore[attr-defined]
+    connection.connect()
+    return connection
 
 
 def _private_file(path: Path) -> None:
@@ -126,7 +153,9 @@ class Database:
             connection.execute("PRAGMA foreign_keys=ON")
             return connection
         try:
-            return pymysql.connect(
+            server = mysql_connect(
+                self.url.tls,
+                self._tls_context(),
                 host=self.url.host,
                 port=self.url.port,
                 user=self.url.user,
@@ -137,11 +166,17 @@ class Database:
                 write_timeout=30,
                 autocommit=True,
                 charset="utf8mb4",
-                ssl_disabled=True,
                 cursorclass=pymysql.cursors.DictCursor,
             )
         except pymysql.err.OperationalError as exc:
             raise MetadbUnavailable(f"cannot connect to metadb {self.url}: {exc.args[-1]}") from None
+        return server
+
+    def _tls_context(self) -> ssl.SSLContext | None:
+        try:
+            return tls_context(self.url.tls, self.url.tls_ca, self.url.tls_cert, self.url.tls_key)
+        except (OSError, ValueError) as exc:
+            raise MetadbUnavailable(f"metadb {self.url}: cannot load its TLS files ({exc})") from None
 
     def _connection(self) -> Any:
         connection = getattr(self._local, "connection", None)

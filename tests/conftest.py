@@ -23,6 +23,7 @@ from metadb.vault import MasterKey, Vault
 from ob_takeover.codec import data_converter
 from tests.fakes import FakeCluster
 from tests.mariadb import create_database, mariadb_available, mariadb_server
+from tests.tls import TlsFiles, make_tls_files
 from worker import build_worker
 from workflows.takeover import SEARCH_ATTRIBUTES
 
@@ -114,11 +115,17 @@ def running_worker(client: Client, task_queue: str) -> Callable[[FakeCluster], A
 
 
 @pytest.fixture(scope="session")
-def mariadb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+def mariadb_tls(tmp_path_factory: pytest.TempPathFactory) -> TlsFiles:
+    """The CA and certificate the session's MariaDB offers TLS with."""
+    return make_tls_files(tmp_path_factory.mktemp("tls"), "mariadb")
+
+
+@pytest.fixture(scope="session")
+def mariadb(tmp_path_factory: pytest.TempPathFactory, mariadb_tls: TlsFiles) -> Iterator[tuple[str, int]]:
     """One MariaDB server for the session (Debian's mariadb-server, installed by scripts/test.sh)."""
     if not mariadb_available():
         pytest.fail("mariadb-server is not installed: run scripts/test.sh, which installs it")
-    with mariadb_server(tmp_path_factory.mktemp("mariadb")) as address:
+    with mariadb_server(tmp_path_factory.mktemp("mariadb"), tls=mariadb_tls) as address:
         yield address
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pymysql
 
+from tests.tls import TlsFiles
+
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
@@ -26,8 +28,9 @@ def mariadb_available() -> bool:
 
 
 @contextmanager
-def mariadb_server(datadir: Path, port: int | None = None) -> Iterator[tuple[str, int]]:
-    """Start mariadbd on a data dir (initialised when new); yields (host, port); root has an empty password."""
+def mariadb_server(datadir: Path, port: int | None = None, tls: TlsFiles | None = None) -> Iterator[tuple[str, int]]:
+    """Start mariadbd on a data dir (initialised when new), offering TLS with `tls`; yields (host, port);
+    root has an empty password."""
     mariadbd = shutil.which("mariadbd") or "/usr/sbin/mariadbd"
     if not (datadir / "mysql").exists():
         subprocess.run(
@@ -53,6 +56,8 @@ def mariadb_server(datadir: Path, port: int | None = None) -> Iterator[tuple[str
         "--skip-log-bin",
         "--innodb-buffer-pool-size=32M",
     ]
+    if tls is not None:
+        command += [f"--ssl-ca={tls.ca}", f"--ssl-cert={tls.cert}", f"--ssl-key={tls.key}"]
     with sql_server("mariadbd", command, port, datadir / "server.log") as address:
         yield address
 

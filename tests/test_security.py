@@ -16,6 +16,7 @@ import struct
 import threading
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +27,12 @@ from temporalio.exceptions import ApplicationError
 
 from activities import cluster_sql as sql
 from activities.bindings import check_host
-from activities.ob_sys_client import ObSysClient
+from activities.ob_sys_client import ClusterTls, ObSysClient
 from activities.precheck import _Items, check_config_url, run_checks
 from activities.registry import build_activities
 from activities.runtime import Runtime
 from contracts.engine import config_url_for
-from contracts.errors import BadCredentials, CredentialMisuse, FailedPrecondition
+from contracts.errors import BadCredentials, CredentialMisuse, FailedPrecondition, MetadbUnavailable, TlsRefused
 from contracts.messages import PrecheckInput
 from contracts.request import parse_request
 from contracts.topology import ClusterEndpoint, ServerNode, Topology, ZoneNode
@@ -41,6 +42,7 @@ from metadb.migrate import migrate
 from ob_takeover.demo import write_private
 from tests.driver import log_of, start, update, wait_for
 from tests.simulator import Simulation, register_ssh_key, sim_runtime, simulation
+from tests.tls import TlsFiles, make_tls_files
 from worker import build_worker
 
 
@@ -241,40 +243,103 @@ def test_a_server_asking_for_the_password_in_clear_text_gets_nothing(plugin: byt
 # --- quoting in both sql_modes -----------------------------------------------------------------
 
 
+@contextmanager
+def mariadb_login(mariadb: tuple[str, int]) -> Iterator[tuple[pymysql.connections.Connection[Any], str]]:
+    """An admin connection to the session's MariaDB and a login of this test's own, `<login>@sys` with
+    password `rootpw` (the form ObSysClient logs in with), removed afterwards."""
+    host, port = mariadb
+    admin = pymysql.connect(host=host, port=port, user="root", password="", autocommit=True)
+    login = f"a{uuid.uuid4().hex[:6]}"
+    places = ("127.0.0.1", "localhost", "%")
+    with admin.cursor() as cursor:
+        for where in places:
+            cursor.execute(f"CREATE USER '{login}@sys'@'{where}' IDENTIFIED BY 'rootpw'")
+            cursor.execute(f"GRANT ALL ON *.* TO '{login}@sys'@'{where}' WITH GRANT OPTION")
+    try:
+        yield admin, login
+    finally:
+        with admin.cursor() as cursor:
+            for where in places:
+                cursor.execute(f"DROP USER IF EXISTS '{login}@sys'@'{where}'")
+        admin.close()
+
+
 @pytest.mark.parametrize("mode", ["default", "NO_BACKSLASH_ESCAPES"])
 def test_a_hostile_password_stays_a_password_in_every_sql_mode(mariadb: tuple[str, int], mode: str) -> None:
     host, port = mariadb
-    admin = pymysql.connect(host=host, port=port, user="root", password="", autocommit=True)
     user = f"p{uuid.uuid4().hex[:6]}"
-    login = f"a{uuid.uuid4().hex[:6]}"
     hostile = "x' , intruder -- "
-    with admin.cursor() as cursor:
-        cursor.execute("SELECT @@GLOBAL.sql_mode")
-        (saved,) = cursor.fetchone()  # type: ignore[misc]
-        for where in ("127.0.0.1", "localhost", "%"):  # this test's own login, as `admin@sys`
-            cursor.execute(f"CREATE USER '{login}@sys'@'{where}' IDENTIFIED BY 'rootpw'")
-            cursor.execute(f"GRANT ALL ON *.* TO '{login}@sys'@'{where}' WITH GRANT OPTION")
-        if mode != "default":
-            cursor.execute("SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',NO_BACKSLASH_ESCAPES')")
-    try:
-        endpoint = ClusterEndpoint(address=host, port=port, root_sys_password="rootpw")
-        with ObSysClient(endpoint, user=login) as client:
-            client.execute(sql.create_user(user, hostile))
-            client.execute(sql.alter_user_password(user, hostile))
+    with mariadb_login(mariadb) as (admin, login):
         with admin.cursor() as cursor:
-            # The admin session predates the mode change: its parameters are quoted for the default mode.
-            cursor.execute(
-                "SELECT user, authentication_string = PASSWORD(%s) FROM mysql.user WHERE user IN ('intruder', %s)",
-                (hostile, user),
-            )
-            assert [tuple(row) for row in cursor.fetchall()] == [(user, 1)]
-    finally:
-        with admin.cursor() as cursor:
-            cursor.execute("SET GLOBAL sql_mode = %s", (saved,))
-            cursor.execute(f"DROP USER IF EXISTS '{user}', 'intruder'")
-            for where in ("127.0.0.1", "localhost", "%"):
-                cursor.execute(f"DROP USER IF EXISTS '{login}@sys'@'{where}'")
-        admin.close()
+            cursor.execute("SELECT @@GLOBAL.sql_mode")
+            (saved,) = cursor.fetchone()
+            if mode != "default":
+                cursor.execute("SET GLOBAL sql_mode = CONCAT(@@GLOBAL.sql_mode, ',NO_BACKSLASH_ESCAPES')")
+        try:
+            endpoint = ClusterEndpoint(address=host, port=port, root_sys_password="rootpw")
+            with ObSysClient(endpoint, user=login) as client:
+                client.execute(sql.create_user(user, hostile))
+                client.execute(sql.alter_user_password(user, hostile))
+            with admin.cursor() as cursor:
+                # The admin session predates the mode change: its parameters are quoted for the default mode.
+                cursor.execute(
+                    "SELECT user, authentication_string = PASSWORD(%s) FROM mysql.user WHERE user IN ('intruder', %s)",
+                    (hostile, user),
+                )
+                assert [tuple(row) for row in cursor.fetchall()] == [(user, 1)]
+        finally:
+            with admin.cursor() as cursor:
+                cursor.execute("SET GLOBAL sql_mode = %s", (saved,))
+                cursor.execute(f"DROP USER IF EXISTS '{user}', 'intruder'")
+
+
+# --- TLS --------------------------------------------------------------------------------------------
+
+
+def test_cluster_connections_use_tls_and_check_the_certificate(
+    mariadb: tuple[str, int], mariadb_tls: TlsFiles, tmp_path: Path
+) -> None:
+    host, port = mariadb
+    endpoint = ClusterEndpoint(address=host, port=port, root_sys_password="rootpw")
+    with mariadb_login(mariadb) as (_, login):
+
+        def cipher(tls: ClusterTls) -> str:
+            with ObSysClient(endpoint, user=login, tls=tls) as client:
+                return str(client.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0]["VALUE"])
+
+        assert cipher(ClusterTls("verify_identity", str(mariadb_tls.ca)))
+        assert cipher(ClusterTls("preferred"))  # offered, so taken
+        assert cipher(ClusterTls("off")) == ""
+        stranger = make_tls_files(tmp_path, "stranger")
+        with pytest.raises(TlsRefused, match="certificate is not accepted"):
+            cipher(ClusterTls("verify_ca", str(stranger.ca)))
+
+
+def test_tls_required_refuses_a_cluster_without_it(sim: Simulation) -> None:
+    endpoint = ClusterEndpoint(address=sim.address, port=sim.sql_port, root_sys_password=sim.root_password)
+    with pytest.raises(TlsRefused, match="does not offer TLS and cluster_tls is required"):
+        ObSysClient(endpoint, tls=ClusterTls("required")).query("SELECT 1")
+    assert ObSysClient(endpoint, tls=ClusterTls("preferred")).query("SELECT 1 AS ONE") == [{"ONE": 1}]
+
+
+def test_a_mysql_metadb_over_tls(mariadb: tuple[str, int], mariadb_tls: TlsFiles, tmp_path: Path) -> None:
+    host, port = mariadb
+    base = f"mysql://root:@{host}:{port}/mysql"
+
+    def cipher(url: str) -> str:
+        db = Database(url)
+        try:
+            return str(db.query("SHOW SESSION STATUS LIKE 'Ssl_cipher'")[0]["Value"])
+        finally:
+            db.close()
+
+    assert cipher(f"{base}?tls=verify_identity&tls_ca={mariadb_tls.ca}")
+    assert cipher(f"{base}?tls=off") == ""
+    stranger = make_tls_files(tmp_path, "stranger")
+    with pytest.raises(MetadbUnavailable):
+        cipher(f"{base}?tls=verify_ca&tls_ca={stranger.ca}")
+    with pytest.raises(ValueError, match="unknown parameter sslmode"):
+        Database(f"{base}?sslmode=require")
 
 
 # --- a rollback deletes only its own ---------------------------------------------------------------

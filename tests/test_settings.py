@@ -156,3 +156,24 @@ def test_a_closed_pipe_is_no_error(tmp_path: Path) -> None:
         capture_output=True, text=True, cwd=tmp_path, timeout=60, env=env,
     )  # fmt: skip
     assert done.stdout.startswith("ID") and done.stderr == "", done.stderr
+
+
+def test_temporal_tls_and_api_keys_come_from_the_profile(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mTLS and API keys (Temporal Cloud) are configured as for the `temporal` CLI and reach the client."""
+    profile = tmp_path / "temporal.toml"
+    profile.write_text(
+        '[profile.cloud]\naddress = "ns.acct.tmprl.cloud:7233"\nnamespace = "ns.acct"\napi_key = "k-123"\n'
+        '[profile.mtls]\naddress = "127.0.0.12:7233"\n'
+        f'[profile.mtls.tls]\nclient_cert_path = "{tmp_path}/c.pem"\nclient_key_path = "{tmp_path}/k.pem"\n'
+        'server_name = "temporal.internal"\n'
+    )
+    (tmp_path / "c.pem").write_text("CERT")
+    (tmp_path / "k.pem").write_text("KEY")
+    for variable in ("TEMPORAL_ADDRESS", "TEMPORAL_NAMESPACE", "TEMPORAL_API_KEY", "TEMPORAL_TLS"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(profile))
+    cloud = connect_options(load_settings({"TEMPORAL_PROFILE": "cloud"}))
+    assert cloud["api_key"] == "k-123" and cloud["tls"]  # an API key turns TLS on
+    mtls = connect_options(load_settings({"TEMPORAL_PROFILE": "mtls"}))
+    tls = mtls["tls"]
+    assert (tls.client_cert, tls.client_private_key, tls.domain) == (b"CERT", b"KEY", "temporal.internal")
