@@ -166,7 +166,7 @@ class ObSysClient:
     def _translate(self, exc: pymysql.err.MySQLError, sql: str | None) -> TakeoverError:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-        if code == _TLS_NOT_OFFERED:
+        if code == _TLS_NOT_OFFERED or (code == 1043 and "TLS" in text):
             return TlsRefused(
                 f"the server does not offer TLS and cluster_tls is {self._tls.mode}; enable TLS on the cluster or "
                 "set cluster_tls (OB_TAKEOVER_CLUSTER_TLS) to preferred",

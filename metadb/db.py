@@ -103,13 +103,26 @@ def mysql_connect(tls: str, context: ssl.SSLContext | None, **options: Any) -> A
     """`pymysql.connect` with TLS as `tls` says (a `contracts.tls` mode) through `context` (built once by
     the caller: building one per connection costs ~20 ms). `preferred` falls back to plaintext when the
     server offers no TLS; the `required` modes refuse it (error 2026)."""
-    if context is None:
+    where = (str(options.get("host")), int(options.get("port") or 3306))
+    if context is None or (tls == "preferred" and where in _WITHOUT_TLS):
         return pymysql.connect(ssl_disabled=True, **options)
     connection = pymysql.Connection(ssl=context, defer_connect=True, **options)
     # PyMySQL makes any given context "required"; its own preferred mode would build a context per connect.
     connection._ssl_required = tls_required(tls)  # type: ignore[attr-defined]
-    connection.connect()
+    try:
+        connection.connect()
+    except pymysql.err.OperationalError as exc:
+        # OceanBase offers TLS in its handshake even when it has none configured, then refuses it (1043).
+        if tls != "preferred" or not exc.args or exc.args[0] != _HANDSHAKE_ERROR:
+            raise
+        _WITHOUT_TLS.add(where)
+        return pymysql.connect(ssl_disabled=True, **options)
     return connection
+
+
+_HANDSHAKE_ERROR = 1043
+# Servers that refused TLS in `preferred` mode: later connections go without trying again.
+_WITHOUT_TLS: set[tuple[str, int]] = set()
 
 
 def _private_file(path: Path) -> None:

@@ -180,6 +180,10 @@ def _masked(payload: Payload) -> Payload:
     return Payload(metadata=payload.metadata, data=json.dumps(mask_secrets(value), separators=(",", ":")).encode())
 
 
+# A 300-server task's JSON is ~750 KB, base64-grown in the codec's body: room for far larger ones, not for a flood.
+CODEC_BODY_LIMIT = 16 << 20
+
+
 def create_codec_app(codec: EncryptionCodec, *, cors_origins: str = "", token: str | None = None) -> FastAPI:
     """The payload codec for the Temporal UI and CLI, on a listener of its own: `POST /codec/encode` and
     `POST /codec/decode` with `{"payloads": [...]}`. With `token`, a call must send it as its
@@ -207,8 +211,14 @@ def create_codec_app(codec: EncryptionCodec, *, cors_origins: str = "", token: s
         return response
 
     async def convert(request: Request, encode: bool) -> Response:
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > CODEC_BODY_LIMIT:
+                limit = f"{CODEC_BODY_LIMIT >> 20} MiB"
+                return JSONResponse({"error": f"body larger than {limit}"}, status_code=413)
         try:
-            payloads = json_format.Parse(await request.body(), Payloads())
+            payloads = json_format.Parse(body, Payloads())
             converted = await (codec.encode if encode else codec.decode)(list(payloads.payloads))
         except (json_format.ParseError, CodecKeyError, UnicodeDecodeError, ValueError) as exc:
             message = 'body must be {"payloads": [...]}' if isinstance(exc, json_format.ParseError) else str(exc)

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from contracts.settings import load_settings
-from metadb import credentials, locks, users
+from metadb import credentials, hosts, locks, users
 from metadb.db import Database
 from metadb.vault import load_vault, previous_key_file
 
@@ -138,3 +138,42 @@ def test_user_commands(cli_env: dict[str, str]) -> None:
     assert code == 0 and users.list_users(db) == []
     code, _, err = run(cli_env, "user", "delete", "installer")
     assert code == 2 and "user installer does not exist" in err
+
+
+def test_credential_bindings_and_forgetting_a_host_key(cli_env: dict[str, str]) -> None:
+    code, _, err = run(cli_env, "credential", "add-cluster", "--password-stdin", stdin="pw\n")
+    assert code == 2 and "--endpoint" in err  # a cluster credential is bound from the start
+    code, _, err = run(cli_env, "credential", "add-cluster", "--endpoint", "10.0.0.1", "--password-stdin", stdin="p\n")
+    assert code == 2 and "is not ADDRESS:PORT" in err
+    code, out, err = run(
+        cli_env, "credential", "add-cluster", "--endpoint", "10.0.0.1:2881", "10.0.0.2:2881", "--password-stdin",
+        stdin="pw\n",
+    )  # fmt: skip
+    assert code == 0 and out is not None, err
+    cluster = out["credentialId"]
+    code, out, _ = run(cli_env, "credential", "add-host", "--username", "admin", "--hosts", "10.0.0.0/24",
+                       "--password-stdin", stdin="ssh\n")  # fmt: skip
+    assert code == 0 and out is not None
+    host = out["credentialId"]
+    code, out, _ = run(cli_env, "credential", "bind", str(cluster), "--endpoint", "[::1]:2881")
+    assert code == 0 and out == {"credentialId": cluster, "endpoints": ["[::1]:2881"]}
+    code, _, err = run(cli_env, "credential", "bind", str(host), "--endpoint", "10.0.0.1:2881")
+    assert code == 2 and "give --hosts" in err
+    code, _, err = run(cli_env, "credential", "bind", str(host), "--hosts", "not-an-ip")
+    assert code == 2 and "is not an IP address or a network" in err
+    code, out, _ = run(cli_env, "credential", "list")
+    assert out is not None
+    scopes = {row["id"]: row["scope"] for row in out["credentials"]}
+    assert scopes == {cluster: "[::1]:2881", host: "10.0.0.0/24"}
+    db = Database(cli_env["OB_TAKEOVER_METADB"])
+    hosts.add_host_type(db, "t")
+    hosts.register_host(
+        db, ip="10.0.0.7", ssh_port=22, kind="DEDICATED_PHYSICAL_MACHINE", publish_ports=None, host_type_id=1,
+        credential_id=host, task_id=1,
+    )  # fmt: skip
+    hosts.set_host_key(db, "10.0.0.7", "ssh-ed25519 AAAA")
+    code, out, _ = run(cli_env, "host", "forget-key", "10.0.0.7")
+    assert code == 0 and out == {"forgotten": "10.0.0.7"}
+    assert hosts.find_host(db, "10.0.0.7")["host_key"] is None  # type: ignore[index]
+    code, _, err = run(cli_env, "host", "forget-key", "10.0.0.8")
+    assert code == 2 and "not managed here" in err

@@ -26,7 +26,12 @@ def body_of(payloads: list[Payload]) -> str:
     return json_format.MessageToJson(Payloads(payloads=payloads))
 
 
-async def post(url: str, body: str, headers: dict[str, str]) -> requests.Response:
+def plain_key_id(encrypted: str) -> bytes:
+    (payload,) = json_format.Parse(encrypted, Payloads()).payloads
+    return payload.metadata["encryption-key-id"]
+
+
+async def post(url: str, body: str | bytes, headers: dict[str, str]) -> requests.Response:
     return await asyncio.to_thread(requests.post, url, data=body, headers=headers, timeout=10)
 
 
@@ -66,9 +71,16 @@ async def test_the_codec_needs_its_token_masks_secrets_and_refuses_garbage(tmp_p
         assert "Access-Control-Allow-Origin" not in other.headers
         # Garbage is a 400 naming the problem, not a 500.
         unknown = Payload(metadata={"encoding": b"binary/encrypted", "encryption-key-id": b"nope"}, data=b"x" * 40)
-        for body in ("{not json", body_of([unknown])):
+        short = Payload(metadata={"encoding": b"binary/encrypted", "encryption-key-id": plain_key_id(encrypted)})
+        for body in ("{not json", body_of([unknown]), body_of([short]), b'{"payloads": [\xff\xfe]}'):
             bad = await post(decode, body, {"Authorization": "T0ken-for-the-ui"})
             assert bad.status_code == 400, bad.text
+        # A large task's payloads decode; a flood does not.
+        big = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps({"x": "y" * (4 << 20)}).encode())
+        reply = await post(decode, body_of(await codec.encode([big])), {"Authorization": "T0ken-for-the-ui"})
+        assert reply.status_code == 200 and len(reply.content) > 4 << 20
+        flood = await post(decode, b"{" + b" " * (17 << 20), {"Authorization": "T0ken-for-the-ui"})
+        assert flood.status_code == 413
     finally:
         await running.cleanup()
     # The config server's listener, which every observer reaches, has no codec.

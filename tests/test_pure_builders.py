@@ -222,3 +222,15 @@ def test_the_agent_reload_signals_only_the_agent(tmp_path: Path) -> None:
     finally:
         bystander.kill()
         agent.kill()
+
+
+def test_disk_free_takes_paths_that_look_like_options(tmp_path: Path) -> None:
+    (tmp_path / "-h").mkdir()
+    done = subprocess.run(
+        ["bash", "-c", commands.disk_free("-h", str(tmp_path))],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        check=True,
+    )
+    assert commands.parse_disk_free(done.stdout, 2)[0] > 0

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from activities import cluster_sql as sql
-from activities.ob_sys_client import ObSysClient
-from contracts.errors import BadCredentials, ClusterSqlError
+from activities.ob_sys_client import ClusterTls, ObSysClient
+from contracts.errors import BadCredentials, ClusterSqlError, TlsRefused
 from contracts.topology import ClusterEndpoint
 from tests.seekdb import seekdb_server
 
@@ -86,3 +86,12 @@ def test_a_wrong_password_is_refused_as_bad_credentials(root: ClusterEndpoint) -
     wrong = root.model_copy(update={"root_sys_password": "wrong"})
     with pytest.raises(BadCredentials), ObSysClient(wrong, user="ob_takeover_probe") as client:
         client.query("SELECT 1")
+
+
+def test_tls_on_a_kernel_without_it(root: ClusterEndpoint) -> None:
+    """OceanBase offers TLS in its handshake even with none configured, then refuses it: `preferred` (the
+    default) falls back to plaintext, `required` says what to change."""
+    with ObSysClient(root, tls=ClusterTls("preferred")) as client:
+        assert client.query("SELECT 1 AS ONE") == [{"ONE": 1}]
+    with pytest.raises(TlsRefused, match="does not offer TLS and cluster_tls is required"):
+        ObSysClient(root, tls=ClusterTls("required")).query("SELECT 1")
