@@ -406,7 +406,7 @@ def set_proxyro_password(work: Work) -> None:
     with work.cluster_as(sql.PROXYRO_USER, password) as client:
         client.query(sql.LOGIN_CHECK_SQL)
     save_cluster_credential(
-        work, f"{work.cluster_key}:{sql.PROXYRO_USER}", sql.PROXYRO_USER, password, work.known_cluster_id(), exists
+        work, f"{work.cluster_key}:{sql.PROXYRO_USER}", sql.PROXYRO_USER, password, work.known_cluster_id()
     )
     source = "the request's proxyroPassword" if given else "the platform's proxyro password"
     work.say(f"proxyro {'updated' if exists else 'created'} with {source}; login verified")
