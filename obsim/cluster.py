@@ -29,6 +29,11 @@ ER_SYS_CONFIG_UNKNOWN = 5099
 ER_NOT_SUPPORTED = 1235
 ER_SP_DOES_NOT_EXIST = 1305
 ER_WRONG_ARGUMENTS = 1210
+ER_NO_SUCH_USER_ROW = 1133  # ALTER USER, SET PASSWORD, REVOKE and SHOW GRANTS for a user that does not exist
+ER_PRIVILEGE_TYPE = 1149  # an unknown privilege in GRANT
+ER_PASSWORD_FORMAT = 1827  # IDENTIFIED BY PASSWORD with a string that is not '*' and 40 hex digits
+ER_INVALID_CONFIG = 4147  # ALTER SYSTEM SET with a value the parameter does not take
+ER_NO_SUCH_GRANT_DEFINED = 5133  # REVOKE of a privilege the user does not hold
 
 KNOWN_PARAMETERS: dict[str, str] = {
     "cluster": "",
@@ -121,7 +126,9 @@ CREATE VIEW DBA_RSRC_PLAN_DIRECTIVES AS SELECT plan AS PLAN, group_or_subplan AS
     FROM rsrc_plan_directives;
 CREATE VIEW DBA_RSRC_GROUP_MAPPINGS AS SELECT attribute AS ATTRIBUTE, value AS VALUE,
     consumer_group AS CONSUMER_GROUP FROM rsrc_group_mappings;
-CREATE VIEW "user" AS SELECT host AS host, user AS user, 'N' AS account_locked FROM users;
+CREATE VIEW "user" AS SELECT host AS host, user AS user,
+    CASE WHEN auth_string = '' THEN '' ELSE '*' || upper(auth_string) END AS password,
+    'ob_native_password' AS plugin, '' AS authentication_string, 'N' AS account_locked FROM users;
 """
 
 _VIEWS = {
@@ -441,23 +448,20 @@ class SimCluster:
         if match:
             pattern = match.group(1) or "%"
             cursor = self._db.execute(
-                "SELECT ZONE AS zone, SVR_IP AS svr_ip, SVR_PORT AS svr_port, NAME AS name, "
-                "DATA_TYPE AS data_type, "
-                "VALUE AS value, INFO AS info, SECTION AS section, SCOPE AS scope, EDIT_LEVEL AS edit_level "
+                # The columns of OceanBase 4.x's SHOW PARAMETERS (seekdb, a single server, has no zone or address).
+                "SELECT ZONE AS zone, 'observer' AS svr_type, SVR_IP AS svr_ip, SVR_PORT AS svr_port, NAME AS name, "
+                "DATA_TYPE AS data_type, VALUE AS value, INFO AS info, SECTION AS section, SCOPE AS scope, "
+                "'DEFAULT' AS source, EDIT_LEVEL AS edit_level, '' AS default_value, 0 AS isdefault "
                 "FROM GV$OB_PARAMETERS WHERE NAME LIKE ? ORDER BY SVR_IP, SVR_PORT, NAME",
                 (pattern,),
             )
             return Result([d[0] for d in cursor.description], [tuple(r) for r in cursor.fetchall()])
-        match = re.fullmatch(r"(?is)SHOW\s+GRANTS(?:\s+FOR\s+'?([\w$]+)'?(?:@'?[^']*'?)?)?", sql)
+        match = re.fullmatch(r"(?is)SHOW\s+GRANTS(?:\s+FOR\s+" + _USER + ")?", sql)
         if match:
             target = match.group(1) or user
             if not self._user_exists(target):
-                raise SimError(ER_NO_SUCH_GRANT, f"There is no such grant defined for user '{target}' on host '%'")
-            grants = self._db.execute(
-                "SELECT privilege, object FROM grants WHERE user = ? ORDER BY object, privilege", (target,)
-            ).fetchall()
-            lines = [f"GRANT {p} ON {o} TO '{target}'" for p, o in grants] or [f"GRANT USAGE ON *.* TO '{target}'"]
-            return Result([f"Grants for {target}@%"], [(line,) for line in lines])
+                raise self._no_such_user()
+            return Result([f"Grants for {target}@%"], [(line,) for line in self.show_grants(target)])
         match = re.fullmatch(r"(?is)SHOW\s+(?:GLOBAL\s+|SESSION\s+)?VARIABLES(?:\s+LIKE\s+'([^']*)')?", sql)
         if match:
             cursor = self._db.execute(
@@ -467,6 +471,8 @@ class SimCluster:
         raise _syntax_error(sql)
 
     def _set(self, sql: str) -> Result:
+        if re.match(r"(?is)SET\s+PASSWORD\b", sql):
+            return self._set_password_statement(sql)
         match = re.fullmatch(r"(?is)SET\s+GLOBAL\s+resource_manager_plan\s*=\s*'([^']*)'", sql)
         if match:
             plan = match.group(1)
@@ -483,88 +489,183 @@ class SimCluster:
     def _user_exists(self, user: str) -> bool:
         return self._db.execute("SELECT 1 FROM users WHERE user = ?", (user,)).fetchone() is not None
 
+    def _no_such_user(self) -> SimError:
+        return SimError(ER_NO_SUCH_USER_ROW, "Can not find any matching row in the user table")
+
     def _create_user(self, sql: str) -> Result:
         match = re.fullmatch(
-            r"(?is)CREATE\s+USER\s+(IF\s+NOT\s+EXISTS\s+)?'?([\w$]+)'?(?:@'([^']*)')?\s+IDENTIFIED\s+BY\s+" + _STRING,
+            r"(?is)CREATE\s+USER\s+(IF\s+NOT\s+EXISTS\s+)?" + _USER
+            + r"(?:\s+IDENTIFIED\s+BY\s+(PASSWORD\s+)?" + _STRING + ")?",
             sql,
-        )
+        )  # fmt: skip
         if not match:
             raise _syntax_error(sql)
-        if_not_exists, user, host, password = (
-            match.group(1),
-            match.group(2),
-            match.group(3),
-            _unquote(match.group(4)),
-        )
+        if_not_exists, user, host, by_hash, literal = match.groups()
+        if by_hash:
+            auth = _hash_of(_unquote(literal))
+        else:
+            auth = native_password_hash(_unquote(literal)) if literal is not None else ""
         if self._user_exists(user):
             if if_not_exists:
                 return Result()
             raise SimError(ER_CANNOT_USER, f"Operation CREATE USER failed for '{user}'@'{host or '%'}'")
-        self._db.execute("INSERT INTO users VALUES (?, ?, ?)", (user, host or "%", native_password_hash(password)))
+        self._db.execute("INSERT INTO users VALUES (?, ?, ?)", (user, host or "%", auth))
         return Result()
 
     def _alter_user(self, sql: str) -> Result:
-        match = re.fullmatch(r"(?is)ALTER\s+USER\s+'?([\w$]+)'?(?:@'([^']*)')?\s+IDENTIFIED\s+BY\s+" + _STRING, sql)
+        # OceanBase's grammar has no ALTER USER … IDENTIFIED BY PASSWORD: that is a syntax error. A string
+        # after `AS` is hashed again like a password (proven on seekdb).
+        match = re.fullmatch(
+            r"(?is)ALTER\s+USER\s+" + _USER
+            + r"\s+IDENTIFIED\s+(?:WITH\s+'?mysql_native_password'?\s+(?:BY|AS)|BY)\s+" + _STRING,
+            sql,
+        )  # fmt: skip
         if not match:
             raise _syntax_error(sql)
-        user, host, password = match.group(1), match.group(2), _unquote(match.group(3))
+        user, _, literal = match.groups()
         if not self._user_exists(user):
-            raise SimError(ER_CANNOT_USER, f"Operation ALTER USER failed for '{user}'@'{host or '%'}'")
-        self._db.execute("UPDATE users SET auth_string = ? WHERE user = ?", (native_password_hash(password), user))
+            raise self._no_such_user()
+        self._set_password(user, native_password_hash(_unquote(literal)))
+        return Result()
+
+    def _set_password(self, user: str, auth: str) -> None:
+        self._db.execute("UPDATE users SET auth_string = ? WHERE user = ?", (auth, user))
+
+    def _set_password_statement(self, sql: str) -> Result:
+        # SET PASSWORD FOR u = PASSWORD('x') hashes x; = 'string' hashes the string too (proven on seekdb).
+        match = re.fullmatch(
+            r"(?is)SET\s+PASSWORD\s+FOR\s+"
+            + _USER
+            + r"\s*=\s*(?:PASSWORD\s*\(\s*"
+            + _STRING
+            + r"\s*\)|"
+            + _STRING
+            + ")",
+            sql,
+        )
+        if not match:
+            raise _syntax_error(sql)
+        user, _, in_function, literal = match.groups()
+        if not self._user_exists(user):
+            raise self._no_such_user()
+        self._set_password(user, native_password_hash(_unquote(in_function or literal)))
         return Result()
 
     def _drop_user(self, sql: str) -> Result:
-        match = re.fullmatch(r"(?is)DROP\s+USER\s+(IF\s+EXISTS\s+)?'?([\w$]+)'?(?:@'([^']*)')?", sql)
+        match = re.fullmatch(r"(?is)DROP\s+USER\s+(IF\s+EXISTS\s+)?(" + _USER_LIST + ")", sql)
         if not match:
             raise _syntax_error(sql)
-        if_exists, user, host = match.groups()
-        if not self._user_exists(user):
-            if if_exists:
-                return Result()
-            raise SimError(ER_CANNOT_USER, f"Operation DROP USER failed for '{user}'@'{host or '%'}'")
-        if user == "root":
-            raise SimError(ER_CANNOT_USER, "Operation DROP USER failed for 'root'@'%'")
-        self._db.execute("DELETE FROM users WHERE user = ?", (user,))
-        self._db.execute("DELETE FROM grants WHERE user = ?", (user,))
+        if_exists, names = match.group(1), match.group(2)
+        targets = [(m.group(1), m.group(2)) for m in re.finditer(_USER, names)]
+        for user, host in targets:
+            if self._host_of(user) not in (None, host or "%") or (not if_exists and not self._user_exists(user)):
+                raise SimError(ER_CANNOT_USER, f"Operation DROP USER failed for '{user}'@'{host or '%'}'")
+            if user == "root":
+                raise SimError(ER_CANNOT_USER, "Operation DROP USER failed for 'root'@'%'")
+        for user, _ in targets:
+            self._db.execute("DELETE FROM users WHERE user = ?", (user,))
+            self._db.execute("DELETE FROM grants WHERE user = ?", (user,))
         return Result()
 
+    def _host_of(self, user: str) -> str | None:
+        row = self._db.execute("SELECT host FROM users WHERE user = ?", (user,)).fetchone()
+        return str(row[0]) if row else None
+
+    def _privileges_and_object(self, privileges: str, target: str, sql: str) -> tuple[list[str], str]:
+        found = re.fullmatch(r"`?(\*|\w+)`?\.`?(\*|[\w$]+)`?", target)
+        if not found:
+            raise _syntax_error(sql)
+        database, table = found.group(1).lower(), found.group(2)
+        if table != "*" and table.upper() not in _VIEWS:
+            raise SimError(ER_NO_SUCH_TABLE, f"Table '{database}.{table.lower()}' doesn't exist")
+        wanted = [" ".join(p.split()).upper() for p in privileges.split(",")]
+        if any(p not in _PRIVILEGES for p in wanted):
+            raise SimError(
+                ER_PRIVILEGE_TYPE,
+                "You have an error in your SQL syntax; check the manual that corresponds to your OceanBase "
+                "version for the right syntax to use",
+            )
+        wanted = ["ALL PRIVILEGES" if p == "ALL" else p for p in wanted]
+        return wanted, f"{database}.{table.upper() if table != '*' else '*'}"
+
     def _grant(self, sql: str) -> Result:
-        match = re.fullmatch(r"(?is)GRANT\s+(.+?)\s+ON\s+(\S+)\s+TO\s+'?([\w$]+)'?(?:@'[^']*')?", sql)
+        match = re.fullmatch(r"(?is)GRANT\s+(.+?)\s+ON\s+(\S+)\s+TO\s+" + _USER + r"(\s+WITH\s+GRANT\s+OPTION)?", sql)
         if not match:
             raise _syntax_error(sql)
-        privileges, target, user = match.groups()
-        if not re.fullmatch(r"(\*|\w+)\.(\*|\w+)", target):
-            raise _syntax_error(sql)
+        privileges, target, user, host, grant_option = match.groups()
+        wanted, target = self._privileges_and_object(privileges, target, sql)
         if not self._user_exists(user):
-            raise SimError(ER_CANNOT_USER, f"Operation GRANT failed for '{user}'@'%'")
-        for privilege in (p.strip().upper() for p in privileges.split(",")):
-            if privilege not in _PRIVILEGES:
-                raise _syntax_error(sql)
+            # What OceanBase answers (proven on seekdb), not MySQL's 1133.
+            raise SimError(ER_ACCESS_DENIED, f"Access denied for user '{user}'@'{host or '%'}' (using password: NO)")
+        if grant_option:
+            wanted.append("GRANT OPTION")
+        for privilege in wanted:
+            if privilege == "USAGE":
+                continue
+            if privilege == "ALL PRIVILEGES":
+                self._db.execute(
+                    "DELETE FROM grants WHERE user = ? AND object = ? AND privilege != 'GRANT OPTION'", (user, target)
+                )
             self._db.execute("INSERT OR IGNORE INTO grants VALUES (?, ?, ?)", (user, privilege, target))
         return Result()
 
     def _revoke(self, sql: str) -> Result:
-        match = re.fullmatch(r"(?is)REVOKE\s+(.+?)\s+ON\s+(\S+)\s+FROM\s+'?([\w$]+)'?(?:@'[^']*')?", sql)
+        match = re.fullmatch(r"(?is)REVOKE\s+(.+?)\s+ON\s+(\S+)\s+FROM\s+" + _USER, sql)
         if not match:
             raise _syntax_error(sql)
-        privileges, target, user = match.groups()
-        for privilege in (p.strip().upper() for p in privileges.split(",")):
+        privileges, target, user, _ = match.groups()
+        wanted, target = self._privileges_and_object(privileges, target, sql)
+        if not self._user_exists(user):
+            raise self._no_such_user()
+        held = {
+            p for (p,) in self._db.execute("SELECT privilege FROM grants WHERE user = ? AND object = ?", (user, target))
+        }
+        if "ALL PRIVILEGES" in wanted:
+            removed = held - {"GRANT OPTION"}
+        else:
+            removed = held & set(wanted)
+            if not removed:
+                raise SimError(ER_NO_SUCH_GRANT_DEFINED, "No such grant defined")
+        for privilege in removed:
             self._db.execute(
-                "DELETE FROM grants WHERE user = ? AND privilege = ? AND object = ?",
-                (user, privilege, target),
+                "DELETE FROM grants WHERE user = ? AND privilege = ? AND object = ?", (user, privilege, target)
             )
         return Result()
+
+    def show_grants(self, user: str) -> list[str]:
+        """SHOW GRANTS lines as OceanBase prints them: the global privileges (or USAGE) first, then one line
+        per database (backquoted) and table, privileges in OceanBase's order, WITH GRANT OPTION last."""
+        objects: dict[str, set[str]] = {}
+        for privilege, target in self._db.execute("SELECT privilege, object FROM grants WHERE user = ?", (user,)):
+            objects.setdefault(target, set()).add(privilege)
+        objects.setdefault("*.*", set())
+        lines = []
+        for target in sorted(objects, key=lambda t: (t != "*.*", t)):
+            held = objects[target]
+            listed = [p for p in _PRIVILEGE_ORDER if p in held] or ["USAGE"]
+            database, table = target.split(".")
+            shown = target if target == "*.*" else f"`{database}`.{'*' if table == '*' else f'`{table}`'}"
+            option = " WITH GRANT OPTION" if "GRANT OPTION" in held else ""
+            lines.append(f"GRANT {', '.join(listed)} ON {shown} TO '{user}'{option}")
+        return lines
 
     # --- ALTER SYSTEM ---------------------------------------------------------------------------
 
     def _alter_system(self, sql: str) -> Result:
-        match = re.fullmatch(r"(?is)ALTER\s+SYSTEM\s+SET\s+(\w+)\s*=\s*" + _STRING + r"(?:\s+SCOPE\s*=\s*\w+)?", sql)
+        match = re.fullmatch(
+            r"(?is)ALTER\s+SYSTEM\s+SET\s+(\w+)\s*=\s*(" + _STRING[1:-1] + r"|-?\w+)"
+            r"(?:\s+SCOPE\s*=\s*(?:MEMORY|SPFILE|BOTH))?",
+            sql,
+        )
         if match:
-            name, value = match.group(1).lower(), _unquote(match.group(2))
+            name, raw = match.group(1).lower(), match.group(2)
+            value = _unquote(raw) if raw.startswith("'") else raw
             if name not in KNOWN_PARAMETERS:
                 raise SimError(ER_SYS_CONFIG_UNKNOWN, "System config unknown")
             if name in ("cluster", "cluster_id"):
                 raise SimError(ER_NOT_SUPPORTED, f"modify {name} not supported")
+            if not _valid_parameter_value(name, value):
+                raise SimError(ER_INVALID_CONFIG, "Invalid config")
             self._db.execute("UPDATE parameters SET value = ? WHERE name = ?", (value, name))
             return Result()
         if re.fullmatch(r"(?is)ALTER\s+SYSTEM\s+RELOAD\s+SERVER", sql):
@@ -758,6 +859,15 @@ class SimCluster:
 
 
 _STRING = r"('(?:[^'\\]|\\.|'')*')"
+# A user name, quoted or not, with an optional host: groups (user, host).
+_USER = r"'?([\w$]+)'?(?:@'([^']*)')?"
+_USER_LIST = r"'?[\w$]+'?(?:@'[^']*')?(?:\s*,\s*'?[\w$]+'?(?:@'[^']*')?)*"
+# The order SHOW GRANTS lists privileges in (SELECT before PROCESS is proven on seekdb; the rest follows
+# OceanBase's privilege bits).
+_PRIVILEGE_ORDER = (
+    "ALL PRIVILEGES", "ALTER", "CREATE", "CREATE USER", "DELETE", "DROP", "INSERT", "UPDATE", "SELECT", "INDEX",
+    "CREATE VIEW", "SHOW VIEW", "SHOW DATABASES", "SUPER", "PROCESS",
+)  # fmt: skip
 _PRIVILEGES = {
     "SELECT", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER", "INDEX", "CREATE VIEW", "SHOW VIEW",
     "PROCESS", "SUPER", "ALL", "ALL PRIVILEGES", "USAGE", "CREATE USER", "GRANT OPTION", "SHOW DATABASES",
@@ -780,6 +890,37 @@ _REQUIRED = {
     "DELETE_PLAN_DIRECTIVE": {"PLAN", "GROUP_OR_SUBPLAN"},
     "SET_CONSUMER_GROUP_MAPPING": {"ATTRIBUTE", "VALUE"},
 }
+
+
+# What ALTER SYSTEM SET accepts for the parameters whose values the simulator checks (the rest take any
+# string). Read-only parameters take nothing (4147, as data_dir on seekdb).
+_READ_ONLY_PARAMETERS = {"data_dir", "redo_dir"}
+_BOOLEAN_PARAMETERS = {"enable_syslog_recycle", "enable_perf_event", "enable_sql_audit", "ob_enable_prepared_statement"}
+_COUNT_PARAMETERS = {"max_syslog_file_count", "cpu_count"}
+_SYSLOG_LEVELS = {"DEBUG", "TRACE", "WDIAG", "EDIAG", "INFO", "WARN", "ERROR"}
+
+
+def _valid_parameter_value(name: str, value: str) -> bool:
+    if name in _READ_ONLY_PARAMETERS:
+        return False
+    if name in _BOOLEAN_PARAMETERS:
+        return value.lower() in ("true", "false")
+    if name in _COUNT_PARAMETERS:
+        return value.isdigit()
+    if name == "syslog_level":
+        return value.upper() in _SYSLOG_LEVELS
+    return True
+
+
+def _hash_of(literal: str) -> str:
+    """The stored form of `IDENTIFIED BY PASSWORD '*…'`: OceanBase takes '*' and 40 hex digits in any case."""
+    if not re.fullmatch(r"\*[0-9A-Fa-f]{40}", literal):
+        raise SimError(
+            ER_PASSWORD_FORMAT,
+            "The password hash doesn't have the expected format. Check if the correct password algorithm is "
+            "being used with the PASSWORD() function.",
+        )
+    return literal[1:].lower()
 
 
 def _unquote(literal: str) -> str:

@@ -23,6 +23,7 @@ from metadb.vault import MasterKey, Vault
 from ob_takeover.codec import data_converter
 from tests.fakes import FakeCluster
 from tests.mariadb import create_database, mariadb_available, mariadb_server
+from tests.seekdb import seekdb_server
 from tests.tls import TlsFiles, make_tls_files
 from worker import build_worker
 from workflows.takeover import SEARCH_ATTRIBUTES
@@ -112,6 +113,13 @@ def running_worker(client: Client, task_queue: str) -> Callable[[FakeCluster], A
             yield worker
 
     return run
+
+
+@pytest.fixture(scope="session")
+def seekdb(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, int]]:
+    """One seekdb (a real OceanBase kernel) for the session; root@sys has an empty password."""
+    with seekdb_server(tmp_path_factory.mktemp("seekdb")) as address:
+        yield address
 
 
 @pytest.fixture(scope="session")

@@ -4,15 +4,12 @@ log in with them; a rejected statement never echoes its password."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 from activities import cluster_sql as sql
 from activities.ob_sys_client import ClusterTls, ObSysClient
 from contracts.errors import BadCredentials, ClusterSqlError, TlsRefused
 from contracts.topology import ClusterEndpoint
-from tests.seekdb import seekdb_server
 
 PASSWORDS = [
     "plain-Passw0rd",
@@ -26,10 +23,10 @@ PASSWORDS = [
 ]
 
 
-@pytest.fixture(scope="module")
-def root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ClusterEndpoint]:
-    with seekdb_server(tmp_path_factory.mktemp("seekdb")) as (host, port):
-        yield ClusterEndpoint(address=host, port=port, root_sys_password="")
+@pytest.fixture
+def root(seekdb: tuple[str, int]) -> ClusterEndpoint:
+    host, port = seekdb
+    return ClusterEndpoint(address=host, port=port, root_sys_password="")
 
 
 def login(endpoint: ClusterEndpoint, user: str, password: str) -> bool:
