@@ -28,14 +28,16 @@ def quote(value: str) -> str:
 
 
 def mask(sql: str) -> str:
-    """A statement as it may be shown or logged: every password replaced by ***."""
-    return re.sub(r"(IDENTIFIED\s+BY\s+)'(?:[^'\\]|\\.)*'", r"\1'***'", sql, flags=re.IGNORECASE)
+    """A statement as it may be shown or logged: every password (and password hash) replaced by ***."""
+    return re.sub(r"(IDENTIFIED\s+BY\s+(?:PASSWORD\s+)?)'(?:[^'\\]|\\.)*'", r"\1'***'", sql, flags=re.IGNORECASE)
 
 
 # --- reads -------------------------------------------------------------------------------------
 
 PARAMETER_SQL = "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME = {name} LIMIT 1"
 USER_EXISTS_SQL = "SELECT user FROM mysql.user WHERE user = {user}"
+# The stored hash ('*' and 40 hex digits, '' for no password): OceanBase keeps it in `password`.
+USER_PASSWORD_SQL = "SELECT password AS PASSWORD FROM mysql.user WHERE user = {user}"
 SERVERS_SQL = (
     "SELECT SVR_IP, SVR_PORT, SQL_PORT, ZONE, WITH_ROOTSERVER, STATUS, START_SERVICE_TIME, STOP_TIME, "
     "BUILD_VERSION FROM oceanbase.DBA_OB_SERVERS ORDER BY ZONE, SVR_IP, SVR_PORT"
@@ -111,6 +113,43 @@ def create_user(user: str, password: str) -> str:
 
 def alter_user_password(user: str, password: str) -> str:
     return f"ALTER USER {user} IDENTIFIED BY {quote(password)}"
+
+
+def user_password_hash(user: str) -> str:
+    return USER_PASSWORD_SQL.format(user=quote(user))
+
+
+def show_grants(user: str) -> str:
+    return f"SHOW GRANTS FOR {user}"
+
+
+def create_user_with_hash(user: str, password_hash: str) -> str:
+    """A user with a stored hash, exactly: on OceanBase only CREATE USER … IDENTIFIED BY PASSWORD '*…' keeps
+    a hash as it is (ALTER USER has no such form, SET PASSWORD and IDENTIFIED WITH … AS hash it again;
+    proven on seekdb). No hash: a user without a password."""
+    if not password_hash:
+        return f"CREATE USER IF NOT EXISTS {user}"
+    if not re.fullmatch(r"\*[0-9A-Fa-f]{40}", password_hash):
+        raise ValueError("a stored password hash is '*' and 40 hex digits")
+    return f"CREATE USER IF NOT EXISTS {user} IDENTIFIED BY PASSWORD {quote(password_hash)}"
+
+
+_GRANT_LINE = re.compile(
+    r"GRANT ([A-Z][A-Z ,]*) ON ((?:\*|`[\w$]+`)\.(?:\*|`[\w$]+`)) TO '([\w$]+)'(?:@'[^']*')?( WITH GRANT OPTION)?"
+)
+
+
+def grants_from_show(lines: list[str], user: str) -> list[str]:
+    """GRANT statements that give `user` again what SHOW GRANTS listed (USAGE alone gives nothing)."""
+    statements = []
+    for line in lines:
+        match = _GRANT_LINE.fullmatch(line.strip())
+        if match is None or match.group(3) != user:
+            raise ValueError(f"unexpected SHOW GRANTS line for {user}: {line[:120]!r}")
+        privileges, target, _, option = match.groups()
+        if privileges.strip() != "USAGE":
+            statements.append(f"GRANT {privileges} ON {target} TO {user}{option or ''}")
+    return statements
 
 
 def drop_user(user: str) -> str:

@@ -157,11 +157,18 @@ def monitor_password(work: Work) -> str:
     return found.secret
 
 
+def before_credential_name(work: Work) -> str:
+    return f"{monitor_credential_name(work)}:before"
+
+
 def create_default_user(work: Work) -> None:
     name = monitor_credential_name(work)
     existing = bound_cluster_credential(work, name)
-    created_before = bool(work.sys.query(sql.user_exists(sql.MONITOR_USER)))
     if existing is None:
+        created_before = bool(work.sys.query(sql.user_exists(sql.MONITOR_USER)))
+        if created_before:
+            # Before anything changes: the user's hash and grants, so that a rollback restores them exactly.
+            _record_user_before(work)
         # Stored before the user is created, so a retry or the compensation always knows it.
         password = credentials.generate_password()
         save_cluster_credential(
@@ -179,6 +186,16 @@ def create_default_user(work: Work) -> None:
     )
 
 
+def _record_user_before(work: Work) -> None:
+    rows = work.sys.query(sql.user_password_hash(sql.MONITOR_USER))
+    grants = [str(next(iter(row.values()))) for row in work.sys.query(sql.show_grants(sql.MONITOR_USER))]
+    state = {"password": str(rows[0]["PASSWORD"] or "") if rows else "", "grants": grants}
+    save_cluster_credential(
+        work, before_credential_name(work), sql.MONITOR_USER, json.dumps(state), work.known_cluster_id(), True
+    )
+    work.say(f"{sql.MONITOR_USER} exists: its password hash and {len(grants)} grant line(s) kept for a rollback")
+
+
 def drop_default_user(work: Work) -> None:
     name = monitor_credential_name(work)
     row = credentials.describe_credential(work.db, kind=CLUSTER, name=name)
@@ -187,11 +204,33 @@ def drop_default_user(work: Work) -> None:
         work.say(f"no {sql.MONITOR_USER} password from this task: user and password box left as they are")
         return
     if row["user_existed"]:
-        work.say(f"monitor user {sql.MONITOR_USER} existed before the takeover; kept (its old password is unknown)")
+        _restore_user_before(work)
     else:
         work.sys.execute(sql.drop_user(sql.MONITOR_USER))
         work.say(f"monitor user {sql.MONITOR_USER} dropped")
     credentials.delete_own_cluster_credential(work.db, name, work.arg.task_id)
+
+
+def _restore_user_before(work: Work) -> None:
+    """Put the monitor user back as the takeover found it: the same password hash, the same grants."""
+    before = bound_cluster_credential(work, before_credential_name(work))
+    if before is None or before.created_by_task_id != work.arg.task_id:
+        work.say(
+            f"monitor user {sql.MONITOR_USER} existed before the takeover; its earlier state was not recorded: kept"
+        )
+        return
+    state = json.loads(before.secret)
+    grants = sql.grants_from_show(state["grants"], sql.MONITOR_USER)
+    # Dropped and created again: only CREATE USER takes a hash as it is. A retry finds it dropped or back.
+    work.sys.execute(sql.drop_user(sql.MONITOR_USER))
+    work.sys.execute(sql.create_user_with_hash(sql.MONITOR_USER, state["password"]))
+    for statement in grants:
+        work.sys.execute(statement)
+    credentials.delete_own_cluster_credential(work.db, before.name, work.arg.task_id)
+    work.say(
+        f"monitor user {sql.MONITOR_USER} restored as before the takeover: its password hash and "
+        f"{len(grants)} grant statement(s)"
+    )
 
 
 # --- Register config url --------------------------------------------------------------------------

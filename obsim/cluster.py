@@ -191,8 +191,13 @@ def native_password_hash(password: str) -> str:
 
 
 def mask_secrets(sql: str) -> str:
-    """The statement as logged: passwords replaced by ***."""
-    return re.sub(r"(IDENTIFIED\s+BY\s+)'(?:[^'\\]|\\.|'')*'", r"\1'***'", sql, flags=re.IGNORECASE)
+    """The statement as logged: passwords (and password hashes) replaced by ***."""
+    return re.sub(
+        r"(IDENTIFIED\s+(?:BY\s+(?:PASSWORD\s+)?|WITH\s+\S+\s+(?:BY|AS)\s+))'(?:[^'\\]|\\.|'')*'",
+        r"\1'***'",
+        sql,
+        flags=re.IGNORECASE,
+    )
 
 
 def _now() -> str:

@@ -92,3 +92,33 @@ def test_tls_on_a_kernel_without_it(root: ClusterEndpoint) -> None:
         assert client.query("SELECT 1 AS ONE") == [{"ONE": 1}]
     with pytest.raises(TlsRefused, match="does not offer TLS and cluster_tls is required"):
         ObSysClient(root, tls=ClusterTls("required")).query("SELECT 1")
+
+
+def test_a_user_is_restored_with_its_own_hash_and_grants(root: ClusterEndpoint) -> None:
+    """The statements that undo "Create default user" on a monitor user that existed before, on a real
+    kernel: the hash and the grants come back exactly, and the old password logs in again."""
+    user = "ob_takeover_agent"
+    with ObSysClient(root) as client:
+        client.execute(sql.drop_user(user))
+        client.execute(sql.create_user(user, "Agent's-Own-1"))
+        client.execute(sql.grant("SELECT", "oceanbase.*", user))
+        client.execute(sql.grant("PROCESS", "*.*", user))
+
+        def snapshot() -> tuple[str, list[str]]:
+            password = str(client.query(sql.user_password_hash(user))[0]["PASSWORD"])
+            return password, [str(next(iter(r.values()))) for r in client.query(sql.show_grants(user))]
+
+        before = snapshot()
+        # What the takeover does to it.
+        client.execute(sql.alter_user_password(user, "Platform-Generated-2"))
+        client.execute(sql.grant("SELECT", "*.*", user))
+        assert snapshot() != before
+        # The compensation.
+        client.execute(sql.drop_user(user))
+        client.execute(sql.create_user_with_hash(user, before[0]))
+        for statement in sql.grants_from_show(before[1], user):
+            client.execute(statement)
+        assert snapshot() == before
+    assert login(root, user, "Agent's-Own-1") and not login(root, user, "Platform-Generated-2")
+    with ObSysClient(root) as client:
+        client.execute(sql.drop_user(user))

@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities import cluster_sql as sql
+from activities.ob_sys_client import ObSysClient
 from activities.ports import HostLogin
 from activities.precheck import run_checks
 from activities.preview import preview_takeover
@@ -26,7 +27,7 @@ from contracts.request import parse_request
 from contracts.stages import SUBTASKS
 from contracts.topology import ClusterEndpoint
 from metadb import clusters, credentials, hosts
-from tests.driver import log_of, start, wait_for
+from tests.driver import log_of, start, update, wait_for
 from tests.simulator import Simulation, sim_runtime, simulation, takeover_body
 from worker import build_worker
 
@@ -236,3 +237,42 @@ async def test_the_plan_preview_shows_what_each_subtask_sends(
             f"{stage}: sent but not previewed {sorted(sent[stage] - previewed[stage])}; "
             f"previewed but not sent {sorted(previewed[stage] - sent[stage])}"
         )
+
+
+async def test_a_monitor_user_that_existed_is_restored_exactly_by_a_rollback(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """An agent that used ocp_monitor before the takeover logs in again after a rollback: the user's password
+    hash and grants are what they were (the takeover reset the password and granted SELECT on *.*)."""
+    with simulation(tmp_path / "sim", zones=1, servers_per_zone=1) as own:
+        runtime = sim_runtime(tmp_path, own)
+        root = ClusterEndpoint(address=own.address, port=own.sql_port, root_sys_password=own.root_password)
+
+        def snapshot() -> tuple[str, list[str]]:
+            with ObSysClient(root) as admin:
+                password = str(admin.query(sql.user_password_hash(sql.MONITOR_USER))[0]["PASSWORD"])
+                grants = [str(next(iter(r.values()))) for r in admin.query(sql.show_grants(sql.MONITOR_USER))]
+            return password, grants
+
+        with ObSysClient(root) as admin:
+            admin.execute(sql.create_user(sql.MONITOR_USER, "Agent's-Own-1"))
+            admin.execute(sql.grant("SELECT", "oceanbase.*", sql.MONITOR_USER))
+            admin.execute(sql.grant("PROCESS", "*.*", sql.MONITOR_USER))
+        before = snapshot()
+        # The takeover fails after "Create default user", at the io calibration; the operator rolls it back.
+        own.fault("RUN JOB", error=1235, message="not supported")
+        async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+            handle = await start(client, task_queue, takeover_body(own, runtime))
+            task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=60)
+            assert task.status.value == "FAILED"
+            (created,) = [s for s in task.subtasks if s.name == "Create default user"]
+            assert "its password hash and 2 grant line(s) kept for a rollback" in await log_of(handle, created.id)
+            assert snapshot() != before
+            await update(handle, "rollback")
+            done = await handle.result()
+            assert (done.operation.value, done.status.value) == ("ROLLBACK", "SUCCESSFUL")
+            log = await log_of(handle, created.id)
+        assert "restored as before the takeover" in log, log
+        assert snapshot() == before
+        assert login(own, sql.MONITOR_USER, "Agent's-Own-1")
+        assert runtime.db.query("SELECT * FROM credentials WHERE kind = 'CLUSTER'") == []
