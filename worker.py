@@ -29,6 +29,7 @@ from activities.runtime import Runtime
 from contracts.engine import DEFAULT_TASK_QUEUE
 from contracts.settings import Settings, SettingsError, load_settings
 from ob_takeover.connection import connect as connect_temporal
+from ob_takeover.telemetry import configure_logging, metrics_runtime, serve_worker_http, setup_tracing
 from workflows.precheck import TakeOverPrecheck
 from workflows.sandbox import workflow_runner
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
@@ -116,7 +117,7 @@ async def main() -> None:
         logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s %(message)s")
         log.error("cannot start: %s", exc)
         sys.exit(2)
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
     quiet_libraries(settings.log_level)
     try:
         runtime = Runtime.from_settings(settings)
@@ -124,8 +125,13 @@ async def main() -> None:
         log.error("cannot start: %s", exc)
         sys.exit(2)
     log.info("metadb %s ready", runtime.db.url)
+    metrics = metrics_runtime() if settings.metrics_listen else None
     try:
-        client = await connect(settings)
+        client = await connect_temporal(
+            settings,
+            runtime=metrics.runtime if metrics else None,
+            interceptors=setup_tracing(settings, "ob-takeover-worker"),
+        )
     except Exception as exc:  # a bad codec key or an unreachable Temporal server, said once and clearly
         log.error("cannot start: %s", exc)
         sys.exit(2)
@@ -133,7 +139,18 @@ async def main() -> None:
     worker = build_worker(
         client, activities=build_activities(runtime), queue=settings.task_queue, stop_grace=settings.stop_grace
     )
-    await serve(worker)
+    http = None
+    if metrics is not None:
+        try:
+            http = await serve_worker_http(settings.metrics_listen, metrics, client, runtime.db)
+        except OSError as exc:
+            log.error("cannot start: metrics_listen %s: %s", settings.metrics_listen, exc.strerror)
+            sys.exit(2)
+    try:
+        await serve(worker)
+    finally:
+        if http is not None:
+            await http.cleanup()
 
 
 if __name__ == "__main__":

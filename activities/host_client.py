@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 
 import asyncssh
+from opentelemetry import trace
 
 from activities.ports import CommandResult, HostLogin
 from contracts.errors import HostAuthFailed, HostCommandFailed, HostKeyMismatch, HostKeysUnknown, HostUnreachable
 
 MAX_OUTPUT = 1 << 20
+_tracer = trace.get_tracer("ob_takeover.ssh")
 
 
 class HostClient:
@@ -115,10 +118,13 @@ class HostClient:
         """Run a shell command; stdin carries secrets so they never appear in a process list. A failure
         names `what` (default: the command's first word) with the last lines of its stderr."""
         assert self._connection is not None, "use HostClient in `async with`"
+        program = _program_of(command)
         try:
-            result = await asyncio.wait_for(
-                self._connection.run(command, input=input, check=False), self._command_timeout
-            )
+            # A span per command, named by its program only: arguments and stdin never go into a trace.
+            with _tracer.start_as_current_span(f"SSH {program}", attributes={"ssh.program": program}):
+                result = await asyncio.wait_for(
+                    self._connection.run(command, input=input, check=False), self._command_timeout
+                )
         except TimeoutError:
             raise HostUnreachable(
                 f"command did not finish within {self._command_timeout:.0f}s", node=self.address
@@ -133,6 +139,14 @@ class HostClient:
             what = what or f"command `{(command.split() or [command])[0]}`"
             raise HostCommandFailed(f"{what} exited with {status}: " + " / ".join(tail), node=self.address)
         return CommandResult(status, stdout, stderr)
+
+
+def _program_of(command: str) -> str:
+    """The first program a shell command runs (`out=$(df …)` → df), for span names."""
+    words = re.findall(r"[A-Za-z_][\w.-]*", command.split(";")[0].split("&&")[0].replace("$(", " "))
+    skip = {"if", "then", "p", "pid", "out", "disk", "hostname", "case", "in"}
+    program = next((word for word in words if word not in skip and "=" not in word), "sh")
+    return program if len(program) <= 32 else "sh"
 
 
 def _text(data: str | bytes | None) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 
 import pymysql
 import pymysql.cursors
+from opentelemetry import trace
 
 from contracts.errors import (
     BadCredentials,
@@ -26,6 +27,8 @@ from contracts.errors import (
 from contracts.tls import tls_context
 from contracts.topology import ClusterEndpoint
 from metadb.db import mysql_connect
+
+_tracer = trace.get_tracer("ob_takeover.sql")
 
 # Authentication plugins that send the password itself: refused unless the connection is TLS.
 PLAINTEXT_AUTH_PLUGINS = ("mysql_clear_password", "dialog")
@@ -152,12 +155,15 @@ class ObSysClient:
     def query(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a statement as dicts keyed by upper-case column names."""
         connection = self._connect()
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute(sql, args)
-                rows = cursor.fetchall()
-        except pymysql.err.MySQLError as exc:
-            raise self._translate(exc, sql) from None
+        verb = (sql.split(None, 1) or ["?"])[0].upper()
+        # A span per statement, named by its verb only: values (and passwords) never go into a trace.
+        with _tracer.start_as_current_span(f"SQL {verb}", attributes={"db.system": "oceanbase", "db.operation": verb}):
+            try:
+                with connection.cursor() as cursor:
+                    cursor.execute(sql, args)
+                    rows = cursor.fetchall()
+            except pymysql.err.MySQLError as exc:
+                raise self._translate(exc, sql) from None
         return [{str(k).upper(): v for k, v in row.items()} for row in rows]
 
     def execute(self, sql: str, args: Sequence[Any] | None = None) -> None:

@@ -20,13 +20,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities import bindings
 from activities.failures import to_application_error
 from activities.host_client import HostClient
+from activities.metrics import record_subtask
 from activities.ob_sys_client import DEFAULT_TLS, ClusterTls, ObSysClient
 from activities.ports import ClusterConnector, ClusterPort, HostConnector, HostKeyCheck, HostLogin, HostPort
 from contracts.errors import CredentialNotFound, FailedPrecondition, MetadbUnavailable
+from contracts.log_context import bound_log_context
 from contracts.messages import SubtaskInput, SubtaskResult
 from contracts.request import TakeOverRequest
 from contracts.settings import Settings, load_settings
@@ -310,6 +313,29 @@ def subtask_activity(name: str, implementation: Implementation, runtime: Runtime
 
     @activity.defn(name=name)
     async def run(arg: SubtaskInput) -> SubtaskResult:
+        context = {
+            "taskId": arg.task_id,
+            "subtaskId": arg.subtask_id,
+            "workflowId": arg.workflow_id,
+            "cluster": f"{arg.cluster_name}:{arg.ob_cluster_id}",
+        }
+        began = time.monotonic()
+        outcome, error_type = "failed", None
+        try:
+            with bound_log_context(**context):
+                result = await _run(arg)
+            outcome = "completed"
+            return result
+        except asyncio.CancelledError:
+            outcome = "cancelled"
+            raise
+        except ApplicationError as exc:
+            error_type = exc.type
+            raise
+        finally:
+            record_subtask(arg.subtask_name, outcome, time.monotonic() - began, activity.info().attempt, error_type)
+
+    async def _run(arg: SubtaskInput) -> SubtaskResult:
         work = Work(arg=arg, runtime=runtime, run_id=activity.info().workflow_run_id or "")
         info = activity.info()
         if info.attempt > 1:

@@ -119,6 +119,21 @@ class Settings(BaseModel):
         "CA file that cluster certificates are checked against (verify_ca, verify_identity); empty: the system's",
         path=True,
     )
+    metrics_listen: str = _setting(
+        "",
+        "OB_TAKEOVER_METRICS_LISTEN",
+        "the worker's metrics and health port (host:port): /metrics, /healthz, /readyz; empty: none",
+    )
+    log_format: Literal["human", "json"] = _setting(
+        "human",
+        "OB_TAKEOVER_LOG_FORMAT",
+        "`json`: one JSON object a line with the task, subtask, workflow and trace ids",
+    )
+    otlp_endpoint: str = _setting(
+        "",
+        "OB_TAKEOVER_OTLP_ENDPOINT",
+        "OpenTelemetry collector (OTLP over HTTP, e.g. http://127.0.0.1:4318) for traces; empty: none sent",
+    )
     ssh_agent: bool = _setting(
         False,
         "OB_TAKEOVER_SSH_AGENT",

@@ -8,10 +8,12 @@ the project's encrypting data converter.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
-from temporalio.client import Client
+from temporalio.client import Client, Interceptor
 from temporalio.envconfig import ClientConfig
+from temporalio.runtime import Runtime
 
 from contracts.settings import Settings
 from ob_takeover.codec import data_converter
@@ -30,10 +32,18 @@ def connect_options(settings: Settings) -> dict[str, Any]:
     return options
 
 
-async def connect(settings: Settings) -> Client:
-    """A client for the configured Temporal server, with the project's encrypting data converter."""
+async def connect(
+    settings: Settings, *, runtime: Runtime | None = None, interceptors: Sequence[Interceptor] = ()
+) -> Client:
+    """A client for the configured Temporal server, with the project's encrypting data converter; with
+    `runtime`, the SDK's metrics go where that runtime exports them; `interceptors` (tracing) apply to the
+    client and to workers built on it."""
     options = connect_options(settings)
-    return await Client.connect(options.pop("target_host"), data_converter=data_converter(settings), **options)
+    if runtime is not None:
+        options["runtime"] = runtime
+    return await Client.connect(
+        options.pop("target_host"), data_converter=data_converter(settings), interceptors=interceptors, **options
+    )
 
 
 def ui_link(settings: Settings, workflow_id: str, run_id: str | None = None) -> str:

@@ -152,6 +152,7 @@ class TakeOverCluster:
 
     @workflow.update(name=RETRY_UPDATE)
     async def retry(self) -> TaskView:
+        self._count_operation(RETRY_UPDATE, "accepted")
         task = self._require_task()
         now = self._now()
         for subtask in task.apply_retry(now):
@@ -164,6 +165,7 @@ class TakeOverCluster:
 
     @workflow.update(name=RETRY_SUBTASK_UPDATE)
     async def retry_subtask(self, ref: SubtaskRef) -> TaskView:
+        self._count_operation(RETRY_SUBTASK_UPDATE, "accepted")
         self._apply_to_subtask(ref, Task.apply_retry_subtask, "retries")
         return self._after_operation()
 
@@ -173,6 +175,7 @@ class TakeOverCluster:
 
     @workflow.update(name=SKIP_SUBTASK_UPDATE)
     async def skip_subtask(self, ref: SubtaskRef) -> TaskView:
+        self._count_operation(SKIP_SUBTASK_UPDATE, "accepted")
         self._apply_to_subtask(ref, Task.apply_skip_subtask, "skips")
         return self._after_operation()
 
@@ -182,6 +185,7 @@ class TakeOverCluster:
 
     @workflow.update(name=CANCEL_SUBTASK_UPDATE)
     async def cancel_subtask(self, ref: SubtaskRef) -> TaskView:
+        self._count_operation(CANCEL_SUBTASK_UPDATE, "accepted")
         subtask = self._apply_to_subtask(ref, Task.apply_cancel_subtask, "cancels")
         self._running[subtask.id].cancel()
         self._publish()
@@ -195,6 +199,7 @@ class TakeOverCluster:
 
     @workflow.update(name=ROLLBACK_UPDATE)
     async def rollback(self) -> TaskView:
+        self._count_operation(ROLLBACK_UPDATE, "accepted")
         task = self._require_task()
         task.apply_rollback(self._now())
         workflow.logger.info("task %s: operator rolls the task back", task.id)
@@ -218,11 +223,19 @@ class TakeOverCluster:
             check(self._require_task())
         except OperationRefused as exc:
             workflow.logger.warning("operator request %s refused: %s", operation, exc)
+            self._count_operation(operation, "refused")
             # A refusal stands until the task changes: asking again at once is refused again.
             raise ApplicationError(str(exc), type=exc.type, non_retryable=True) from None
         except ApplicationError as exc:
             workflow.logger.warning("operator request %s refused: %s", operation, exc)
             raise
+
+    def _count_operation(self, kind: str, outcome: str) -> None:
+        """`ob_takeover_operations_total{kind, outcome}`: operator operations (not counted again on replay)."""
+        counter = workflow.metric_meter().create_counter(
+            "ob_takeover_operations_total", "Operator operations on takeover tasks, by kind and outcome"
+        )
+        counter.add(1, {"kind": kind, "outcome": outcome})
 
     def _after_operation(self) -> TaskView:
         self._changed = True
