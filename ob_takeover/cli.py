@@ -11,7 +11,6 @@ import asyncio
 import functools
 import getpass
 import json
-import logging
 import os
 import sys
 import traceback
@@ -338,13 +337,19 @@ def cmd_serve(args: argparse.Namespace) -> None:
     from ob_takeover.codec import EncryptionCodec, load_codec_keys
     from ob_takeover.connection import connect
     from ob_takeover.service import create_app, create_codec_app, serve
+    from ob_takeover.telemetry import configure_logging, setup_tracing
 
     settings = args.settings
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(settings)
+    interceptors = setup_tracing(settings, "ob-takeover-service")
     host, _, port = args.listen.rpartition(":")
     db = open_metadb(args)
     services = Services(
-        settings=settings, db=db, vault=open_vault(db, args), auth=Authenticator(db), connect=lambda: connect(settings)
+        settings=settings,
+        db=db,
+        vault=open_vault(db, args),
+        auth=Authenticator(db),
+        connect=lambda: connect(settings, interceptors=interceptors),
     )
     codec = EncryptionCodec(load_codec_keys(settings))
 

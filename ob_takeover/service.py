@@ -30,10 +30,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from google.protobuf import json_format
+from opentelemetry import trace
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException
 from temporalio.api.common.v1 import Payload, Payloads
 
 from contracts.errors import CodecKeyError
+from contracts.log_context import bound_log_context
 from metadb import clusters
 from metadb.db import Database
 from ob_takeover.api.envelope import ApiError, failure, invalid
@@ -41,6 +44,7 @@ from ob_takeover.api.routes import API, Services, router
 from ob_takeover.codec import EncryptionCodec
 
 log = logging.getLogger("ob_takeover.service")
+_tracer = trace.get_tracer("ob_takeover.http")
 
 
 def _envelope(data: Any, code: int = 200, message: str = "successful") -> dict[str, Any]:
@@ -99,13 +103,32 @@ def create_app(db: Database, *, services: Services | None = None) -> FastAPI:
         redoc_url=None,
     )
     app.state.services = services
+    registry = CollectorRegistry()
+    requests_total = Counter(
+        "ob_takeover_http_requests", "HTTP requests by route, method and status", ["route", "method", "status"],
+        registry=registry,
+    )  # fmt: skip
+    latency = Histogram(
+        "ob_takeover_http_request_duration_seconds", "HTTP request latency by route", ["route", "method"],
+        registry=registry, buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+    )  # fmt: skip
 
     @app.middleware("http")
     async def trace(request: Request, call_next: Callable[[Request], Awaitable[Response]]) -> Response:
         request.state.trace_id = uuid.uuid4().hex[:16]
         request.state.began = time.monotonic()
         request.state.user = "-"
-        response = await call_next(request)
+        with (
+            bound_log_context(traceId=request.state.trace_id),
+            _tracer.start_as_current_span(
+                f"HTTP {request.method}", attributes={"ocp.trace_id": request.state.trace_id}
+            ),
+        ):
+            response = await call_next(request)
+        # The route's template, not the path: ids in paths would make the labels unbounded.
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        requests_total.labels(route, request.method, str(response.status_code)).inc()
+        latency.labels(route, request.method).observe(time.monotonic() - request.state.began)
         response.headers["X-Trace-Id"] = request.state.trace_id
         if request.url.path.startswith(API) or request.url.path.startswith("/task/"):
             log.info(
@@ -150,6 +173,10 @@ def create_app(db: Database, *, services: Services | None = None) -> FastAPI:
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     if services is not None:
         app.include_router(router)

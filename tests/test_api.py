@@ -30,6 +30,7 @@ from ob_takeover.service import Running, create_app, serve
 from tests.driver import keep_history
 from tests.mariadb import free_port
 from tests.simulator import Simulation, sim_runtime, simulation
+from tests.test_observability import sample
 from worker import build_worker
 
 PASSWORDS = {"admin": "Admin-pw-123", "manager": "Manager-pw-123", "viewer": "Viewer-pw-123"}
@@ -141,6 +142,15 @@ async def test_every_endpoint_needs_basic_auth_and_the_right_role(api: Api) -> N
     assert reply.status_code == 200 and reply.text.startswith(str(time.gmtime().tm_year))
     reply = await api.call("GET", "/services?Action=ObRootServiceInfo&version=2", who=None)
     assert reply.status_code == 200 and reply.json()["Data"] == []
+    # The service's own metrics: requests by route template (never by path with its ids), status, latency.
+    page = (await api.call("GET", "/metrics", who=None)).text
+    task = {"route": "/api/v2/tasks/instances/{task_id}", "method": "GET"}
+    assert sample(page, "ob_takeover_http_requests_total", **task, status="401") == 2
+    retry = {"route": "/api/v2/tasks/instances/{task_id}/retry", "method": "POST"}
+    assert sample(page, "ob_takeover_http_requests_total", **retry, status="403") == 1
+    total = sample(page, "ob_takeover_http_requests_total", **task)
+    assert total >= 3 and sample(page, "ob_takeover_http_request_duration_seconds_count", **task) == total
+    assert "/instances/1" not in page and "not-the-password" not in page
 
 
 async def test_info_is_the_bare_object_and_openapi_lists_the_endpoints(api: Api) -> None:
