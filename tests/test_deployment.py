@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import tomllib
 from pathlib import Path
@@ -26,6 +27,7 @@ def config() -> dict[str, Any]:
         "METADB_PASSWORD": "m",
         "TEMPORAL_DB_PASSWORD": "t",
         "OB_SYS_PASSWORD": "o",
+        "GRAFANA_ADMIN_PASSWORD": "g",
         "DOCKER_HOST": "unix:///nonexistent",
     }
     subprocess.run(
@@ -58,6 +60,8 @@ def test_compose_file_is_valid_and_commands_exist() -> None:
         for check in (service.get("healthcheck") or {}).get("test", [])[1:2]:
             image = service["image"].split(":")[0]
             allowed = IMAGE_COMMANDS.get(image, set()) | {"pg_isready", "healthcheck.sh"}
+            if "build" in service:
+                allowed |= {"python"}
             assert check in allowed, f"{name}: healthcheck command {check} not known in {image}"
     # The cluster's node shares a network only with the worker and the service.
     assert set(services["oceanbase"]["networks"]) == {"clusters"}
@@ -78,5 +82,40 @@ def test_dockerfile_copies_every_package() -> None:
 
 def test_compose_has_no_default_passwords() -> None:
     text = (ROOT / "docker-compose.yml").read_text()
-    for variable in ("METADB_PASSWORD", "TEMPORAL_DB_PASSWORD", "OB_SYS_PASSWORD", "OB_TAKEOVER_MASTER_KEY"):
+    for variable in (
+        "METADB_PASSWORD",
+        "TEMPORAL_DB_PASSWORD",
+        "OB_SYS_PASSWORD",
+        "OB_TAKEOVER_MASTER_KEY",
+        "GRAFANA_ADMIN_PASSWORD",
+    ):
         assert f"${{{variable}:?" in text and f"${{{variable}:-" not in text, variable
+
+
+def test_prometheus_and_grafana_are_provisioned() -> None:
+    services = config()["services"]
+    assert {"prometheus", "grafana"} <= set(services)
+    mounts = [volume["source"] for name in ("prometheus", "grafana") for volume in services[name]["volumes"]]
+    assert all(Path(source).exists() for source in mounts), mounts
+    scrape = (ROOT / "deploy/prometheus.yml").read_text()
+    assert "worker:9464" in scrape and "service:8080" in scrape
+    assert services["worker"]["environment"]["OB_TAKEOVER_METRICS_LISTEN"] == "0.0.0.0:9464"
+    dashboard = json.loads((ROOT / "deploy/grafana/dashboards/ob-takeover.json").read_text())
+    expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
+    # Every product metric the dashboard shows is one the code records.
+    code = "\n".join(
+        path.read_text()
+        for folder in ("activities", "workflows", "ob_takeover")
+        for path in (ROOT / folder).glob("*.py")
+    )
+    for name in sorted(set(re.findall(r"ob_takeover_[a-z_]+", " ".join(expressions)))):
+        base = re.sub(r"_(bucket|count|sum)$", "", name)
+        assert base in code or base.removesuffix("_total") in code, name
+    titles = {panel["title"] for panel in dashboard["panels"]}
+    assert {
+        "Takeovers running",
+        "Takeovers failed",
+        "Subtask duration p95 by name",
+        "Failures by subtask (1 h)",
+        "Activity schedule-to-start latency p95",
+    } <= titles
