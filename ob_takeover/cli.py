@@ -569,6 +569,11 @@ def _operate(args: argparse.Namespace, *, operation: str) -> int:
             description = await takeover.describe()
         status = description.typed_search_attributes.get(TASK_STATUS_KEY) or display_status(task)
         print(task_table(task, status))
+        if getattr(args, "timeline", None):
+            from ob_takeover.timeline import render_timeline
+
+            Path(args.timeline).write_text(render_timeline(task))
+            print(f"timeline written to {args.timeline}", file=sys.stderr)
         for subtask in (s for s in task.subtasks if s.status.value == "FAILED"):
             tail = (await takeover.subtask_log(subtask.id)).strip().splitlines()[-5:]
             print(f"\nsubtask {subtask.id} {subtask.name} {subtask.node or ''} FAILED:\n  " + "\n  ".join(tail))
@@ -748,6 +753,8 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("subtask_id", type=int)
         if operation not in ("status", "abort", "logs"):
             command.add_argument("--wait", action="store_true", help="show progress until the task ends or fails")
+        if operation == "status":
+            command.add_argument("--timeline", metavar="FILE.svg", help="also draw the task's timeline as an SVG file")
 
     vault = commands.add_parser("vault", help="the password box's master key").add_subparsers(
         dest="action", required=True

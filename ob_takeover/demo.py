@@ -36,6 +36,7 @@ from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.cli import task_table
 from ob_takeover.connection import ui_link
+from ob_takeover.timeline import render_timeline
 
 ROOT = Path.cwd()
 BIN = Path(sys.executable).parent
@@ -271,6 +272,8 @@ def main(argv: list[str] | None = None) -> None:
         task = run_takeover(api, body, settings, password_file.relative_to(ROOT))
         print("\n" + task_table(task))
         print(f"\nTakeover {task.status.value} in {time.monotonic() - began:.1f}s.")
+        (demo / "timeline.svg").write_text(render_timeline(task))
+        print("Timeline:      var/demo/timeline.svg (subtasks as bars over time, by node)")
         print("Config server: http://127.0.0.1:8080/services?Action=ObRootServiceInfo&ObCluster=obcluster")
         print("Temporal UI:   http://127.0.0.1:8233")
         print(f"Settings:      {config} (`ob-takeover cluster list` here shows the demo's cluster)")

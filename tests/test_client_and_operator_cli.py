@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 from typing import Any
+from xml.etree import ElementTree
 
 import pytest
 from temporalio.client import Client, WorkflowFailureError
@@ -59,7 +60,7 @@ async def cli(client: Client, task_queue: str, *args: str, stdin: str = "") -> t
 
 
 async def test_operator_command_start_status_and_operations(
-    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster
+    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster, tmp_path: Path
 ) -> None:
     fake.fail("sync_cluster_info")
     async with running_worker(fake):
@@ -85,6 +86,18 @@ async def test_operator_command_start_status_and_operations(
             client, task_queue, "retry-subtask", "takeover-127.0.0.8-2881", str(failed_id), "--wait"
         )
         assert code == 0 and out is not None and out["status"] == "SUCCESSFUL", text
+        picture = tmp_path / "timeline.svg"
+        code, _, text = await cli(client, task_queue, "status", "takeover-127.0.0.8-2881", "--timeline", str(picture))
+        assert code == 0 and f"timeline written to {picture}" in text
+        svg = ElementTree.parse(picture).getroot()
+        bars = [
+            e
+            for e in svg.iter("{http://www.w3.org/2000/svg}rect")
+            if e.find("{http://www.w3.org/2000/svg}title") is not None
+        ]
+        titles = [bar.find("{http://www.w3.org/2000/svg}title").text or "" for bar in bars]  # type: ignore[union-attr]
+        assert len(bars) >= 20 and all(": SUCCESSFUL, " in title for title in titles), titles
+        assert any(title.startswith("Sync cluster info: SUCCESSFUL") for title in titles)
     code, _, text = await cli(
         client, task_queue, "start", "--address", "bad host", "--port", "1", "--password-stdin", stdin="x\n"
     )
