@@ -112,15 +112,19 @@ def mysql_connect(tls: str, context: ssl.SSLContext | None, **options: Any) -> A
     try:
         connection.connect()
     except pymysql.err.OperationalError as exc:
-        # OceanBase offers TLS in its handshake even when it has none configured, then refuses it (1043).
-        if tls != "preferred" or not exc.args or exc.args[0] != _HANDSHAKE_ERROR:
+        # OceanBase offers TLS in its handshake even when it has none configured, then refuses it (1043);
+        # a proxy may drop the connection instead. `preferred` checks no certificate, so going on without
+        # TLS after a failed handshake gives nothing away that it protected.
+        code = exc.args[0] if exc.args else None
+        if tls != "preferred" or not (code in _TLS_HANDSHAKE_FAILURES or "SSL" in str(exc)):
             raise
         _WITHOUT_TLS.add(where)
         return pymysql.connect(ssl_disabled=True, **options)
     return connection
 
 
-_HANDSHAKE_ERROR = 1043
+# Bad handshake (OceanBase without TLS), lost connection, server gone: how a failed TLS handshake shows.
+_TLS_HANDSHAKE_FAILURES = {1043, 2013, 2006}
 # Servers that refused TLS in `preferred` mode: later connections go without trying again.
 _WITHOUT_TLS: set[tuple[str, int]] = set()
 
