@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -76,6 +77,7 @@ def build_worker(
     stop_grace: float = 0,
 ) -> Worker:
     """The worker for the takeover workflows; tests pass their own activities and task queue."""
+    size_thread_pool(max_concurrent_activities)
     return Worker(
         client,
         task_queue=queue,
@@ -89,6 +91,26 @@ def build_worker(
         # subtask is retried by the next worker (every subtask is idempotent).
         graceful_shutdown_timeout=timedelta(seconds=stop_grace),
     )
+
+
+# Threads beyond the activities the worker accepts: the metadb, the codec and the HTTP port also use them.
+SPARE_THREADS = 16
+
+
+def size_thread_pool(max_concurrent_activities: int) -> None:
+    """Give the running event loop a thread pool as large as the work the worker accepts. Subtasks run
+    their blocking SQL, SSH set-up and metadb calls there (`asyncio.to_thread`); asyncio's default pool has
+    min(32, cores + 4) threads, so on a small machine a few long calls would make every other subtask wait
+    for a thread while its timeout runs."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    wanted = max_concurrent_activities + SPARE_THREADS
+    if getattr(loop, "_ob_takeover_threads", 0) >= wanted:
+        return
+    loop.set_default_executor(ThreadPoolExecutor(max_workers=wanted, thread_name_prefix="ob-takeover"))
+    loop._ob_takeover_threads = wanted  # type: ignore[attr-defined]
 
 
 async def serve(worker: Worker) -> None:

@@ -282,19 +282,21 @@ def restore_config_url(work: Work) -> None:
 # --- Run io calibration (per server) -------------------------------------------------------------
 
 
-def run_io_calibration(work: Work) -> None:
+async def run_io_calibration(work: Work) -> None:
+    """Start (or join) the server's io calibration and poll until it is READY. Async: a calibration takes
+    minutes on real disks, and a poll holds a worker thread only while its query runs."""
     server = work.arg.server
     assert server is not None
     status_sql = sql.io_calibration_status(server.ip, server.rpc_port)
-    rows = work.sys.query(status_sql)
+    rows = await work.query(status_sql)
     if rows and rows[0]["STATUS"] == "IN PROGRESS":
         work.say(f"io calibration already running on {server.label}; waiting for it")
     else:
-        work.sys.execute(sql.run_io_calibration(server.ip, server.rpc_port))
+        await work.query(sql.run_io_calibration(server.ip, server.rpc_port))
         work.say(f"io calibration started on {server.label}")
     while True:
-        work.wait(work.runtime.poll_interval)
-        rows = work.sys.query(status_sql)
+        await asyncio.sleep(work.runtime.poll_interval)
+        rows = await work.query(status_sql)
         status = rows[0]["STATUS"] if rows else "NOT AVAILABLE"
         if status == "READY":
             work.say(f"io calibration READY on {server.label}")
@@ -333,13 +335,13 @@ def remove_root_service_list(work: Work) -> None:
 # --- Wait cluster accessible --------------------------------------------------------------------
 
 
-def wait_cluster_accessible(work: Work) -> None:
-    password = monitor_password(work)
+async def wait_cluster_accessible(work: Work) -> None:
+    """Poll until the monitor user logs in and every server serves. Async, as the io calibration."""
+    password = await asyncio.to_thread(monitor_password, work)
     last_problem = ""
     while True:
         try:
-            with work.cluster_as(sql.MONITOR_USER, password) as client:
-                not_ready = int(client.query(sql.SERVICE_NOT_READY_SQL)[0]["NOT_READY"])
+            not_ready = await asyncio.to_thread(_servers_not_ready, work, password)
             if not_ready == 0:
                 work.say(f"{sql.MONITOR_USER} logs in; every server is ACTIVE with its service started")
                 return
@@ -349,7 +351,12 @@ def wait_cluster_accessible(work: Work) -> None:
         if problem != last_problem:
             work.say(f"waiting: {problem}")
             last_problem = problem
-        work.wait(work.runtime.poll_interval)
+        await asyncio.sleep(work.runtime.poll_interval)
+
+
+def _servers_not_ready(work: Work, password: str) -> int:
+    with work.cluster_as(sql.MONITOR_USER, password) as client:
+        return int(client.query(sql.SERVICE_NOT_READY_SQL)[0]["NOT_READY"])
 
 
 # --- Attach cluster attributes --------------------------------------------------------------------

@@ -52,11 +52,10 @@ def _register(work: Work, ip: str) -> None:
 
 
 async def _reserve_one(work: Work, ip: str) -> None:
-    _register(work, ip)
+    await asyncio.to_thread(_register, work, ip)
     async with work.host(ip, reserving=True) as client:
         measured = await read_host_facts(client)
-    cluster_id = work.cluster_id()
-    hosts.reserve_host(work.db, ip, cluster_id, measured.as_dict())
+    await asyncio.to_thread(lambda: hosts.reserve_host(work.db, ip, work.cluster_id(), measured.as_dict()))
     facts, offset = measured.facts, measured.clock_offset
     note = (
         "" if measured.clock_in_sync else f"; WARNING clock offset {offset:+.2f}s exceeds {CLOCK_OFFSET_LIMIT_S:.0f}s"
@@ -91,15 +90,16 @@ async def update_server_process_info(work: Work) -> None:
     async with work.host(server.ip) as client:
         process = await read_observer_process(client, server, with_disk=True)
     info, name, pid = process.details, process.name, process.pid
-    cluster_id = work.cluster_id()
-    clusters.record_server_process_info(
-        work.db,
-        cluster_id,
-        ip=server.ip,
-        rpc_port=server.rpc_port,
-        sql_port=server.sql_port,
-        zone=server.zone,
-        info=info,
+    await asyncio.to_thread(
+        lambda: clusters.record_server_process_info(
+            work.db,
+            work.cluster_id(),
+            ip=server.ip,
+            rpc_port=server.rpc_port,
+            sql_port=server.sql_port,
+            zone=server.zone,
+            info=info,
+        )
     )
     work.say(
         f"{server.label}: {name} pid {pid} as {info['os_user']} since {info['start_time']}, "
@@ -124,23 +124,7 @@ def remove_server_process_info(work: Work) -> None:
 async def refresh_agent_config(work: Work) -> None:
     host = work.arg.host
     assert host is not None
-    cluster_id = work.cluster_id()
-    servers = [
-        {
-            "ip": row["ip"],
-            "rpc_port": row["rpc_port"],
-            "sql_port": row["sql_port"],
-            "zone": row["zone"],
-            **{
-                k: v
-                for k, v in json.loads(row["process_info"] or "{}").items()
-                if k in ("install_path", "data_dir", "log_dir")
-            },
-        }
-        for row in clusters.rows_of(work.db, "servers", cluster_id)
-        if row["ip"] == host.ip
-    ]
-    password = monitor_password(work)
+    servers, password = await asyncio.to_thread(_agent_inputs, work, host.ip)
     async with work.host(host.ip) as client:
         agent_key = (await client.run(commands.agent_key(work.arg.task_id), what="reading the agent key")).stdout
         current = (await client.run(commands.read_agent_file(commands.AGENT_CONFIG_FILE))).stdout
@@ -164,6 +148,26 @@ async def refresh_agent_config(work: Work) -> None:
             work.say(f"{host.ip}: agent configuration already current")
         reload = (await client.run(commands.RELOAD_AGENT, what="reloading the agent")).stdout.strip()
     work.say(f"{host.ip}: {reload}")
+
+
+def _agent_inputs(work: Work, ip: str) -> tuple[list[dict[str, object]], str]:
+    """The host's observers as the agent configuration lists them, and the monitor user's password."""
+    servers: list[dict[str, object]] = [
+        {
+            "ip": row["ip"],
+            "rpc_port": row["rpc_port"],
+            "sql_port": row["sql_port"],
+            "zone": row["zone"],
+            **{
+                k: v
+                for k, v in json.loads(row["process_info"] or "{}").items()
+                if k in ("install_path", "data_dir", "log_dir")
+            },
+        }
+        for row in clusters.rows_of(work.db, "servers", work.cluster_id())
+        if row["ip"] == ip
+    ]
+    return servers, monitor_password(work)
 
 
 def _same_config(current: str, agent_key: str, password: str, work: Work, servers: list[dict[str, object]]) -> bool:
@@ -195,7 +199,7 @@ async def _restore_agent_file(client: HostPort, name: str, task_id: int) -> str:
 async def restore_agent_config(work: Work) -> None:
     host = work.arg.host
     assert host is not None
-    if not work.holds_host(host.ip):
+    if not await asyncio.to_thread(work.holds_host, host.ip):
         work.say(f"{host.ip}: not reserved for this cluster, so nothing was changed there")
         return
     async with work.host(host.ip) as client:
@@ -232,7 +236,7 @@ async def deactivate_agent_modules(work: Work) -> None:
     """Put back the modules file from before the takeover: modules it switched on are off again."""
     host = work.arg.host
     assert host is not None
-    if not work.holds_host(host.ip):
+    if not await asyncio.to_thread(work.holds_host, host.ip):
         work.say(f"{host.ip}: not reserved for this cluster, so nothing was changed there")
         return
     async with work.host(host.ip) as client:

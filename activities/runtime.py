@@ -27,7 +27,15 @@ from activities.failures import to_application_error
 from activities.host_client import HostClient
 from activities.metrics import record_subtask
 from activities.ob_sys_client import DEFAULT_TLS, ClusterTls, ObSysClient
-from activities.ports import ClusterConnector, ClusterPort, HostConnector, HostKeyCheck, HostLogin, HostPort
+from activities.ports import (
+    ClusterConnector,
+    ClusterPort,
+    CommandResult,
+    HostConnector,
+    HostKeyCheck,
+    HostLogin,
+    HostPort,
+)
 from contracts.errors import CredentialNotFound, FailedPrecondition, MetadbUnavailable
 from contracts.log_context import bound_log_context
 from contracts.messages import SubtaskInput, SubtaskResult
@@ -229,13 +237,22 @@ class Work:
             self._sys = self.runtime.cluster(self.endpoint)
         return self._sys
 
+    async def query(self, statement: str) -> list[dict[str, Any]]:
+        """A statement as root@sys from async work, in a worker thread (connecting and reading the password
+        box there too): the event loop never blocks, and a poller holds no thread while it waits."""
+        return await asyncio.to_thread(lambda: self.sys.query(statement))
+
     def cluster_as(self, user: str, password: str) -> ClusterPort:
         """The same cluster endpoint as another sys-tenant user."""
         return self.runtime.cluster(self.endpoint.model_copy(update={"root_sys_password": password}), user)
 
     def host(self, ip: str, *, reserving: bool = False) -> HostPort:
         """A session on a host reserved for this takeover's cluster ('Reserve host' runs first and may not be
-        skipped: a host that another cluster holds is never worked on with that cluster's credential)."""
+        skipped: a host that another cluster holds is never worked on with that cluster's credential). The
+        host's record and credential are read from the metadb in a thread when the session is entered."""
+        return _HostOpenedInThread(ip, lambda: self._host_now(ip, reserving))
+
+    def _host_now(self, ip: str, reserving: bool) -> HostPort:
         row = hosts.find_host(self.db, ip)
         if row is None:
             raise FailedPrecondition("host is not registered; 'Reserve host' must run first", node=ip)
@@ -289,6 +306,32 @@ class Work:
     def close(self) -> None:
         if self._sys is not None:
             self._sys.close()
+
+
+class _HostOpenedInThread:
+    """A `HostPort` whose login (metadb row, password box) is looked up in a worker thread on entry, so
+    that async subtasks never block the event loop on the metadb."""
+
+    def __init__(self, ip: str, open_port: Callable[[], HostPort]) -> None:
+        self.address = ip
+        self._open = open_port
+        self._port: HostPort | None = None
+
+    async def __aenter__(self) -> HostPort:
+        port = await asyncio.to_thread(self._open)
+        entered = await port.__aenter__()
+        self._port = port
+        return entered
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        if self._port is not None:
+            await self._port.__aexit__(*exc_info)
+            self._port = None
+
+    async def run(
+        self, command: str, *, input: str | None = None, check: bool = True, what: str | None = None
+    ) -> CommandResult:
+        raise RuntimeError("use the host session in `async with`")
 
 
 Implementation = Callable[[Work], None] | Callable[[Work], Awaitable[None]]

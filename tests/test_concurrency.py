@@ -5,12 +5,22 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import Client
 
+from activities import cluster_work
 from activities.registry import build_activities
+from activities.runtime import Runtime, Work
+from contracts.messages import SubtaskInput
+from contracts.request import parse_request
+from contracts.topology import ServerNode
 from metadb import hosts
+from metadb.db import Database
+from metadb.migrate import migrate
+from metadb.vault import MasterKey, Vault
 from tests.driver import log_of, named, start, wait_for
 from tests.simulator import many_simulations, register_ssh_key, sim_runtime, simulation
 from worker import build_worker
@@ -85,3 +95,38 @@ async def test_twenty_clusters_taken_over_at_once_on_one_worker(
         ]
         assert all("ocp_monitor" in sim.state()["users"] for sim in sims)
         assert runtime.db.query("SELECT * FROM cluster_locks") == []
+
+
+async def test_io_calibrations_that_poll_hold_no_thread(tmp_path: Path) -> None:
+    """Eight io calibrations poll at once with two threads in the pool: another subtask still gets a thread
+    at once. (Pollers that slept in a thread held both threads for the whole calibration.)"""
+    with simulation(tmp_path, zones=1, servers_per_zone=8, hosts=False, extra=["--io-calibration-seconds", "3"]) as sim:
+        db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+        migrate(db)
+        runtime = Runtime(db=db, vault=Vault(MasterKey.generate()), poll_interval=0.2)
+        request = parse_request({"rootSysPassword": sim.root_password, "address": sim.address, "port": sim.sql_port})
+
+        def calibration_of(number: int, server: dict[str, Any]) -> Work:
+            node = ServerNode(ip=server["address"], rpc_port=server["rpc_port"], sql_port=server["sql_port"], zone="z")
+            arg = SubtaskInput(
+                task_id=1, subtask_id=100 + number, subtask_name="Run io calibration", workflow_id="w",
+                operation="EXECUTE", request=request, cluster_name="obcluster", ob_cluster_id=1, node_kind="SERVER",
+                server=node,
+            )  # fmt: skip
+            return Work(arg=arg, runtime=runtime)
+
+        works = [calibration_of(number, server) for number, server in enumerate(sim.ready["servers"])]
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
+        try:
+            calibrations = asyncio.gather(*(cluster_work.run_io_calibration(work) for work in works))
+            await asyncio.sleep(1.0)  # every calibration has started and polls
+            assert not calibrations.done()
+            # Another subtask's blocking call gets a thread well within a second (not after the calibrations).
+            await asyncio.wait_for(asyncio.to_thread(lambda: None), 1.0)
+            await asyncio.wait_for(calibrations, 30)
+        finally:
+            for work in works:
+                work.close()
+            loop.set_default_executor(ThreadPoolExecutor())
+    assert all("io calibration READY" in " ".join(work.log) for work in works)
