@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -27,38 +27,10 @@ from contracts.errors import (
 from contracts.tls import tls_context
 from contracts.topology import ClusterEndpoint
 from metadb.db import mysql_connect
+from metadb.mysql_auth import AUTH_PLUGIN_REFUSED
 
 _tracer = trace.get_tracer("ob_takeover.sql")
 
-# Authentication plugins that send the password itself: refused unless the connection is TLS.
-PLAINTEXT_AUTH_PLUGINS = ("mysql_clear_password", "dialog")
-_AUTH_PLUGIN_REFUSED = 2059
-_TLS_NOT_OFFERED = 2026
-
-
-class _PlaintextAuthRefused:
-    """PyMySQL's handler for a plaintext auth plugin: a server asking for one on a connection without TLS
-    (a fake cluster, a man in the middle) gets nothing."""
-
-    def __init__(self, connection: pymysql.connections.Connection[Any]) -> None:
-        self._connection = connection
-
-    def authenticate(self, packet: Any) -> Any:
-        if not getattr(self._connection, "_secure", False):
-            raise pymysql.err.OperationalError(
-                _AUTH_PLUGIN_REFUSED,
-                "the server asked for the password in clear text (a plaintext authentication plugin) on a "
-                "connection without TLS: refused; the password was not sent",
-            )
-        self._connection.write_packet(self._connection.password + b"\0")
-        answer = self._connection._read_packet()  # type: ignore[no-untyped-call]
-        answer.check_error()
-        return answer
-
-
-_AUTH_PLUGIN_MAP: dict[str, Callable[[pymysql.connections.Connection[Any]], Any]] = {
-    name: _PlaintextAuthRefused for name in PLAINTEXT_AUTH_PLUGINS
-}
 # Statements quote with backslash escapes (cluster_sql.quote): a session must not be in this mode.
 _NO_BACKSLASH_ESCAPES = "NO_BACKSLASH_ESCAPES"
 
@@ -144,7 +116,6 @@ class ObSysClient:
                     write_timeout=self._read_timeout,
                     autocommit=True,
                     cursorclass=pymysql.cursors.DictCursor,
-                    auth_plugin_map=_AUTH_PLUGIN_MAP,
                 )
                 _pin_sql_mode(self._connection)
             except pymysql.err.MySQLError as exc:
@@ -172,7 +143,7 @@ class ObSysClient:
     def _translate(self, exc: pymysql.err.MySQLError, sql: str | None) -> TakeoverError:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-        if code == _TLS_NOT_OFFERED or (code == 1043 and "TLS" in text):
+        if code == 2026 or (code == 1043 and "TLS" in text):
             return TlsRefused(
                 f"the server does not offer TLS and cluster_tls is {self._tls.mode}; enable TLS on the cluster or "
                 "set cluster_tls (OB_TAKEOVER_CLUSTER_TLS) to preferred",
@@ -186,7 +157,7 @@ class ObSysClient:
                 node=self.where,
                 code=code,
             )
-        if code == _AUTH_PLUGIN_REFUSED:
+        if code == AUTH_PLUGIN_REFUSED:
             return BadCredentials(
                 f"{text}; the server at this address is not to be trusted", node=self.where, code=code
             )

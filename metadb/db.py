@@ -25,6 +25,7 @@ import pymysql.cursors
 from contracts.errors import MetadbUnavailable, TransactionConflict
 from contracts.settings import mask_url_password
 from contracts.tls import TLS_MODES, tls_context, tls_required
+from metadb.mysql_auth import AUTH_PLUGIN_MAP, GuardedConnection
 
 Row = dict[str, Any]
 T = TypeVar("T")
@@ -100,32 +101,31 @@ def redact(url: str) -> str:
 
 
 def mysql_connect(tls: str, context: ssl.SSLContext | None, **options: Any) -> Any:
-    """`pymysql.connect` with TLS as `tls` says (a `contracts.tls` mode) through `context` (built once by
-    the caller: building one per connection costs ~20 ms). `preferred` falls back to plaintext when the
-    server offers no TLS; the `required` modes refuse it (error 2026)."""
+    """A PyMySQL connection that logs in as `metadb.mysql_auth` says, with TLS as `tls` says (a
+    `contracts.tls` mode) through `context` (built once by the caller: building one per connection costs
+    ~20 ms). `preferred` falls back to plaintext when the server offers no TLS or refuses it; the
+    `required` modes refuse such a server (error 2026)."""
+    options = {**options, "auth_plugin_map": AUTH_PLUGIN_MAP}
     where = (str(options.get("host")), int(options.get("port") or 3306))
     if context is None or (tls == "preferred" and where in _WITHOUT_TLS):
-        return pymysql.connect(ssl_disabled=True, **options)
-    connection = pymysql.Connection(ssl=context, defer_connect=True, **options)
+        return GuardedConnection(ssl_disabled=True, **options)
+    connection = GuardedConnection(ssl=context, defer_connect=True, **options)
     # PyMySQL makes any given context "required"; its own preferred mode would build a context per connect.
     connection._ssl_required = tls_required(tls)  # type: ignore[attr-defined]
     try:
         connection.connect()
     except pymysql.err.OperationalError as exc:
-        # OceanBase offers TLS in its handshake even when it has none configured, then refuses it (1043);
-        # a proxy may drop the connection instead. `preferred` checks no certificate, so going on without
-        # TLS after a failed handshake gives nothing away that it protected.
-        code = exc.args[0] if exc.args else None
-        if tls != "preferred" or not (code in _TLS_HANDSHAKE_FAILURES or "SSL" in str(exc)):
+        # OceanBase offers TLS in its handshake even when it has none configured, then refuses it (1043).
+        if tls != "preferred" or not exc.args or exc.args[0] != _TLS_NOT_CONFIGURED:
             raise
         _WITHOUT_TLS.add(where)
-        return pymysql.connect(ssl_disabled=True, **options)
+        return GuardedConnection(ssl_disabled=True, **options)
     return connection
 
 
-# Bad handshake (OceanBase without TLS), lost connection, server gone: how a failed TLS handshake shows.
-_TLS_HANDSHAKE_FAILURES = {1043, 2013, 2006}
-# Servers that refused TLS in `preferred` mode: later connections go without trying again.
+_TLS_NOT_CONFIGURED = 1043
+# Servers that answered 1043 to TLS in `preferred` mode: later connections go without trying again. A
+# dropped handshake is not taken for an answer: it would turn TLS off for good.
 _WITHOUT_TLS: set[tuple[str, int]] = set()
 
 

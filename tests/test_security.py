@@ -213,31 +213,39 @@ class ClearTextAsker:
         try:
             conn.sendall(_packet(0, greeting))
             self.received += conn.recv(65536)
-            prompt = b"\x03Password: " if self.plugin == b"dialog" else b""
-            conn.sendall(_packet(2, b"\xfe" + self.plugin + b"\x00" + prompt))
+            data = {b"dialog": b"\x03Password: ", b"caching_sha2_password": b"A" * 20 + b"\x00"}.get(self.plugin, b"")
+            conn.sendall(_packet(2, b"\xfe" + self.plugin + b"\x00" + data))
             self.received += conn.recv(65536)
+            if self.plugin == b"caching_sha2_password":
+                # The scramble was not enough: full authentication, which wants the password itself.
+                conn.sendall(_packet(4, b"\x01\x04"))
+                self.received += conn.recv(65536)
         except OSError:
             pass
         finally:
             conn.close()
 
 
-@pytest.mark.parametrize("plugin", [b"mysql_clear_password", b"dialog"])
-def test_a_server_asking_for_the_password_in_clear_text_gets_nothing(plugin: bytes) -> None:
+@pytest.mark.parametrize("plugin", [b"mysql_clear_password", b"dialog", b"caching_sha2_password", b"sha256_password"])
+def test_a_server_asking_for_the_password_gets_nothing(plugin: bytes) -> None:
+    """Plugins that send the password (in clear, or RSA-encrypted to a key the server hands out) are refused
+    without verified TLS; a caching_sha2 server gets the scramble, never the password or a key request."""
     password = "Only-For-The-Real-Cluster-1"
-    # Without the refusal, the driver hands the password over (what the attacker counts on).
-    asker = ClearTextAsker(plugin)
-    with pytest.raises(pymysql.err.MySQLError):
-        pymysql.connect(host="127.0.0.1", port=asker.port, user="root@sys", password=password, connect_timeout=3)
-    asker.thread.join(5)
-    assert password.encode() in asker.received
+    if plugin in (b"mysql_clear_password", b"dialog"):
+        # Without the refusal, the driver hands the password over (what the attacker counts on).
+        asker = ClearTextAsker(plugin)
+        with pytest.raises(pymysql.err.MySQLError):
+            pymysql.connect(host="127.0.0.1", port=asker.port, user="root@sys", password=password, connect_timeout=3)
+        asker.thread.join(5)
+        assert password.encode() in asker.received
     asker = ClearTextAsker(plugin)
     client = ObSysClient(ClusterEndpoint(address="127.0.0.1", port=asker.port, root_sys_password=password))
-    with pytest.raises(BadCredentials, match=r"clear text .* refused; the password was not sent"):
+    with pytest.raises(BadCredentials, match=r"without verified TLS: refused; the password was not sent"):
         client.query("SELECT 1")
     client.close()
     asker.thread.join(5)
     assert password.encode() not in asker.received
+    assert not asker.received.endswith(_packet(5, b"\x02"))  # no request for the server's public key
 
 
 # --- quoting in both sql_modes -----------------------------------------------------------------
