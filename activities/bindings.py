@@ -79,6 +79,16 @@ def check_host(credential: Credential, ip: str, *, trust_on_first_use: bool, key
                 f"not to {ip}; if {ip} is one of its hosts, add it: {_bind_hint(credential, '--hosts ' + ip)}",
                 node=ip,
             )
+        single = ipaddress.ip_network(ip)
+        exact = any(ipaddress.ip_network(pattern, strict=False) == single for pattern in credential.hosts)
+        if trust_on_first_use and not key_known and credential.secret_type == "password" and not exact:
+            # A key login gives an unknown host nothing it can replay; a password goes to whoever answers.
+            raise CredentialMisuse(
+                f"credential {credential.id} ({credential.name}) is a password, and with host_key_policy tofu "
+                f"the key of {ip} is not on record: a password goes only to hosts named one by one, not by a "
+                f"network; add it: {_bind_hint(credential, '--hosts ' + ip)}, or use a key credential",
+                node=ip,
+            )
     elif trust_on_first_use and not key_known:
         raise CredentialMisuse(
             f"credential {credential.id} ({credential.name}) names no hosts, and with host_key_policy tofu the "

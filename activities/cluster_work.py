@@ -15,7 +15,7 @@ from activities.facts import read_parameter
 from activities.precheck import run_checks
 from activities.runtime import Work
 from contracts.engine import config_url_for, unreachable_config_url
-from contracts.errors import ClusterSqlError, FailedPrecondition
+from contracts.errors import ClusterSqlError, CredentialMisuse, FailedPrecondition
 from contracts.messages import WARNING, PrecheckInput
 from contracts.task_view import task_name
 from contracts.topology import ClusterEndpoint
@@ -107,7 +107,17 @@ def _record_cluster(work: Work, version: str) -> None:
 def save_cluster_credential(
     work: Work, name: str, username: str, secret: str, cluster_id: int | None, user_existed: bool | None = None
 ) -> int:
-    """A cluster credential owned by this task, usable only at the request's endpoint and for this cluster."""
+    """A cluster credential owned by this task, usable only at the request's endpoint and for this cluster.
+    One of the same name stored for another endpoint is not replaced: a server elsewhere that reports this
+    cluster's name and id must not take over its credentials."""
+    endpoint = ClusterEndpoint.from_request(work.arg.request).where
+    existing = credentials.describe_credential(work.db, kind=CLUSTER, name=name)
+    if existing is not None and endpoint not in json.loads(existing["endpoints"] or "[]"):
+        raise CredentialMisuse(
+            f"the password box holds {name} for another endpoint (credential {existing['id']}, stored by task "
+            f"{existing['created_by_task_id']}): the server at {endpoint} reports a cluster name and id that "
+            "another endpoint holds; check which one is the real cluster"
+        )
     return credentials.save_credential(
         work.db,
         work.vault,
@@ -117,7 +127,7 @@ def save_cluster_credential(
         secret=secret,
         cluster_id=cluster_id,
         created_by_task_id=work.arg.task_id,
-        endpoints=[ClusterEndpoint.from_request(work.arg.request).where],
+        endpoints=[endpoint],
         bound_cluster=work.cluster_key,
         user_existed=user_existed,
     )
@@ -441,9 +451,23 @@ def remove_tenant_info(work: Work) -> None:
 # --- Set proxyro password to sys tenant (cannot be undone) -------------------------------------------
 
 
+def proxyro_credential_name(work: Work) -> str:
+    return f"{work.cluster_key}:{sql.PROXYRO_USER}"
+
+
 def set_proxyro_password(work: Work) -> None:
+    """proxyro with the request's password, or with one generated for this cluster alone (stored, bound to
+    it, before it is used, so a retry sends the same): no password of another cluster is ever sent here."""
     given = work.runtime.proxyro_password_for(work.arg.request, work.cluster_key)
-    password = given or credentials.platform_proxyro_password(work.db, work.vault)
+    if given is not None:
+        password = given
+    else:
+        stored = bound_cluster_credential(work, proxyro_credential_name(work))
+        password = stored.secret if stored is not None else credentials.generate_password()
+        if stored is None:
+            save_cluster_credential(
+                work, proxyro_credential_name(work), sql.PROXYRO_USER, password, work.known_cluster_id()
+            )
     exists = bool(work.sys.query(sql.user_exists(sql.PROXYRO_USER)))
     work.sys.execute(sql.create_user(sql.PROXYRO_USER, password))
     work.sys.execute(sql.alter_user_password(sql.PROXYRO_USER, password))
@@ -451,10 +475,12 @@ def set_proxyro_password(work: Work) -> None:
     # Verify: the proxy logs in with exactly this password.
     with work.cluster_as(sql.PROXYRO_USER, password) as client:
         client.query(sql.LOGIN_CHECK_SQL)
-    save_cluster_credential(
-        work, f"{work.cluster_key}:{sql.PROXYRO_USER}", sql.PROXYRO_USER, password, work.known_cluster_id()
+    save_cluster_credential(work, proxyro_credential_name(work), sql.PROXYRO_USER, password, work.known_cluster_id())
+    source = (
+        "the request's proxyroPassword"
+        if given
+        else f"a password of its own (credential {proxyro_credential_name(work)})"
     )
-    source = "the request's proxyroPassword" if given else "the platform's proxyro password"
     work.say(f"proxyro {'updated' if exists else 'created'} with {source}; login verified")
 
 

@@ -42,7 +42,7 @@ from contracts.messages import SubtaskInput, SubtaskResult
 from contracts.request import TakeOverRequest
 from contracts.settings import Settings, load_settings
 from contracts.topology import ClusterEndpoint
-from metadb import clusters, credentials, hosts
+from metadb import clusters, credentials, hosts, tasks
 from metadb.credentials import CLUSTER, HOST, Credential, get_credential
 from metadb.db import Database
 from metadb.migrate import migrate
@@ -274,6 +274,12 @@ class Work:
             remember_key=True,
         )
 
+    def check_task(self) -> None:
+        """Refuse to work for a task id this workflow does not own (see `metadb.tasks.check_task_owner`);
+        the plan preview, outside any workflow, is not checked."""
+        if self.run_id:
+            tasks.check_task_owner(self.db, self.arg.task_id, self.arg.workflow_id, self.run_id)
+
     def holds_host(self, ip: str) -> bool:
         """Whether the host is reserved for this takeover's cluster (what `host` requires)."""
         row = hosts.find_host(self.db, ip)
@@ -462,6 +468,7 @@ def _wait_for_metadb(db: Database, cancelled: threading.Event) -> bool:
 
 def _guarded(implementation: Implementation, work: Work) -> BaseException | None:
     try:
+        work.check_task()
         implementation(work)
         return None
     except Cancelled:
@@ -474,6 +481,7 @@ def _guarded(implementation: Implementation, work: Work) -> BaseException | None
 
 async def _guarded_async(implementation: Implementation, work: Work) -> BaseException | None:
     try:
+        await asyncio.to_thread(work.check_task)
         await implementation(work)  # type: ignore[misc]
         return None
     except (Cancelled, asyncio.CancelledError):

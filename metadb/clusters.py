@@ -53,6 +53,12 @@ def create_cluster_record(
     or a new id; the same task calling again gets the same id."""
     with db.transaction():
         existing = find_cluster(db, name, ob_cluster_id)
+        taken = db.one("SELECT name, ob_cluster_id FROM clusters WHERE id = ?", (cluster_id,)) if cluster_id else None
+        if taken and not existing:
+            # An id from the workflow's memo that another cluster holds: never write over that cluster's row.
+            raise ClusterAlreadyManaged(
+                f"cluster id {cluster_id} is cluster {taken['name']} (id {taken['ob_cluster_id']}) already"
+            )
         if existing and (existing["status"] != TAKINGOVER or existing["task_id"] != task_id):
             raise ClusterAlreadyManaged(
                 f"cluster {name} (id {ob_cluster_id}) is already managed here as cluster {existing['id']} "

@@ -1,4 +1,4 @@
-"""Credentials in the password box: host SSH logins, cluster users and the platform's proxyro password."""
+"""Credentials in the password box: host SSH logins and cluster users."""
 
 from __future__ import annotations
 
@@ -215,28 +215,3 @@ def set_scope(
     db.execute(
         f"UPDATE credentials SET {assignments}, updated_at = ? WHERE id = ?", (*values.values(), _now(), credential_id)
     )
-
-
-def platform_proxyro_password(db: Database, vault: Vault) -> str:
-    """The platform's one proxyro password, generated and stored on first use."""
-    found = find_credential(db, vault, PLATFORM, PROXYRO_NAME)
-    if found:
-        return found.secret
-    # Two takeovers may get here together: the first insert wins and both use its password.
-    context = credential_context(PLATFORM, PROXYRO_NAME)
-    now = _now()
-    db.insert_ignore(
-        "credentials",
-        {
-            "kind": PLATFORM,
-            "name": PROXYRO_NAME,
-            "username": "proxyro",
-            "secret_type": "password",
-            "secret": vault.encrypt(generate_password(), context),
-            "created_at": now,
-            "updated_at": now,
-        },
-    )
-    stored = find_credential(db, vault, PLATFORM, PROXYRO_NAME)
-    assert stored is not None
-    return stored.secret

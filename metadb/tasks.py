@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+from contracts.errors import FailedPrecondition
 from metadb.db import Database
 
 
@@ -41,6 +42,22 @@ def record_task(
                 "created_at": existing.get("created_at") or _now(),
                 "updated_at": _now(),
             },
+        )
+
+
+FINISHED = ("SUCCESSFUL", "ROLLED_BACK", "ABORTED")
+
+
+def check_task_owner(db: Database, task_id: int, workflow_id: str, run_id: str) -> None:
+    """Refuse work for task `task_id` from a workflow that is not the task's: the id comes from the
+    workflow's memo, which whoever starts a workflow sets, and every "own rows only" rule keys on it."""
+    row = get_task(db, task_id)
+    if row is None:
+        return
+    if row["workflow_id"] != workflow_id or (row["status"] in FINISHED and row["run_id"] not in ("", run_id)):
+        raise FailedPrecondition(
+            f"task id {task_id} belongs to workflow {row['workflow_id']} (run {row['run_id'] or '-'}, "
+            f"{row['status']}), not to this one; start the takeover without a taskId in its memo"
         )
 
 

@@ -190,6 +190,13 @@ def register_ssh_key(runtime: Runtime, sim: Simulation, name: str = "key") -> in
     )
 
 
+def stored_secret(runtime: Runtime, name: str) -> str:
+    """A cluster credential's secret from the password box (a test fails if it is not there)."""
+    found = credentials.find_credential(runtime.db, runtime.vault, credentials.CLUSTER, name)
+    assert found is not None, f"no credential {name}"
+    return found.secret
+
+
 def wrap_host_command(root: Path, command: str, args: str, action: str) -> None:
     """Put a wrapper of `command` first on a simulated host's PATH that runs the bash `action` first
     when the command's arguments contain `args` (`sleep 2`, `echo no >&2; exit 1`); a second call for

@@ -142,12 +142,6 @@ def test_key_rotation_reencrypts_every_secret(metadb: Database, vault: Vault) ->
     assert credentials.get_credential(metadb, rotated, ids[0]).passphrase == "pp"
 
 
-def test_platform_proxyro_password_is_stable(metadb: Database, vault: Vault) -> None:
-    first = credentials.platform_proxyro_password(metadb, vault)
-    assert credentials.platform_proxyro_password(metadb, vault) == first
-    assert len(first) == 24
-
-
 def test_lock_is_exclusive_and_idempotent(metadb: Database) -> None:
     keys = locks.lock_keys("127.0.0.2", 2881, "obcluster", 1001)
     locks.acquire(metadb, keys, 1, "wf-1", "obcluster")

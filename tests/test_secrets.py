@@ -26,7 +26,7 @@ from ob_takeover.codec import EncryptionCodec, data_converter, load_codec_keys
 from ob_takeover.service import create_codec_app, serve
 from tests.conftest import binary
 from tests.mariadb import free_port
-from tests.simulator import Simulation, simulation
+from tests.simulator import Simulation, simulation, stored_secret
 from worker import build_worker
 from workflows.precheck import TakeOverPrecheck
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
@@ -108,7 +108,7 @@ async def test_no_password_in_temporal_logs_or_metadb(
     secrets = {
         "root@sys": sim.root_password,
         "ocp_monitor": monitor.secret,
-        "proxyro": credentials.platform_proxyro_password(db, vault),
+        "proxyro": stored_secret(runtime, "obcluster:1:proxyro"),
         "ssh key": ssh_key.splitlines()[1],
     }
     db.close()

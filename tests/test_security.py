@@ -26,17 +26,25 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from activities import cluster_sql as sql
+from activities import cluster_work
 from activities.bindings import check_host
 from activities.ob_sys_client import ClusterTls, ObSysClient
 from activities.precheck import _Items, check_config_url, run_checks
 from activities.registry import build_activities
-from activities.runtime import Runtime
-from contracts.engine import config_url_for
-from contracts.errors import BadCredentials, CredentialMisuse, FailedPrecondition, MetadbUnavailable, TlsRefused
-from contracts.messages import PrecheckInput
+from activities.runtime import Runtime, Work
+from contracts.engine import MEMO_CLUSTER_ID, MEMO_TASK_ID, config_url_for
+from contracts.errors import (
+    BadCredentials,
+    ClusterAlreadyManaged,
+    CredentialMisuse,
+    FailedPrecondition,
+    MetadbUnavailable,
+    TlsRefused,
+)
+from contracts.messages import PrecheckInput, SubtaskInput
 from contracts.request import parse_request
 from contracts.topology import ClusterEndpoint, ServerNode, Topology, ZoneNode
-from metadb import clusters, credentials, hosts
+from metadb import clusters, credentials, hosts, tasks
 from metadb.db import Database
 from metadb.migrate import migrate
 from ob_takeover.demo import write_private
@@ -44,6 +52,7 @@ from tests.driver import log_of, start, update, wait_for
 from tests.simulator import Simulation, register_ssh_key, sim_runtime, simulation
 from tests.tls import TlsFiles, make_tls_files
 from worker import build_worker
+from workflows.takeover import TakeOverCluster
 
 
 @pytest.fixture(scope="module")
@@ -169,7 +178,7 @@ def test_host_credentials_name_their_hosts_under_trust_on_first_use(runtime: Run
     )
     scoped_credential = credentials.get_credential(runtime.db, runtime.vault, scoped)
     unscoped_credential = credentials.get_credential(runtime.db, runtime.vault, unscoped)
-    check_host(scoped_credential, "127.1.2.9", trust_on_first_use=True, key_known=False)
+    check_host(scoped_credential, "127.1.2.9", trust_on_first_use=False, key_known=False)
     with pytest.raises(CredentialMisuse, match=r"logs in only to 127.1.2.0/24, not to 127.1.3.1"):
         check_host(scoped_credential, "127.1.3.1", trust_on_first_use=False, key_known=True)
     # Unscoped: fine when the key is checked against known_hosts or a recorded key, refused otherwise.
@@ -178,6 +187,14 @@ def test_host_credentials_name_their_hosts_under_trust_on_first_use(runtime: Run
     runtime.trust_on_first_use = True
     with pytest.raises(CredentialMisuse, match="names no hosts"):
         runtime.host("127.1.3.1", ssh_port=22, credential_id=unscoped)
+    # A password goes to an unknown key only at a host named one by one, never to a whole network.
+    with pytest.raises(CredentialMisuse, match="named one by one"):
+        check_host(scoped_credential, "127.1.2.9", trust_on_first_use=True, key_known=False)
+    credentials.set_scope(runtime.db, scoped, hosts=["127.1.2.0/24", "127.1.2.9/32"])
+    check_host(
+        credentials.get_credential(runtime.db, runtime.vault, scoped), "127.1.2.9", trust_on_first_use=True,
+        key_known=False,
+    )  # fmt: skip
 
 
 # --- plaintext authentication -------------------------------------------------------------------
@@ -488,3 +505,58 @@ def test_the_sqlite_metadb_and_the_demo_files_are_private(tmp_path: Path) -> Non
     assert stat.S_IMODE(loose.stat().st_mode) == 0o600
     write_private(tmp_path / "api-password", "pw\n")
     assert stat.S_IMODE((tmp_path / "api-password").stat().st_mode) == 0o600
+
+
+# --- ids from the memo, names from the cluster -----------------------------------------------------------
+
+
+async def test_a_task_id_of_another_workflow_is_refused(
+    client: Client, task_queue: str, runtime: Runtime, sim: Simulation
+) -> None:
+    """The memo's taskId is set by whoever starts the workflow: a task id of another takeover, whose rows the
+    "own rows only" rules would then let this one delete, is refused before any subtask works."""
+    tasks.record_task(
+        runtime.db, task_id=4242, workflow_id="takeover-10.0.0.5-2881", run_id="r1", name="t", status="SUCCESSFUL"
+    )
+    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+        handle = await client.start_workflow(
+            TakeOverCluster.run, body_of(sim), id=f"takeover-test-{uuid.uuid4().hex[:6]}", task_queue=task_queue,
+            memo={MEMO_TASK_ID: 4242, MEMO_CLUSTER_ID: 77},
+        )  # fmt: skip
+        task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=60)
+        (failed,) = [s for s in task.subtasks if s.status.value == "FAILED"]
+        assert failed.name == "Mc lock ob clusters"
+        assert "task id 4242 belongs to workflow takeover-10.0.0.5-2881" in await log_of(handle, failed.id)
+        await handle.terminate()
+    assert tasks.get_task(runtime.db, 4242)["workflow_id"] == "takeover-10.0.0.5-2881"  # type: ignore[index]
+
+
+def test_a_cluster_id_of_another_cluster_is_refused(runtime: Runtime) -> None:
+    victim = clusters.create_cluster_record(
+        runtime.db, name="victim", ob_cluster_id=9, address="10.0.0.9", port=2881, connection_mode="direct",
+        version="4.2", task_id=1,
+    )  # fmt: skip
+    with pytest.raises(ClusterAlreadyManaged, match=f"cluster id {victim} is cluster victim"):
+        clusters.create_cluster_record(
+            runtime.db, name="fake", ob_cluster_id=1, address="127.0.0.66", port=2881, connection_mode="direct",
+            version="4.2", task_id=2, cluster_id=victim,
+        )  # fmt: skip
+    row = clusters.get_cluster(runtime.db, victim)
+    assert row is not None and (row["name"], row["address"]) == ("victim", "10.0.0.9")
+
+
+def test_a_credential_name_held_for_another_endpoint_is_not_replaced(runtime: Runtime, sim: Simulation) -> None:
+    """A server that reports another cluster's name and id cannot overwrite that cluster's stored passwords."""
+    held = credentials.save_credential(
+        runtime.db, runtime.vault, kind=credentials.CLUSTER, name="obcluster:1:proxyro", username="proxyro",
+        secret="the real one", endpoints=["10.0.0.9:2881"], created_by_task_id=1,
+    )  # fmt: skip
+    arg = SubtaskInput(
+        task_id=2, subtask_id=200015, subtask_name="Set proxyro password to sys tenant", workflow_id="w",
+        operation="EXECUTE", request=parse_request(body_of(sim)), cluster_name="obcluster", ob_cluster_id=1,
+    )  # fmt: skip
+    with pytest.raises(CredentialMisuse, match="holds obcluster:1:proxyro for another endpoint"):
+        cluster_work.save_cluster_credential(
+            Work(arg=arg, runtime=runtime), "obcluster:1:proxyro", "proxyro", "x", None
+        )
+    assert credentials.get_credential(runtime.db, runtime.vault, held).secret == "the real one"

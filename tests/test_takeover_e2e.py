@@ -28,7 +28,7 @@ from contracts.stages import SUBTASKS
 from contracts.topology import ClusterEndpoint
 from metadb import clusters, credentials, hosts
 from tests.driver import log_of, start, update, wait_for
-from tests.simulator import Simulation, sim_runtime, simulation, takeover_body
+from tests.simulator import Simulation, sim_runtime, simulation, stored_secret, takeover_body
 from worker import build_worker
 
 
@@ -67,7 +67,7 @@ async def test_full_takeover_of_three_zones_with_hosts(
     state = sim.state()
     assert state["users"]["ocp_monitor"]["grants"] == ["SELECT ON *.*"]
     assert state["users"]["proxyro"]["grants"] == ["SELECT ON oceanbase.*"]
-    proxyro = credentials.platform_proxyro_password(runtime.db, runtime.vault)
+    proxyro = stored_secret(runtime, "obcluster:1:proxyro")
     assert login(sim, "proxyro@sys", proxyro)
     monitor = credentials.find_credential(runtime.db, runtime.vault, credentials.CLUSTER, "obcluster:1:ocp_monitor")
     assert monitor is not None and login(sim, "ocp_monitor", monitor.secret)
@@ -127,7 +127,7 @@ async def test_no_secret_in_clear_text_in_the_metadb_file(
     secrets = {
         "root@sys": sim.root_password,
         "ocp_monitor": monitor.secret,
-        "proxyro": credentials.platform_proxyro_password(runtime.db, runtime.vault),
+        "proxyro": stored_secret(runtime, "obcluster:1:proxyro"),
         "ssh key": Path(sim.ready["ssh"]["private_key_file"]).read_text().splitlines()[1],
     }
     runtime.db.close()
