@@ -53,6 +53,11 @@ def acquire_cluster_lock(work: Work) -> None:
 
 def release_cluster_lock(work: Work) -> None:
     released = locks.release(work.db, work.arg.workflow_id)
+    # The task is over: passwords stored for its time only (the REST API's copies) leave the password box;
+    # the cluster's own credentials ("name:id:…") stay.
+    dropped = credentials.delete_task_credentials(work.db, work.arg.task_id, keep_prefix=f"{work.cluster_key}:")
+    if dropped:
+        work.say(f"{dropped} password(s) stored for this task only removed from the password box")
     status = {"EXECUTE": "SUCCESSFUL", "RETRY": "SUCCESSFUL", "ROLLBACK": "ROLLED_BACK", "CANCEL": "ABORTED"}
     record_task(work, status.get(work.arg.operation, work.arg.operation), work.known_cluster_id())
     work.say(f"released {released} lock(s) on cluster {work.cluster_key}" if released else "no lock held")
@@ -99,8 +104,14 @@ def _record_cluster(work: Work, version: str) -> None:
     )
     work.context["clusterId"] = str(cluster_id)
     work.say(f"cluster {work.cluster_key} (OceanBase {version}) recorded as cluster {cluster_id}, TAKINGOVER")
-    if request.save_to_credential and request.root_sys_password is not None:
-        save_cluster_credential(work, root_credential_name(work), "root@sys", request.root_sys_password, cluster_id)
+    password = request.root_sys_password
+    if password is None and request.root_sys_credential_id is not None:
+        # The REST API's copy for this task alone (deleted when the task ends): saved as the cluster's own.
+        row = credentials.describe_credential(work.db, credential_id=request.root_sys_credential_id)
+        if row is not None and row["created_by_task_id"] == work.arg.task_id:
+            password = work.endpoint.root_sys_password
+    if request.save_to_credential and password is not None:
+        save_cluster_credential(work, root_credential_name(work), "root@sys", password, cluster_id)
         work.say("root@sys password saved to the password box")
 
 

@@ -185,6 +185,19 @@ def delete_own_cluster_credential(db: Database, name: str, task_id: int) -> bool
     return removed > 0
 
 
+def delete_task_credentials(db: Database, task_id: int, *, keep_prefix: str) -> int:
+    """Delete the cluster credentials task `task_id` stored for its own time (names not starting with
+    `keep_prefix`, the cluster's own); returns how many."""
+    with db.transaction():
+        rows = db.query(
+            "SELECT id, name FROM credentials WHERE kind = ? AND created_by_task_id = ?", (CLUSTER, task_id)
+        )
+        doomed = [int(row["id"]) for row in rows if not str(row["name"]).startswith(keep_prefix)]
+        for credential_id in doomed:
+            db.execute("DELETE FROM credentials WHERE id = ?", (credential_id,))
+    return len(doomed)
+
+
 def bind_to_cluster(db: Database, credential_id: int, cluster_key: str) -> str:
     """Bind a credential to the cluster `name:obClusterId` unless it is bound already (a conditional write:
     two first uses racing cannot both win); returns the cluster it is bound to."""

@@ -309,9 +309,12 @@ async def test_a_takeover_through_the_api_alone(api: Api, sim: Simulation, task_
     assert b"proxyroCredentialId" in b"".join(p.data for p in decoded) and b"Proxy-ro-Pw-9" not in b"".join(
         p.data for p in decoded
     )
-    name = f"task {task_id}: root@sys of {sim.address}:{sim.sql_port}"
-    stored = credentials.describe_credential(api.runtime.db, kind=credentials.CLUSTER, name=name)
+    # The passwords stored for the task's time are gone; the cluster keeps its own, bound to its endpoint.
+    names = {row["name"] for row in credentials.list_credentials(api.runtime.db, credentials.CLUSTER)}
+    assert names == {"obcluster:1:root@sys", "obcluster:1:ocp_monitor", "obcluster:1:proxyro"}, names
+    stored = credentials.describe_credential(api.runtime.db, kind=credentials.CLUSTER, name="obcluster:1:root@sys")
     assert stored is not None and stored["cluster_id"] == cluster_id
+    assert stored["endpoints"] == f'["{sim.address}:{sim.sql_port}"]'
     # Clients print <base>/task/<id> for a person: it leads to the workflow in the Temporal UI.
     page = await api.call("GET", f"/task/{task_id}", "viewer")
     assert page.status_code == 302
