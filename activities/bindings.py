@@ -71,15 +71,24 @@ def check_cluster(credential: Credential, where: str, cluster_key: str, bound: s
 def check_host(credential: Credential, ip: str, *, trust_on_first_use: bool, key_known: bool) -> None:
     """Refuse a host credential for a host it does not name; under trust on first use, a credential that
     names no hosts is refused for a host whose key is not on record (whatever answers there would get it)."""
-    if credential.hosts:
+    try:
         address = ipaddress.ip_address(ip)
+    except ValueError:
+        raise CredentialMisuse(
+            f"the cluster lists host {ip!r}, which is not an IP address: no login", node=ip
+        ) from None
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.scope_id:
+            raise CredentialMisuse(f"host {ip} carries a zone id: no login", node=ip)
+        address = address.ipv4_mapped or address
+    if credential.hosts:
         if not any(address in ipaddress.ip_network(pattern, strict=False) for pattern in credential.hosts):
             raise CredentialMisuse(
                 f"credential {credential.id} ({credential.name}) logs in only to {', '.join(credential.hosts)}, "
                 f"not to {ip}; if {ip} is one of its hosts, add it: {_bind_hint(credential, '--hosts ' + ip)}",
                 node=ip,
             )
-        single = ipaddress.ip_network(ip)
+        single = ipaddress.ip_network(address)
         exact = any(ipaddress.ip_network(pattern, strict=False) == single for pattern in credential.hosts)
         if trust_on_first_use and not key_known and credential.secret_type == "password" and not exact:
             # A key login gives an unknown host nothing it can replay; a password goes to whoever answers.

@@ -138,6 +138,13 @@ class Runtime:
             if row is not None:
                 record.append(bindings.endpoint_key(row["address"], int(row["port"])))
         bindings.check_endpoint(credential, endpoint.address, endpoint.port, record)
+        bound = credential.bound_cluster
+        if cluster_key is None and bound is not None and endpoint.connection_mode == "proxy":
+            # Through OBProxy the login's cluster name (and id) picks the cluster: check it before connecting.
+            name, _, number = bound.rpartition(":")
+            if endpoint.cluster_name != name or endpoint.ob_cluster_id not in (None, int(number)):
+                named = f"{endpoint.cluster_name}:{endpoint.ob_cluster_id or '?'}"
+                bindings.check_cluster(credential, bindings.endpoint_key(endpoint.address, endpoint.port), named, bound)
         if cluster_key is not None:
             bound = credential.bound_cluster or credentials.bind_to_cluster(self.db, credential.id, cluster_key)
             where = bindings.endpoint_key(endpoint.address, endpoint.port)

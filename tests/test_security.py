@@ -168,6 +168,27 @@ def test_a_credential_bound_to_one_cluster_is_refused_for_another(runtime: Runti
         runtime.resolve(ClusterEndpoint(address=sim.address, port=sim.sql_port, credential_id=legacy))
 
 
+def test_through_a_proxy_the_cluster_name_is_checked_before_connecting(runtime: Runtime, sim: Simulation) -> None:
+    credential = save_root(runtime, sim, endpoints=["127.0.0.9:2883"], bound_cluster="obcluster:1")
+    proxy = {"address": "127.0.0.9", "port": 2883, "connection_mode": "proxy", "credential_id": credential}
+    runtime.resolve(ClusterEndpoint(**proxy, cluster_name="obcluster", ob_cluster_id=1))
+    for other in ({"cluster_name": "other"}, {"cluster_name": "obcluster", "ob_cluster_id": 2}):
+        with pytest.raises(CredentialMisuse, match="belongs to cluster obcluster:1"):
+            runtime.resolve(ClusterEndpoint(**proxy, **other))
+
+
+def test_host_addresses_that_are_not_plain_ips_get_no_login(runtime: Runtime) -> None:
+    scoped = credentials.save_credential(
+        runtime.db, runtime.vault, kind=credentials.HOST, name="scoped", username="admin", secret="pw",
+        hosts=["10.0.0.0/24"], secret_type="private_key",
+    )  # fmt: skip
+    credential = credentials.get_credential(runtime.db, runtime.vault, scoped)
+    check_host(credential, "::ffff:10.0.0.7", trust_on_first_use=False, key_known=True)  # 10.0.0.7
+    for address in ("db-host-7", "fe80::1%eth9"):
+        with pytest.raises(CredentialMisuse, match="no login"):
+            check_host(credential, address, trust_on_first_use=False, key_known=True)
+
+
 def test_host_credentials_name_their_hosts_under_trust_on_first_use(runtime: Runtime) -> None:
     scoped = credentials.save_credential(
         runtime.db, runtime.vault, kind=credentials.HOST, name="scoped", username="admin", secret="pw",
