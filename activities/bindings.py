@@ -42,11 +42,10 @@ def _bind_hint(credential: Credential, option: str) -> str:
     return f"ob-takeover credential bind {credential.id} {option}"
 
 
-def check_endpoint(credential: Credential, address: str, port: int, record: Sequence[str] = ()) -> None:
-    """Refuse a cluster credential at an endpoint it is not bound to. `record` is the endpoint of the managed
-    cluster the credential belongs to, for credentials stored before bindings existed."""
+def check_endpoint(credential: Credential, where: str, record: Sequence[str] = ()) -> None:
+    """Refuse a cluster credential at an endpoint (`endpoint_key` form) it is not bound to. `record` is the
+    endpoint of the managed cluster the credential belongs to, for credentials stored before bindings existed."""
     allowed = credential.endpoints or tuple(record)
-    where = endpoint_key(address, port)
     if not allowed:
         raise CredentialMisuse(
             f"credential {credential.id} ({credential.name}) is bound to no endpoint, so it is used nowhere; "
@@ -81,15 +80,15 @@ def check_host(credential: Credential, ip: str, *, trust_on_first_use: bool, key
         if address.scope_id:
             raise CredentialMisuse(f"host {ip} carries a zone id: no login", node=ip)
         address = address.ipv4_mapped or address
-    if credential.hosts:
-        if not any(address in ipaddress.ip_network(pattern, strict=False) for pattern in credential.hosts):
+    networks = [ipaddress.ip_network(pattern, strict=False) for pattern in credential.hosts]
+    if networks:
+        if not any(address in network for network in networks):
             raise CredentialMisuse(
                 f"credential {credential.id} ({credential.name}) logs in only to {', '.join(credential.hosts)}, "
                 f"not to {ip}; if {ip} is one of its hosts, add it: {_bind_hint(credential, '--hosts ' + ip)}",
                 node=ip,
             )
-        single = ipaddress.ip_network(address)
-        exact = any(ipaddress.ip_network(pattern, strict=False) == single for pattern in credential.hosts)
+        exact = ipaddress.ip_network(address) in networks
         if trust_on_first_use and not key_known and credential.secret_type == "password" and not exact:
             # A key login gives an unknown host nothing it can replay; a password goes to whoever answers.
             raise CredentialMisuse(

@@ -26,7 +26,7 @@ from contracts.errors import (
 )
 from contracts.tls import tls_context
 from contracts.topology import ClusterEndpoint
-from metadb.db import mysql_connect
+from metadb.db import TLS_NOT_CONFIGURED, TLS_NOT_OFFERED, mysql_connect
 from metadb.mysql_auth import AUTH_PLUGIN_REFUSED
 
 _tracer = trace.get_tracer("ob_takeover.sql")
@@ -143,7 +143,7 @@ class ObSysClient:
     def _translate(self, exc: pymysql.err.MySQLError, sql: str | None) -> TakeoverError:
         code = exc.args[0] if exc.args and isinstance(exc.args[0], int) else None
         text = str(exc.args[1]) if len(exc.args) > 1 else str(exc)
-        if code == 2026 or (code == 1043 and "TLS" in text):
+        if code == TLS_NOT_OFFERED or (code == TLS_NOT_CONFIGURED and "TLS" in text):
             return TlsRefused(
                 f"the server does not offer TLS and cluster_tls is {self._tls.mode}; enable TLS on the cluster or "
                 "set cluster_tls (OB_TAKEOVER_CLUSTER_TLS) to preferred",

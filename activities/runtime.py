@@ -137,18 +137,18 @@ class Runtime:
             row = clusters.get_cluster(self.db, credential.cluster_id)
             if row is not None:
                 record.append(bindings.endpoint_key(row["address"], int(row["port"])))
-        bindings.check_endpoint(credential, endpoint.address, endpoint.port, record)
+        # `where` is the endpoint in the form bindings store (`endpoint_key`).
+        bindings.check_endpoint(credential, endpoint.where, record)
         bound = credential.bound_cluster
         if cluster_key is None and bound is not None and endpoint.connection_mode == "proxy":
             # Through OBProxy the login's cluster name (and id) picks the cluster: check it before connecting.
             name, _, number = bound.rpartition(":")
             if endpoint.cluster_name != name or endpoint.ob_cluster_id not in (None, int(number)):
                 named = f"{endpoint.cluster_name}:{endpoint.ob_cluster_id or '?'}"
-                bindings.check_cluster(credential, bindings.endpoint_key(endpoint.address, endpoint.port), named, bound)
+                bindings.check_cluster(credential, endpoint.where, named, bound)
         if cluster_key is not None:
-            bound = credential.bound_cluster or credentials.bind_to_cluster(self.db, credential.id, cluster_key)
-            where = bindings.endpoint_key(endpoint.address, endpoint.port)
-            bindings.check_cluster(credential, where, cluster_key, bound)
+            bound = bound or credentials.bind_to_cluster(self.db, credential.id, cluster_key)
+            bindings.check_cluster(credential, endpoint.where, cluster_key, bound)
 
     def bind_cluster(self, request: TakeOverRequest, cluster_key: str) -> None:
         """Once a login has shown which cluster answers at the request's endpoint: bind the request's stored

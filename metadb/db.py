@@ -116,14 +116,16 @@ def mysql_connect(tls: str, context: ssl.SSLContext | None, **options: Any) -> A
         connection.connect()
     except pymysql.err.OperationalError as exc:
         # OceanBase offers TLS in its handshake even when it has none configured, then refuses it (1043).
-        if tls != "preferred" or not exc.args or exc.args[0] != _TLS_NOT_CONFIGURED:
+        if tls != "preferred" or not exc.args or exc.args[0] != TLS_NOT_CONFIGURED:
             raise
         _WITHOUT_TLS.add(where)
         return GuardedConnection(ssl_disabled=True, **options)
     return connection
 
 
-_TLS_NOT_CONFIGURED = 1043
+# PyMySQL's "SSL is required but the server doesn't support it"; OceanBase's answer to TLS it has none of.
+TLS_NOT_OFFERED = 2026
+TLS_NOT_CONFIGURED = 1043
 # Servers that answered 1043 to TLS in `preferred` mode: later connections go without trying again. A
 # dropped handshake is not taken for an answer: it would turn TLS off for good.
 _WITHOUT_TLS: set[tuple[str, int]] = set()

@@ -177,6 +177,26 @@ def sim_runtime(tmp_path: Path, sim: Simulation) -> Runtime:
     return Runtime(db=db, vault=vault, known_hosts=sim.ready["ssh"]["known_hosts"], poll_interval=0.1)
 
 
+def registered_runtime(tmp_path: Path, sim: Simulation) -> Runtime:
+    """`sim_runtime` with host type 1 and the simulated hosts' key as credential 1 (`sim_body`'s hostInfo)."""
+    runtime = sim_runtime(tmp_path, sim)
+    hosts.add_host_type(runtime.db, "t")
+    register_ssh_key(runtime, sim)
+    return runtime
+
+
+def sim_body(sim: Simulation, **changes: Any) -> dict[str, Any]:
+    """A takeover request for `sim`, its hosts reached with `registered_runtime`'s host type and key."""
+    body = {
+        "rootSysPassword": sim.root_password,
+        "address": sim.address,
+        "port": sim.sql_port,
+        "hostInfo": {"hostTypeId": 1, "credentialId": 1, "sshPort": sim.ssh_port},
+    }
+    body.update(changes)
+    return body
+
+
 def register_ssh_key(runtime: Runtime, sim: Simulation, name: str = "key") -> int:
     """The simulated hosts' client key as a host credential in the password box; returns its id."""
     return credentials.save_credential(

@@ -29,8 +29,8 @@ from ob_takeover.codec import EncryptionCodec, load_codec_keys
 from ob_takeover.service import Running, create_app, serve
 from tests.driver import keep_history
 from tests.mariadb import free_port
+from tests.prometheus import sample
 from tests.simulator import Simulation, sim_runtime, simulation
-from tests.test_observability import sample
 from worker import build_worker
 
 PASSWORDS = {"admin": "Admin-pw-123", "manager": "Manager-pw-123", "viewer": "Viewer-pw-123"}

@@ -15,10 +15,10 @@ from temporalio.exceptions import ApplicationError
 
 from activities.registry import build_activities
 from activities.runtime import Runtime
-from metadb import credentials, hosts
+from metadb import credentials
 from tests.driver import log_of, start, update, wait_for
 from tests.mariadb import free_port
-from tests.simulator import Simulation, register_ssh_key, sim_runtime, simulation
+from tests.simulator import Simulation, registered_runtime, sim_body, simulation
 from worker import build_worker
 
 GOOD = {"rootSysPassword": "pw", "address": "127.0.0.1", "port": 2881}
@@ -75,10 +75,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulation]:
 
 @pytest.fixture
 def runtime(tmp_path: Path, sim: Simulation) -> Runtime:
-    runtime = sim_runtime(tmp_path, sim)
-    hosts.add_host_type(runtime.db, "t")
-    register_ssh_key(runtime, sim)
-    return runtime
+    return registered_runtime(tmp_path, sim)
 
 
 def assert_nothing_left(runtime: Runtime, sim: Simulation) -> None:
@@ -102,17 +99,6 @@ async def test_malformed_body(
     assert isinstance(cause, ApplicationError) and cause.type == "InvalidRequest" and cause.non_retryable
     assert f"{field}: " in cause.message, cause.message
     assert_nothing_left(runtime, sim)
-
-
-def sim_body(sim: Simulation, **changes: Any) -> dict[str, Any]:
-    body = {
-        "rootSysPassword": sim.root_password,
-        "address": sim.address,
-        "port": sim.sql_port,
-        "hostInfo": {**HOST_INFO, "sshPort": sim.ssh_port},
-    }
-    body.update(changes)
-    return body
 
 
 @pytest.mark.parametrize(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from ob_takeover.codec import data_converter
 from ob_takeover.telemetry import ContextFilter, JsonFormatter, metrics_runtime, serve_worker_http
 from tests.driver import start, update, wait_for
 from tests.mariadb import free_port
+from tests.prometheus import sample
 from tests.simulator import Simulation, sim_runtime, simulation, takeover_body
 from worker import build_worker
 
@@ -54,19 +54,6 @@ def sim(tmp_path: Path) -> Iterator[Simulation]:
 async def get(url: str) -> requests.Response:
     """A GET from another thread: the worker's HTTP port runs on this test's event loop."""
     return await asyncio.to_thread(requests.get, url, timeout=10)
-
-
-def sample(text: str, name: str, **labels: str) -> float:
-    """The value of one sample in Prometheus's text format (0 when absent)."""
-    total = 0.0
-    for line in text.splitlines():
-        match = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
-        if not match or match.group(1) != name:
-            continue
-        found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match.group(2) or ""))
-        if all(found.get(k) == v for k, v in labels.items()):
-            total += float(match.group(3))
-    return total
 
 
 async def test_metrics_traces_and_health_of_a_takeover_with_a_retried_subtask(

@@ -49,7 +49,7 @@ from metadb.db import Database
 from metadb.migrate import migrate
 from ob_takeover.demo import write_private
 from tests.driver import log_of, start, update, wait_for
-from tests.simulator import Simulation, register_ssh_key, sim_runtime, simulation
+from tests.simulator import Simulation, register_ssh_key, registered_runtime, sim_body, sim_runtime, simulation
 from tests.tls import TlsFiles, make_tls_files
 from worker import build_worker
 from workflows.takeover import TakeOverCluster
@@ -63,20 +63,7 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Simulation]:
 
 @pytest.fixture
 def runtime(tmp_path: Path, sim: Simulation) -> Runtime:
-    runtime = sim_runtime(tmp_path, sim)
-    hosts.add_host_type(runtime.db, "t")
-    register_ssh_key(runtime, sim)
-    return runtime
-
-
-def body_of(sim: Simulation, **changes: Any) -> dict[str, Any]:
-    return {
-        "rootSysPassword": sim.root_password,
-        "address": sim.address,
-        "port": sim.sql_port,
-        "hostInfo": {"hostTypeId": 1, "credentialId": 1, "sshPort": sim.ssh_port},
-        **changes,
-    }
+    return registered_runtime(tmp_path, sim)
 
 
 class Listener:
@@ -125,7 +112,7 @@ async def test_a_stored_root_credential_is_not_sent_to_another_address(
 ) -> None:
     credential = save_root(runtime, sim, endpoints=[f"{sim.address}:{sim.sql_port}"])
     attacker = Listener()
-    body = body_of(sim, rootSysPassword=None, rootSysCredentialId=credential, address="127.0.0.1", port=attacker.port)
+    body = sim_body(sim, rootSysPassword=None, rootSysCredentialId=credential, address="127.0.0.1", port=attacker.port)
     cause = await failure_of(client, task_queue, runtime, body)
     assert cause.type == "CredentialMisuse" and cause.non_retryable, cause
     assert f"logs in only at {sim.address}:{sim.sql_port}, not at 127.0.0.1:{attacker.port}" in cause.message
@@ -141,7 +128,7 @@ async def test_a_credential_without_endpoints_is_used_nowhere(
     client: Client, task_queue: str, runtime: Runtime, sim: Simulation
 ) -> None:
     credential = save_root(runtime, sim)
-    body = body_of(sim, rootSysPassword=None, rootSysCredentialId=credential)
+    body = sim_body(sim, rootSysPassword=None, rootSysCredentialId=credential)
     cause = await failure_of(client, task_queue, runtime, body)
     assert cause.type == "CredentialMisuse"
     assert f"ob-takeover credential bind {credential} --endpoint" in cause.message
@@ -399,14 +386,14 @@ async def test_rolling_back_a_second_takeover_leaves_the_first_ones_rows_and_cre
         hosts.add_host_type(runtime.db, "t")
         register_ssh_key(runtime, own)
         async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
-            first = await start(client, task_queue, body_of(own))
+            first = await start(client, task_queue, sim_body(own))
             assert (await first.result()).status.value == "SUCCESSFUL"
             tables = ("clusters", "zones", "servers", "hosts", "credentials", "tenants")
             before = {table: runtime.db.query(f"SELECT * FROM {table} ORDER BY 1") for table in tables}
             users_before = own.state()["users"]
             assert {row["name"] for row in before["credentials"]} >= {"obcluster:1:root@sys", "obcluster:1:ocp_monitor"}
 
-            second = await start(client, task_queue, body_of(own))
+            second = await start(client, task_queue, sim_body(own))
             task = await wait_for(second, lambda t: t.status.value != "RUNNING", timeout=60)
             assert task.status.value == "FAILED"
             await update(second, "rollback")
@@ -433,7 +420,7 @@ async def test_a_host_of_another_cluster_is_not_worked_on_even_when_operators_sk
     agent_conf = sim.host_root(held) / "home/admin/ocp_agent/conf"
     before = sorted(p.name for p in agent_conf.iterdir()) if agent_conf.exists() else []
     async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
-        handle = await start(client, task_queue, body_of(sim))
+        handle = await start(client, task_queue, sim_body(sim))
         task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=60)
         (prepare,) = [s for s in task.subtasks if s.status.value == "FAILED"]
         assert prepare.name == "Prepare take over cluster"
@@ -541,7 +528,7 @@ async def test_a_task_id_of_another_workflow_is_refused(
     )
     async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
         handle = await client.start_workflow(
-            TakeOverCluster.run, body_of(sim), id=f"takeover-test-{uuid.uuid4().hex[:6]}", task_queue=task_queue,
+            TakeOverCluster.run, sim_body(sim), id=f"takeover-test-{uuid.uuid4().hex[:6]}", task_queue=task_queue,
             memo={MEMO_TASK_ID: 4242, MEMO_CLUSTER_ID: 77},
         )  # fmt: skip
         task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=60)
@@ -574,7 +561,7 @@ def test_a_credential_name_held_for_another_endpoint_is_not_replaced(runtime: Ru
     )  # fmt: skip
     arg = SubtaskInput(
         task_id=2, subtask_id=200015, subtask_name="Set proxyro password to sys tenant", workflow_id="w",
-        operation="EXECUTE", request=parse_request(body_of(sim)), cluster_name="obcluster", ob_cluster_id=1,
+        operation="EXECUTE", request=parse_request(sim_body(sim)), cluster_name="obcluster", ob_cluster_id=1,
     )  # fmt: skip
     with pytest.raises(CredentialMisuse, match="holds obcluster:1:proxyro for another endpoint"):
         cluster_work.save_cluster_credential(
