@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable
+from typing import Any
 
 from activities import cluster_sql as sql
 from activities.facts import read_parameter
@@ -305,14 +306,25 @@ def restore_config_url(work: Work) -> None:
 
 async def run_io_calibration(work: Work) -> None:
     """Start (or join) the server's io calibration and poll until it is READY. Async: a calibration takes
-    minutes on real disks, and a poll holds a worker thread only while its query runs."""
+    minutes on real disks, and a poll holds a worker thread only while its query runs. A later attempt (the
+    worker was lost) that finds the calibration an earlier attempt started finished keeps its result."""
     server = work.arg.server
     assert server is not None
     status_sql = sql.io_calibration_status(server.ip, server.rpc_port)
     rows = await work.query(status_sql)
-    if rows and rows[0]["STATUS"] == "IN PROGRESS":
+    row = rows[0] if rows else {}
+    earlier = work.progress.get("io_calibration")
+    if row.get("STATUS") == "IN PROGRESS":
         work.say(f"io calibration already running on {server.label}; waiting for it")
+    elif row.get("STATUS") == "READY" and isinstance(earlier, dict) and _started_since(row, earlier):
+        work.say(
+            f"io calibration started by an earlier attempt finished READY on {server.label} at "
+            f"{row.get('FINISH_TIME')}; its result is kept"
+        )
+        return
     else:
+        # Recorded before the calibration starts: a later attempt tells ours from the one before it.
+        work.keep_progress(io_calibration={"before": _start_time(row)})
         await work.query(sql.run_io_calibration(server.ip, server.rpc_port))
         work.say(f"io calibration started on {server.label}")
     while True:
@@ -327,6 +339,17 @@ async def run_io_calibration(work: Work) -> None:
                 f"io calibration ended {status}; check the data disk of the observer and retry",
                 node=server.label,
             )
+
+
+def _start_time(row: dict[str, Any]) -> str | None:
+    value = row.get("START_TIME")
+    return None if value is None else str(value)
+
+
+def _started_since(row: dict[str, Any], earlier: dict[str, Any]) -> bool:
+    """Whether the calibration in `row` is one started after an earlier attempt recorded `earlier`."""
+    started = _start_time(row)
+    return started is not None and started != earlier.get("before")
 
 
 # --- Record root service list -------------------------------------------------------------------

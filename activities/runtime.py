@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -203,6 +203,8 @@ class Work:
     log: list[str] = field(default_factory=list)
     context: dict[str, str] = field(default_factory=dict)
     cancelled: threading.Event = field(default_factory=threading.Event)
+    # What an attempt has done that the next attempt should know (sent with every heartbeat).
+    progress: dict[str, Any] = field(default_factory=dict)
     # The Temporal run this subtask belongs to ("" outside an activity, as in the plan preview).
     run_id: str = ""
     _sys: ClusterPort | None = None
@@ -211,6 +213,17 @@ class Work:
     def say(self, message: str) -> None:
         self.log.append(message)
         log.info("task %s subtask %s: %s", self.arg.task_id, self.arg.subtask_id, message)
+
+    def keep_progress(self, **done: Any) -> None:
+        """Record progress that a later attempt of this subtask reads back from `progress`, and send it
+        with a heartbeat at once, so that a worker lost right after this step does not lose it."""
+        self.progress.update(done)
+        if self.run_id and activity.in_activity():
+            activity.heartbeat(self.heartbeat_details())
+
+    def heartbeat_details(self) -> dict[str, Any]:
+        """The latest log lines (a subtask that times out still shows what it was doing) and the progress."""
+        return {"log": self.log[-HEARTBEAT_LOG_LINES:], "progress": self.progress}
 
     def checkpoint(self) -> None:
         """Stop here if the subtask was cancelled."""
@@ -396,6 +409,7 @@ def subtask_activity(name: str, implementation: Implementation, runtime: Runtime
         info = activity.info()
         if info.attempt > 1:
             work.say(f"attempt {info.attempt}")
+            work.progress = _progress_of(info.heartbeat_details)
         if inspect.iscoroutinefunction(implementation):
             thread = asyncio.ensure_future(_guarded_async(implementation, work))
         else:
@@ -454,7 +468,15 @@ async def _heartbeat_until_done(future: asyncio.Future[Any], beat: float, work: 
         if stop:
             future.cancel()
 
-    await heartbeat_until_done(future, beat, details=lambda: {"log": work.log[-HEARTBEAT_LOG_LINES:]}, on_cancel=cancel)
+    await heartbeat_until_done(future, beat, details=work.heartbeat_details, on_cancel=cancel)
+
+
+def _progress_of(details: Sequence[Any]) -> dict[str, Any]:
+    """The progress the previous attempt sent with its last heartbeat ({} if none)."""
+    for detail in details:
+        if isinstance(detail, dict) and isinstance(detail.get("progress"), dict):
+            return dict(detail["progress"])
+    return {}
 
 
 def _wait_for_metadb(db: Database, cancelled: threading.Event) -> bool:

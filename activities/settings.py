@@ -19,6 +19,7 @@ def engine_settings(settings: Settings) -> EngineSettings:
         executor=socket.gethostname(),
         timeout_scale=settings.timeout_scale,
         retry_initial_interval=settings.retry_interval,
+        fleet_history_events=settings.fleet_history_events,
     )
 
 

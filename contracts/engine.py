@@ -10,6 +10,7 @@ from urllib.parse import urlsplit
 
 TAKEOVER_WORKFLOW = "TakeOverCluster"
 PRECHECK_WORKFLOW = "TakeOverPrecheck"
+FLEET_WORKFLOW = "TakeOverFleet"
 DEFAULT_TASK_QUEUE = "ob-takeover"
 
 TASK_QUERY = "task"
@@ -19,6 +20,9 @@ RETRY_SUBTASK_UPDATE = "retry_subtask"
 SKIP_SUBTASK_UPDATE = "skip_subtask"
 CANCEL_SUBTASK_UPDATE = "cancel_subtask"
 ROLLBACK_UPDATE = "rollback"
+# A fleet's table, and the signal its members send it when their status changes.
+FLEET_QUERY = "fleet"
+MEMBER_UPDATE_SIGNAL = "member_update"
 
 # Memo keys a starter may set: who started the task, the REST request's trace id, and the task and
 # cluster ids the REST API allocated in the metadb before starting the workflow.
@@ -40,6 +44,11 @@ SEARCH_ATTRIBUTE_NAMES = (CLUSTER_NAME_ATTRIBUTE, CLUSTER_ADDRESS_ATTRIBUTE, TAS
 def workflow_id_for(address: str, port: int) -> str:
     """One running takeover per cluster endpoint: the workflow id is derived from it."""
     return f"takeover-{address}-{port}"
+
+
+def fleet_workflow_id(name: str) -> str:
+    """A fleet takeover's workflow id, from the name its starter gives it."""
+    return f"fleet-{name}"
 
 
 def config_url_for(public_url: str, cluster_name: str, ob_cluster_id: int) -> str:

@@ -27,6 +27,8 @@ class EngineSettings(Model):
     timeout_scale: float = 1.0
     # First delay between automatic attempts of a transient failure, in seconds.
     retry_initial_interval: float = 1.0
+    # A fleet takeover continues as new once its history has this many events.
+    fleet_history_events: int = 4000
 
 
 class SubtaskInput(Model):

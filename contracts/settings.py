@@ -157,6 +157,13 @@ class Settings(BaseModel):
     retry_interval: float = _setting(
         1.0, "OB_TAKEOVER_RETRY_INTERVAL", "first backoff between attempts of a transient failure, seconds", gt=0
     )
+    fleet_history_events: int = _setting(
+        4000,
+        "OB_TAKEOVER_FLEET_HISTORY_EVENTS",
+        "a fleet takeover's run continues as new once its history has this many events",
+        ge=100,
+        le=50000,
+    )
     stop_grace: float = _setting(
         10.0,
         "OB_TAKEOVER_STOP_GRACE",

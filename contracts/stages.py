@@ -23,8 +23,10 @@ class FanOut(StrEnum):
 
 
 # Every subtask heartbeats, so that a crashed worker is noticed within the heartbeat timeout (at most
-# 30 s, and a third of a short subtask's timeout) and the subtask runs again within its own timeout.
-HEARTBEAT_TIMEOUT_SECONDS = 30
+# 10 s, and a third of a short subtask's timeout) and the subtask runs again within its own timeout.
+HEARTBEAT_TIMEOUT_SECONDS = 10
+# The heartbeat timeout of takeovers started before it was shortened (they keep it when they replay).
+FIRST_HEARTBEAT_TIMEOUT_SECONDS = 30
 WAIT_NODE_NAME = "Wait node"
 WAIT_NODE_TIMEOUT_SECONDS = 30
 # OCP runs at most this many READY or RUNNING subtasks of one task at a time.
@@ -55,6 +57,10 @@ class SubtaskDef:
     @property
     def heartbeat_timeout(self) -> float:
         return min(HEARTBEAT_TIMEOUT_SECONDS, self.timeout / 3)
+
+    @property
+    def first_heartbeat_timeout(self) -> float:
+        return min(FIRST_HEARTBEAT_TIMEOUT_SECONDS, self.timeout / 3)
 
 
 SUBTASKS: tuple[SubtaskDef, ...] = (

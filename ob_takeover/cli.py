@@ -539,6 +539,123 @@ def cmd_precheck(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def fleet_body(args: argparse.Namespace) -> dict[str, Any]:
+    """The fleet body from --file (YAML or JSON): `clusters`, optional `maxConcurrent`, and optional
+    `defaults` merged into every cluster (a shared hostInfo or credential id)."""
+    path = Path(args.file)
+    try:
+        text = path.read_text()
+        if path.suffix.lower() in (".yaml", ".yml"):
+            import yaml
+
+            data = yaml.safe_load(text)
+        else:
+            data = json.loads(text)
+    except OSError as exc:
+        raise CommandError(f"cannot read the fleet from {args.file}: {exc.strerror}") from None
+    except Exception as exc:  # JSON or YAML syntax: the parser's message says where
+        raise CommandError(f"cannot read the fleet from {args.file}: {exc}") from None
+    if not isinstance(data, dict):
+        raise CommandError(f"{args.file}: expected a mapping with 'clusters' (optional: 'defaults', 'maxConcurrent')")
+    defaults = data.pop("defaults", None) or {}
+    if not isinstance(defaults, dict):
+        raise CommandError(f"{args.file}: 'defaults' must be a mapping of takeover request fields")
+    clusters = data.get("clusters")
+    if isinstance(clusters, list):
+        data["clusters"] = [{**defaults, **c} if isinstance(c, dict) else c for c in clusters]
+    if args.max_concurrent is not None:
+        data["maxConcurrent"] = args.max_concurrent
+    return data
+
+
+def fleet_table(view: Any) -> str:
+    """One row per member: where it stands, its task and, when FAILED, which subtask and why."""
+    rows = [
+        f"{'#':>4}  {'CLUSTER':<28} {'STATUS':<16} {'TASK':>10}  {'WORKFLOW':<34} FAILED SUBTASK / MESSAGE",
+    ]
+    for m in view.members:
+        rows.append(
+            f"{m.index:>4}  {(m.cluster_name or m.endpoint):<28} {m.status.value:<16} {m.task_id or '-':>10}  "
+            f"{m.workflow_id:<34} {m.failed_subtask or m.message or ''}".rstrip()
+        )
+    counts = ", ".join(f"{n} {status}" for status, n in sorted(view.counts.items()))
+    rows.append(f"{len(view.members)} clusters: {counts}")
+    return "\n".join(rows)
+
+
+def fleet_exit(view: Any) -> int:
+    """0 when every member ended SUCCESSFUL or ROLLED_BACK, 3 while one works, else 1."""
+    statuses = {m.status.value for m in view.members}
+    if statuses <= {"SUCCESSFUL", "ROLLED_BACK"}:
+        return EXIT_OK
+    if statuses & {"PENDING", "CREATING", "RUNNING", "ROLLING_BACK"}:
+        return EXIT_RUNNING
+    return EXIT_FAILED
+
+
+async def _watch_fleet(fleet: Any) -> Any:
+    """Print the fleet's counts whenever they change, until no member works any more."""
+    last = ""
+    while True:
+        try:
+            view = await fleet.view()
+        except WorkflowQueryFailedError:
+            await asyncio.sleep(0.5)
+            continue
+        line = ", ".join(f"{n} {status}" for status, n in sorted(view.counts.items()))
+        if line != last:
+            print(line, file=sys.stderr, flush=True)
+            last = line
+        if fleet_exit(view) != EXIT_RUNNING:
+            return view
+        await asyncio.sleep(1.0)
+
+
+def cmd_fleet_start(args: argparse.Namespace) -> int:
+    from contracts.fleet import check_fleet_name, parse_fleet_request
+    from contracts.request import InvalidRequest
+    from ob_takeover.client import TakeoverClient
+
+    name = args.name or Path(args.file).stem
+    try:
+        request = parse_fleet_request(fleet_body(args))
+        check_fleet_name(name)
+    except InvalidRequest as exc:
+        raise CommandError(str(exc).replace("invalid takeover request", "invalid fleet")) from None
+
+    async def run() -> int:
+        client = await TakeoverClient.connect(settings=args.settings)
+        fleet = await client.start_fleet(request, name)
+        print(f"started {fleet.workflow_id}: {ui_link(args.settings, fleet.workflow_id)}", file=sys.stderr)
+        result: dict[str, Any] = {"workflowId": fleet.workflow_id, "clusters": len(request.clusters)}
+        code = EXIT_OK
+        if args.wait:
+            view = await _watch_fleet(fleet)
+            print(fleet_table(view))
+            result["counts"] = view.counts
+            code = fleet_exit(view)
+        emit(result)
+        return code
+
+    return asyncio.run(run())
+
+
+def cmd_fleet_status(args: argparse.Namespace) -> int:
+    from ob_takeover.client import TakeoverClient
+
+    async def run() -> int:
+        fleet = (await TakeoverClient.connect(settings=args.settings)).get_fleet(args.fleet)
+        try:
+            view = await fleet.view()
+        except WorkflowQueryFailedError as exc:
+            raise CommandError(f"fleet {fleet.workflow_id} has no table: {exc}", EXIT_FAILED) from None
+        print(fleet_table(view))
+        emit({"workflowId": fleet.workflow_id, "counts": view.counts, "run": view.run})
+        return fleet_exit(view)
+
+    return asyncio.run(run())
+
+
 def _operate(args: argparse.Namespace, *, operation: str) -> int:
     from ob_takeover.client import TakeoverClient
 
@@ -755,6 +872,17 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--wait", action="store_true", help="show progress until the task ends or fails")
         if operation == "status":
             command.add_argument("--timeline", metavar="FILE.svg", help="also draw the task's timeline as an SVG file")
+
+    fleet = commands.add_parser("fleet", help="take many clusters over at once").add_subparsers(
+        dest="action", required=True
+    )
+    command = add(fleet, "start", cmd_fleet_start, "start a fleet takeover from a YAML or JSON file of clusters")
+    command.add_argument("--file", required=True, help="clusters: [takeover bodies], defaults: {…}, maxConcurrent")
+    command.add_argument("--name", help="the fleet's name; its workflow id is fleet-NAME (default: the file's stem)")
+    command.add_argument("--max-concurrent", type=int, help="takeovers running at once (default: the file's, else 10)")
+    command.add_argument("--wait", action="store_true", help="show progress until no member works any more")
+    command = add(fleet, "status", cmd_fleet_status, "the fleet table: every cluster's status and failed subtask")
+    command.add_argument("fleet", help="the fleet's name or workflow id")
 
     vault = commands.add_parser("vault", help="the password box's master key").add_subparsers(
         dest="action", required=True

@@ -25,18 +25,22 @@ from temporalio.exceptions import ApplicationError
 from contracts.engine import (
     CANCEL_SUBTASK_UPDATE,
     DEFAULT_TASK_QUEUE,
+    FLEET_QUERY,
     RETRY_SUBTASK_UPDATE,
     RETRY_UPDATE,
     ROLLBACK_UPDATE,
     SKIP_SUBTASK_UPDATE,
+    fleet_workflow_id,
     workflow_id_for,
 )
 from contracts.errors import OperationRefused
+from contracts.fleet import FleetRequest, FleetView, check_fleet_name, parse_fleet_request
 from contracts.messages import PrecheckReport, SubtaskRef
 from contracts.request import TakeOverRequest, parse_request
 from contracts.settings import Settings, load_settings
 from contracts.task_view import TaskView
 from ob_takeover.connection import connect
+from workflows.fleet import TakeOverFleet
 from workflows.precheck import TakeOverPrecheck
 from workflows.takeover import TakeOverCluster
 
@@ -92,6 +96,29 @@ class Takeover:
         return await self.handle.result()
 
 
+@dataclass
+class Fleet:
+    """One fleet takeover workflow."""
+
+    handle: WorkflowHandle[TakeOverFleet, FleetView]
+
+    @property
+    def workflow_id(self) -> str:
+        return self.handle.id
+
+    async def describe(self) -> WorkflowExecutionDescription:
+        return await self.handle.describe()
+
+    async def view(self) -> FleetView:
+        """The fleet table: every member's status, task id and failed subtask."""
+        view: FleetView = await self.handle.query(FLEET_QUERY, result_type=FleetView)
+        return view
+
+    async def result(self) -> FleetView:
+        """Waits until every member's workflow has ended."""
+        return await self.handle.result()
+
+
 class TakeoverClient:
     """Connects with the project's encrypting data converter; see the module docstring."""
 
@@ -121,6 +148,24 @@ class TakeoverClient:
             memo={"creator": creator or os.environ.get("USER", "unknown")},
         )
         return Takeover(handle)
+
+    async def start_fleet(self, body: dict[str, Any] | FleetRequest, name: str, creator: str | None = None) -> Fleet:
+        """Start a fleet takeover named `name` (workflow id `fleet-NAME`); the body is validated here first."""
+        request = body if isinstance(body, FleetRequest) else parse_fleet_request(body)
+        handle = await self.client.start_workflow(
+            TakeOverFleet.run,
+            request.model_dump(mode="json", exclude_none=True),
+            id=fleet_workflow_id(check_fleet_name(name)),
+            task_queue=self.task_queue,
+            memo={"creator": creator or os.environ.get("USER", "unknown")},
+            static_summary=f"Take over {len(request.clusters)} clusters, {request.max_concurrent} at a time",
+        )
+        return Fleet(handle)
+
+    def get_fleet(self, name_or_id: str) -> Fleet:
+        """A fleet by its name or its workflow id."""
+        workflow_id = name_or_id if name_or_id.startswith("fleet-") else fleet_workflow_id(name_or_id)
+        return Fleet(self.client.get_workflow_handle_for(TakeOverFleet.run, workflow_id))
 
     def get(self, workflow_id: str) -> Takeover:
         return Takeover(self.client.get_workflow_handle_for(TakeOverCluster.run, workflow_id))

@@ -97,25 +97,30 @@ async def test_twenty_clusters_taken_over_at_once_on_one_worker(
         assert runtime.db.query("SELECT * FROM cluster_locks") == []
 
 
+def _calibration_runtime(tmp_path: Path) -> Runtime:
+    db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+    migrate(db)
+    return Runtime(db=db, vault=Vault(MasterKey.generate()), poll_interval=0.2)
+
+
+def _calibration_of(runtime: Runtime, sim: Any, number: int, server: dict[str, Any]) -> Work:
+    """The io calibration subtask of one simulated server, as an activity attempt would run it."""
+    request = parse_request({"rootSysPassword": sim.root_password, "address": sim.address, "port": sim.sql_port})
+    node = ServerNode(ip=server["address"], rpc_port=server["rpc_port"], sql_port=server["sql_port"], zone="z")
+    arg = SubtaskInput(
+        task_id=1, subtask_id=100 + number, subtask_name="Run io calibration", workflow_id="w",
+        operation="EXECUTE", request=request, cluster_name="obcluster", ob_cluster_id=1, node_kind="SERVER",
+        server=node,
+    )  # fmt: skip
+    return Work(arg=arg, runtime=runtime)
+
+
 async def test_io_calibrations_that_poll_hold_no_thread(tmp_path: Path) -> None:
     """Eight io calibrations poll at once with two threads in the pool: another subtask still gets a thread
     at once. (Pollers that slept in a thread held both threads for the whole calibration.)"""
     with simulation(tmp_path, zones=1, servers_per_zone=8, hosts=False, extra=["--io-calibration-seconds", "3"]) as sim:
-        db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
-        migrate(db)
-        runtime = Runtime(db=db, vault=Vault(MasterKey.generate()), poll_interval=0.2)
-        request = parse_request({"rootSysPassword": sim.root_password, "address": sim.address, "port": sim.sql_port})
-
-        def calibration_of(number: int, server: dict[str, Any]) -> Work:
-            node = ServerNode(ip=server["address"], rpc_port=server["rpc_port"], sql_port=server["sql_port"], zone="z")
-            arg = SubtaskInput(
-                task_id=1, subtask_id=100 + number, subtask_name="Run io calibration", workflow_id="w",
-                operation="EXECUTE", request=request, cluster_name="obcluster", ob_cluster_id=1, node_kind="SERVER",
-                server=node,
-            )  # fmt: skip
-            return Work(arg=arg, runtime=runtime)
-
-        works = [calibration_of(number, server) for number, server in enumerate(sim.ready["servers"])]
+        runtime = _calibration_runtime(tmp_path)
+        works = [_calibration_of(runtime, sim, number, server) for number, server in enumerate(sim.ready["servers"])]
         loop = asyncio.get_running_loop()
         loop.set_default_executor(ThreadPoolExecutor(max_workers=2))
         try:
@@ -130,3 +135,39 @@ async def test_io_calibrations_that_poll_hold_no_thread(tmp_path: Path) -> None:
                 work.close()
             loop.set_default_executor(ThreadPoolExecutor())
     assert all("io calibration READY" in " ".join(work.log) for work in works)
+
+
+async def test_a_retried_io_calibration_keeps_the_result_an_earlier_attempt_started(tmp_path: Path) -> None:
+    """The worker is lost 0.5 s into a 2 s calibration and the next attempt comes after it finished: that
+    attempt keeps the result instead of running a new calibration. A new run of the subtask (no progress
+    from an earlier attempt) does calibrate again."""
+    with simulation(tmp_path, hosts=False, extra=["--io-calibration-seconds", "2"]) as sim:
+        runtime = _calibration_runtime(tmp_path)
+        server = sim.ready["servers"][0]
+        label = f"{server['address']}:{server['rpc_port']}"
+
+        def calibrations_run() -> int:
+            statements = sim.state()["statements"].get(label, [])
+            return sum("RUN JOB 'io_calibration'" in statement for statement in statements)
+
+        first = _calibration_of(runtime, sim, 0, server)
+        lost = asyncio.ensure_future(cluster_work.run_io_calibration(first))
+        await asyncio.sleep(0.5)
+        lost.cancel()
+        await asyncio.gather(lost, return_exceptions=True)
+        first.close()
+        await asyncio.sleep(2.5)  # the calibration ends while no attempt watches it
+        assert sim.state()["io_calibration"][label] == "READY"
+
+        retried = _calibration_of(runtime, sim, 0, server)
+        retried.progress = dict(first.progress)  # what the lost attempt's last heartbeat carried
+        await asyncio.wait_for(cluster_work.run_io_calibration(retried), 5)
+        retried.close()
+        assert "its result is kept" in " ".join(retried.log)
+        assert calibrations_run() == 1
+
+        again = _calibration_of(runtime, sim, 0, server)
+        await asyncio.wait_for(cluster_work.run_io_calibration(again), 10)
+        again.close()
+        assert "io calibration started" in " ".join(again.log)
+        assert calibrations_run() == 2

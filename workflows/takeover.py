@@ -28,6 +28,7 @@ from contracts.engine import (
     CANCEL_SUBTASK_UPDATE,
     CLUSTER_ADDRESS_ATTRIBUTE,
     CLUSTER_NAME_ATTRIBUTE,
+    MEMBER_UPDATE_SIGNAL,
     MEMO_CLUSTER_ID,
     MEMO_CREATOR,
     MEMO_TASK_ID,
@@ -42,9 +43,17 @@ from contracts.engine import (
     TASK_STATUS_ATTRIBUTE,
 )
 from contracts.errors import OperationRefused
+from contracts.fleet import MemberStatus, MemberUpdate
 from contracts.messages import DiscoverTopologyInput, EngineSettings, SubtaskInput, SubtaskRef, SubtaskResult
 from contracts.request import TakeOverRequest
-from contracts.stages import ALLOCATE_TASK_ID, DISCOVER_TOPOLOGY, LOAD_ENGINE_SETTINGS, LOCK_STAGE, UNLOCK_STAGE
+from contracts.stages import (
+    ALLOCATE_TASK_ID,
+    DISCOVER_TOPOLOGY,
+    LOAD_ENGINE_SETTINGS,
+    LOCK_STAGE,
+    UNLOCK_STAGE,
+    SubtaskDef,
+)
 from contracts.task_view import Operation, SubtaskStatus, TaskView
 from contracts.topology import ClusterEndpoint, Topology
 from workflows.inputs import parse_request_or_fail
@@ -61,6 +70,10 @@ MIN_SCALED_TIMEOUT_SECONDS = 3.0
 MIN_SCALED_HEARTBEAT_SECONDS = 2.0
 # Task ids from the metadb instead of random numbers.
 METADB_IDS_PATCH = "metadb-task-ids"
+# Subtasks heartbeat within 10 s instead of 30 s, so a lost worker's subtask runs again sooner.
+SHORT_HEARTBEAT_PATCH = "heartbeat-10s"
+# A takeover started by a fleet tells the fleet when its status changes.
+FLEET_MEMBER_PATCH = "fleet-member-updates"
 
 
 @workflow.defn(name=TAKEOVER_WORKFLOW)
@@ -72,11 +85,22 @@ class TakeOverCluster:
         self._running: dict[int, asyncio.Task[None]] = {}
         self._changed = False
         self._published_status = "CREATING"
+        self._updates_sent = 0
+        self._updates: list[asyncio.Task[None]] = []
 
     @workflow.run
     async def run(self, body: Any) -> TaskView:
         # `Any`, not a typed model: a body of the wrong shape must reach parse_request and fail the
         # workflow with InvalidRequest, instead of failing its decoding and being retried for ever.
+        try:
+            return await self._take_over(body)
+        except ApplicationError as exc:
+            if self._task is None:  # ended before its task existed: a fleet learns why
+                self._tell_fleet(MemberStatus.NOT_STARTED, message=exc.message)
+                await self._updates_delivered()
+            raise
+
+    async def _take_over(self, body: Any) -> TaskView:
         request = parse_request_or_fail(body)
         self._request = request
         workflow.upsert_search_attributes(
@@ -115,8 +139,10 @@ class TakeOverCluster:
             await self._drive()
         except asyncio.CancelledError:
             await self._abort()
+            await self._updates_delivered()
             raise
         await workflow.wait_condition(workflow.all_handlers_finished)
+        await self._updates_delivered()
         return self._task.view()
 
     async def _ids(self) -> tuple[int, int, int | None]:
@@ -337,7 +363,7 @@ class TakeOverCluster:
                 arg,
                 result_type=SubtaskResult,
                 schedule_to_close_timeout=self._scaled(stage.timeout),
-                heartbeat_timeout=self._scaled(stage.heartbeat_timeout, MIN_SCALED_HEARTBEAT_SECONDS),
+                heartbeat_timeout=self._heartbeat_timeout(stage),
                 retry_policy=RetryPolicy(
                     initial_interval=timedelta(seconds=self._settings.retry_initial_interval),
                     maximum_interval=timedelta(seconds=30),
@@ -403,7 +429,7 @@ class TakeOverCluster:
                 result_type=SubtaskResult,
                 schedule_to_close_timeout=self._scaled(UNLOCK_STAGE.timeout),
                 # A worker lost while it releases the lock is noticed, and the release runs again.
-                heartbeat_timeout=self._scaled(UNLOCK_STAGE.heartbeat_timeout, MIN_SCALED_HEARTBEAT_SECONDS),
+                heartbeat_timeout=self._heartbeat_timeout(UNLOCK_STAGE),
                 summary=f"Abort · {UNLOCK_STAGE.name} · {task.topology.cluster_name}",
             )
             unlock.append_log(f"############{{CANCEL}}{{{self._now()}}}############")
@@ -420,12 +446,56 @@ class TakeOverCluster:
         if status != self._published_status:
             self._published_status = status
             workflow.upsert_search_attributes([TASK_STATUS_KEY.value_set(status)])
+            self._tell_fleet(MemberStatus(status))
+
+    # --- the fleet this takeover belongs to, if any -----------------------------------------------
+
+    def _tell_fleet(self, status: MemberStatus, message: str | None = None) -> None:
+        """Signal the fleet that started this takeover (if one did) that its status changed. The fleet is
+        addressed by workflow id, so a fleet that continued as new gets it in its current run."""
+        parent = workflow.info().parent
+        if parent is None or not workflow.patched(FLEET_MEMBER_PATCH):
+            return
+        self._updates_sent += 1
+        task = self._task
+        failed = next((s for s in task.subtasks if s.status is SubtaskStatus.FAILED), None) if task else None
+        update = MemberUpdate(
+            workflow_id=workflow.info().workflow_id,
+            status=status,
+            seq=self._updates_sent,
+            cluster_name=task.topology.cluster_name if task else None,
+            task_id=task.id if task else None,
+            failed_subtask=f"{failed.name}{' · ' + failed.plan.node if failed.plan.node else ''}" if failed else None,
+            message=message or (_failure_of(failed) if failed else None),
+        )
+        fleet = workflow.get_external_workflow_handle(parent.workflow_id)
+        self._updates.append(asyncio.create_task(self._send_update(fleet, update)))
+
+    async def _send_update(self, fleet: workflow.ExternalWorkflowHandle[Any], update: MemberUpdate) -> None:
+        try:
+            await fleet.signal(MEMBER_UPDATE_SIGNAL, update)
+        except Exception as exc:  # the fleet has ended: the takeover goes on without it
+            workflow.logger.warning("could not tell fleet %s of status %s: %s", fleet.id, update.status, exc)
+
+    async def _updates_delivered(self) -> None:
+        if self._updates:
+            await asyncio.gather(*self._updates)
 
     def _now(self) -> str:
         return format_time(workflow.now())
 
+    def _heartbeat_timeout(self, stage: SubtaskDef) -> timedelta:
+        seconds = stage.heartbeat_timeout if workflow.patched(SHORT_HEARTBEAT_PATCH) else stage.first_heartbeat_timeout
+        return self._scaled(seconds, MIN_SCALED_HEARTBEAT_SECONDS)
+
     def _scaled(self, seconds: float, floor: float = MIN_SCALED_TIMEOUT_SECONDS) -> timedelta:
         return timedelta(seconds=max(seconds * self._settings.timeout_scale, floor))
+
+
+def _failure_of(subtask: Subtask) -> str | None:
+    """Why a FAILED subtask failed: its log's last `FAILED:` line."""
+    lines = [line for line in subtask.log.splitlines() if line.startswith("FAILED: ")]
+    return lines[-1].removeprefix("FAILED: ") if lines else None
 
 
 def _failure_log(error: ActivityError) -> list[str]:

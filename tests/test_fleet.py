@@ -1,0 +1,165 @@
+"""A fleet takeover on the engine: every cluster is taken over as its own takeover workflow, at most
+`maxConcurrent` at a time; a FAILED member waits for its operator without holding the others back; a
+cluster already being taken over is not started twice; the fleet continues as new to bound its history."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from datetime import datetime
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowExecutionStatus
+
+from contracts.engine import workflow_id_for
+from contracts.fleet import MemberStatus, parse_fleet_request
+from contracts.request import InvalidRequest
+from ob_takeover.client import Fleet, TakeoverClient
+from tests.driver import BODY, keep_history, start, wait_for
+from tests.fakes import FakeCluster
+
+
+def fleet_of(count: int, max_concurrent: int) -> tuple[dict[str, Any], list[str]]:
+    """A fleet body of `count` clusters with endpoints of their own (workflow ids are per endpoint)."""
+    port = 20000 + uuid.uuid4().int % 40000
+    clusters = [{**BODY, "address": f"127.0.9.{number + 1}", "port": port} for number in range(count)]
+    return {"clusters": clusters, "maxConcurrent": max_concurrent}, [
+        workflow_id_for(c["address"], port) for c in clusters
+    ]
+
+
+async def wait_fleet(fleet: Fleet, predicate: Any, timeout: float = 30) -> Any:
+    deadline = time.monotonic() + timeout
+    view = None
+    while time.monotonic() < deadline:
+        try:
+            view = await fleet.view()
+        except Exception:  # the fleet's first workflow task has not run yet
+            view = None
+        if view is not None and predicate(view):
+            return view
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"fleet condition not reached: {view.counts if view else 'no table'}")
+
+
+def max_overlap(spans: list[tuple[float, float]]) -> int:
+    events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])
+    running = peak = 0
+    for _, change in events:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+async def test_a_fleet_takes_every_cluster_over_a_bounded_number_at_a_time(
+    client: Client, task_queue: str, running_worker: Any
+) -> None:
+    fake = FakeCluster()
+    fake.delays["run_io_calibration"] = 0.3
+    fake.fail("register_config_url", times=1)  # the first member to get there FAILS and waits for its operator
+    body, workflow_ids = fleet_of(6, max_concurrent=2)
+    takeovers = TakeoverClient(client, task_queue)
+    async with running_worker(fake):
+        fleet = await takeovers.start_fleet(body, f"test-{uuid.uuid4().hex[:8]}")
+        view = await wait_fleet(fleet, lambda v: v.counts.get("FAILED") == 1 and v.counts.get("SUCCESSFUL") == 5)
+        # The FAILED member names its task and subtask; the other five went on without it.
+        broken = next(m for m in view.members if m.status is MemberStatus.FAILED)
+        assert broken.failed_subtask == "Register config url"
+        assert broken.task_id is not None and "injected failure of register_config_url" in (broken.message or "")
+        assert (await fleet.describe()).status is WorkflowExecutionStatus.RUNNING
+        # The operator retries the member on its own workflow, as any takeover; the fleet then ends.
+        member = takeovers.get(broken.workflow_id)
+        await member.retry()
+        result = await asyncio.wait_for(fleet.result(), 30)
+        await keep_history(fleet.handle, "fleet_6")
+        await keep_history(member.handle, "fleet_member_retried")
+    assert [m.status for m in result.members] == [MemberStatus.SUCCESSFUL] * 6
+    assert [m.workflow_id for m in result.members] == workflow_ids
+    assert all(m.task_id and m.cluster_name == "obcluster" for m in result.members)
+    spans = []
+    for workflow_id in workflow_ids:
+        description = await client.get_workflow_handle(workflow_id).describe()
+        assert description.parent_id == fleet.workflow_id
+        assert description.close_time is not None
+        if workflow_id != broken.workflow_id:
+            task = await takeovers.get(workflow_id).result()
+            assert task.finish_time is not None
+            finished = datetime.fromisoformat(task.finish_time).timestamp()
+            spans.append((description.start_time.timestamp(), finished))
+    # From its start to its task's end, never more than two of the others worked at once, and the FAILED
+    # one gave its slot back while it waited: two of the others overlap.
+    assert max_overlap(spans) == 2
+
+
+async def test_a_cluster_already_being_taken_over_is_not_started_again(
+    client: Client, task_queue: str, running_worker: Any
+) -> None:
+    fake = FakeCluster()
+    blocked = fake.block("prepare_takeover")
+    body, workflow_ids = fleet_of(3, max_concurrent=3)
+    takeovers = TakeoverClient(client, task_queue)
+    async with running_worker(fake):
+        single = await start(client, task_queue, body["clusters"][1], workflow_id=workflow_ids[1])
+        await wait_for(single, lambda task: task.status.value == "RUNNING")
+        fleet = await takeovers.start_fleet(body, f"test-{uuid.uuid4().hex[:8]}")
+        view = await wait_fleet(fleet, lambda v: v.members[1].status is MemberStatus.NOT_STARTED)
+        assert "already running" in (view.members[1].message or "")
+        blocked.set()
+        result = await asyncio.wait_for(fleet.result(), 30)
+        await single.result()
+    assert [m.status for m in result.members] == [
+        MemberStatus.SUCCESSFUL,
+        MemberStatus.NOT_STARTED,
+        MemberStatus.SUCCESSFUL,
+    ]
+    # The single takeover was not touched by the fleet: it has no parent.
+    assert (await single.describe()).parent_id is None
+
+
+async def test_a_member_that_cannot_start_its_task_is_reported_with_the_reason(
+    client: Client, task_queue: str, running_worker: Any
+) -> None:
+    fake = FakeCluster()
+    body, _ = fleet_of(2, max_concurrent=2)
+    body["clusters"][0]["port"] = body["clusters"][1]["port"] + 1  # its own port, then an unreachable cluster
+    from temporalio.exceptions import ApplicationError
+
+    fake.discovery_error = ApplicationError(
+        "Access denied for user root@sys", type="BadCredentials", non_retryable=True
+    )
+    async with running_worker(fake):
+        fleet = await TakeoverClient(client, task_queue).start_fleet(body, f"test-{uuid.uuid4().hex[:8]}")
+        result = await asyncio.wait_for(fleet.result(), 30)
+    assert [m.status for m in result.members] == [MemberStatus.NOT_STARTED] * 2
+    assert all("Access denied" in (m.message or "") for m in result.members)
+
+
+async def test_a_long_fleet_continues_as_new_and_loses_no_member(
+    client: Client, task_queue: str, running_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OB_TAKEOVER_FLEET_HISTORY_EVENTS", "100")
+    fake = FakeCluster()
+    fake.delays["run_io_calibration"] = 0.2
+    body, workflow_ids = fleet_of(10, max_concurrent=3)
+    async with running_worker(fake):
+        fleet = await TakeoverClient(client, task_queue).start_fleet(body, f"test-{uuid.uuid4().hex[:8]}")
+        result = await asyncio.wait_for(fleet.result(), 60)
+    assert result.run > 1
+    assert [m.status for m in result.members] == [MemberStatus.SUCCESSFUL] * 10
+    assert [m.workflow_id for m in result.members] == workflow_ids
+    assert all(m.task_id is not None for m in result.members)
+
+
+def test_a_fleet_body_names_the_cluster_and_field_of_each_error() -> None:
+    body, _ = fleet_of(3, max_concurrent=2)
+    body["clusters"][1] = {**body["clusters"][1], "port": "x", "rootSysPassword": None}
+    body["clusters"][2] = dict(body["clusters"][0])  # the same endpoint twice
+    body["maxConcurrent"] = 0
+    body["max"] = 3
+    with pytest.raises(InvalidRequest) as info:
+        parse_fleet_request(body)
+    fields = {error.field for error in info.value.errors}
+    assert {"clusters[1].port", "clusters[2]", "maxConcurrent", "max"} <= fields
+    assert "S3cret" not in str(info.value)

@@ -1,0 +1,245 @@
+"""`TakeOverFleet`: many clusters taken over by one workflow, at most `maxConcurrent` at a time.
+
+Each cluster runs as a `TakeOverCluster` child with the workflow id a single takeover of it gets, so the
+one-takeover-per-cluster rule holds and operators act on a member's own workflow as on any takeover. A
+member that FAILED waits there for its operator and gives its slot to the next cluster; the fleet ends once
+every member's workflow has ended. Members outlive the fleet's runs (parent close policy ABANDON): the fleet
+continues as new to keep its history bounded, and members signal their status to whichever run is current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.exceptions import (
+    ApplicationError,
+    ChildWorkflowError,
+    WorkflowAlreadyStartedError,
+    is_cancelled_exception,
+)
+from temporalio.workflow import ParentClosePolicy
+
+from contracts.engine import (
+    FLEET_QUERY,
+    FLEET_WORKFLOW,
+    MEMBER_UPDATE_SIGNAL,
+    MEMO_CREATOR,
+    TAKEOVER_WORKFLOW,
+    workflow_id_for,
+)
+from contracts.fleet import (
+    CLOSED,
+    WORKING,
+    FleetMember,
+    FleetState,
+    FleetView,
+    MemberStatus,
+    MemberUpdate,
+    parse_fleet_request,
+)
+from contracts.messages import EngineSettings
+from contracts.request import InvalidRequest, TakeOverRequest
+from contracts.stages import LOAD_ENGINE_SETTINGS
+from contracts.task_view import Operation, TaskView
+
+# Rows of the fleet table shown in the Temporal UI's current details (failed and running ones first).
+DETAILS_ROWS = 25
+
+
+@workflow.defn(name=FLEET_WORKFLOW)
+class TakeOverFleet:
+    def __init__(self) -> None:
+        self._members: list[FleetMember] = []
+        self._by_id: dict[str, int] = {}
+        self._pending: dict[int, TakeOverRequest] = {}
+        self._seqs: dict[str, int] = {}
+        self._max_concurrent = 1
+        self._run = 1
+        self._starting = 0
+        self._following: dict[int, asyncio.Task[None]] = {}
+        self._changed = False
+
+    @workflow.run
+    async def run(self, body: Any) -> FleetView:
+        self._load(body)
+        settings = await workflow.execute_local_activity(
+            LOAD_ENGINE_SETTINGS, result_type=EngineSettings, start_to_close_timeout=timedelta(seconds=10)
+        )
+        workflow.logger.info(
+            "fleet run %d: %d clusters, %d not started, at most %d at once",
+            self._run,
+            len(self._members),
+            len(self._pending),
+            self._max_concurrent,
+        )
+        while True:
+            self._start_next()
+            self._publish()
+            if self._view().finished:
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                return self._view()
+            if self._history_full(settings.fleet_history_events):
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(self._state().model_dump(mode="json", exclude_none=True))
+            await workflow.wait_condition(lambda: self._changed)
+            self._changed = False
+
+    def _load(self, body: Any) -> None:
+        """A new fleet's request, or the state an earlier run of this fleet handed over."""
+        if isinstance(body, dict) and "members" in body:
+            state = FleetState.model_validate(body)
+            self._members = list(state.members)
+            self._pending = dict(state.pending)
+            self._seqs = dict(state.seqs)
+            self._max_concurrent = state.max_concurrent
+            self._run = state.run
+        else:
+            try:
+                request = parse_fleet_request(body)
+            except InvalidRequest as exc:
+                raise ApplicationError(
+                    str(exc), [e.model_dump() for e in exc.errors], type=exc.type, non_retryable=True
+                ) from None
+            self._members = [
+                FleetMember(index=index, workflow_id=workflow_id_for(c.address, c.port), endpoint=c.endpoint)
+                for index, c in enumerate(request.clusters)
+            ]
+            self._pending = dict(enumerate(request.clusters))
+            self._max_concurrent = request.max_concurrent
+        self._by_id = {member.workflow_id: member.index for member in self._members}
+
+    # --- queries and signals --------------------------------------------------------------------
+
+    @workflow.query(name=FLEET_QUERY)
+    def fleet(self) -> FleetView:
+        return self._view()
+
+    @workflow.signal(name=MEMBER_UPDATE_SIGNAL)
+    def member_update(self, update: MemberUpdate) -> None:
+        index = self._by_id.get(update.workflow_id)
+        if index is None or update.seq <= self._seqs.get(update.workflow_id, 0):
+            return  # not ours, or older than what the fleet knows
+        member = self._members[index]
+        if member.status in CLOSED:
+            return
+        self._seqs[update.workflow_id] = update.seq
+        self._set(
+            index,
+            update.status,
+            cluster_name=update.cluster_name or member.cluster_name,
+            task_id=update.task_id or member.task_id,
+            failed_subtask=update.failed_subtask,
+            message=update.message,
+        )
+
+    # --- members -------------------------------------------------------------------------------
+
+    def _start_next(self) -> None:
+        working = sum(member.status in WORKING for member in self._members)
+        while working < self._max_concurrent and self._pending:
+            index = min(self._pending)
+            request = self._pending.pop(index)
+            self._set(index, MemberStatus.CREATING)
+            working += 1
+            self._starting += 1
+            self._following[index] = asyncio.create_task(self._member(index, request))
+
+    async def _member(self, index: int, request: TakeOverRequest) -> None:
+        """Start one member and follow it to its end (within this run; later runs learn from its signals)."""
+        member = self._members[index]
+        try:
+            handle = await workflow.start_child_workflow(
+                TAKEOVER_WORKFLOW,
+                request.model_dump(mode="json", exclude_none=True),
+                id=member.workflow_id,
+                task_queue=workflow.info().task_queue,
+                parent_close_policy=ParentClosePolicy.ABANDON,
+                memo={MEMO_CREATOR: workflow.memo_value(MEMO_CREATOR, "temporal")},
+                result_type=TaskView,
+                static_summary=f"Take over {member.endpoint} · fleet {workflow.info().workflow_id}",
+            )
+        except WorkflowAlreadyStartedError:
+            message = f"a takeover of this cluster is already running as workflow {member.workflow_id}"
+            self._set(index, MemberStatus.NOT_STARTED, message=message)
+            return
+        finally:
+            self._starting -= 1
+            self._changed = True
+        try:
+            view: TaskView = await handle
+        except ChildWorkflowError as exc:
+            if is_cancelled_exception(exc):
+                self._set(index, MemberStatus.ABORTED, message="aborted")
+            elif self._members[index].task_id is None:
+                self._set(index, MemberStatus.NOT_STARTED, message=_cause(exc))
+            else:
+                self._set(index, MemberStatus.ABORTED, message=_cause(exc))
+            return
+        rolled_back = view.operation is Operation.ROLLBACK
+        self._set(
+            index,
+            MemberStatus.ROLLED_BACK if rolled_back else MemberStatus.SUCCESSFUL,
+            task_id=view.id,
+            failed_subtask=None,
+            message=None,
+        )
+
+    def _set(self, index: int, status: MemberStatus, **changes: Any) -> None:
+        member = self._members[index]
+        self._members[index] = member.model_copy(update={"status": status, **changes})
+        if status is not member.status:
+            workflow.logger.info("fleet: %s is %s", member.workflow_id, status.value)
+        self._changed = True
+
+    # --- state ---------------------------------------------------------------------------------
+
+    def _history_full(self, limit: int) -> bool:
+        """Whether to continue as new: the history is long and no member is being started right now."""
+        info = workflow.info()
+        long = info.get_current_history_length() >= limit or info.is_continue_as_new_suggested()
+        return long and self._starting == 0
+
+    def _state(self) -> FleetState:
+        return FleetState(
+            max_concurrent=self._max_concurrent,
+            members=self._members,
+            pending=self._pending,
+            run=self._run + 1,
+            seqs=self._seqs,
+        )
+
+    def _view(self) -> FleetView:
+        return FleetView(max_concurrent=self._max_concurrent, members=self._members, run=self._run)
+
+    def _publish(self) -> None:
+        view = self._view()
+        counts = ", ".join(f"{count} {status}" for status, count in sorted(view.counts.items()))
+        order = {MemberStatus.FAILED: 0, MemberStatus.ROLLBACK_FAILED: 0, MemberStatus.NOT_STARTED: 1}
+        shown = sorted(
+            (m for m in view.members if m.status is not MemberStatus.SUCCESSFUL),
+            key=lambda m: (order.get(m.status, 2), m.index),
+        )
+        lines = [
+            f"**Fleet** · {len(view.members)} clusters · {counts} · at most {view.max_concurrent} at once",
+            "",
+            "| cluster | workflow | status | failed subtask |",
+            "|---|---|---|---|",
+        ]
+        for member in shown[:DETAILS_ROWS]:
+            lines.append(
+                f"| {member.cluster_name or member.endpoint} | {member.workflow_id} | {member.status.value} "
+                f"| {member.failed_subtask or member.message or '-'} |"
+            )
+        if len(shown) > DETAILS_ROWS:
+            lines.append(f"| … | {len(shown) - DETAILS_ROWS} more | | |")
+        workflow.set_current_details("\n".join(lines))
+
+
+def _cause(error: BaseException) -> str:
+    """The innermost message of a child's failure chain."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(getattr(error, "message", None) or error)
