@@ -101,7 +101,7 @@ HISTORIES = Path(__file__).resolve().parent / "histories"
 RECORD_ENV = "OB_TAKEOVER_RECORD_HISTORIES"
 
 
-async def keep_history(handle: Handle, name: str) -> None:
+async def keep_history(handle: WorkflowHandle[Any, Any], name: str) -> None:
     """Save the workflow's history for the replay test when OB_TAKEOVER_RECORD_HISTORIES=1.
 
     Recorded histories are checked in; replaying them in CI catches changes that would break
