@@ -148,9 +148,10 @@ def takeover_body(sim: Simulation, runtime: Runtime, host_type: str = "sim") -> 
 
 
 @contextmanager
-def many_simulations(tmp_path: Path, count: int) -> Iterator[list[Simulation]]:
+def many_simulations(tmp_path: Path, count: int, extra: list[str] | None = None) -> Iterator[list[Simulation]]:
     """`count` different one-server clusters with their hosts (obcluster0..N-1, cluster ids 1..N), each on
-    its own loopback block; `tmp_path / "known_hosts"` lists all their host keys."""
+    its own loopback block (`extra`: more simulator options); `tmp_path / "known_hosts"` lists all their
+    host keys."""
     with ExitStack() as stack:
         sims = [
             stack.enter_context(
@@ -159,7 +160,7 @@ def many_simulations(tmp_path: Path, count: int) -> Iterator[list[Simulation]]:
                     zones=1,
                     servers_per_zone=1,
                     base=f"127.{100 + i}.{random.randint(1, 254)}.2",
-                    extra=["--cluster-name", f"obcluster{i}", "--cluster-id", str(i + 1)],
+                    extra=["--cluster-name", f"obcluster{i}", "--cluster-id", str(i + 1), *(extra or [])],
                 )
             )
             for i in range(count)
