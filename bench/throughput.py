@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from bench.harness import machine, peak_rss_mb, start_dev_server
+from bench.harness import machine, peak_rss_mb, simulated_bodies, start_dev_server
 from contracts.settings import load_settings
-from metadb import credentials, hosts
+from metadb import hosts
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
@@ -47,18 +47,7 @@ async def main() -> None:
     host_type = hosts.add_host_type(db, "bench")
     with many_simulations(work, args.clusters) as sims:
         known_hosts = work / "known_hosts"
-        bodies = []
-        for i, sim in enumerate(sims):
-            credential = credentials.save_credential(
-                db, vault, kind=credentials.HOST, name=f"key{i}", username="admin",
-                secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
-            )  # fmt: skip
-            bodies.append(
-                {
-                    "rootSysPassword": sim.root_password, "address": sim.address, "port": sim.sql_port,
-                    "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": sim.ssh_port},
-                }
-            )  # fmt: skip
+        bodies = simulated_bodies(db, vault, sims, host_type)
         worker_env = {
             **os.environ,
             "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,

@@ -8,6 +8,7 @@ import asyncio
 import time
 import uuid
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +20,7 @@ from contracts.request import InvalidRequest
 from ob_takeover.client import Fleet, TakeoverClient
 from tests.driver import BODY, keep_history, start, wait_for
 from tests.fakes import FakeCluster
+from tests.test_client_and_operator_cli import cli
 
 
 def fleet_of(count: int, max_concurrent: int) -> tuple[dict[str, Any], list[str]]:
@@ -163,3 +165,39 @@ def test_a_fleet_body_names_the_cluster_and_field_of_each_error() -> None:
     fields = {error.field for error in info.value.errors}
     assert {"clusters[1].port", "clusters[2]", "maxConcurrent", "max"} <= fields
     assert "S3cret" not in str(info.value)
+
+
+async def test_fleet_commands_start_from_a_yaml_file_and_show_the_table(
+    client: Client, task_queue: str, running_worker: Any, tmp_path: Path
+) -> None:
+    fake = FakeCluster()
+    port = 20000 + uuid.uuid4().int % 40000
+    fleet_file = tmp_path / "clusters.yaml"
+    fleet_file.write_text(
+        "maxConcurrent: 2\n"
+        "defaults:\n"
+        "  rootSysPassword: S3cret!pw\n"
+        "  port: " + str(port) + "\n"
+        "clusters:\n"
+        "  - address: 127.0.8.1\n"
+        "  - address: 127.0.8.2\n"
+        "  - address: 127.0.8.3\n"
+    )
+    name = f"cli-{uuid.uuid4().hex[:8]}"
+    async with running_worker(fake):
+        code, out, text = await cli(
+            client, task_queue, "fleet", "start", "--file", str(fleet_file), "--name", name, "--wait"
+        )
+        assert code == 0, text
+        assert out == {"workflowId": f"fleet-{name}", "clusters": 3, "counts": {"SUCCESSFUL": 3}}
+        assert "S3cret" not in text
+        code, out, text = await cli(client, task_queue, "fleet", "status", name)
+    assert code == 0 and out is not None and out["counts"] == {"SUCCESSFUL": 3}, text
+    rows = [line.split() for line in text.splitlines() if "takeover-127.0.8." in line]
+    assert [(row[1], row[2]) for row in rows] == [("obcluster", "SUCCESSFUL")] * 3
+    # A bad file is refused before anything starts, naming the cluster and field.
+    fleet_file.write_text("clusters:\n  - address: 127.0.8.1\n    port: x\n    rootSysPassword: S3cret!pw\n")
+    code, _, text = await cli(client, task_queue, "fleet", "start", "--file", str(fleet_file), "--name", name + "b")
+    assert code == 2 and "clusters[0].port" in text and "S3cret" not in text, text
+    code, _, text = await cli(client, task_queue, "fleet", "status", "nowhere-" + name)
+    assert code == 2 and "Traceback" not in text, text
