@@ -1,4 +1,5 @@
-"""`python -m obsim`: a simulated OceanBase cluster (and, with --ssh-port, its hosts).
+"""`python -m obsim`: a simulated OceanBase cluster (and, with --ssh-port, its hosts; with --proxy-port, an
+OBProxy in front of it).
 
 Prints one line `READY {json}` once every endpoint accepts connections; stops cleanly on SIGTERM.
 """
@@ -22,6 +23,7 @@ from aiohttp import web
 from obsim.cluster import ServerSpec, SimCluster
 from obsim.control import control_app
 from obsim.hosts import start_hosts
+from obsim.proxy import start_proxy_endpoint
 from obsim.server import start_sql_endpoint
 
 
@@ -44,6 +46,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cluster-id", type=int, default=1)
     parser.add_argument("--version", default="4.2.1.8")
     parser.add_argument("--io-calibration-seconds", type=float, default=1.0)
+    parser.add_argument(
+        "--standby", action="store_true", help="a standby cluster: its user tenants report TENANT_ROLE 'STANDBY'"
+    )
+    parser.add_argument("--proxy-port", type=int, help="also run an OBProxy on this port (0 picks a free port)")
+    parser.add_argument("--proxy-address", default="127.0.0.1", help="the OBProxy's loopback address")
     parser.add_argument("--control-port", type=int, default=0, help="0 picks a free port")
     parser.add_argument("--ssh-port", type=int, help="also start one SSH server per host on this port")
     parser.add_argument("--hosts-dir", type=Path, help="where the simulated hosts' roots live (with --ssh-port)")
@@ -57,6 +64,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     base = ipaddress.ip_address(args.base_address)
     if not base.is_loopback:
         parser.error("--base-address must be a loopback address (127.0.0.0/8)")
+    if not ipaddress.ip_address(args.proxy_address).is_loopback:
+        parser.error("--proxy-address must be a loopback address (127.0.0.0/8)")
     last = ipaddress.ip_address(int(base) + args.zones * args.servers_per_zone - 1)
     if not last.is_loopback:
         parser.error("too many servers for the loopback range from --base-address")
@@ -88,6 +97,7 @@ async def run(args: argparse.Namespace) -> None:
         cluster_id=args.cluster_id,
         version=args.version,
         io_calibration_seconds=args.io_calibration_seconds,
+        standby=args.standby,
     )
     hosts = None
     relays: dict[str, str] | None = None
@@ -97,11 +107,18 @@ async def run(args: argparse.Namespace) -> None:
         relays = {s.label: str(base / "sock" / f"{s.ip}-{s.rpc_port}.sock") for s in specs}
     endpoints = [await start_sql_endpoint(cluster, spec, relays[spec.label] if relays else None) for spec in specs]
     ready: dict[str, Any] = {
-        "cluster": {"name": args.cluster_name, "id": args.cluster_id, "version": args.version},
+        "cluster": {"name": args.cluster_name, "id": args.cluster_id, "version": args.version, "standby": args.standby},
         "servers": [{"zone": s.zone, "address": s.ip, "sql_port": s.sql_port, "rpc_port": s.rpc_port} for s in specs],
         "hosts": [],
     }
     extra_state: dict[str, Any] = {}
+    if args.proxy_port is not None:
+        proxy = await start_proxy_endpoint(cluster, args.proxy_address, args.proxy_port)
+        endpoints.append(proxy)
+        ready["proxy"] = extra_state["proxy"] = {
+            "address": args.proxy_address,
+            "port": proxy.sockets()[0].getsockname()[1],
+        }
     if args.ssh_port:
         hosts = await start_hosts(specs, args.ssh_port, base, args.sql_port, relays=relays, password=args.ssh_password)
         ready["hosts"] = [{"address": h.address, "ssh_port": args.ssh_port, "root": str(h.root)} for h in hosts.hosts]

@@ -83,7 +83,8 @@ CREATE TABLE rsrc_group_mappings (attribute TEXT, value TEXT, consumer_group TEX
     PRIMARY KEY (attribute, value));
 CREATE TABLE variables (name TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE statements (seq INTEGER PRIMARY KEY AUTOINCREMENT, server TEXT, user TEXT, sql TEXT,
-    error INTEGER, at TEXT);
+    error INTEGER, at TEXT, endpoint TEXT, login TEXT);
+CREATE TABLE logins (seq INTEGER PRIMARY KEY AUTOINCREMENT, endpoint TEXT, login TEXT, error INTEGER, at TEXT);
 
 CREATE VIEW DBA_OB_SERVERS AS SELECT svr_ip AS SVR_IP, svr_port AS SVR_PORT, id AS ID, zone AS ZONE,
     sql_port AS SQL_PORT, with_rootserver AS WITH_ROOTSERVER, status AS STATUS,
@@ -94,9 +95,12 @@ CREATE VIEW GV$OB_SERVERS AS SELECT svr_ip AS SVR_IP, svr_port AS SVR_PORT, zone
     FROM servers WHERE stop_time IS NULL;
 CREATE VIEW DBA_OB_ZONES AS SELECT zone AS ZONE, status AS STATUS, region AS REGION, idc AS IDC,
     type AS TYPE FROM zones;
+-- TENANT_ROLE as OceanBase 4.x defines the view: the sys tenant and the meta tenants (odd ids) are PRIMARY
+-- whatever the cluster's role; only user tenants report STANDBY on a standby cluster.
 CREATE VIEW DBA_OB_TENANTS AS SELECT tenant_id AS TENANT_ID, tenant_name AS TENANT_NAME,
     tenant_type AS TENANT_TYPE, primary_zone AS PRIMARY_ZONE, locality AS LOCALITY,
-    compatibility_mode AS COMPATIBILITY_MODE, status AS STATUS, tenant_role AS TENANT_ROLE FROM tenants;
+    compatibility_mode AS COMPATIBILITY_MODE, status AS STATUS,
+    CASE WHEN tenant_id = 1 OR tenant_id % 2 = 1 THEN 'PRIMARY' ELSE tenant_role END AS TENANT_ROLE FROM tenants;
 CREATE VIEW DBA_OB_UNIT_CONFIGS AS SELECT unit_config_id AS UNIT_CONFIG_ID, name AS NAME,
     max_cpu AS MAX_CPU, min_cpu AS MIN_CPU, memory_size AS MEMORY_SIZE, log_disk_size AS LOG_DISK_SIZE,
     max_iops AS MAX_IOPS, min_iops AS MIN_IOPS, iops_weight AS IOPS_WEIGHT FROM unit_configs;
@@ -228,8 +232,10 @@ class SimCluster:
         cluster_id: int = 1,
         version: str = "4.2.1.8",
         io_calibration_seconds: float = 1.0,
+        standby: bool = False,
     ) -> None:
         self.version = version
+        self.standby = standby
         self.cluster_name = cluster_name
         self.cluster_id = cluster_id
         self.io_calibration_seconds = io_calibration_seconds
@@ -291,12 +297,13 @@ class SimCluster:
     def _seed_tenants(self, zones: list[str], servers: list[ServerSpec]) -> None:
         db = self._db
         locality = ", ".join(f"FULL{{1}}@{z}" for z in zones)
+        cluster_role = "STANDBY" if self.standby else "PRIMARY"
         tenants = [
             (1, "sys", "SYS", "MYSQL", "PRIMARY"),
-            (1001, "META$1002", "META", "MYSQL", "PRIMARY"),
-            (1002, "app_mysql", "USER", "MYSQL", "PRIMARY"),
-            (1003, "META$1004", "META", "MYSQL", "PRIMARY"),
-            (1004, "app_oracle", "USER", "ORACLE", "PRIMARY"),
+            (1001, "META$1002", "META", "MYSQL", cluster_role),
+            (1002, "app_mysql", "USER", "MYSQL", cluster_role),
+            (1003, "META$1004", "META", "MYSQL", cluster_role),
+            (1004, "app_oracle", "USER", "ORACLE", cluster_role),
         ]
         for tenant_id, name, kind, mode, role in tenants:
             db.execute(
@@ -364,9 +371,34 @@ class SimCluster:
 
     # --- statements -------------------------------------------------------------------------------
 
-    def execute(self, sql: str, server: str, user: str) -> Result:
-        """Run one statement as `user` on `server` (ip:rpc_port); SimError on failure."""
+    def record_login(self, endpoint: str, login: str, error: int | None) -> None:
+        """A login on `endpoint` (a server's ip:rpc_port, or "proxy") with the name the client sent, and the
+        error it was refused with (None when it was accepted)."""
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO logins (endpoint, login, error, at) VALUES (?, ?, ?, ?)", (endpoint, login, error, _now())
+            )
+
+    def proxy_route(self) -> str:
+        """The server (ip:rpc_port) a proxy sends a statement to: the rootservice's server while it serves, else
+        the first serving server; with none serving, the rootservice's server all the same."""
+        with self._lock:
+            ip, port = self._db.execute(
+                "SELECT svr_ip, svr_port FROM servers ORDER BY (status = 'ACTIVE' AND stop_time IS NULL) DESC, "
+                "(with_rootserver = 'YES') DESC, id LIMIT 1"
+            ).fetchone()
+        return f"{ip}:{port}"
+
+    def execute(
+        self, sql: str, server: str, user: str, *, login: str | None = None, endpoint: str | None = None
+    ) -> Result:
+        """Run one statement as `user` on `server` (ip:rpc_port); SimError on failure.
+
+        The log keeps where the session came in (`endpoint`, the server itself unless given) and the name it
+        logged in with (`login`, `user` unless given).
+        """
         statement = sql.strip().rstrip(";").strip()
+        via = (endpoint or server, login or user)
         with self._lock:
             fault = next((f for f in self.faults if f.applies(statement, server)), None)
             if fault is not None and fault.skip > 0:
@@ -378,23 +410,23 @@ class SimCluster:
             if fault.delay:
                 time.sleep(fault.delay)
             if fault.error:
-                self._log(server, user, statement, fault.error)
+                self._log(server, user, statement, fault.error, via)
                 raise SimError(fault.error, fault.message)
         with self._lock:
             try:
                 result = self._dispatch(statement, user.split("@")[0])
             except SimError as exc:
-                self._log(server, user, statement, exc.code)
+                self._log(server, user, statement, exc.code, via)
                 raise
-            self._log(server, user, statement, None)
+            self._log(server, user, statement, None, via)
             return result
 
-    def _log(self, server: str, user: str, sql: str, error: int | None) -> None:
+    def _log(self, server: str, user: str, sql: str, error: int | None, via: tuple[str, str]) -> None:
         if re.match(r"(?i)(SET\s+(AUTOCOMMIT|NAMES|SESSION|@@SESSION)|SELECT\s+@@)", sql):
             return  # driver housekeeping, not the client's work
         self._db.execute(
-            "INSERT INTO statements (server, user, sql, error, at) VALUES (?, ?, ?, ?, ?)",
-            (server, user.split("@")[0], mask_secrets(sql), error, _now()),
+            "INSERT INTO statements (server, user, sql, error, at, endpoint, login) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (server, user.split("@")[0], mask_secrets(sql), error, _now(), *via),
         )
 
     def _dispatch(self, sql: str, user: str) -> Result:
@@ -777,7 +809,8 @@ class SimCluster:
     # --- control ------------------------------------------------------------------------------------
 
     def state(self) -> dict[str, Any]:
-        """Everything a test checks: users, grants, parameters, io calibration, plans, statements."""
+        """Everything a test checks: users, grants, parameters, io calibration, plans, statements (by server, and
+        in order with the endpoint and login name each came through), and every login with its endpoint."""
         with self._lock:
             q = self._db.execute
 
@@ -791,7 +824,12 @@ class SimCluster:
             for server, sql in q("SELECT server, sql FROM statements WHERE error IS NULL ORDER BY seq"):
                 statements.setdefault(server, []).append(sql)
             return {
-                "cluster": {"name": self.cluster_name, "id": self.cluster_id, "version": self.version},
+                "cluster": {
+                    "name": self.cluster_name,
+                    "id": self.cluster_id,
+                    "version": self.version,
+                    "standby": self.standby,
+                },
                 "users": {
                     user: {
                         "host": host,
@@ -814,6 +852,8 @@ class SimCluster:
                     "mappings": rows("SELECT * FROM DBA_RSRC_GROUP_MAPPINGS ORDER BY ATTRIBUTE, VALUE"),
                 },
                 "statements": statements,
+                "statement_log": rows("SELECT server, endpoint, login, sql, error FROM statements ORDER BY seq"),
+                "logins": rows("SELECT endpoint, login, error FROM logins ORDER BY seq"),
             }
 
     def password_matches(self, user: str, password: str) -> bool:

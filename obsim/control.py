@@ -11,7 +11,9 @@ from obsim.cluster import Fault, SimCluster
 
 
 def control_app(cluster: SimCluster, extra_state: dict[str, Any] | None = None) -> web.Application:
-    """`GET /state`; `GET /faults`; `POST /faults` {match, server, error, message, times, delay, skip};
+    """`GET /state`: the cluster's state (`SimCluster.state`: among it `logins`, every login with its endpoint,
+    "proxy" for the simulated OBProxy, and `statement_log`) and `extra_state` (`proxy` {address, port} when one
+    runs); `GET /faults`; `POST /faults` {match, server, error, message, times, delay, skip};
     `DELETE /faults`; `PATCH /servers/{ip:port}` {status, stop_time, start_service_time}; `PATCH /zones/{zone}`
     {status, region, idc}; `PUT /parameters/{name}` {value}."""
     app = web.Application()

@@ -47,7 +47,10 @@ class _ObNativePassword(NativePasswordAuthPlugin):
             yield Forbidden(f"Access denied for user '{user.name.split('@')[0]}'@'127.0.0.1' (using password: {using})")
 
 
-class _Identities(IdentityProvider):
+class SimIdentities(IdentityProvider):
+    """The cluster's users, checked with mysql_native_password; a name the cluster does not know fails as a
+    wrong password does."""
+
     def __init__(self, cluster: SimCluster) -> None:
         self._cluster = cluster
         self._plugin = _ObNativePassword()
@@ -60,19 +63,49 @@ class _Identities(IdentityProvider):
         return User(name=username, auth_string=auth or _NO_PASSWORD, auth_plugin=self._plugin.name)
 
 
-class _SimSession(BaseSession):
+class SimSession(BaseSession):
+    """A client's session on one server's SQL port: its statements run on that server as the logged-in user."""
+
     def __init__(self, cluster: SimCluster, server: str) -> None:
-        self._cluster = cluster
+        self.cluster = cluster
         self._server = server
+        # The error a login was refused with before its password was checked (see obsim.proxy).
+        self.refusal: int | None = None
         self.variables = SessionVariables(GlobalVariables())
         self.variables.set("version", cluster.version_string, force=True)
         self.variables.set("version_comment", "OceanBase_CE", force=True)
         self.username = None
         self.database = None
 
+    @property
+    def endpoint(self) -> str:
+        """Where the client connected, as the login and statement logs name it."""
+        return self._server
+
+    @property
+    def login(self) -> str:
+        """The login name as the client sent it (mysql-mimic keeps it as `external_user`)."""
+        return str(self.variables.get("external_user") or "")
+
+    def route(self) -> str:
+        """The server (ip:rpc_port) the next statement runs on."""
+        return self._server
+
+    async def init(self, connection: Any) -> None:
+        # mysql-mimic calls this after the login phase, whether the login succeeded or not.
+        error = self.refusal or (None if self.username else ER_ACCESS_DENIED)
+        await asyncio.to_thread(self.cluster.record_login, self.endpoint, self.login, error)
+
     async def handle_query(self, sql: str, attrs: dict[str, str]) -> Any:
         try:
-            result = await asyncio.to_thread(self._cluster.execute, sql, self._server, self.username or "")
+            result = await asyncio.to_thread(
+                self.cluster.execute,
+                sql,
+                self.route(),
+                self.username or "",
+                login=self.login,
+                endpoint=self.endpoint,
+            )
         except SimError as exc:
             raise MysqlError(exc.message, exc.code) from None
         if not result.columns:
@@ -101,8 +134,8 @@ async def start_sql_endpoint(cluster: SimCluster, server: ServerSpec, unix_path:
     """Listen on the server's own loopback address and SQL port, or on a unix socket that the
     server's simulated observer process relays its SQL port to."""
     endpoint = MysqlServer(
-        session_factory=lambda: _SimSession(cluster, server.label),
-        identity_provider=_Identities(cluster),
+        session_factory=lambda: SimSession(cluster, server.label),
+        identity_provider=SimIdentities(cluster),
     )
     if unix_path:
         await endpoint.start_unix_server(path=unix_path)
@@ -111,4 +144,4 @@ async def start_sql_endpoint(cluster: SimCluster, server: ServerSpec, unix_path:
     return endpoint
 
 
-__all__ = ["ER_ACCESS_DENIED", "start_sql_endpoint"]
+__all__ = ["ER_ACCESS_DENIED", "SimIdentities", "SimSession", "start_sql_endpoint"]
