@@ -33,6 +33,7 @@ from ob_takeover.connection import connect as connect_temporal
 from ob_takeover.telemetry import configure_logging, metrics_runtime, serve_worker_http, setup_tracing
 from workflows.fleet import TakeOverFleet
 from workflows.precheck import TakeOverPrecheck
+from workflows.release import ReleaseCluster
 from workflows.sandbox import workflow_runner
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
 
@@ -82,7 +83,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=queue,
-        workflows=[TakeOverCluster, TakeOverPrecheck, TakeOverFleet],
+        workflows=[TakeOverCluster, TakeOverPrecheck, TakeOverFleet, ReleaseCluster],
         workflow_runner=workflow_runner(),
         activities=list(activities),
         max_concurrent_activities=max_concurrent_activities,

@@ -40,7 +40,7 @@ def record_task(work: Work, status: str, cluster_id: int | None = None) -> None:
         task_id=work.arg.task_id,
         workflow_id=work.arg.workflow_id,
         run_id=work.run_id,
-        name=task_name(topology.standby) if topology else None,
+        name=work.arg.task_name or (task_name(topology.standby) if topology else None),
         status=status,
         cluster_id=cluster_id,
     )
@@ -156,9 +156,11 @@ def bound_cluster_credential(work: Work, name: str) -> Credential | None:
 def remove_cluster_record(work: Work) -> None:
     cluster_id = work.known_cluster_id()
     if cluster_id is not None:
-        clusters.remove_cluster_record(work.db, cluster_id)
+        # A takeover removes the record it is creating; a release the one it is releasing.
+        status = clusters.RELEASING if work.arg.owner_task_id else clusters.TAKINGOVER
+        clusters.remove_cluster_record(work.db, cluster_id, status)
     # Only this task's credential: the cluster may be managed here already from an earlier takeover.
-    if credentials.delete_own_cluster_credential(work.db, root_credential_name(work), work.arg.task_id):
+    if credentials.delete_own_cluster_credential(work.db, root_credential_name(work), work.owner_task_id):
         work.say("root@sys password this task saved removed from the password box")
     work.say(f"cluster record {cluster_id} removed" if cluster_id else "no cluster record of this task to remove")
 
@@ -221,7 +223,7 @@ def _record_user_before(work: Work) -> None:
 def drop_default_user(work: Work) -> None:
     name = monitor_credential_name(work)
     row = credentials.describe_credential(work.db, kind=CLUSTER, name=name)
-    if row is None or row["created_by_task_id"] != work.arg.task_id:
+    if row is None or row["created_by_task_id"] != work.owner_task_id:
         # Not this task's: another takeover's monitor user and password stay as they are.
         work.say(f"no {sql.MONITOR_USER} password from this task: user and password box left as they are")
         return
@@ -230,13 +232,13 @@ def drop_default_user(work: Work) -> None:
     else:
         work.sys.execute(sql.drop_user(sql.MONITOR_USER))
         work.say(f"monitor user {sql.MONITOR_USER} dropped")
-    credentials.delete_own_cluster_credential(work.db, name, work.arg.task_id)
+    credentials.delete_own_cluster_credential(work.db, name, work.owner_task_id)
 
 
 def _restore_user_before(work: Work) -> None:
     """Put the monitor user back as the takeover found it: the same password hash, the same grants."""
     before = bound_cluster_credential(work, before_credential_name(work))
-    if before is None or before.created_by_task_id != work.arg.task_id:
+    if before is None or before.created_by_task_id != work.owner_task_id:
         work.say(
             f"monitor user {sql.MONITOR_USER} existed before the takeover; its earlier state was not recorded: kept"
         )
@@ -248,7 +250,7 @@ def _restore_user_before(work: Work) -> None:
     work.sys.execute(sql.create_user_with_hash(sql.MONITOR_USER, state["password"]))
     for statement in grants:
         work.sys.execute(statement)
-    credentials.delete_own_cluster_credential(work.db, before.name, work.arg.task_id)
+    credentials.delete_own_cluster_credential(work.db, before.name, work.owner_task_id)
     work.say(
         f"monitor user {sql.MONITOR_USER} restored as before the takeover: its password hash and "
         f"{len(grants)} grant statement(s)"
@@ -287,12 +289,14 @@ def register_config_url(work: Work) -> None:
 
 
 def restore_config_url(work: Work) -> None:
+    """Put obconfig_url back as it was before the takeover (a release may name another URL, or none)."""
     cluster_id = work.known_cluster_id()
     record = clusters.get_cluster(work.db, cluster_id) if cluster_id else None
-    if record is None or not record["config_url"]:
+    target = work.arg.config_url
+    if record is None or (not record["config_url"] and target is None):
         work.say("obconfig_url was not changed by this takeover")
         return
-    previous = record["previous_config_url"] or ""
+    previous = record["previous_config_url"] or "" if target is None else target
     work.sys.execute(sql.set_parameter("obconfig_url", previous))
     work.sys.execute(sql.RELOAD_SERVER)
     assert cluster_id is not None

@@ -77,7 +77,7 @@ def unreserve_hosts(work: Work) -> None:
     if cluster_id is None:
         work.say("no cluster record: nothing reserved")
         return
-    removed = hosts.unreserve_hosts(work.db, cluster_id, work.arg.task_id)
+    removed = hosts.unreserve_hosts(work.db, cluster_id, work.owner_task_id)
     work.say(f"hosts unreserved; removed the ones this takeover registered: {', '.join(removed) or 'none'}")
 
 
@@ -203,8 +203,8 @@ async def restore_agent_config(work: Work) -> None:
         work.say(f"{host.ip}: not reserved for this cluster, so nothing was changed there")
         return
     async with work.host(host.ip) as client:
-        outcome = await _restore_agent_file(client, commands.AGENT_CONFIG_FILE, work.arg.task_id)
-        await client.run(commands.remove_agent_key(work.arg.task_id), what="removing the agent key")
+        outcome = await _restore_agent_file(client, commands.AGENT_CONFIG_FILE, work.owner_task_id)
+        await client.run(commands.remove_agent_key(work.owner_task_id), what="removing the agent key")
     work.say(f"{host.ip}: agent configuration {outcome}")
 
 
@@ -240,5 +240,5 @@ async def deactivate_agent_modules(work: Work) -> None:
         work.say(f"{host.ip}: not reserved for this cluster, so nothing was changed there")
         return
     async with work.host(host.ip) as client:
-        outcome = await _restore_agent_file(client, commands.AGENT_MODULES_FILE, work.arg.task_id)
+        outcome = await _restore_agent_file(client, commands.AGENT_MODULES_FILE, work.owner_task_id)
     work.say(f"{host.ip}: agent modules file {outcome}")

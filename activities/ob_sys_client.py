@@ -37,6 +37,9 @@ _NO_BACKSLASH_ESCAPES = "NO_BACKSLASH_ESCAPES"
 # MySQL client error codes that mean the server could not be reached or the connection dropped.
 _NETWORK_ERRORS = {2003, 2005, 2006, 2013, 2055}
 _ACCESS_DENIED = 1045
+# OBProxy's answers to a login for a cluster or tenant it does not serve.
+_PROXY_CLUSTER_NOT_EXIST = 4669
+_PROXY_TENANT_NOT_FOUND = 4012
 
 
 def login_user(endpoint: ClusterEndpoint, user: str = "root", tenant: str = "sys") -> str:
@@ -166,6 +169,13 @@ class ObSysClient:
                 f"login as {login_user(self._endpoint, self._user)} refused ({code}): check "
                 + ("rootSysPassword" if self._user == "root" else f"the password of {self._user}")
                 + (" and clusterName/obClusterId" if self._endpoint.connection_mode == "proxy" else ""),
+                node=self.where,
+                code=code,
+            )
+        if code in (_PROXY_CLUSTER_NOT_EXIST, _PROXY_TENANT_NOT_FOUND) and sql is None:
+            return BadCredentials(
+                f"login as {login_user(self._endpoint, self._user)} refused by OBProxy ({code}: {text}): check "
+                "clusterName and obClusterId against the clusters this proxy serves",
                 node=self.where,
                 code=code,
             )

@@ -11,6 +11,7 @@ from temporalio import activity
 from activities.failures import to_application_error
 from activities.precheck import run_checks
 from activities.preview import preview_takeover
+from activities.release_work import describe_managed_cluster_activity
 from activities.runtime import Runtime, heartbeat_until_done, subtask_activity
 from activities.settings import engine_settings_activity
 from activities.subtasks import IMPLEMENTATIONS
@@ -48,6 +49,7 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
         engine_settings_activity(runtime.settings),
         allocate_task_id,
         discover_topology_activity(runtime),
+        describe_managed_cluster_activity(runtime),
         run_precheck,
         *(subtask_activity(name, IMPLEMENTATIONS[name], runtime) for name in activity_names()),
     ]

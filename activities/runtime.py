@@ -307,6 +307,11 @@ class Work:
         return row is not None and cluster_id is not None and row["reserved_by_cluster_id"] == cluster_id
 
     @property
+    def owner_task_id(self) -> int:
+        """The task whose work this subtask undoes: this task, or for a release the takeover's task."""
+        return self.arg.owner_task_id or self.arg.task_id
+
+    @property
     def cluster_key(self) -> str:
         return f"{self.arg.cluster_name}:{self.arg.ob_cluster_id}"
 
@@ -315,7 +320,7 @@ class Work:
         if "clusterId" in self.arg.context:
             return int(self.arg.context["clusterId"])
         row = clusters.find_cluster(self.db, self.arg.cluster_name, self.arg.ob_cluster_id)
-        if row is not None and row["task_id"] == self.arg.task_id:
+        if row is not None and row["task_id"] == self.owner_task_id:
             return int(row["id"])
         return None
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities import cluster_work, host_work
+from activities import cluster_work, host_work, release_work
 from activities.runtime import Implementation
 
 IMPLEMENTATIONS: dict[str, Implementation] = {
@@ -38,4 +38,7 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "update_cluster_status": cluster_work.update_cluster_status,
     "create_resource_manager": cluster_work.create_resource_manager,
     "drop_resource_manager": cluster_work.drop_resource_manager,
+    "prepare_release": release_work.prepare_release,
+    "resume_management": release_work.resume_management,
+    "remove_cluster_credentials": release_work.remove_cluster_credentials,
 }

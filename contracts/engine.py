@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 TAKEOVER_WORKFLOW = "TakeOverCluster"
 PRECHECK_WORKFLOW = "TakeOverPrecheck"
 FLEET_WORKFLOW = "TakeOverFleet"
+RELEASE_WORKFLOW = "ReleaseCluster"
 DEFAULT_TASK_QUEUE = "ob-takeover"
 
 TASK_QUERY = "task"
@@ -44,6 +45,11 @@ SEARCH_ATTRIBUTE_NAMES = (CLUSTER_NAME_ATTRIBUTE, CLUSTER_ADDRESS_ATTRIBUTE, TAS
 def workflow_id_for(address: str, port: int) -> str:
     """One running takeover per cluster endpoint: the workflow id is derived from it."""
     return f"takeover-{address}-{port}"
+
+
+def release_workflow_id_for(address: str, port: int) -> str:
+    """One running release per cluster endpoint (the cluster lock keeps a takeover of it out as well)."""
+    return f"release-{address}-{port}"
 
 
 def fleet_workflow_id(name: str) -> str:

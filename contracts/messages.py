@@ -57,6 +57,11 @@ class SubtaskInput(Model):
     # The cluster id allocated before the task started (REST API); "Prepare take over cluster" records
     # the cluster under it.
     cluster_id: int | None = None
+    # A release: the takeover task whose work the subtasks undo (None: this task's own work), the task's
+    # name, and the obconfig_url to leave ("" for none; None: the one from before the takeover).
+    owner_task_id: int | None = None
+    task_name: str | None = None
+    config_url: str | None = None
 
 
 class SubtaskResult(Model):

@@ -149,7 +149,7 @@ class InvalidRequest(TakeoverError, ValueError):
         return INVALID_REQUEST
 
 
-def _field_path(location: tuple[int | str, ...]) -> str:
+def field_path(location: tuple[int | str, ...]) -> str:
     """Render a pydantic error location with the request's camelCase names."""
     parts = [to_camel(part) if isinstance(part, str) else f"[{part}]" for part in location]
     return ".".join(parts).replace(".[", "[") or "body"
@@ -206,6 +206,6 @@ def parse_request(body: Any) -> TakeOverRequest:
             message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "is not a field of the takeover request"
-            errors.append(FieldError(field=_field_path(tuple(error["loc"])), message=message))
+            errors.append(FieldError(field=field_path(tuple(error["loc"])), message=message))
         errors.extend(_cross_field_errors(body))
         raise InvalidRequest(errors) from None

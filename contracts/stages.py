@@ -134,6 +134,26 @@ SUBTASKS: tuple[SubtaskDef, ...] = (
 LOCK_STAGE = SUBTASKS[0]
 UNLOCK_STAGE = SUBTASKS[-1]
 
+# Releasing a cluster from management: the takeover's work undone in reverse order, data untouched. Once
+# the agents are touched there is no way back but forward (retry or skip).
+RELEASE_TASK_NAME = "Move out OB cluster"
+DESCRIBE_MANAGED_CLUSTER = "describe_managed_cluster"
+RELEASE_SUBTASKS: tuple[SubtaskDef, ...] = (
+    SubtaskDef(
+        "Mc lock ob clusters", 60, "acquire_cluster_lock", compensation="release_cluster_lock", prohibit_skip=True
+    ),
+    SubtaskDef("Prepare move out cluster", 30, "prepare_release", compensation="resume_management", prohibit_skip=True),
+    SubtaskDef("Delete resource manager for default user", 180, "drop_resource_manager", prohibit_rollback=True),
+    SubtaskDef("Inactive agent modules", 600, "deactivate_agent_modules", FanOut.HOST, prohibit_rollback=True),
+    SubtaskDef("Restore ocp agent config", 600, "restore_agent_config", FanOut.HOST, prohibit_rollback=True),
+    SubtaskDef("Restore config url", 60, "restore_config_url", prohibit_rollback=True),
+    SubtaskDef("Drop default user", 180, "drop_default_user", prohibit_rollback=True),
+    SubtaskDef("Release host", 60, "unreserve_hosts", prohibit_skip=True, prohibit_rollback=True),
+    SubtaskDef("Delete cluster info", 60, "remove_cluster_record", prohibit_skip=True, prohibit_rollback=True),
+    SubtaskDef("Delete cluster credentials", 60, "remove_cluster_credentials", prohibit_rollback=True),
+    SubtaskDef("Mc unlock ob clusters", 60, "release_cluster_lock", prohibit_skip=True),
+)
+
 
 def stage_nodes(
     stage: SubtaskDef, topology: Topology
@@ -149,9 +169,9 @@ def stage_nodes(
 
 
 def activity_names() -> list[str]:
-    """Every activity a takeover may schedule: subtask work and compensations, without repeats."""
+    """Every activity a takeover or a release may schedule: subtask work and compensations, without repeats."""
     names: list[str] = []
-    for stage in SUBTASKS:
+    for stage in (*SUBTASKS, *RELEASE_SUBTASKS):
         for name in (stage.activity, stage.compensation):
             if name and name not in names:
                 names.append(name)

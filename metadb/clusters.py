@@ -17,6 +17,8 @@ from metadb.ids import allocate_cluster_id
 
 TAKINGOVER = "TAKINGOVER"
 RUNNING = "RUNNING"
+# A release has begun: the cluster is leaving management.
+RELEASING = "RELEASING"
 
 _TENANT_TABLES = ("tenants", "unit_configs", "resource_pools", "units")
 
@@ -85,12 +87,13 @@ def create_cluster_record(
     return int(row["id"])
 
 
-def remove_cluster_record(db: Database, cluster_id: int) -> None:
-    """Undo "Prepare take over cluster": the record and everything recorded under it."""
+def remove_cluster_record(db: Database, cluster_id: int, status: str = TAKINGOVER) -> None:
+    """Undo "Prepare take over cluster" (the record is TAKINGOVER) or end a release (RELEASING): the record
+    and everything recorded under it."""
     with db.transaction():
         for table in ("zones", "servers", *_TENANT_TABLES):
             db.execute(f"DELETE FROM {table} WHERE cluster_id = ?", (cluster_id,))
-        db.execute("DELETE FROM clusters WHERE id = ? AND status = ?", (cluster_id, TAKINGOVER))
+        db.execute("DELETE FROM clusters WHERE id = ? AND status = ?", (cluster_id, status))
 
 
 def _update(db: Database, cluster_id: int, **values: Any) -> None:

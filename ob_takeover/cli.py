@@ -539,6 +539,38 @@ def cmd_precheck(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def cmd_release(args: argparse.Namespace) -> int:
+    from ob_takeover.client import TakeoverClient
+
+    record = clusters.get_cluster(open_metadb(args), args.cluster_id)
+    if record is None:
+        raise CommandError(f"no managed cluster {args.cluster_id}; `ob-takeover cluster list` lists them")
+    config_url = "" if args.empty_config_url else args.config_url
+
+    async def run() -> int:
+        client = await TakeoverClient.connect(settings=args.settings)
+        release = await client.release(
+            args.cluster_id,
+            record["address"],
+            int(record["port"]),
+            config_url=config_url,
+            root_sys_credential_id=args.root_credential_id,
+        )
+        print(f"started {release.workflow_id}: {ui_link(args.settings, release.workflow_id)}", file=sys.stderr)
+        result: dict[str, Any] = {"workflowId": release.workflow_id, "ui": ui_link(args.settings, release.workflow_id)}
+        code = EXIT_OK
+        if args.wait:
+            task = await _watch(release)
+            print(task_table(task))
+            result["status"] = display_status(task)
+            result["taskId"] = task.id
+            code = STATUS_EXIT.get(result["status"], EXIT_FAILED)
+        emit(result)
+        return code
+
+    return asyncio.run(run())
+
+
 def fleet_body(args: argparse.Namespace) -> dict[str, Any]:
     """The fleet body from --file (YAML or JSON): `clusters`, optional `maxConcurrent`, and optional
     `defaults` merged into every cluster (a shared hostInfo or credential id)."""
@@ -872,6 +904,19 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--wait", action="store_true", help="show progress until the task ends or fails")
         if operation == "status":
             command.add_argument("--timeline", metavar="FILE.svg", help="also draw the task's timeline as an SVG file")
+
+    command = add(
+        commands,
+        "release",
+        cmd_release,
+        "move a managed cluster out of management: undo its takeover, data untouched (proxyro stays)",
+    )
+    command.add_argument("cluster_id", type=int, help="the managed cluster's id (`ob-takeover cluster list`)")
+    target = command.add_mutually_exclusive_group()
+    target.add_argument("--config-url", help="leave obconfig_url at this URL (default: as before the takeover)")
+    target.add_argument("--empty-config-url", action="store_true", help="leave obconfig_url empty")
+    command.add_argument("--root-credential-id", type=int, help="root@sys from the password box (default: saved one)")
+    command.add_argument("--wait", action="store_true", help="show progress until the task ends or fails")
 
     fleet = commands.add_parser("fleet", help="take many clusters over at once").add_subparsers(
         dest="action", required=True

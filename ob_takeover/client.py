@@ -31,17 +31,20 @@ from contracts.engine import (
     ROLLBACK_UPDATE,
     SKIP_SUBTASK_UPDATE,
     fleet_workflow_id,
+    release_workflow_id_for,
     workflow_id_for,
 )
 from contracts.errors import OperationRefused
 from contracts.fleet import FleetRequest, FleetView, check_fleet_name, parse_fleet_request
 from contracts.messages import PrecheckReport, SubtaskRef
+from contracts.release import ReleaseRequest
 from contracts.request import TakeOverRequest, parse_request
 from contracts.settings import Settings, load_settings
 from contracts.task_view import TaskView
 from ob_takeover.connection import connect
 from workflows.fleet import TakeOverFleet
 from workflows.precheck import TakeOverPrecheck
+from workflows.release import ReleaseCluster
 from workflows.takeover import TakeOverCluster
 
 
@@ -161,6 +164,30 @@ class TakeoverClient:
             static_summary=f"Take over {len(request.clusters)} clusters, {request.max_concurrent} at a time",
         )
         return Fleet(handle)
+
+    async def release(
+        self,
+        cluster_id: int,
+        address: str,
+        port: int,
+        *,
+        config_url: str | None = None,
+        root_sys_credential_id: int | None = None,
+        creator: str | None = None,
+    ) -> Takeover:
+        """Start moving managed cluster `cluster_id` (at `address`:`port`, as `cluster list` shows) out of
+        management; the returned handle answers the task query and the operator updates as a takeover's."""
+        body = ReleaseRequest(
+            cluster_id=cluster_id, config_url=config_url, root_sys_credential_id=root_sys_credential_id
+        ).model_dump(mode="json", exclude_none=True)
+        handle = await self.client.start_workflow(
+            ReleaseCluster.run,
+            body,
+            id=release_workflow_id_for(address, port),
+            task_queue=self.task_queue,
+            memo={"creator": creator or os.environ.get("USER", "unknown")},
+        )
+        return Takeover(handle)  # type: ignore[arg-type]
 
     def get_fleet(self, name_or_id: str) -> Fleet:
         """A fleet by its name or its workflow id."""

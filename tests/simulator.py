@@ -47,6 +47,18 @@ class Simulation:
     def ssh_port(self) -> int:
         return int(self.ready["hosts"][0]["ssh_port"]) if self.ready["hosts"] else 0
 
+    def through_proxy(self, body: dict[str, Any], **changes: Any) -> dict[str, Any]:
+        """`body` sent to the simulated OBProxy (started with --proxy-port) in proxy mode."""
+        proxy = self.ready["proxy"]
+        return {
+            **body,
+            "address": proxy["address"],
+            "port": proxy["port"],
+            "connectionMode": "proxy",
+            "clusterName": self.ready["cluster"]["name"],
+            **changes,
+        }
+
     @property
     def control(self) -> str:
         return str(self.ready["control"])

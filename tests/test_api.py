@@ -324,6 +324,19 @@ async def test_a_takeover_through_the_api_alone(api: Api, sim: Simulation, task_
     # A managed cluster is not taken over twice.
     again = await api.call("POST", "/api/v2/ob/clusters/takeOver", "manager", body)
     assert again.status_code == 409 and f"already managed here as cluster {cluster_id}" in error_of(again)["message"]
+    # It moves out of management as in OCP (a viewer may not; a value that would keep its records is refused).
+    move_out = f"/api/v2/ob/clusters/{cluster_id}/moveOut"
+    assert (await api.call("POST", move_out, "viewer", {})).status_code == 403
+    refused = await api.call("POST", move_out, "manager", {"retainClusterInfo": True})
+    assert refused.status_code == 400 and "retainClusterInfo" in refused.text
+    async with build_worker(api.client, activities=build_activities(api.runtime), queue=task_queue):
+        moving = await api.data("POST", move_out, "manager", {"targetConfigAddress": ""})
+        assert moving["name"] == "Move out OB cluster" and moving["clusterId"] == cluster_id
+        released = await poll(api, moving["id"], {"SUCCESSFUL", "FAILED"})
+    assert released["status"] == "SUCCESSFUL", released
+    assert (await api.call("GET", f"/api/v2/ob/clusters/{cluster_id}", "viewer")).status_code == 404
+    assert sim.state()["parameters"]["obconfig_url"] == ""
+    assert credentials.list_credentials(api.runtime.db, credentials.CLUSTER) == []
 
 
 async def test_a_failed_subtask_is_retried_through_the_api(api: Api, sim: Simulation, task_queue: str) -> None:

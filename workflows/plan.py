@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from contracts.stages import (
@@ -46,8 +47,9 @@ class PlannedSubtask:
         return None
 
 
-def build_plan(topology: Topology) -> list[PlannedSubtask]:
-    """The subtasks of a takeover of `topology`, in series order, linked to their neighbours.
+def build_plan(topology: Topology, stages: Sequence[SubtaskDef] = SUBTASKS) -> list[PlannedSubtask]:
+    """The subtasks of a task (a takeover unless `stages` says otherwise) over `topology`, in series order,
+    linked to their neighbours.
 
     A fan-out stage becomes one subtask per server, host or zone (parallelIdx 0..k-1), all depending
     on the previous group and all followed by one Wait node that the next stage depends on.
@@ -62,7 +64,7 @@ def build_plan(topology: Topology) -> list[PlannedSubtask]:
         plan.append(subtask)
         return subtask.series_id
 
-    for stage in SUBTASKS:
+    for stage in stages:
         if stage.fan_out is FanOut.CLUSTER:
             previous = [add(PlannedSubtask(len(plan), stage.name, stage.timeout, stage))]
             continue

@@ -6,11 +6,12 @@ OCP's rules without a Temporal server.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from contracts.errors import OperationRefused
-from contracts.stages import MAX_PARALLEL_SUBTASKS
+from contracts.stages import MAX_PARALLEL_SUBTASKS, SUBTASKS, SubtaskDef
 from contracts.task_view import Operation, SubtaskStatus, SubtaskView, TaskStatus, TaskView, task_name
 from contracts.topology import Topology
 from workflows.plan import PlannedSubtask, build_plan
@@ -105,8 +106,11 @@ class Task:
         executor: str,
         start_time: str,
         cluster_id: int | None = None,
+        stages: Sequence[SubtaskDef] = SUBTASKS,
+        name: str | None = None,
     ) -> None:
         self.id = task_id
+        self._name = name
         self.topology = topology
         self.creator = creator
         self.executor = executor
@@ -117,14 +121,14 @@ class Task:
         self.rolling_back = False
         self.aborted = False
         self.subtasks = [
-            Subtask(id=first_subtask_id + planned.series_id, plan=planned) for planned in build_plan(topology)
+            Subtask(id=first_subtask_id + planned.series_id, plan=planned) for planned in build_plan(topology, stages)
         ]
         self._by_id = {subtask.id: subtask for subtask in self.subtasks}
         self._id_of = {subtask.plan.series_id: subtask.id for subtask in self.subtasks}
 
     @property
     def name(self) -> str:
-        return task_name(self.topology.standby)
+        return self._name or task_name(self.topology.standby)
 
     @property
     def operation(self) -> Operation:

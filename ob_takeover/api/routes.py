@@ -5,6 +5,7 @@ TASK_MANAGER (start and operate takeovers and prechecks), TASK_VIEWER (read task
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -15,7 +16,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import PlainTextResponse, RedirectResponse, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
@@ -32,11 +33,14 @@ from contracts.engine import (
     SKIP_SUBTASK_UPDATE,
     SUBTASK_LOG_QUERY,
     TASK_QUERY,
+    release_workflow_id_for,
     workflow_id_for,
 )
 from contracts.messages import PrecheckReport, SubtaskRef
+from contracts.release import ReleaseRequest
 from contracts.request import HostInfo, InvalidRequest, TakeOverRequest, parse_request
 from contracts.settings import Settings
+from contracts.stages import RELEASE_TASK_NAME
 from contracts.task_view import Operation, TaskStatus, TaskView, task_name
 from contracts.topology import ClusterEndpoint
 from metadb import clusters, credentials, hosts, ids, tasks
@@ -47,6 +51,7 @@ from ob_takeover.api.auth import Authenticator, User, require
 from ob_takeover.api.envelope import ApiError, SubError, invalid, now_iso, page_of, paged, success
 from ob_takeover.connection import ui_link
 from workflows.precheck import TakeOverPrecheck
+from workflows.release import ReleaseCluster
 from workflows.takeover import TakeOverCluster
 
 log = logging.getLogger("ob_takeover.api")
@@ -370,7 +375,13 @@ def _of_task(view: TaskView, task_id: int, workflow_id: str) -> TaskView:
 
 
 async def _task_view(
-    client: Client, workflow_id: str, run_id: str | None, task_id: int, cluster_id: int | None, creator: str | None
+    client: Client,
+    workflow_id: str,
+    run_id: str | None,
+    task_id: int,
+    cluster_id: int | None,
+    creator: str | None,
+    name: str | None = None,
 ) -> TaskView:
     """The task as its workflow shows it; before its subtasks exist (the topology is being read), or when
     its workflow ended before they did (a wrong password), the task alone, RUNNING or FAILED."""
@@ -391,7 +402,7 @@ async def _task_view(
     except Exception:  # "task not ready" while the topology is read, or the workflow failed before the task existed
         running = description.status == WorkflowExecutionStatus.RUNNING
         status = TaskStatus.RUNNING if running else TaskStatus.FAILED
-    return _task_alone(task_id, task_name(False), cluster_id, creator, now_iso(), status)
+    return _task_alone(task_id, name or task_name(False), cluster_id, creator, now_iso(), status)
 
 
 def _task_alone(
@@ -418,8 +429,9 @@ async def _task_row(call: Call, task_id: int) -> dict[str, Any]:
 async def _view(call: Call, row: dict[str, Any]) -> TaskView:
     client = await call.services.temporal()
     return await _task_view(
-        client, row["workflow_id"], row["run_id"], int(row["task_id"]), row["cluster_id"], row.get("creator")
-    )
+        client, row["workflow_id"], row["run_id"], int(row["task_id"]), row["cluster_id"], row.get("creator"),
+        row.get("name"),
+    )  # fmt: skip
 
 
 # The registry's end states as OCP's task statuses.
@@ -606,6 +618,81 @@ async def get_cluster(cluster_id: Id, call: Call = viewer) -> Response:
     if row is None:
         raise ApiError(404, f"cluster {cluster_id} does not exist")
     return call.ok(_cluster(row))
+
+
+class MoveOutBody(BaseModel):
+    """OCP's moveOut body. `targetConfigAddress` is the obconfig_url to leave (default: the one from before
+    the takeover). The other fields are OCP's; the values that would keep what a release removes are
+    refused rather than ignored."""
+
+    model_config = {"extra": "forbid"}
+
+    targetConfigAddress: str | None = Field(default=None, max_length=2048)
+    deleteHost: bool = True
+    deleteHostIds: list[int] = Field(default_factory=list)
+    skipOperationHostIds: list[int] = Field(default_factory=list)
+    force: bool = False
+    retainClusterInfo: bool = False
+
+
+@router.post(f"{API}/ob/clusters/{{cluster_id}}/moveOut", summary="move a cluster out of management")
+async def move_out(cluster_id: Id, request: Request, call: Call = manager) -> Response:
+    """Start releasing a managed cluster (`ReleaseCluster`): its takeover's work undone, data untouched, the
+    proxyro password left as it is. Answers the release task."""
+    raw = await json_object(request) if (await request.body()).strip() else {}
+    try:
+        body = MoveOutBody.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid(exc.errors(include_input=False)) from None
+    kept = [
+        name
+        for name, keeps in (
+            ("deleteHost", not body.deleteHost),
+            ("retainClusterInfo", body.retainClusterInfo),
+            ("force", body.force),
+            ("skipOperationHostIds", bool(body.skipOperationHostIds)),
+        )
+        if keeps
+    ]
+    if kept:
+        message = "not supported: a release always removes what the takeover created"
+        raise invalid([{"loc": (name,), "msg": message} for name in kept])
+    services = call.services
+    row = await services.metadb(clusters.get_cluster, services.db, cluster_id)
+    if row is None:
+        raise ApiError(404, f"cluster {cluster_id} does not exist")
+    if row["status"] != clusters.RUNNING:
+        raise ApiError(409, f"cluster {cluster_id} is {row['status']}: only a managed (RUNNING) cluster moves out")
+    client = await services.temporal()
+    workflow_id = release_workflow_id_for(row["address"], int(row["port"]))
+    task_id = await services.metadb(ids.allocate_task_id, services.db)
+    record = functools.partial(
+        tasks.record_task, services.db, task_id=task_id, workflow_id=workflow_id, name=RELEASE_TASK_NAME,
+        cluster_id=cluster_id, creator=call.user.name, trace_id=call.trace_id,
+    )  # fmt: skip
+    await services.metadb(record, run_id="", status="RUNNING")
+    start = ReleaseRequest(cluster_id=cluster_id, config_url=body.targetConfigAddress)
+    try:
+        handle = await client.start_workflow(
+            ReleaseCluster.run,
+            start.model_dump(mode="json", exclude_none=True),
+            id=workflow_id,
+            task_queue=services.settings.task_queue,
+            memo={MEMO_CREATOR: call.user.name, MEMO_TRACE_ID: call.trace_id, MEMO_TASK_ID: task_id},
+        )
+    except WorkflowAlreadyStartedError:
+        await services.metadb(record, run_id="", status="REJECTED")
+        raise ApiError(409, f"cluster {cluster_id} is being moved out by another task ({workflow_id})") from None
+    await services.metadb(record, run_id=handle.result_run_id or "", status="RUNNING")
+    log.info("trace %s: %s started task %s (%s) for cluster %s", call.trace_id, call.user.name, task_id,
+             workflow_id, cluster_id)  # fmt: skip
+    deadline = time.monotonic() + TASK_WAIT_SECONDS
+    while True:
+        view = await _task_view(client, workflow_id, handle.result_run_id, task_id, cluster_id, call.user.name,
+                                RELEASE_TASK_NAME)  # fmt: skip
+        if view.subtasks or view.status is not TaskStatus.RUNNING or time.monotonic() > deadline:
+            return call.ok(view)
+        await asyncio.sleep(0.1)
 
 
 # --- host types and credentials ------------------------------------------------------------------

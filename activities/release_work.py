@@ -1,0 +1,140 @@
+"""Releasing a cluster from management: what the release adds to the takeover's own compensations.
+
+`ReleaseCluster` undoes a successful takeover with the compensations the takeover's rollback runs, each
+acting for the takeover's task (`Work.owner_task_id`): only what that takeover created is removed, only
+what it changed is put back. This module adds the release's own subtasks and the lookup that precedes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import activity
+
+from activities.cluster_work import record_task
+from activities.failures import to_application_error
+from activities.runtime import Runtime, Work
+from contracts.engine import release_workflow_id_for
+from contracts.errors import FailedPrecondition, TakeoverError
+from contracts.release import ReleaseRequest, ReleaseTarget
+from contracts.request import TakeOverRequest
+from contracts.stages import DESCRIBE_MANAGED_CLUSTER
+from contracts.topology import ServerNode, Topology, ZoneNode
+from metadb import clusters, credentials
+from metadb.credentials import CLUSTER
+from metadb.db import Database
+
+
+def describe_managed_cluster(db: Database, release: ReleaseRequest, workflow_id: str) -> ReleaseTarget:
+    """The cluster to release as the metadb records it; refused unless a takeover brought it into management
+    and finished, and unless `workflow_id` is the one release of this cluster may run under."""
+    record = clusters.get_cluster(db, release.cluster_id)
+    if record is None:
+        raise FailedPrecondition(f"no managed cluster {release.cluster_id}; `ob-takeover cluster list` lists them")
+    if record["status"] not in (clusters.RUNNING, clusters.RELEASING):
+        raise FailedPrecondition(
+            f"cluster {release.cluster_id} is {record['status']}: its takeover has not finished; let it finish "
+            "or roll it back first"
+        )
+    expected = release_workflow_id_for(record["address"], int(record["port"]))
+    if workflow_id != expected:
+        raise FailedPrecondition(f"a release of cluster {release.cluster_id} runs as workflow {expected}")
+    key = f"{record['name']}:{record['ob_cluster_id']}"
+    credential_id = release.root_sys_credential_id
+    if credential_id is None:
+        saved = credentials.describe_credential(db, kind=CLUSTER, name=f"{key}:root@sys")
+        if saved is None:
+            raise FailedPrecondition(
+                f"cluster {release.cluster_id}'s root@sys password is not in the password box (the takeover ran "
+                "with saveToCredential false): store it with `ob-takeover credential add-cluster` and give its id "
+                "as rootSysCredentialId"
+            )
+        credential_id = int(saved["id"])
+    proxy = record["connection_mode"] == "proxy"
+    request = TakeOverRequest.model_validate(
+        {
+            "address": record["address"],
+            "port": int(record["port"]),
+            "connectionMode": record["connection_mode"],
+            "rootSysCredentialId": credential_id,
+            **({"clusterName": record["name"], "obClusterId": int(record["ob_cluster_id"])} if proxy else {}),
+        }
+    )
+    servers = clusters.rows_of(db, "servers", release.cluster_id)
+    zones = clusters.rows_of(db, "zones", release.cluster_id)
+    topology = Topology(
+        cluster_name=record["name"],
+        ob_cluster_id=int(record["ob_cluster_id"]),
+        version=record["version"],
+        servers=[
+            ServerNode(ip=r["ip"], rpc_port=int(r["rpc_port"]), sql_port=int(r["sql_port"]), zone=r["zone"])
+            for r in sorted(servers, key=lambda r: (r["zone"], r["ip"], int(r["rpc_port"])))
+        ],
+        zones=[
+            ZoneNode(name=r["name"], region=r["region"], idc=r["idc"]) for r in sorted(zones, key=lambda r: r["name"])
+        ],
+    )
+    return ReleaseTarget(
+        cluster_id=release.cluster_id, owner_task_id=int(record["task_id"]), request=request, topology=topology
+    )
+
+
+def describe_managed_cluster_activity(runtime: Runtime) -> Callable[..., Any]:
+    @activity.defn(name=DESCRIBE_MANAGED_CLUSTER)
+    async def run(release: ReleaseRequest) -> ReleaseTarget:
+        workflow_id = activity.info().workflow_id or ""
+        try:
+            return await asyncio.to_thread(describe_managed_cluster, runtime.db, release, workflow_id)
+        except TakeoverError as exc:
+            raise to_application_error(exc) from None
+
+    return run
+
+
+# --- Prepare move out cluster -----------------------------------------------------------------------
+
+
+def prepare_release(work: Work) -> None:
+    """Mark the cluster RELEASING (a takeover of it is refused from now on) and record the task."""
+    cluster_id = work.cluster_id()
+    record = clusters.get_cluster(work.db, cluster_id)
+    assert record is not None
+    if record["status"] not in (clusters.RUNNING, clusters.RELEASING):
+        raise FailedPrecondition(f"cluster {cluster_id} is {record['status']}, not under management")
+    clusters.set_cluster_status(work.db, cluster_id, clusters.RELEASING)
+    record_task(work, "RUNNING", cluster_id)
+    work.say(
+        f"cluster {work.cluster_key} (cluster {cluster_id}, taken over by task {work.owner_task_id}) is being "
+        "moved out of management; its data is not touched"
+    )
+
+
+def resume_management(work: Work) -> None:
+    """Undo "Prepare move out cluster": the cluster is managed again."""
+    cluster_id = work.known_cluster_id()
+    if cluster_id is not None:
+        clusters.set_cluster_status(work.db, cluster_id, clusters.RUNNING)
+    work.say(f"cluster {cluster_id} is managed again (RUNNING)")
+
+
+# --- Delete cluster credentials ----------------------------------------------------------------------
+
+
+def remove_cluster_credentials(work: Work) -> None:
+    """Remove the cluster credentials the takeover stored (its own, by name and owner); the proxyro password
+    stays on the cluster as it is, and the log says where it was kept."""
+    prefix = f"{work.cluster_key}:"
+    rows = [row for row in credentials.list_credentials(work.db, CLUSTER) if str(row["name"]).startswith(prefix)]
+    removed = []
+    for row in rows:
+        if credentials.delete_own_cluster_credential(work.db, str(row["name"]), work.owner_task_id):
+            removed.append(f"{row['name']} (credential {row['id']})")
+    proxyro = [row for row in rows if str(row["name"]) == f"{prefix}proxyro"]
+    copy = f" (its copy in the password box, credential {proxyro[0]['id']}, is removed)" if proxyro else ""
+    work.say(
+        f"proxyro's password on the cluster is left as it is{copy}: OBProxy keeps logging in with it; a later "
+        "takeover should be given it as proxyroPassword, or it sets a new one"
+    )
+    work.say(f"credentials the takeover stored removed: {', '.join(removed) or 'none'}")

@@ -1,0 +1,50 @@
+"""Releasing a cluster from management (`ReleaseCluster`): the request and what the worker finds in the
+metadb about the cluster to release."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import ConfigDict, Field, ValidationError
+
+from contracts.model import Model
+from contracts.request import FieldError, InvalidRequest, TakeOverRequest, field_path
+from contracts.topology import Topology
+
+
+class ReleaseRequest(Model):
+    """`{"clusterId": N}`: the metadb's id of a cluster a takeover brought into management. `configUrl` is the
+    obconfig_url to leave the cluster with ("" for none; default: the one it had before the takeover);
+    `rootSysCredentialId` names root@sys's password when the takeover did not keep it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cluster_id: int = Field(gt=0)
+    config_url: str | None = Field(default=None, max_length=2048)
+    root_sys_credential_id: int | None = Field(default=None, gt=0)
+
+
+class ReleaseTarget(Model):
+    """The managed cluster as the metadb records it: how to reach it, the takeover task whose work is undone,
+    and the topology the takeover recorded (the hosts it reserved), even if the cluster cannot be reached."""
+
+    cluster_id: int
+    owner_task_id: int
+    request: TakeOverRequest
+    topology: Topology
+
+
+def parse_release_request(body: Any) -> ReleaseRequest:
+    """Validate a release body, naming every field that is wrong (values are never echoed)."""
+    if not isinstance(body, dict):
+        raise InvalidRequest([FieldError(field="body", message=f"must be a JSON object, got {type(body).__name__}")])
+    try:
+        return ReleaseRequest.model_validate(body)
+    except ValidationError as exc:
+        errors = []
+        for error in exc.errors(include_input=False, include_url=False, include_context=False):
+            message = error["msg"]
+            if error["type"] == "extra_forbidden":
+                message = "is not a field of the release request"
+            errors.append(FieldError(field=field_path(tuple(error["loc"])), message=message))
+        raise InvalidRequest(errors) from None

@@ -1,0 +1,85 @@
+"""Releasing a cluster from management: after a takeover and a release, the cluster, its hosts and the
+metadb are as they were before the takeover (but for the proxyro user, left as it is and reported); the
+cluster can then be taken over again."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from temporalio.client import Client, WorkflowFailureError
+
+from activities.registry import build_activities
+from activities.runtime import Runtime
+from contracts.engine import release_workflow_id_for
+from metadb import clusters
+from ob_takeover.client import TakeoverClient
+from tests.driver import log_of, start, wait_for
+from tests.simulator import Simulation, end_state, sim_runtime, simulation, stored_secret, takeover_body
+from tests.test_takeover_e2e import login
+from worker import build_worker
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[Simulation]:
+    with simulation(tmp_path, zones=2, servers_per_zone=2) as running:
+        yield running
+
+
+async def take_over(client: Client, task_queue: str, body: dict[str, Any]) -> int:
+    handle = await start(client, task_queue, body)
+    task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=90)
+    failures = [await log_of(handle, s.id) for s in task.subtasks if s.status.value == "FAILED"]
+    assert task.status.value == "SUCCESSFUL", failures
+    assert task.cluster_id is not None
+    return task.cluster_id
+
+
+def without_calibration(state: dict[str, Any]) -> dict[str, Any]:
+    """The io calibration results are the cluster's own: a release leaves them."""
+    state["cluster"].pop("io_calibration")
+    return state
+
+
+async def test_a_release_leaves_cluster_hosts_and_metadb_as_before_the_takeover(
+    client: Client, task_queue: str, sim: Simulation, tmp_path: Path
+) -> None:
+    runtime: Runtime = sim_runtime(tmp_path, sim)
+    body = takeover_body(sim, runtime)
+    before = without_calibration(end_state(sim, runtime.db))
+    takeovers = TakeoverClient(client, task_queue)
+    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+        cluster_id = await take_over(client, task_queue, body)
+        managed = without_calibration(end_state(sim, runtime.db))
+        assert managed != before
+        proxyro = stored_secret(runtime, "obcluster:1:proxyro")
+        release = await takeovers.release(cluster_id, sim.address, sim.sql_port)
+        assert release.workflow_id == release_workflow_id_for(sim.address, sim.sql_port)
+        task = await release.result()
+        assert (task.name, task.status.value) == ("Move out OB cluster", "SUCCESSFUL")
+        logs = "\n".join([await release.subtask_log(s.id) for s in task.subtasks])
+        released = without_calibration(end_state(sim, runtime.db))
+        # The proxyro user stays with its password, as the release's report says.
+        assert "proxyro's password on the cluster is left as it is" in logs
+        assert released["cluster"]["users"].pop("proxyro") == {"host": "%", "grants": ["SELECT ON oceanbase.*"]}
+        assert login(sim, "proxyro@sys", proxyro)
+        assert released == before
+        # Under management again, from the start.
+        again = await take_over(client, task_queue, {**body, "proxyroPassword": proxyro})
+        assert again != cluster_id
+        assert without_calibration(end_state(sim, runtime.db)) == managed
+        assert login(sim, "proxyro@sys", proxyro)
+
+
+async def test_a_release_is_refused_for_a_cluster_not_under_management(
+    client: Client, task_queue: str, sim: Simulation, tmp_path: Path
+) -> None:
+    runtime: Runtime = sim_runtime(tmp_path, sim)
+    takeovers = TakeoverClient(client, task_queue)
+    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+        with pytest.raises(WorkflowFailureError) as info:
+            await (await takeovers.release(4242, "127.0.0.1", 1)).result()
+    assert "no managed cluster 4242" in str(info.value.cause)
+    assert clusters.get_cluster(runtime.db, 4242) is None
