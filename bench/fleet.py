@@ -24,6 +24,7 @@ import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from temporalio.testing import WorkflowEnvironment
 
-from bench.harness import machine, peak_rss_mb, simulated_bodies, start_dev_server
+from bench.harness import cpu_by_program, cpu_seconds, machine, peak_rss_mb, simulated_bodies, start_dev_server
 from contracts.settings import load_settings
 from metadb import hosts
 from metadb.db import Database
@@ -52,6 +53,8 @@ class Outcome:
     successful: int
     wall: float
     rss: list[float]
+    worker_cpu: float = 0.0
+    machine_cpu: float = 0.0
 
 
 class Bench:
@@ -60,6 +63,7 @@ class Bench:
         self.work = work
         self.mariadb = mariadb
         self.client = TakeoverClient(env.client, "fleet-bench")
+        self.notes: list[str] = []
 
     @contextmanager
     def scenario(
@@ -101,23 +105,53 @@ class Bench:
 
     async def single(self, calibration: float) -> Outcome:
         with self.scenario("single", 1, calibration, workers=1) as (bodies, processes):
-            began = time.monotonic()
+            began, machine_began = time.monotonic(), cpu_seconds()
             task = await (await self.client.start(bodies[0])).result()
             wall = time.monotonic() - began
             rss = [peak_rss_mb(p.pid) for p in processes]
-        return Outcome("one takeover", 1, 1, int(task.status.value == "SUCCESSFUL"), wall, rss)
+            worker_cpu = cpu_seconds(processes[0].pid)
+            machine_cpu = cpu_seconds() - machine_began
+        successful = int(task.status.value == "SUCCESSFUL")
+        return Outcome("one takeover", 1, 1, successful, wall, rss, worker_cpu, machine_cpu)
 
     async def fleet(self, clusters: int, calibration: float, workers: int) -> Outcome:
         with self.scenario(f"fleet{clusters}x{workers}", clusters, calibration, workers) as (bodies, processes):
-            began = time.monotonic()
+            began, machine_began, programs = time.monotonic(), cpu_seconds(), cpu_by_program()
             fleet = await self.client.start_fleet(
                 {"clusters": bodies, "maxConcurrent": clusters}, f"bench-{uuid.uuid4().hex[:8]}"
             )
             view = await fleet.result()
             wall = time.monotonic() - began
             rss = [peak_rss_mb(p.pid) for p in processes]
+            worker_cpu = sum(cpu_seconds(p.pid) for p in processes)
+            machine_cpu = cpu_seconds() - machine_began
+            spent = {k: v - programs.get(k, 0.0) for k, v in cpu_by_program().items()}
+            self.notes.append(
+                f"fleet of {clusters} on {workers} worker(s), CPU s by program: "
+                + ", ".join(f"{k} {v:.1f}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1]))
+            )
+            await self.phases(view)
         successful = view.counts.get("SUCCESSFUL", 0)
-        return Outcome(f"fleet of {clusters}", clusters, workers, successful, wall, rss)
+        return Outcome(f"fleet of {clusters}", clusters, workers, successful, wall, rss, worker_cpu, machine_cpu)
+
+    async def phases(self, view: Any) -> None:
+        """When, after the first member started, the members' io calibrations began and their tasks ended."""
+        tasks = [await self.client.get(m.workflow_id).result() for m in view.members]
+        first = min(datetime.fromisoformat(t.start_time) for t in tasks)
+
+        def seconds(moment: str | None) -> float:
+            return (datetime.fromisoformat(moment) - first).total_seconds() if moment else float("nan")
+
+        calibrations = sorted(
+            seconds(s.start_time) for t in tasks for s in t.subtasks if s.name == "Run io calibration"
+        )
+        calibrated = sorted(seconds(s.finish_time) for t in tasks for s in t.subtasks if s.name == "Run io calibration")
+        ends = sorted(seconds(t.finish_time) for t in tasks)
+        self.notes.append(
+            f"{len(tasks)} members: io calibrations began {calibrations[0]:.1f}-{calibrations[-1]:.1f} s, "
+            f"ended {calibrated[0]:.1f}-{calibrated[-1]:.1f} s, tasks ended {ends[0]:.1f}-{ends[-1]:.1f} s "
+            "after the first member started"
+        )
 
     async def staggered(self, calibration: float) -> Outcome:
         with self.scenario("staggered", 8, calibration, workers=1) as (bodies, processes):
@@ -140,6 +174,7 @@ async def main() -> None:
     parser.add_argument("--clusters", type=int, default=50)
     parser.add_argument("--calibration", type=float, default=30.0, help="io calibration seconds of the fleet")
     parser.add_argument("--staggered-calibration", type=float, default=60.0)
+    parser.add_argument("--only-fleet", action="store_true", help="one takeover and the fleet on one worker only")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ob-takeover-fleet-"))
     env = await start_dev_server(work)
@@ -147,18 +182,25 @@ async def main() -> None:
         bench = Bench(env, work, mariadb)
         single = await bench.single(args.calibration)
         one = await bench.fleet(args.clusters, args.calibration, workers=1)
-        two = await bench.fleet(args.clusters, args.calibration, workers=2)
-        staggered = await bench.staggered(args.staggered_calibration)
+        two = None if args.only_fleet else await bench.fleet(args.clusters, args.calibration, workers=2)
+        staggered = None if args.only_fleet else await bench.staggered(args.staggered_calibration)
     await env.shutdown()
     print(f"\n{machine()}; production timeouts; io calibration {args.calibration:.0f} s; MariaDB metadb\n")
-    print("| run | clusters | workers | successful | wall s | x one takeover | worker peak RSS MB |")
-    print("|---|---:|---:|---:|---:|---:|---|")
-    for outcome in (single, one, two):
+    print(
+        "| run | clusters | workers | successful | wall s | x one takeover | worker CPU s | machine CPU s "
+        "| worker peak RSS MB |"
+    )
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    for outcome in (single, one, *([two] if two else [])):
         rss = " + ".join(f"{r:.0f}" for r in outcome.rss)
         print(
             f"| {outcome.name} | {outcome.clusters} | {outcome.workers} | {outcome.successful} | {outcome.wall:.1f} "
-            f"| {outcome.wall / single.wall:.2f} | {rss} |"
+            f"| {outcome.wall / single.wall:.2f} | {outcome.worker_cpu:.1f} | {outcome.machine_cpu:.1f} | {rss} |"
         )
+    for note in bench.notes:
+        print(f"\n{note}")
+    if staggered is None:
+        return
     print(f"\nstaggered, io calibration {args.staggered_calibration:.0f} s, one worker:\n")
     print("| run | takeovers | successful | wall s | worker peak RSS MB |")
     print("|---|---:|---:|---:|---:|")

@@ -47,6 +47,41 @@ def peak_rss_mb(pid: int) -> float:
     return 0.0
 
 
+def cpu_seconds(pid: int | None = None) -> float:
+    """CPU time (user + system) of a process, or of the whole machine with no pid, in seconds."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    if pid is None:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+        busy = sum(int(v) for i, v in enumerate(fields) if i not in (3, 4))  # all but idle and iowait
+        return busy / ticks
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / ticks
+
+
+def cpu_by_program() -> dict[str, float]:
+    """CPU seconds used so far by the machine's processes, by program (the simulator's commands count under
+    the simulator once it has reaped them): worker, simulator, temporal, mariadb, other."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    totals: dict[str, float] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            stat = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        kind = next(
+            (name for name, mark in _PROGRAMS if mark in command),
+            "other",
+        )
+        totals[kind] = totals.get(kind, 0.0) + sum(int(v) for v in stat[11:15]) / ticks
+    return totals
+
+
+_PROGRAMS = (("worker", "worker.py"), ("simulator", "-m obsim"), ("temporal", "temporal"), ("mariadb", "mariadbd"))
+
+
 def machine() -> str:
     return f"machine: {os.cpu_count()} cores, {platform.machine()}, Python {platform.python_version()}"
 

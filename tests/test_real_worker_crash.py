@@ -233,3 +233,51 @@ async def test_worker_killed_during_a_precheck(client: Client, task_queue: str, 
             assert await retried_activities(handle) == ["run_precheck"], "the precheck did not run again"
         finally:
             takeover.stop()
+
+
+async def test_through_obproxy_a_worker_killed_mid_subtask_loses_nothing(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """Proxy mode: the worker is killed while "Create default user" runs through OBProxy; the next worker
+    finishes the takeover, every SQL session still going through the proxy."""
+    with simulation(tmp_path, extra=["--proxy-port", "0"]) as sim:
+        takeover = Takeover(client, task_queue, tmp_path, sim, f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+        takeover.body = sim.through_proxy(takeover.body)
+        try:
+            slow_down("Create default user", SLOWDOWNS["Create default user"], sim, takeover.metadb_url)
+            takeover.spawn()
+            handle = await start(client, task_queue, takeover.body)
+            await takeover.crash_during(handle, "Create default user")
+            task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=120)
+            assert task.status.value == "SUCCESSFUL", takeover.last_log()
+        finally:
+            takeover.stop()
+        state = sim.state()
+    assert {entry["endpoint"] for entry in state["logins"]} == {"proxy"}
+    assert "ocp_monitor" in state["users"]
+
+
+async def test_through_obproxy_a_rollback_restores_the_starting_state(
+    client: Client, task_queue: str, tmp_path: Path
+) -> None:
+    """Proxy mode: "Sync all tenant information" fails; the rollback leaves cluster, metadb and hosts as
+    they were before the takeover."""
+    with simulation(tmp_path, extra=["--proxy-port", "0"]) as sim:
+        takeover = Takeover(client, task_queue, tmp_path, sim, f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+        takeover.body = sim.through_proxy(takeover.body)
+        try:
+            before = takeover.state()
+            sim.fault(r"TENANT_ID, TENANT_NAME", error=4012, message="Timeout")
+            takeover.spawn()
+            handle = await start(client, task_queue, takeover.body)
+            task = await wait_for(handle, failed, timeout=90)
+            assert [s.name for s in task.subtasks if s.status.value == "FAILED"] == ["Sync all tenant information"]
+            await update(handle, "rollback")
+            task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=120)
+            assert (task.status.value, task.operation.value) == ("SUCCESSFUL", "ROLLBACK"), takeover.last_log()
+            after = takeover.state()
+        finally:
+            takeover.stop()
+    for state in (before, after):
+        state["cluster"].pop("io_calibration")
+    assert after == before
