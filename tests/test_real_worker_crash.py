@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
+from ob_takeover.client import TakeoverClient
 from tests.crash import COMPENSATIONS, SLOWDOWNS, Slowdown, Takeover, retried_activities, slow_down
 from tests.driver import failed, log_of, named, start, update, wait_for
 from tests.mariadb import create_database
@@ -280,4 +281,37 @@ async def test_through_obproxy_a_rollback_restores_the_starting_state(
             takeover.stop()
     for state in (before, after):
         state["cluster"].pop("io_calibration")
+    assert after == before
+
+
+async def test_a_release_survives_worker_crashes(client: Client, task_queue: str, tmp_path: Path) -> None:
+    """A release of a managed cluster with the worker killed while it restores the agent configuration and
+    while it drops the monitor user: the release ends SUCCESSFUL and leaves the state from before the
+    takeover (but for the proxyro user, which stays)."""
+    with simulation(tmp_path, zones=2, servers_per_zone=1) as sim:
+        takeover = Takeover(client, task_queue, tmp_path, sim, f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+        try:
+            before = takeover.state()
+            takeover.spawn()
+            handle = await start(client, task_queue, takeover.body)
+            task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=120)
+            assert task.status.value == "SUCCESSFUL" and task.cluster_id is not None, takeover.last_log()
+            release = await TakeoverClient(client, task_queue).release(task.cluster_id, sim.address, sim.sql_port)
+            crashes = {
+                "Restore ocp agent config": COMPENSATIONS["Refresh ocp agent config"],
+                "Drop default user": COMPENSATIONS["Create default user"],
+            }
+            for name, slowdown in crashes.items():
+                slow_down(name, slowdown, sim, takeover.metadb_url)
+            for name in crashes:
+                seconds = await takeover.crash_during(release.handle, name)
+                print(f"release, {name}: next state {seconds:.1f}s after the kill")
+            released = await wait_for(release.handle, lambda t: t.status.value != "RUNNING", timeout=120)
+            assert (released.name, released.status.value) == ("Move out OB cluster", "SUCCESSFUL"), takeover.last_log()
+            after = takeover.state()
+        finally:
+            takeover.stop()
+    for state in (before, after):
+        state["cluster"].pop("io_calibration")
+    assert after["cluster"]["users"].pop("proxyro")["grants"] == ["SELECT ON oceanbase.*"]
     assert after == before
