@@ -542,15 +542,22 @@ def cmd_precheck(args: argparse.Namespace) -> int:
 def cmd_release(args: argparse.Namespace) -> int:
     from ob_takeover.client import TakeoverClient
 
-    record = clusters.get_cluster(open_metadb(args), args.cluster_id)
+    db = open_metadb(args)
+    if args.cluster.isdigit():
+        record = clusters.get_cluster(db, int(args.cluster))
+    else:
+        endpoint = parse_endpoint(args.cluster)
+        record = next(
+            (r for r in clusters.list_clusters(db) if parse_endpoint(f"{r['address']}:{r['port']}") == endpoint), None
+        )
     if record is None:
-        raise CommandError(f"no managed cluster {args.cluster_id}; `ob-takeover cluster list` lists them")
+        raise CommandError(f"no managed cluster {args.cluster}; `ob-takeover cluster list` lists them")
     config_url = "" if args.empty_config_url else args.config_url
 
     async def run() -> int:
         client = await TakeoverClient.connect(settings=args.settings)
         release = await client.release(
-            args.cluster_id,
+            int(record["id"]),
             record["address"],
             int(record["port"]),
             config_url=config_url,
@@ -911,7 +918,7 @@ def build_parser() -> argparse.ArgumentParser:
         cmd_release,
         "move a managed cluster out of management: undo its takeover, data untouched (proxyro stays)",
     )
-    command.add_argument("cluster_id", type=int, help="the managed cluster's id (`ob-takeover cluster list`)")
+    command.add_argument("cluster", help="the managed cluster's id or ADDRESS:PORT (`ob-takeover cluster list`)")
     target = command.add_mutually_exclusive_group()
     target.add_argument("--config-url", help="leave obconfig_url at this URL (default: as before the takeover)")
     target.add_argument("--empty-config-url", action="store_true", help="leave obconfig_url empty")

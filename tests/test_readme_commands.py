@@ -130,7 +130,7 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
 
 def test_the_readme_takes_a_cluster_over_as_written(shell: Shell) -> None:
     blocks = readme_blocks()
-    assert set(blocks) >= {"servers", "cluster", "register", "takeover"}, blocks
+    assert set(blocks) >= {"servers", "cluster", "register", "takeover", "release"}, blocks
     for command in blocks["servers"]:
         shell.run(command)
     wait_until(lambda: listening(shell.temporal) and listening(shell.http), "Temporal and the service listening")
@@ -159,4 +159,12 @@ def test_the_readme_takes_a_cluster_over_as_written(shell: Shell) -> None:
     code, out, err = shell.run(status)
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["status"] == "SUCCESSFUL", out + err
     assert set(codes) <= {0, 3}, codes
+    # Then out of management again, as the README's release section says.
+    for command in blocks["release"]:
+        code, out, err = shell.run(command)
+        assert code == 0, f"{command}\n{out}\n{err}"
+        wanted = expected_output(command)
+        if wanted is not None:
+            printed = json.loads(out.strip().splitlines()[-1])
+            assert {k: printed.get(k) for k in wanted} == wanted, (command, printed)
     assert "Traceback" not in shell.log(2) + shell.log(3)
