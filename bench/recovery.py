@@ -4,9 +4,8 @@ timeouts, a simulated 3-zone x 2-server cluster with its hosts, one dev server.
 
     python bench/recovery.py
 
-For subtasks with heartbeat timeouts of 10, 20 and 30 s, prints the time from the kill until the
-subtask's next attempt runs on the new worker (target: heartbeat timeout + 5 s) and until the
-subtask is done.
+For three subtasks (a short one, one of 60 s and the io calibration), prints the time from the kill
+until the subtask's next attempt runs on the new worker (target: 10 s) and until the subtask is done.
 """
 
 from __future__ import annotations
@@ -29,6 +28,9 @@ from contracts.stages import SUBTASKS
 from tests.crash import SLOWDOWNS, Takeover, slow_down
 from tests.driver import Handle, named, start, wait_for
 from tests.simulator import simulation
+
+# Kill to the next attempt: at most 10 s for every subtask.
+TARGET_SECONDS = 10.0
 
 CASES = ("Prepare take over cluster", "Register config url", "Run io calibration")
 
@@ -83,8 +85,8 @@ async def main() -> None:
     print("| subtask killed | heartbeat timeout s | kill → next attempt runs s | target s | kill → subtask done s |")
     print("|---|---:|---:|---:|---:|")
     for name, heartbeat, resumed, done in rows:
-        met = "met" if resumed <= heartbeat + 5 else "MISSED"
-        print(f"| {name} | {heartbeat:.0f} | {resumed:.1f} | ≤ {heartbeat + 5:.0f} ({met}) | {done:.1f} |")
+        met = "met" if resumed <= TARGET_SECONDS else "MISSED"
+        print(f"| {name} | {heartbeat:.0f} | {resumed:.1f} | ≤ {TARGET_SECONDS:.0f} ({met}) | {done:.1f} |")
 
 
 if __name__ == "__main__":

@@ -23,8 +23,8 @@ class FanOut(StrEnum):
 
 
 # Every subtask heartbeats, so that a crashed worker is noticed within the heartbeat timeout (at most
-# 10 s, and a third of a short subtask's timeout) and the subtask runs again within its own timeout.
-HEARTBEAT_TIMEOUT_SECONDS = 10
+# 8 s, and a third of a short subtask's timeout) and the subtask runs again within 10 s of the crash.
+HEARTBEAT_TIMEOUT_SECONDS = 8
 # The heartbeat timeout of takeovers started before it was shortened (they keep it when they replay).
 FIRST_HEARTBEAT_TIMEOUT_SECONDS = 30
 WAIT_NODE_NAME = "Wait node"

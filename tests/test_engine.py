@@ -67,7 +67,7 @@ async def test_three_zones_two_servers_fan_out(client: Client, task_queue: str, 
     async with running_worker(fake):
         handle = await start(client, task_queue)
         result = await handle.result()
-        await keep_history(handle, "success_3x2_heartbeat_10s")
+        await keep_history(handle, "success_3x2_short_heartbeats")
     subtasks = result.subtasks
     by_name: dict[str, list[Any]] = {}
     for subtask in subtasks:

@@ -21,7 +21,7 @@ HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"
 def test_histories_cover_every_operation() -> None:
     names = {path.stem for path in HISTORIES}
     assert {"success_3x2", "retry_subtask", "skip_subtask", "rollback", "cancel_subtask", "abort"} <= names
-    assert {"success_3x2_heartbeat_10s", "fleet_6", "fleet_member_retried"} <= names
+    assert {"success_3x2_short_heartbeats", "fleet_6", "fleet_member_retried"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])

@@ -52,8 +52,8 @@ SEARCH_ATTRIBUTES = (CLUSTER_NAME_KEY, CLUSTER_ADDRESS_KEY, TASK_STATUS_KEY)
 # Scaled timeouts never drop below this, so a test scale cannot starve a subtask of time to run.
 MIN_SCALED_TIMEOUT_SECONDS = 3.0
 MIN_SCALED_HEARTBEAT_SECONDS = 2.0
-# Subtasks heartbeat within 10 s instead of 30 s, so a lost worker's subtask runs again sooner.
-SHORT_HEARTBEAT_PATCH = "heartbeat-10s"
+# Subtasks heartbeat within 8 s instead of 30 s, so a lost worker's subtask runs again within 10 s.
+SHORT_HEARTBEAT_PATCH = "short-heartbeats"
 # A task started by a fleet tells the fleet when its status changes.
 FLEET_MEMBER_PATCH = "fleet-member-updates"
 
