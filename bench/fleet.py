@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from temporalio.testing import WorkflowEnvironment
 
-from bench.harness import cpu_by_program, cpu_seconds, machine, peak_rss_mb, simulated_bodies, start_dev_server
+from bench.harness import cpu_by_program, cpu_seconds, machine, peak_rss_mb, start_dev_server
 from contracts.settings import load_settings
 from metadb import hosts
 from metadb.db import Database
@@ -40,7 +40,7 @@ from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.client import TakeoverClient
 from tests.mariadb import create_database, mariadb_server
-from tests.simulator import many_simulations
+from tests.simulator import many_simulations, simulated_bodies
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,18 +10,13 @@ import uuid
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 from temporalio.client import Client
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
 from contracts.task_view import TaskView
-from metadb import credentials
-from metadb.db import Database
-from metadb.vault import Vault
 from ob_takeover.codec import data_converter
-from tests.simulator import Simulation
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
 
 
@@ -108,21 +103,3 @@ async def timed_takeover(client: Client, queue: str) -> TimedTakeover:
     assert task.status.value == "SUCCESSFUL", task.status
     events = len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
     return TimedTakeover(task, wall, events)
-
-
-def simulated_bodies(db: Database, vault: Vault, sims: list[Simulation], host_type: int) -> list[dict[str, Any]]:
-    """Takeover bodies for simulated clusters, each host reached with its simulation's SSH key (saved in the
-    password box as a host credential)."""
-    bodies = []
-    for index, sim in enumerate(sims):
-        credential = credentials.save_credential(
-            db, vault, kind=credentials.HOST, name=f"key{index}", username="admin",
-            secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
-        )  # fmt: skip
-        bodies.append(
-            {
-                "rootSysPassword": sim.root_password, "address": sim.address, "port": sim.sql_port,
-                "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": sim.ssh_port},
-            }
-        )  # fmt: skip
-    return bodies

@@ -20,14 +20,14 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
-from bench.harness import machine, peak_rss_mb, simulated_bodies, start_dev_server
+from bench.harness import machine, peak_rss_mb, start_dev_server
 from contracts.settings import load_settings
 from metadb import hosts
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.client import TakeoverClient
-from tests.simulator import many_simulations
+from tests.simulator import many_simulations, simulated_bodies
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -484,6 +484,22 @@ async def _watch(takeover: Any) -> Any:
         await asyncio.sleep(0.5)
 
 
+async def _started(args: argparse.Namespace, task_workflow: Any) -> int:
+    """Say where a task workflow just started is; with --wait, follow it to its end and print its table."""
+    link = ui_link(args.settings, task_workflow.workflow_id)
+    print(f"started {task_workflow.workflow_id}: {link}", file=sys.stderr)
+    result: dict[str, Any] = {"workflowId": task_workflow.workflow_id, "ui": link}
+    code = EXIT_OK
+    if args.wait:
+        task = await _watch(task_workflow)
+        print(task_table(task))
+        result["status"] = display_status(task)
+        result["taskId"] = task.id
+        code = STATUS_EXIT.get(result["status"], EXIT_FAILED)
+    emit(result)
+    return code
+
+
 def cmd_start(args: argparse.Namespace) -> int:
     from ob_takeover.client import TakeoverClient
 
@@ -492,20 +508,7 @@ def cmd_start(args: argparse.Namespace) -> int:
     async def run() -> int:
         client = await TakeoverClient.connect(settings=args.settings)
         takeover = await client.start(request)
-        print(f"started {takeover.workflow_id}: {ui_link(args.settings, takeover.workflow_id)}", file=sys.stderr)
-        result: dict[str, Any] = {
-            "workflowId": takeover.workflow_id,
-            "ui": ui_link(args.settings, takeover.workflow_id),
-        }
-        code = EXIT_OK
-        if args.wait:
-            task = await _watch(takeover)
-            print(task_table(task))
-            result["status"] = display_status(task)
-            result["taskId"] = task.id
-            code = STATUS_EXIT.get(result["status"], EXIT_FAILED)
-        emit(result)
-        return code
+        return await _started(args, takeover)
 
     return asyncio.run(run())
 
@@ -563,17 +566,7 @@ def cmd_release(args: argparse.Namespace) -> int:
             config_url=config_url,
             root_sys_credential_id=args.root_credential_id,
         )
-        print(f"started {release.workflow_id}: {ui_link(args.settings, release.workflow_id)}", file=sys.stderr)
-        result: dict[str, Any] = {"workflowId": release.workflow_id, "ui": ui_link(args.settings, release.workflow_id)}
-        code = EXIT_OK
-        if args.wait:
-            task = await _watch(release)
-            print(task_table(task))
-            result["status"] = display_status(task)
-            result["taskId"] = task.id
-            code = STATUS_EXIT.get(result["status"], EXIT_FAILED)
-        emit(result)
-        return code
+        return await _started(args, release)
 
     return asyncio.run(run())
 

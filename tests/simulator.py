@@ -302,3 +302,21 @@ def end_state(sim: Simulation, db: Database) -> dict[str, Any]:
     }
     result: dict[str, Any] = json.loads(json.dumps(state).replace(str(sim.hosts_dir), "HOSTS"))
     return result
+
+
+def simulated_bodies(db: Database, vault: Vault, sims: list[Simulation], host_type: int) -> list[dict[str, Any]]:
+    """Takeover bodies for simulated clusters, each host reached with its simulation's SSH key (saved in the
+    password box as a host credential)."""
+    bodies = []
+    for index, sim in enumerate(sims):
+        credential = credentials.save_credential(
+            db, vault, kind=credentials.HOST, name=f"key{index}", username="admin",
+            secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
+        )  # fmt: skip
+        bodies.append(
+            {
+                "rootSysPassword": sim.root_password, "address": sim.address, "port": sim.sql_port,
+                "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": sim.ssh_port},
+            }
+        )  # fmt: skip
+    return bodies

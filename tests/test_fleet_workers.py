@@ -22,13 +22,13 @@ from temporalio.client import Client
 from activities.registry import build_activities
 from contracts.fleet import MemberStatus
 from contracts.settings import load_settings
-from metadb import credentials, hosts
+from metadb import hosts
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.client import Fleet, TakeoverClient
 from tests.mariadb import create_database
-from tests.simulator import Simulation, many_simulations
+from tests.simulator import Simulation, many_simulations, simulated_bodies
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -56,18 +56,7 @@ def fleet_setup(
     vault.verify(db)
     host_type = hosts.add_host_type(db, "fleet")
     with many_simulations(tmp_path, count, extra=["--io-calibration-seconds", str(calibration)]) as sims:
-        bodies = []
-        for index, sim in enumerate(sims):
-            credential = credentials.save_credential(
-                db, vault, kind=credentials.HOST, name=f"key{index}", username="admin",
-                secret=Path(sim.ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
-            )  # fmt: skip
-            bodies.append(
-                {
-                    "rootSysPassword": sim.root_password, "address": sim.address, "port": sim.sql_port,
-                    "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": sim.ssh_port},
-                }
-            )  # fmt: skip
+        bodies = simulated_bodies(db, vault, sims, host_type)
         try:
             yield sims, bodies, env
         finally:

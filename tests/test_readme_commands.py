@@ -128,6 +128,17 @@ def shell(tmp_path: Path) -> Iterator[Shell]:
         running.stop()
 
 
+def run_as_written(shell: Shell, commands: list[str]) -> None:
+    """Each command succeeds and, when its comment is a JSON object, prints those values last."""
+    for command in commands:
+        code, out, err = shell.run(command)
+        assert code == 0, f"{command}\n{out}\n{err}"
+        wanted = expected_output(command)
+        if wanted is not None:
+            printed = json.loads(out.strip().splitlines()[-1])
+            assert {k: printed.get(k) for k in wanted} == wanted, (command, printed)
+
+
 def test_the_readme_takes_a_cluster_over_as_written(shell: Shell) -> None:
     blocks = readme_blocks()
     assert set(blocks) >= {"servers", "cluster", "register", "takeover", "release"}, blocks
@@ -139,15 +150,7 @@ def test_the_readme_takes_a_cluster_over_as_written(shell: Shell) -> None:
     wait_until(lambda: "READY " in shell.log(2), "the simulator's READY line")
     wait_until(lambda: "worker polling task queue ob-takeover" in shell.log(3), "the worker polling")
     for name in ("register", "takeover"):
-        for command in blocks[name]:
-            if command.startswith("ob-takeover status"):
-                continue
-            code, out, err = shell.run(command)
-            assert code == 0, f"{command}\n{out}\n{err}"
-            wanted = expected_output(command)
-            if wanted is not None:
-                printed = json.loads(out.strip().splitlines()[-1])
-                assert {k: printed.get(k) for k in wanted} == wanted, (command, printed)
+        run_as_written(shell, [c for c in blocks[name] if not c.startswith("ob-takeover status")])
     (status,) = [c for c in blocks["takeover"] if c.startswith("ob-takeover status")]
     codes: list[int] = []
 
@@ -160,11 +163,5 @@ def test_the_readme_takes_a_cluster_over_as_written(shell: Shell) -> None:
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["status"] == "SUCCESSFUL", out + err
     assert set(codes) <= {0, 3}, codes
     # Then out of management again, as the README's release section says.
-    for command in blocks["release"]:
-        code, out, err = shell.run(command)
-        assert code == 0, f"{command}\n{out}\n{err}"
-        wanted = expected_output(command)
-        if wanted is not None:
-            printed = json.loads(out.strip().splitlines()[-1])
-            assert {k: printed.get(k) for k in wanted} == wanted, (command, printed)
+    run_as_written(shell, blocks["release"])
     assert "Traceback" not in shell.log(2) + shell.log(3)
