@@ -118,7 +118,7 @@ class Bench:
         with self.scenario(f"fleet{clusters}x{workers}", clusters, calibration, workers) as (bodies, processes):
             began, machine_began, programs = time.monotonic(), cpu_seconds(), cpu_by_program()
             fleet = await self.client.start_fleet(
-                {"clusters": bodies, "maxConcurrent": clusters}, f"bench-{uuid.uuid4().hex[:8]}"
+                {"requests": bodies, "maxConcurrent": clusters}, f"bench-{uuid.uuid4().hex[:8]}"
             )
             view = await fleet.result()
             wall = time.monotonic() - began
@@ -157,7 +157,7 @@ class Bench:
         with self.scenario("staggered", 8, calibration, workers=1) as (bodies, processes):
             began = time.monotonic()
             fleet = await self.client.start_fleet(
-                {"clusters": bodies[:6], "maxConcurrent": 6}, f"bench-{uuid.uuid4().hex[:8]}"
+                {"requests": bodies[:6], "maxConcurrent": 6}, f"bench-{uuid.uuid4().hex[:8]}"
             )
             await asyncio.sleep(8)
             late = await asyncio.gather(*(self.client.start(body) for body in bodies[6:]))

@@ -18,6 +18,11 @@ from contracts.model import Model
 from contracts.request import FieldError, InvalidRequest, TakeOverRequest, parse_request
 
 MAX_FLEET_SIZE = 5000
+# The activity that reads the members' workflows themselves: the fleet checks what signals told it, and
+# learns of members that ended without telling it (terminated, or failed outside their code).
+CHECK_FLEET_MEMBERS = "check_fleet_members"
+# How often a fleet that heard nothing checks its started members (scaled by the timeout scale).
+FLEET_CHECK_SECONDS = 60.0
 _FLEET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 
 
@@ -48,7 +53,7 @@ class FleetRequest(Model):
     """What `ob-takeover fleet start` and the Python client send: the clusters' takeover bodies and how many
     may run at once."""
 
-    clusters: list[TakeOverRequest] = Field(min_length=1, max_length=MAX_FLEET_SIZE)
+    requests: list[TakeOverRequest] = Field(min_length=1, max_length=MAX_FLEET_SIZE)
     max_concurrent: int = Field(default=10, ge=1, le=1000)
 
 
@@ -64,14 +69,24 @@ class FleetMember(Model):
     # The first FAILED subtask, as "name · node", while the member is FAILED.
     failed_subtask: str | None = None
     message: str | None = None
+    # The member's run, once started; a closed status is `confirmed` once the fleet saw the run end.
+    run_id: str | None = None
+    confirmed: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.status in CLOSED and self.confirmed
 
 
 class MemberUpdate(Model):
-    """The signal a member sends its fleet when its status changes (`seq` orders them)."""
+    """The signal a member sends its fleet when its status changes (`seq` orders a run's updates), and
+    what the check of the members' workflows reports (`confirmed`)."""
 
     workflow_id: str
     status: MemberStatus
     seq: int
+    run_id: str | None = None
+    confirmed: bool = False
     cluster_name: str | None = None
     task_id: int | None = None
     failed_subtask: str | None = None
@@ -95,7 +110,7 @@ class FleetView(Model):
 
     @property
     def finished(self) -> bool:
-        return all(member.status in CLOSED for member in self.members)
+        return all(member.done for member in self.members)
 
 
 class FleetState(Model):
@@ -110,17 +125,18 @@ class FleetState(Model):
 
 
 def parse_fleet_request(body: Any) -> FleetRequest:
-    """Validate a fleet body; a cluster's error names it by position (`clusters[3].address`). Two clusters
-    with one endpoint are refused: a cluster is taken over once."""
+    """Validate a fleet body `{"requests": [takeover bodies], "maxConcurrent": N}`; a cluster's error names it
+    by position (`requests[3].address`). Two requests for one endpoint are refused: a cluster is taken over
+    once."""
     if not isinstance(body, dict):
         raise InvalidRequest([FieldError(field="body", message=f"must be a JSON object, got {type(body).__name__}")])
     errors: list[FieldError] = []
-    clusters = body.get("clusters")
+    clusters = body.get("requests")
     parsed: list[TakeOverRequest] = []
     if not isinstance(clusters, list) or not clusters:
-        errors.append(FieldError(field="clusters", message="must be a non-empty list of takeover requests"))
+        errors.append(FieldError(field="requests", message="must be a non-empty list of takeover requests"))
     elif len(clusters) > MAX_FLEET_SIZE:
-        errors.append(FieldError(field="clusters", message=f"at most {MAX_FLEET_SIZE} clusters in one fleet"))
+        errors.append(FieldError(field="requests", message=f"at most {MAX_FLEET_SIZE} clusters in one fleet"))
     else:
         seen: dict[str, int] = {}
         for index, cluster in enumerate(clusters):
@@ -128,7 +144,7 @@ def parse_fleet_request(body: Any) -> FleetRequest:
                 request = parse_request(cluster)
             except InvalidRequest as exc:
                 errors.extend(
-                    FieldError(field=f"clusters[{index}]" + _suffix(error.field), message=error.message)
+                    FieldError(field=f"requests[{index}]" + _suffix(error.field), message=error.message)
                     for error in exc.errors
                 )
                 continue
@@ -136,20 +152,20 @@ def parse_fleet_request(body: Any) -> FleetRequest:
             if workflow_id in seen:
                 errors.append(
                     FieldError(
-                        field=f"clusters[{index}]",
-                        message=f"takes over {request.endpoint} again (clusters[{seen[workflow_id]}] does)",
+                        field=f"requests[{index}]",
+                        message=f"takes over {request.endpoint} again (requests[{seen[workflow_id]}] does)",
                     )
                 )
             seen.setdefault(workflow_id, index)
             parsed.append(request)
-    unknown = sorted(set(body) - {"clusters", "maxConcurrent"})
+    unknown = sorted(set(body) - {"requests", "maxConcurrent"})
     errors.extend(FieldError(field=name, message="is not a field of the fleet request") for name in unknown)
     max_concurrent = body.get("maxConcurrent", 10)
     if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or not 1 <= max_concurrent <= 1000:
         errors.append(FieldError(field="maxConcurrent", message="must be an integer from 1 to 1000"))
     if errors:
         raise InvalidRequest(errors)
-    return FleetRequest(clusters=parsed, max_concurrent=max_concurrent)
+    return FleetRequest(requests=parsed, max_concurrent=max_concurrent)
 
 
 def check_fleet_name(name: str) -> str:

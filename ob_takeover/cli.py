@@ -572,8 +572,8 @@ def cmd_release(args: argparse.Namespace) -> int:
 
 
 def fleet_body(args: argparse.Namespace) -> dict[str, Any]:
-    """The fleet body from --file (YAML or JSON): `clusters`, optional `maxConcurrent`, and optional
-    `defaults` merged into every cluster (a shared hostInfo or credential id)."""
+    """The fleet body from --file (YAML or JSON): `requests` (takeover bodies), optional `maxConcurrent`, and
+    optional `defaults` merged into every request (a shared hostInfo or credential id)."""
     path = Path(args.file)
     try:
         text = path.read_text()
@@ -585,19 +585,29 @@ def fleet_body(args: argparse.Namespace) -> dict[str, Any]:
             data = json.loads(text)
     except OSError as exc:
         raise CommandError(f"cannot read the fleet from {args.file}: {exc.strerror}") from None
-    except Exception as exc:  # JSON or YAML syntax: the parser's message says where
-        raise CommandError(f"cannot read the fleet from {args.file}: {exc}") from None
+    except Exception as exc:  # JSON or YAML syntax; the parser's message could quote a line with a password
+        raise CommandError(f"cannot read the fleet from {args.file}: {_syntax_error_at(exc)}") from None
     if not isinstance(data, dict):
-        raise CommandError(f"{args.file}: expected a mapping with 'clusters' (optional: 'defaults', 'maxConcurrent')")
+        raise CommandError(f"{args.file}: expected a mapping with 'requests' (optional: 'defaults', 'maxConcurrent')")
     defaults = data.pop("defaults", None) or {}
     if not isinstance(defaults, dict):
         raise CommandError(f"{args.file}: 'defaults' must be a mapping of takeover request fields")
-    clusters = data.get("clusters")
-    if isinstance(clusters, list):
-        data["clusters"] = [{**defaults, **c} if isinstance(c, dict) else c for c in clusters]
+    requests = data.get("requests")
+    if isinstance(requests, list):
+        data["requests"] = [{**defaults, **r} if isinstance(r, dict) else r for r in requests]
     if args.max_concurrent is not None:
         data["maxConcurrent"] = args.max_concurrent
     return data
+
+
+def _syntax_error_at(error: Exception) -> str:
+    """Where a JSON or YAML file is malformed, without quoting it (a line may hold a password)."""
+    mark = getattr(error, "problem_mark", None)
+    if mark is not None:
+        return f"YAML syntax error at line {mark.line + 1}, column {mark.column + 1}"
+    if isinstance(error, json.JSONDecodeError):
+        return f"JSON syntax error at line {error.lineno}, column {error.colno}: {error.msg}"
+    return f"{type(error).__name__}"
 
 
 def fleet_table(view: Any) -> str:
@@ -659,7 +669,7 @@ def cmd_fleet_start(args: argparse.Namespace) -> int:
         client = await TakeoverClient.connect(settings=args.settings)
         fleet = await client.start_fleet(request, name)
         print(f"started {fleet.workflow_id}: {ui_link(args.settings, fleet.workflow_id)}", file=sys.stderr)
-        result: dict[str, Any] = {"workflowId": fleet.workflow_id, "clusters": len(request.clusters)}
+        result: dict[str, Any] = {"workflowId": fleet.workflow_id, "clusters": len(request.requests)}
         code = EXIT_OK
         if args.wait:
             view = await _watch_fleet(fleet)
@@ -922,7 +932,7 @@ def build_parser() -> argparse.ArgumentParser:
         dest="action", required=True
     )
     command = add(fleet, "start", cmd_fleet_start, "start a fleet takeover from a YAML or JSON file of clusters")
-    command.add_argument("--file", required=True, help="clusters: [takeover bodies], defaults: {…}, maxConcurrent")
+    command.add_argument("--file", required=True, help="requests: [takeover bodies], defaults: {…}, maxConcurrent")
     command.add_argument("--name", help="the fleet's name; its workflow id is fleet-NAME (default: the file's stem)")
     command.add_argument("--max-concurrent", type=int, help="takeovers running at once (default: the file's, else 10)")
     command.add_argument("--wait", action="store_true", help="show progress until no member works any more")

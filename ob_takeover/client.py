@@ -161,7 +161,7 @@ class TakeoverClient:
             id=fleet_workflow_id(check_fleet_name(name)),
             task_queue=self.task_queue,
             memo={"creator": creator or os.environ.get("USER", "unknown")},
-            static_summary=f"Take over {len(request.clusters)} clusters, {request.max_concurrent} at a time",
+            static_summary=f"Take over {len(request.requests)} clusters, {request.max_concurrent} at a time",
         )
         return Fleet(handle)
 

@@ -16,6 +16,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.fleet_work import check_fleet_members_activity
 from activities.settings import engine_settings_activity
 from contracts.messages import DiscoverTopologyInput, SubtaskInput, SubtaskResult
 from contracts.settings import load_settings
@@ -79,6 +80,7 @@ class FakeCluster:
     def activities(self) -> list[Callable[..., Any]]:
         fakes: list[Callable[..., Any]] = [
             engine_settings_activity(load_settings()),
+            check_fleet_members_activity(),
             self._allocate(),
             self._discover(),
         ]

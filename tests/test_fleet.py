@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from contracts.engine import workflow_id_for
-from contracts.fleet import MemberStatus, parse_fleet_request
+from contracts.engine import MEMBER_UPDATE_SIGNAL, workflow_id_for
+from contracts.fleet import MemberStatus, MemberUpdate, parse_fleet_request
 from contracts.request import InvalidRequest
 from ob_takeover.client import Fleet, TakeoverClient
 from tests.driver import BODY, keep_history, start, wait_for
@@ -27,7 +27,7 @@ def fleet_of(count: int, max_concurrent: int) -> tuple[dict[str, Any], list[str]
     """A fleet body of `count` clusters with endpoints of their own (workflow ids are per endpoint)."""
     port = 20000 + uuid.uuid4().int % 40000
     clusters = [{**BODY, "address": f"127.0.9.{number + 1}", "port": port} for number in range(count)]
-    return {"clusters": clusters, "maxConcurrent": max_concurrent}, [
+    return {"requests": clusters, "maxConcurrent": max_concurrent}, [
         workflow_id_for(c["address"], port) for c in clusters
     ]
 
@@ -103,7 +103,7 @@ async def test_a_cluster_already_being_taken_over_is_not_started_again(
     body, workflow_ids = fleet_of(3, max_concurrent=3)
     takeovers = TakeoverClient(client, task_queue)
     async with running_worker(fake):
-        single = await start(client, task_queue, body["clusters"][1], workflow_id=workflow_ids[1])
+        single = await start(client, task_queue, body["requests"][1], workflow_id=workflow_ids[1])
         await wait_for(single, lambda task: task.status.value == "RUNNING")
         fleet = await takeovers.start_fleet(body, f"test-{uuid.uuid4().hex[:8]}")
         view = await wait_fleet(fleet, lambda v: v.members[1].status is MemberStatus.NOT_STARTED)
@@ -125,7 +125,7 @@ async def test_a_member_that_cannot_start_its_task_is_reported_with_the_reason(
 ) -> None:
     fake = FakeCluster()
     body, _ = fleet_of(2, max_concurrent=2)
-    body["clusters"][0]["port"] = body["clusters"][1]["port"] + 1  # its own port, then an unreachable cluster
+    body["requests"][0]["port"] = body["requests"][1]["port"] + 1  # its own port, then an unreachable cluster
     from temporalio.exceptions import ApplicationError
 
     fake.discovery_error = ApplicationError(
@@ -154,16 +154,43 @@ async def test_a_long_fleet_continues_as_new_and_loses_no_member(
     assert all(m.task_id is not None for m in result.members)
 
 
+async def test_a_member_that_ends_without_telling_the_fleet_is_found(
+    client: Client, task_queue: str, running_worker: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A FAILED member started by an earlier run of the fleet is terminated (it sends nothing): the fleet's
+    check of its members' workflows finds it, and the fleet ends; a forged SUCCESSFUL does not end it."""
+    monkeypatch.setenv("OB_TAKEOVER_FLEET_HISTORY_EVENTS", "100")
+    monkeypatch.setenv("OB_TAKEOVER_TIMEOUT_SCALE", "0.05")  # members are checked every 3 s
+    fake = FakeCluster()
+    fake.fail("register_config_url", times=1)
+    body, _ = fleet_of(8, max_concurrent=8)
+    async with running_worker(fake):
+        fleet = await TakeoverClient(client, task_queue).start_fleet(body, f"test-{uuid.uuid4().hex[:8]}")
+        view = await wait_fleet(fleet, lambda v: v.run > 1 and v.counts.get("SUCCESSFUL") == 7, timeout=60)
+        (stuck,) = [m for m in view.members if m.status is MemberStatus.FAILED]
+        forged = MemberUpdate(
+            workflow_id=stuck.workflow_id, status=MemberStatus.SUCCESSFUL, seq=99, run_id=stuck.run_id
+        )
+        await fleet.handle.signal(MEMBER_UPDATE_SIGNAL, forged)
+        await asyncio.sleep(4)
+        assert (await fleet.describe()).status is WorkflowExecutionStatus.RUNNING
+        await client.get_workflow_handle(stuck.workflow_id).terminate("the operator gave up on it")
+        result = await asyncio.wait_for(fleet.result(), 30)
+    (ended,) = [m for m in result.members if m.workflow_id == stuck.workflow_id]
+    assert (ended.status, ended.message) == (MemberStatus.ABORTED, "its workflow was terminated")
+    assert sorted(m.status.value for m in result.members) == ["ABORTED"] + ["SUCCESSFUL"] * 7
+
+
 def test_a_fleet_body_names_the_cluster_and_field_of_each_error() -> None:
     body, _ = fleet_of(3, max_concurrent=2)
-    body["clusters"][1] = {**body["clusters"][1], "port": "x", "rootSysPassword": None}
-    body["clusters"][2] = dict(body["clusters"][0])  # the same endpoint twice
+    body["requests"][1] = {**body["requests"][1], "port": "x", "rootSysPassword": None}
+    body["requests"][2] = dict(body["requests"][0])  # the same endpoint twice
     body["maxConcurrent"] = 0
     body["max"] = 3
     with pytest.raises(InvalidRequest) as info:
         parse_fleet_request(body)
     fields = {error.field for error in info.value.errors}
-    assert {"clusters[1].port", "clusters[2]", "maxConcurrent", "max"} <= fields
+    assert {"requests[1].port", "requests[2]", "maxConcurrent", "max"} <= fields
     assert "S3cret" not in str(info.value)
 
 
@@ -178,7 +205,7 @@ async def test_fleet_commands_start_from_a_yaml_file_and_show_the_table(
         "defaults:\n"
         "  rootSysPassword: S3cret!pw\n"
         "  port: " + str(port) + "\n"
-        "clusters:\n"
+        "requests:\n"
         "  - address: 127.0.8.1\n"
         "  - address: 127.0.8.2\n"
         "  - address: 127.0.8.3\n"
@@ -196,8 +223,12 @@ async def test_fleet_commands_start_from_a_yaml_file_and_show_the_table(
     rows = [line.split() for line in text.splitlines() if "takeover-127.0.8." in line]
     assert [(row[1], row[2]) for row in rows] == [("obcluster", "SUCCESSFUL")] * 3
     # A bad file is refused before anything starts, naming the cluster and field.
-    fleet_file.write_text("clusters:\n  - address: 127.0.8.1\n    port: x\n    rootSysPassword: S3cret!pw\n")
+    fleet_file.write_text("requests:\n  - address: 127.0.8.1\n    port: x\n    rootSysPassword: S3cret!pw\n")
     code, _, text = await cli(client, task_queue, "fleet", "start", "--file", str(fleet_file), "--name", name + "b")
-    assert code == 2 and "clusters[0].port" in text and "S3cret" not in text, text
+    assert code == 2 and "requests[0].port" in text and "S3cret" not in text, text
+    # A file that does not parse is refused by where, never by quoting its lines.
+    fleet_file.write_text("requests:\n  - {address: 127.0.8.1, rootSysPassword: 'S3cret!pw\n")
+    code, _, text = await cli(client, task_queue, "fleet", "start", "--file", str(fleet_file), "--name", name + "c")
+    assert code == 2 and "YAML syntax error at line" in text and "S3cret" not in text, text
     code, _, text = await cli(client, task_queue, "fleet", "status", "nowhere-" + name)
     assert code == 2 and "Traceback" not in text, text

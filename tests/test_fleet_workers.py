@@ -107,7 +107,7 @@ async def test_two_workers_share_a_fleet_and_one_is_killed_mid_fleet(
         ]
         try:
             fleet = await TakeoverClient(client, task_queue).start_fleet(
-                {"clusters": bodies, "maxConcurrent": 6}, f"workers-{uuid.uuid4().hex[:8]}"
+                {"requests": bodies, "maxConcurrent": 6}, f"workers-{uuid.uuid4().hex[:8]}"
             )
             # Kill one worker while every cluster calibrates (the subtasks of both workers are mid-way).
             await until_members(fleet, lambda v: v.counts.get("RUNNING", 0) == 6, timeout=60)
@@ -151,7 +151,7 @@ async def test_takeovers_started_while_others_calibrate_do_not_starve(
         takeovers = TakeoverClient(client, task_queue)
         async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
             first = await takeovers.start_fleet(
-                {"clusters": bodies[:6], "maxConcurrent": 6}, f"six-{uuid.uuid4().hex[:8]}"
+                {"requests": bodies[:6], "maxConcurrent": 6}, f"six-{uuid.uuid4().hex[:8]}"
             )
             await until_members(first, lambda v: v.counts.get("RUNNING", 0) == 6, timeout=60)
             await asyncio.sleep(3.0)

@@ -358,6 +358,7 @@ class SubtaskWorkflow:
             workflow_id=workflow.info().workflow_id,
             status=status,
             seq=self._updates_sent,
+            run_id=workflow.info().run_id,
             cluster_name=task.topology.cluster_name if task else None,
             task_id=task.id if task else None,
             failed_subtask=f"{failed.name}{' · ' + failed.plan.node if failed.plan.node else ''}" if failed else None,

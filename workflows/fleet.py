@@ -31,7 +31,9 @@ from contracts.engine import (
     workflow_id_for,
 )
 from contracts.fleet import (
+    CHECK_FLEET_MEMBERS,
     CLOSED,
+    FLEET_CHECK_SECONDS,
     WORKING,
     FleetMember,
     FleetState,
@@ -47,6 +49,8 @@ from contracts.task_view import Operation, TaskView
 
 # Rows of the fleet table shown in the Temporal UI's current details (failed and running ones first).
 DETAILS_ROWS = 25
+# A member's message as the fleet keeps it, at most.
+MESSAGE_LIMIT = 500
 
 
 @workflow.defn(name=FLEET_WORKFLOW)
@@ -84,12 +88,19 @@ class TakeOverFleet:
             if self._history_full(settings.fleet_history_events):
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(self._state().model_dump(mode="json", exclude_none=True))
-            await workflow.wait_condition(lambda: self._changed)
+            # A closed status a signal claimed is checked soon; otherwise the members are checked when the
+            # fleet has heard nothing for a while.
+            unconfirmed = any(m.status in CLOSED and not m.confirmed for m in self._members)
+            wait = FLEET_CHECK_SECONDS * settings.timeout_scale / (20 if unconfirmed else 1)
+            try:
+                await workflow.wait_condition(lambda: self._changed, timeout=timedelta(seconds=max(wait, 1.0)))
+            except TimeoutError:
+                await self._check_members()
             self._changed = False
 
     def _load(self, body: Any) -> None:
-        """A new fleet's request, or the state an earlier run of this fleet handed over."""
-        if isinstance(body, dict) and "members" in body:
+        """A new fleet's request, or the state the run it continues handed over."""
+        if workflow.info().continued_run_id is not None:
             state = FleetState.model_validate(body)
             self._members = list(state.members)
             self._pending = dict(state.pending)
@@ -105,9 +116,9 @@ class TakeOverFleet:
                 ) from None
             self._members = [
                 FleetMember(index=index, workflow_id=workflow_id_for(c.address, c.port), endpoint=c.endpoint)
-                for index, c in enumerate(request.clusters)
+                for index, c in enumerate(request.requests)
             ]
-            self._pending = dict(enumerate(request.clusters))
+            self._pending = dict(enumerate(request.requests))
             self._max_concurrent = request.max_concurrent
         self._by_id = {member.workflow_id: member.index for member in self._members}
 
@@ -119,21 +130,53 @@ class TakeOverFleet:
 
     @workflow.signal(name=MEMBER_UPDATE_SIGNAL)
     def member_update(self, update: MemberUpdate) -> None:
+        """A member's status change. Only the member's own run is heard (once the fleet knows it), in order;
+        a closed status it claims counts once the fleet has seen the run end."""
         index = self._by_id.get(update.workflow_id)
-        if index is None or update.seq <= self._seqs.get(update.workflow_id, 0):
-            return  # not ours, or older than what the fleet knows
-        member = self._members[index]
-        if member.status in CLOSED:
+        if index is None or update.confirmed:
             return
-        self._seqs[update.workflow_id] = update.seq
+        member = self._members[index]
+        if member.status is MemberStatus.PENDING or member.done:
+            return
+        if member.run_id is not None and update.run_id != member.run_id:
+            return
+        key = f"{update.run_id}:{update.workflow_id}"
+        if update.seq <= self._seqs.get(key, 0):
+            return
+        self._seqs[key] = update.seq
+        self._apply(index, update)
+
+    def _apply(self, index: int, update: MemberUpdate) -> None:
+        member = self._members[index]
         self._set(
             index,
             update.status,
             cluster_name=update.cluster_name or member.cluster_name,
             task_id=update.task_id or member.task_id,
             failed_subtask=update.failed_subtask,
-            message=update.message,
+            message=(update.message or "")[:MESSAGE_LIMIT] or None,
+            run_id=member.run_id or update.run_id,
+            confirmed=update.confirmed,
         )
+
+    async def _check_members(self) -> None:
+        """Read the started members' workflows: a member that ended without telling the fleet (terminated,
+        timed out) is closed, and a closed status a signal claimed is confirmed or taken back."""
+        started = [m for m in self._members if m.status is not MemberStatus.PENDING and not m.done]
+        if not started:
+            return
+        found: list[MemberUpdate] = await workflow.execute_activity(
+            CHECK_FLEET_MEMBERS,
+            [{"workflowId": m.workflow_id, "runId": m.run_id} for m in started],
+            result_type=list[MemberUpdate],
+            start_to_close_timeout=timedelta(seconds=60),
+            heartbeat_timeout=timedelta(seconds=20),
+            summary=f"Check {len(started)} fleet members",
+        )
+        for update in found:
+            index = self._by_id.get(update.workflow_id)
+            if index is not None and not self._members[index].done:
+                self._apply(index, update)
 
     # --- members -------------------------------------------------------------------------------
 
@@ -151,7 +194,7 @@ class TakeOverFleet:
         """Start one member and follow it to its end (within this run; later runs learn from its signals)."""
         member = self._members[index]
         try:
-            handle = await workflow.start_child_workflow(
+            handle: workflow.ChildWorkflowHandle[Any, TaskView] = await workflow.start_child_workflow(
                 TAKEOVER_WORKFLOW,
                 request.model_dump(mode="json", exclude_none=True),
                 id=member.workflow_id,
@@ -163,20 +206,21 @@ class TakeOverFleet:
             )
         except WorkflowAlreadyStartedError:
             message = f"a takeover of this cluster is already running as workflow {member.workflow_id}"
-            self._set(index, MemberStatus.NOT_STARTED, message=message)
+            self._set(index, MemberStatus.NOT_STARTED, message=message, confirmed=True)
             return
         finally:
             self._starting -= 1
             self._changed = True
+        self._members[index] = self._members[index].model_copy(update={"run_id": handle.first_execution_run_id})
         try:
             view: TaskView = await handle
         except ChildWorkflowError as exc:
             if is_cancelled_exception(exc):
-                self._set(index, MemberStatus.ABORTED, message="aborted")
+                self._set(index, MemberStatus.ABORTED, message="aborted", confirmed=True)
             elif self._members[index].task_id is None:
-                self._set(index, MemberStatus.NOT_STARTED, message=_cause(exc))
+                self._set(index, MemberStatus.NOT_STARTED, message=_cause(exc), confirmed=True)
             else:
-                self._set(index, MemberStatus.ABORTED, message=_cause(exc))
+                self._set(index, MemberStatus.ABORTED, message=_cause(exc), confirmed=True)
             return
         rolled_back = view.operation is Operation.ROLLBACK
         self._set(
@@ -185,6 +229,7 @@ class TakeOverFleet:
             task_id=view.id,
             failed_subtask=None,
             message=None,
+            confirmed=True,
         )
 
     def _set(self, index: int, status: MemberStatus, **changes: Any) -> None:

@@ -1,0 +1,72 @@
+"""The fleet's check of its members: each member's workflow as Temporal tells it, not as signals did."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from temporalio import activity
+from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
+from temporalio.service import RPCError, RPCStatusCode
+
+from contracts.fleet import CHECK_FLEET_MEMBERS, MemberStatus, MemberUpdate
+from contracts.task_view import Operation, TaskView
+
+# How a member's workflow that ended without a result stands in the fleet table.
+_ENDED = {
+    WorkflowExecutionStatus.CANCELED: (MemberStatus.ABORTED, "aborted"),
+    WorkflowExecutionStatus.TERMINATED: (MemberStatus.ABORTED, "its workflow was terminated"),
+    WorkflowExecutionStatus.TIMED_OUT: (MemberStatus.ABORTED, "its workflow timed out"),
+}
+
+
+def check_fleet_members_activity() -> Callable[..., Any]:
+    @activity.defn(name=CHECK_FLEET_MEMBERS)
+    async def check_fleet_members(members: list[dict[str, Any]]) -> list[MemberUpdate]:
+        """For each `{"workflowId", "runId"}`: nothing while its run goes on; its end once it has ended."""
+        client = activity.client()
+        found = []
+        for member in members:
+            activity.heartbeat()
+            workflow_id, run_id = str(member["workflowId"]), member.get("runId")
+            handle = client.get_workflow_handle(workflow_id, run_id=run_id, result_type=TaskView)
+            try:
+                status = (await handle.describe()).status
+            except RPCError as exc:
+                if exc.status != RPCStatusCode.NOT_FOUND:
+                    raise
+                found.append(_ended(workflow_id, run_id, MemberStatus.ABORTED, "its workflow no longer exists"))
+                continue
+            if status in (None, WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.CONTINUED_AS_NEW):
+                found.append(MemberUpdate(workflow_id=workflow_id, status=MemberStatus.RUNNING, seq=0, run_id=run_id))
+            elif status == WorkflowExecutionStatus.COMPLETED:
+                view: TaskView = await handle.result()
+                done = MemberStatus.ROLLED_BACK if view.operation is Operation.ROLLBACK else MemberStatus.SUCCESSFUL
+                found.append(
+                    MemberUpdate(
+                        workflow_id=workflow_id, status=done, seq=0, run_id=run_id, task_id=view.id, confirmed=True
+                    )
+                )
+            elif status == WorkflowExecutionStatus.FAILED:
+                try:
+                    await handle.result()
+                    message = "its workflow failed"
+                except WorkflowFailureError as exc:
+                    message = _cause(exc)
+                found.append(_ended(workflow_id, run_id, MemberStatus.NOT_STARTED, message))
+            else:
+                member_status, message = _ENDED.get(status, (MemberStatus.ABORTED, f"its workflow ended {status.name}"))
+                found.append(_ended(workflow_id, run_id, member_status, message))
+        return [update for update in found if update.confirmed]
+
+    return check_fleet_members
+
+
+def _ended(workflow_id: str, run_id: str | None, status: MemberStatus, message: str) -> MemberUpdate:
+    return MemberUpdate(workflow_id=workflow_id, status=status, seq=0, run_id=run_id, message=message, confirmed=True)
+
+
+def _cause(error: BaseException) -> str:
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(getattr(error, "message", None) or error)
