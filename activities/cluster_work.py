@@ -130,6 +130,9 @@ def save_cluster_credential(
             f"{existing['created_by_task_id']}): the server at {endpoint} reports a cluster name and id that "
             "another endpoint holds; check which one is the real cluster"
         )
+    # A credential someone else stored under this name (an operator, an earlier takeover) stays theirs: this
+    # task's rollback or a release must not delete it.
+    owner = work.arg.task_id if existing is None else existing["created_by_task_id"]
     return credentials.save_credential(
         work.db,
         work.vault,
@@ -138,7 +141,7 @@ def save_cluster_credential(
         username=username,
         secret=secret,
         cluster_id=cluster_id,
-        created_by_task_id=work.arg.task_id,
+        created_by_task_id=owner,
         endpoints=[endpoint],
         bound_cluster=work.cluster_key,
         user_existed=user_existed,
@@ -155,6 +158,12 @@ def bound_cluster_credential(work: Work, name: str) -> Credential | None:
 
 def remove_cluster_record(work: Work) -> None:
     cluster_id = work.known_cluster_id()
+    record = clusters.get_cluster(work.db, cluster_id) if cluster_id is not None else None
+    if work.arg.owner_task_id and record is not None and record["config_url"]:
+        work.say(
+            f"WARNING: obconfig_url still points at this service ({record['config_url']}; 'Restore config url' "
+            "was skipped): once the record is gone it serves no root service list for this cluster"
+        )
     if cluster_id is not None:
         # A takeover removes the record it is creating; a release the one it is releasing.
         status = clusters.RELEASING if work.arg.owner_task_id else clusters.TAKINGOVER
@@ -327,9 +336,10 @@ async def run_io_calibration(work: Work) -> None:
         )
         return
     else:
-        # Recorded before the calibration starts: a later attempt tells ours from the one before it.
-        work.keep_progress(io_calibration={"before": _start_time(row)})
         await work.query(sql.run_io_calibration(server.ip, server.rpc_port))
+        # Recorded once the job is accepted, with the calibration seen before it: a later attempt keeps only a
+        # calibration started since (a job that was refused, or never sent, is run again).
+        work.keep_progress(io_calibration={"before": _start_time(row), "started": True})
         work.say(f"io calibration started on {server.label}")
     while True:
         await asyncio.sleep(work.runtime.poll_interval)
@@ -353,7 +363,7 @@ def _start_time(row: dict[str, Any]) -> str | None:
 def _started_since(row: dict[str, Any], earlier: dict[str, Any]) -> bool:
     """Whether the calibration in `row` is one started after an earlier attempt recorded `earlier`."""
     started = _start_time(row)
-    return started is not None and started != earlier.get("before")
+    return bool(earlier.get("started")) and started is not None and started != earlier.get("before")
 
 
 # --- Record root service list -------------------------------------------------------------------

@@ -172,7 +172,8 @@ class ObSysClient:
                 node=self.where,
                 code=code,
             )
-        if code in (_PROXY_CLUSTER_NOT_EXIST, _PROXY_TENANT_NOT_FOUND) and sql is None:
+        proxy = self._endpoint.connection_mode == "proxy"
+        if proxy and sql is None and code in (_PROXY_CLUSTER_NOT_EXIST, _PROXY_TENANT_NOT_FOUND):
             return BadCredentials(
                 f"login as {login_user(self._endpoint, self._user)} refused by OBProxy ({code}: {text}): check "
                 "clusterName and obClusterId against the clusters this proxy serves",

@@ -13,11 +13,13 @@ from typing import Any
 
 from temporalio import activity
 
+from activities.cluster_sql import PROXYRO_USER
 from activities.cluster_work import record_task
+from activities.facts import read_parameter
 from activities.failures import to_application_error
 from activities.runtime import Runtime, Work
 from contracts.engine import release_workflow_id_for
-from contracts.errors import FailedPrecondition, TakeoverError
+from contracts.errors import CredentialMisuse, FailedPrecondition, TakeoverError
 from contracts.release import ReleaseRequest, ReleaseTarget
 from contracts.request import TakeOverRequest
 from contracts.stages import DESCRIBE_MANAGED_CLUSTER
@@ -97,12 +99,19 @@ def describe_managed_cluster_activity(runtime: Runtime) -> Callable[..., Any]:
 
 
 def prepare_release(work: Work) -> None:
-    """Mark the cluster RELEASING (a takeover of it is refused from now on) and record the task."""
+    """Check that the cluster answering at the recorded endpoint is the managed one, then mark it RELEASING
+    (a takeover of it is refused from now on) and record the task."""
     cluster_id = work.cluster_id()
     record = clusters.get_cluster(work.db, cluster_id)
     assert record is not None
     if record["status"] not in (clusters.RUNNING, clusters.RELEASING):
         raise FailedPrecondition(f"cluster {cluster_id} is {record['status']}, not under management")
+    answering = f"{read_parameter(work.sys, 'cluster')}:{read_parameter(work.sys, 'cluster_id')}"
+    if answering != work.cluster_key:
+        raise CredentialMisuse(
+            f"the cluster answering at {work.endpoint.where} is {answering}, not the managed {work.cluster_key}: "
+            "nothing was changed; check the cluster's address (`ob-takeover cluster list`)"
+        )
     clusters.set_cluster_status(work.db, cluster_id, clusters.RELEASING)
     record_task(work, "RUNNING", cluster_id)
     work.say(
@@ -123,18 +132,22 @@ def resume_management(work: Work) -> None:
 
 
 def remove_cluster_credentials(work: Work) -> None:
-    """Remove the cluster credentials the takeover stored (its own, by name and owner); the proxyro password
-    stays on the cluster as it is, and the log says where it was kept."""
+    """Remove the cluster credentials the takeover stored (its own, by name and owner). proxyro stays as it
+    is: on the cluster and in the password box (no longer the takeover's), so OBProxy keeps logging in and a
+    later takeover keeps the same password; the log says so."""
     prefix = f"{work.cluster_key}:"
+    proxyro = f"{prefix}{PROXYRO_USER}"
+    kept = credentials.disown_cluster_credential(work.db, proxyro, work.owner_task_id)
     rows = [row for row in credentials.list_credentials(work.db, CLUSTER) if str(row["name"]).startswith(prefix)]
-    removed = []
-    for row in rows:
-        if credentials.delete_own_cluster_credential(work.db, str(row["name"]), work.owner_task_id):
-            removed.append(f"{row['name']} (credential {row['id']})")
-    proxyro = [row for row in rows if str(row["name"]) == f"{prefix}proxyro"]
-    copy = f" (its copy in the password box, credential {proxyro[0]['id']}, is removed)" if proxyro else ""
+    removed = [
+        f"{row['name']} (credential {row['id']})"
+        for row in rows
+        if row["name"] != proxyro
+        and credentials.delete_own_cluster_credential(work.db, str(row["name"]), work.owner_task_id)
+    ]
+    where = f"; its password stays in the password box as {proxyro} (credential {kept})" if kept else ""
     work.say(
-        f"proxyro's password on the cluster is left as it is{copy}: OBProxy keeps logging in with it; a later "
-        "takeover should be given it as proxyroPassword, or it sets a new one"
+        f"proxyro is left as it is on the cluster{where}: OBProxy keeps logging in with it, and a later takeover "
+        "of this cluster keeps the same password"
     )
     work.say(f"credentials the takeover stored removed: {', '.join(removed) or 'none'}")

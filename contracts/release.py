@@ -4,8 +4,9 @@ metadb about the cluster to release."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError, field_validator
 
 from contracts.model import Model
 from contracts.request import FieldError, InvalidRequest, TakeOverRequest, field_path
@@ -22,6 +23,17 @@ class ReleaseRequest(Model):
     cluster_id: int = Field(gt=0)
     config_url: str | None = Field(default=None, max_length=2048)
     root_sys_credential_id: int | None = Field(default=None, gt=0)
+
+    @field_validator("config_url")
+    @classmethod
+    def _check_config_url(cls, value: str | None) -> str | None:
+        """Empty, or an http(s) URL: the cluster's servers fetch their root service list from it."""
+        if not value:
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or any(c.isspace() for c in value):
+            raise ValueError("must be empty or an http(s) URL of a config server")
+        return value
 
 
 class ReleaseTarget(Model):
@@ -43,7 +55,7 @@ def parse_release_request(body: Any) -> ReleaseRequest:
     except ValidationError as exc:
         errors = []
         for error in exc.errors(include_input=False, include_url=False, include_context=False):
-            message = error["msg"]
+            message = error["msg"].removeprefix("Value error, ")
             if error["type"] == "extra_forbidden":
                 message = "is not a field of the release request"
             errors.append(FieldError(field=field_path(tuple(error["loc"])), message=message))

@@ -185,6 +185,21 @@ def delete_own_cluster_credential(db: Database, name: str, task_id: int) -> bool
     return removed > 0
 
 
+def disown_cluster_credential(db: Database, name: str, task_id: int) -> int | None:
+    """Keep the cluster credential `name` that task `task_id` stored, as nobody's (no rollback or release
+    deletes it) and no longer tied to a cluster record; returns its id, or None if the task has none."""
+    row = db.one(
+        "SELECT id FROM credentials WHERE kind = ? AND name = ? AND created_by_task_id = ?", (CLUSTER, name, task_id)
+    )
+    if row is None:
+        return None
+    db.execute(
+        "UPDATE credentials SET created_by_task_id = NULL, cluster_id = NULL, updated_at = ? WHERE id = ?",
+        (_now(), row["id"]),
+    )
+    return int(row["id"])
+
+
 def delete_task_credentials(db: Database, task_id: int, *, keep_prefix: str) -> int:
     """Delete the cluster credentials task `task_id` stored for its own time (names not starting with
     `keep_prefix`, the cluster's own); returns how many."""

@@ -16,7 +16,7 @@ from activities.runtime import Runtime
 from contracts.engine import release_workflow_id_for
 from metadb import clusters
 from ob_takeover.client import TakeoverClient
-from tests.driver import log_of, start, wait_for
+from tests.driver import keep_history, log_of, start, wait_for
 from tests.simulator import Simulation, end_state, sim_runtime, simulation, stored_secret, takeover_body
 from tests.test_takeover_e2e import login
 from worker import build_worker
@@ -59,18 +59,43 @@ async def test_a_release_leaves_cluster_hosts_and_metadb_as_before_the_takeover(
         assert release.workflow_id == release_workflow_id_for(sim.address, sim.sql_port)
         task = await release.result()
         assert (task.name, task.status.value) == ("Move out OB cluster", "SUCCESSFUL")
+        await keep_history(release.handle, "release_2x2")
         logs = "\n".join([await release.subtask_log(s.id) for s in task.subtasks])
         released = without_calibration(end_state(sim, runtime.db))
         # The proxyro user stays with its password, as the release's report says.
-        assert "proxyro's password on the cluster is left as it is" in logs
+        assert "proxyro is left as it is on the cluster; its password stays in the password box" in logs
         assert released["cluster"]["users"].pop("proxyro") == {"host": "%", "grants": ["SELECT ON oceanbase.*"]}
         assert login(sim, "proxyro@sys", proxyro)
+        (kept,) = [c for c in released["metadb"]["credentials"] if c["name"] == "obcluster:1:proxyro"]
+        released["metadb"]["credentials"].remove(kept)
         assert released == before
-        # Under management again, from the start.
-        again = await take_over(client, task_queue, {**body, "proxyroPassword": proxyro})
+        # Under management again, from the start; proxyro keeps its password (OBProxy goes on logging in).
+        again = await take_over(client, task_queue, body)
         assert again != cluster_id
         assert without_calibration(end_state(sim, runtime.db)) == managed
         assert login(sim, "proxyro@sys", proxyro)
+
+
+async def test_a_release_touches_nothing_when_another_cluster_answers(
+    client: Client, task_queue: str, sim: Simulation, tmp_path: Path
+) -> None:
+    """The managed cluster's record points at an endpoint where another cluster now answers (same root
+    password): the release stops at "Prepare move out cluster" and changes nothing there."""
+    runtime: Runtime = sim_runtime(tmp_path, sim)
+    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+        cluster_id = await take_over(client, task_queue, takeover_body(sim, runtime))
+        sim.call("PUT", "/parameters/cluster", {"value": "othercluster"})
+        before = without_calibration(end_state(sim, runtime.db))
+        release = await TakeoverClient(client, task_queue).release(cluster_id, sim.address, sim.sql_port)
+        task = await wait_for(release.handle, lambda t: t.status.value != "RUNNING", timeout=60)
+        assert task.status.value == "FAILED"
+        (failed,) = [s for s in task.subtasks if s.status.value == "FAILED"]
+        assert failed.name == "Prepare move out cluster"
+        assert "is othercluster:1, not the managed obcluster:1" in await release.subtask_log(failed.id)
+        await release.abort()  # the operator stops it: the cluster lock is released
+        with pytest.raises(WorkflowFailureError):
+            await release.result()
+    assert without_calibration(end_state(sim, runtime.db)) == before
 
 
 async def test_a_release_is_refused_for_a_cluster_not_under_management(

@@ -12,6 +12,7 @@ from temporalio.worker import Replayer
 
 from ob_takeover.codec import data_converter
 from workflows.fleet import TakeOverFleet
+from workflows.release import ReleaseCluster
 from workflows.sandbox import workflow_runner
 from workflows.takeover import TakeOverCluster
 
@@ -21,14 +22,16 @@ HISTORIES = sorted((Path(__file__).resolve().parent / "histories").glob("*.json"
 def test_histories_cover_every_operation() -> None:
     names = {path.stem for path in HISTORIES}
     assert {"success_3x2", "retry_subtask", "skip_subtask", "rollback", "cancel_subtask", "abort"} <= names
-    assert {"success_3x2_short_heartbeats", "fleet_6", "fleet_member_retried"} <= names
+    assert {"success_3x2_short_heartbeats", "fleet_6", "fleet_member_retried", "release_2x2"} <= names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
-        workflows=[TakeOverCluster, TakeOverFleet], data_converter=data_converter(), workflow_runner=workflow_runner()
+        workflows=[TakeOverCluster, TakeOverFleet, ReleaseCluster],
+        data_converter=data_converter(),
+        workflow_runner=workflow_runner(),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

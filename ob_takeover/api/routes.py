@@ -648,6 +648,7 @@ async def move_out(cluster_id: Id, request: Request, call: Call = manager) -> Re
         name
         for name, keeps in (
             ("deleteHost", not body.deleteHost),
+            ("deleteHostIds", bool(body.deleteHostIds)),
             ("retainClusterInfo", body.retainClusterInfo),
             ("force", body.force),
             ("skipOperationHostIds", bool(body.skipOperationHostIds)),
@@ -657,12 +658,28 @@ async def move_out(cluster_id: Id, request: Request, call: Call = manager) -> Re
     if kept:
         message = "not supported: a release always removes what the takeover created"
         raise invalid([{"loc": (name,), "msg": message} for name in kept])
+    if body.targetConfigAddress:
+        # The cluster's servers will fetch their root service list from it: pointing them elsewhere is an
+        # administrator's call, as using a stored root password for another purpose is.
+        require(call.user, ADMIN)
+    try:
+        start = ReleaseRequest(cluster_id=cluster_id, config_url=body.targetConfigAddress)
+    except ValidationError as exc:
+        raise invalid([{**e, "loc": ("targetConfigAddress",)} for e in exc.errors(include_input=False)]) from None
     services = call.services
     row = await services.metadb(clusters.get_cluster, services.db, cluster_id)
     if row is None:
         raise ApiError(404, f"cluster {cluster_id} does not exist")
-    if row["status"] != clusters.RUNNING:
-        raise ApiError(409, f"cluster {cluster_id} is {row['status']}: only a managed (RUNNING) cluster moves out")
+    if row["status"] not in (clusters.RUNNING, clusters.RELEASING):
+        raise ApiError(409, f"cluster {cluster_id} is {row['status']}: only a managed cluster moves out")
+    root = f"{row['name']}:{row['ob_cluster_id']}:root@sys"
+    if await services.metadb(credentials.describe_credential, services.db, kind=credentials.CLUSTER, name=root) is None:
+        raise ApiError(
+            409,
+            f"cluster {cluster_id}'s root@sys password is not in the password box (its takeover did not save it): "
+            "store it with `ob-takeover credential add-cluster`, then `ob-takeover release` it with "
+            "--root-credential-id",
+        )
     client = await services.temporal()
     workflow_id = release_workflow_id_for(row["address"], int(row["port"]))
     task_id = await services.metadb(ids.allocate_task_id, services.db)
@@ -671,7 +688,6 @@ async def move_out(cluster_id: Id, request: Request, call: Call = manager) -> Re
         cluster_id=cluster_id, creator=call.user.name, trace_id=call.trace_id,
     )  # fmt: skip
     await services.metadb(record, run_id="", status="RUNNING")
-    start = ReleaseRequest(cluster_id=cluster_id, config_url=body.targetConfigAddress)
     try:
         handle = await client.start_workflow(
             ReleaseCluster.run,
