@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
@@ -9,8 +10,10 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.fleet import CHECK_FLEET_MEMBERS, MemberStatus, MemberUpdate
+from contracts.fleet import CHECK_FLEET_MEMBERS, FIND_MANAGED, MemberStatus, MemberUpdate
 from contracts.task_view import Operation, TaskView
+from metadb import clusters
+from metadb.db import Database
 
 # How a member's workflow that ended without a result stands in the fleet table.
 _ENDED = {
@@ -60,6 +63,28 @@ def check_fleet_members_activity() -> Callable[..., Any]:
         return [update for update in found if update.confirmed]
 
     return check_fleet_members
+
+
+def find_managed_activity(db: Database) -> Callable[..., Any]:
+    @activity.defn(name=FIND_MANAGED)
+    async def find_managed_endpoints(endpoints: list[list[Any]]) -> dict[int, str]:
+        """For each `[address, port]` that a managed cluster is recorded at: its position and the cluster."""
+
+        def find() -> dict[int, str]:
+            managed = {
+                (row["address"], int(row["port"])): f"{row['name']} (cluster {row['id']}, {row['status']})"
+                for row in clusters.list_clusters(db)
+                if row["status"] != clusters.TAKINGOVER
+            }
+            return {
+                index: managed[(str(address), int(port))]
+                for index, (address, port) in enumerate(endpoints)
+                if (str(address), int(port)) in managed
+            }
+
+        return await asyncio.to_thread(find)
+
+    return find_managed_endpoints
 
 
 def _ended(workflow_id: str, run_id: str | None, status: MemberStatus, message: str) -> MemberUpdate:

@@ -9,7 +9,7 @@ from typing import Any
 from temporalio import activity
 
 from activities.failures import to_application_error
-from activities.fleet_work import check_fleet_members_activity
+from activities.fleet_work import check_fleet_members_activity, find_managed_activity
 from activities.precheck import run_checks
 from activities.preview import preview_takeover
 from activities.release_work import describe_managed_cluster_activity
@@ -52,6 +52,7 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
         discover_topology_activity(runtime),
         describe_managed_cluster_activity(runtime),
         check_fleet_members_activity(),
+        find_managed_activity(runtime.db),
         run_precheck,
         *(subtask_activity(name, IMPLEMENTATIONS[name], runtime) for name in activity_names()),
     ]

@@ -21,6 +21,8 @@ MAX_FLEET_SIZE = 5000
 # The activity that reads the members' workflows themselves: the fleet checks what signals told it, and
 # learns of members that ended without telling it (terminated, or failed outside their code).
 CHECK_FLEET_MEMBERS = "check_fleet_members"
+# The activity that names the requests whose endpoint is a cluster under management already.
+FIND_MANAGED = "find_managed_endpoints"
 # How often a fleet that heard nothing checks its started members (scaled by the timeout scale).
 FLEET_CHECK_SECONDS = 60.0
 _FLEET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")

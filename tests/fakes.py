@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.fleet_work import check_fleet_members_activity
 from activities.settings import engine_settings_activity
+from contracts.fleet import FIND_MANAGED
 from contracts.messages import DiscoverTopologyInput, SubtaskInput, SubtaskResult
 from contracts.settings import load_settings
 from contracts.stages import ALLOCATE_TASK_ID, activity_names
@@ -64,6 +65,8 @@ class FakeCluster:
     running: int = 0
     max_running: int = 0
     allocated: int = 0
+    # (address, port) of clusters the fake metadb says are managed already
+    managed: set[tuple[str, int]] = field(default_factory=set)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, activity_name: str, node: str | None = None, times: int = 1) -> None:
@@ -81,11 +84,19 @@ class FakeCluster:
         fakes: list[Callable[..., Any]] = [
             engine_settings_activity(load_settings()),
             check_fleet_members_activity(),
+            self._find_managed(),
             self._allocate(),
             self._discover(),
         ]
         fakes.extend(self._subtask(name) for name in activity_names())
         return fakes
+
+    def _find_managed(self) -> Callable[..., Any]:
+        @activity.defn(name=FIND_MANAGED)
+        async def find_managed_endpoints(endpoints: list[list[Any]]) -> dict[int, str]:
+            return {i: f"cluster at {a}:{p}" for i, (a, p) in enumerate(endpoints) if (a, p) in self.managed}
+
+        return find_managed_endpoints
 
     def _allocate(self) -> Callable[..., Any]:
         @activity.defn(name=ALLOCATE_TASK_ID)

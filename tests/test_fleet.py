@@ -95,12 +95,13 @@ async def test_a_fleet_takes_every_cluster_over_a_bounded_number_at_a_time(
     assert max_overlap(spans) == 2
 
 
-async def test_a_cluster_already_being_taken_over_is_not_started_again(
+async def test_a_cluster_being_taken_over_or_managed_already_is_not_started_again(
     client: Client, task_queue: str, running_worker: Any
 ) -> None:
     fake = FakeCluster()
     blocked = fake.block("prepare_takeover")
-    body, workflow_ids = fleet_of(3, max_concurrent=3)
+    body, workflow_ids = fleet_of(4, max_concurrent=4)
+    fake.managed = {(body["requests"][3]["address"], body["requests"][3]["port"])}  # taken over before
     takeovers = TakeoverClient(client, task_queue)
     async with running_worker(fake):
         single = await start(client, task_queue, body["requests"][1], workflow_id=workflow_ids[1])
@@ -115,7 +116,11 @@ async def test_a_cluster_already_being_taken_over_is_not_started_again(
         MemberStatus.SUCCESSFUL,
         MemberStatus.NOT_STARTED,
         MemberStatus.SUCCESSFUL,
+        MemberStatus.NOT_STARTED,
     ]
+    assert (result.members[3].message or "").startswith("already managed here: cluster at 127.0.9.4")
+    # Neither was started by the fleet: the locks taken are the two members' and the single takeover's.
+    assert fake.names().count("acquire_cluster_lock") == 3
     # The single takeover was not touched by the fleet: it has no parent.
     assert (await single.describe()).parent_id is None
 

@@ -33,6 +33,7 @@ from contracts.engine import (
 from contracts.fleet import (
     CHECK_FLEET_MEMBERS,
     CLOSED,
+    FIND_MANAGED,
     FLEET_CHECK_SECONDS,
     WORKING,
     FleetMember,
@@ -79,6 +80,8 @@ class TakeOverFleet:
             len(self._pending),
             self._max_concurrent,
         )
+        if self._run == 1:
+            await self._skip_managed()
         while True:
             self._start_next()
             self._publish()
@@ -158,6 +161,23 @@ class TakeOverFleet:
             run_id=member.run_id or update.run_id,
             confirmed=update.confirmed,
         )
+
+    async def _skip_managed(self) -> None:
+        """A cluster already under management is not started again (its takeover would fail its precheck and
+        wait, holding the cluster's lock): running a fleet file again takes over only what is left."""
+        pending = sorted(self._pending)
+        endpoints = [[self._pending[i].address, self._pending[i].port] for i in pending]
+        managed: dict[int, str] = await workflow.execute_activity(
+            FIND_MANAGED,
+            endpoints,
+            result_type=dict[int, str],
+            start_to_close_timeout=timedelta(seconds=60),
+            summary=f"Find which of {len(pending)} clusters are managed already",
+        )
+        for position, cluster in sorted(managed.items()):
+            index = pending[int(position)]
+            del self._pending[index]
+            self._set(index, MemberStatus.NOT_STARTED, message=f"already managed here: {cluster}", confirmed=True)
 
     async def _check_members(self) -> None:
         """Read the started members' workflows: a member that ended without telling the fleet (terminated,
