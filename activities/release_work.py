@@ -8,11 +8,13 @@ what it changed is put back. This module adds the release's own subtasks and the
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
 
+from activities.bindings import endpoint_key
 from activities.cluster_sql import PROXYRO_USER
 from activities.cluster_work import record_task
 from activities.facts import read_parameter
@@ -46,12 +48,14 @@ def describe_managed_cluster(db: Database, release: ReleaseRequest, workflow_id:
     key = f"{record['name']}:{record['ob_cluster_id']}"
     credential_id = release.root_sys_credential_id
     if credential_id is None:
-        saved = credentials.describe_credential(db, kind=CLUSTER, name=f"{key}:root@sys")
+        saved = credentials.describe_credential(db, kind=CLUSTER, name=f"{key}:root@sys") or _bound_root_credential(
+            db, key, endpoint_key(record["address"], int(record["port"]))
+        )
         if saved is None:
             raise FailedPrecondition(
-                f"cluster {release.cluster_id}'s root@sys password is not in the password box (the takeover ran "
-                "with saveToCredential false): store it with `ob-takeover credential add-cluster` and give its id "
-                "as rootSysCredentialId"
+                f"cluster {release.cluster_id}'s root@sys password is not in the password box (neither saved by its "
+                "takeover nor bound to it): store it with `ob-takeover credential add-cluster --endpoint …` and "
+                "give its id as rootSysCredentialId"
             )
         credential_id = int(saved["id"])
     proxy = record["connection_mode"] == "proxy"
@@ -81,6 +85,19 @@ def describe_managed_cluster(db: Database, release: ReleaseRequest, workflow_id:
     return ReleaseTarget(
         cluster_id=release.cluster_id, owner_task_id=int(record["task_id"]), request=request, topology=topology
     )
+
+
+def _bound_root_credential(db: Database, cluster_key: str, endpoint: str) -> dict[str, Any] | None:
+    """The newest root@sys credential an operator stored and bound to this cluster at this endpoint (the one
+    a takeover started with `rootSysCredentialId` used)."""
+    bound = [
+        row
+        for row in credentials.list_credentials(db, CLUSTER)
+        if row["bound_cluster"] == cluster_key
+        and endpoint in json.loads(row["endpoints"] or "[]")
+        and str(row["username"]).split("@")[0] == "root"
+    ]
+    return max(bound, key=lambda row: int(row["id"])) if bound else None
 
 
 def describe_managed_cluster_activity(runtime: Runtime) -> Callable[..., Any]:

@@ -753,10 +753,10 @@ async def _without_task(takeover: Any, status: WorkflowExecutionStatus | None) -
         await takeover.result()
     except WorkflowFailureError as exc:
         raise CommandError(
-            f"takeover {takeover.workflow_id} failed before its task existed: {_cause(exc)}", EXIT_FAILED
+            f"workflow {takeover.workflow_id} failed before its task existed: {_cause(exc)}", EXIT_FAILED
         ) from None
     raise CommandError(
-        f"takeover {takeover.workflow_id} ended {status.name if status else 'unknown'} without a task", EXIT_FAILED
+        f"workflow {takeover.workflow_id} ended {status.name if status else 'unknown'} without a task", EXIT_FAILED
     )
 
 

@@ -21,6 +21,7 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, W
 from temporalio.exceptions import ApplicationError, WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.release_work import describe_managed_cluster
 from contracts.engine import (
     CANCEL_SUBTASK_UPDATE,
     MEMO_CLUSTER_ID,
@@ -36,6 +37,7 @@ from contracts.engine import (
     release_workflow_id_for,
     workflow_id_for,
 )
+from contracts.errors import FailedPrecondition
 from contracts.messages import PrecheckReport, SubtaskRef
 from contracts.release import ReleaseRequest
 from contracts.request import HostInfo, InvalidRequest, TakeOverRequest, parse_request
@@ -672,16 +674,12 @@ async def move_out(cluster_id: Id, request: Request, call: Call = manager) -> Re
         raise ApiError(404, f"cluster {cluster_id} does not exist")
     if row["status"] not in (clusters.RUNNING, clusters.RELEASING):
         raise ApiError(409, f"cluster {cluster_id} is {row['status']}: only a managed cluster moves out")
-    root = f"{row['name']}:{row['ob_cluster_id']}:root@sys"
-    if await services.metadb(credentials.describe_credential, services.db, kind=credentials.CLUSTER, name=root) is None:
-        raise ApiError(
-            409,
-            f"cluster {cluster_id}'s root@sys password is not in the password box (its takeover did not save it): "
-            "store it with `ob-takeover credential add-cluster`, then `ob-takeover release` it with "
-            "--root-credential-id",
-        )
-    client = await services.temporal()
     workflow_id = release_workflow_id_for(row["address"], int(row["port"]))
+    try:  # what the release would find first (its root@sys password above all), before anything starts
+        await services.metadb(describe_managed_cluster, services.db, start, workflow_id)
+    except FailedPrecondition as exc:
+        raise ApiError(409, str(exc)) from None
+    client = await services.temporal()
     task_id = await services.metadb(ids.allocate_task_id, services.db)
     record = functools.partial(
         tasks.record_task, services.db, task_id=task_id, workflow_id=workflow_id, name=RELEASE_TASK_NAME,
