@@ -753,11 +753,19 @@ async def _without_task(takeover: Any, status: WorkflowExecutionStatus | None) -
         await takeover.result()
     except WorkflowFailureError as exc:
         raise CommandError(
-            f"workflow {takeover.workflow_id} failed before its task existed: {_cause(exc)}", EXIT_FAILED
+            f"{_kind(takeover.workflow_id)} {takeover.workflow_id} failed before its task existed: {_cause(exc)}",
+            EXIT_FAILED,
         ) from None
     raise CommandError(
-        f"workflow {takeover.workflow_id} ended {status.name if status else 'unknown'} without a task", EXIT_FAILED
+        f"{_kind(takeover.workflow_id)} {takeover.workflow_id} ended {status.name if status else 'unknown'} "
+        "without a task",
+        EXIT_FAILED,
     )
+
+
+def _kind(workflow_id: str) -> str:
+    """What a task workflow is, by its id: a takeover or a release."""
+    return "release" if workflow_id.startswith("release-") else "takeover"
 
 
 def _cause(error: BaseException) -> str:
