@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from contracts.errors import innermost_message
 from contracts.fleet import CHECK_FLEET_MEMBERS, FIND_MANAGED, MemberStatus, MemberUpdate
 from contracts.task_view import Operation, TaskView
 from metadb import clusters
@@ -55,7 +56,7 @@ def check_fleet_members_activity() -> Callable[..., Any]:
                     await handle.result()
                     message = "its workflow failed"
                 except WorkflowFailureError as exc:
-                    message = _cause(exc)
+                    message = innermost_message(exc)
                 found.append(_ended(workflow_id, run_id, MemberStatus.NOT_STARTED, message))
             else:
                 member_status, message = _ENDED.get(status, (MemberStatus.ABORTED, f"its workflow ended {status.name}"))
@@ -89,9 +90,3 @@ def find_managed_activity(db: Database) -> Callable[..., Any]:
 
 def _ended(workflow_id: str, run_id: str | None, status: MemberStatus, message: str) -> MemberUpdate:
     return MemberUpdate(workflow_id=workflow_id, status=status, seq=0, run_id=run_id, message=message, confirmed=True)
-
-
-def _cause(error: BaseException) -> str:
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return str(getattr(error, "message", None) or error)

@@ -164,3 +164,10 @@ def _error_types(base: type[TakeoverError]) -> set[str]:
 READABLE_FAILURE_TYPES = frozenset(
     _error_types(TakeoverError) | {INVALID_REQUEST, TASK_NOT_READY, TOPOLOGY_UNAVAILABLE}
 )
+
+
+def innermost_message(error: BaseException) -> str:
+    """The message at the end of an exception's cause chain (a Temporal failure wraps its cause)."""
+    while error.__cause__ is not None:
+        error = error.__cause__
+    return str(getattr(error, "message", None) or error)

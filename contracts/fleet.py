@@ -131,7 +131,9 @@ def parse_fleet_request(body: Any) -> FleetRequest:
     by position (`requests[3].address`). Two requests for one endpoint are refused: a cluster is taken over
     once."""
     if not isinstance(body, dict):
-        raise InvalidRequest([FieldError(field="body", message=f"must be a JSON object, got {type(body).__name__}")])
+        raise InvalidRequest(
+            [FieldError(field="body", message=f"must be a JSON object, got {type(body).__name__}")], "fleet request"
+        )
     errors: list[FieldError] = []
     clusters = body.get("requests")
     parsed: list[TakeOverRequest] = []
@@ -166,7 +168,7 @@ def parse_fleet_request(body: Any) -> FleetRequest:
     if isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or not 1 <= max_concurrent <= 1000:
         errors.append(FieldError(field="maxConcurrent", message="must be an integer from 1 to 1000"))
     if errors:
-        raise InvalidRequest(errors)
+        raise InvalidRequest(errors, "fleet request")
     return FleetRequest(requests=parsed, max_concurrent=max_concurrent)
 
 
@@ -174,7 +176,7 @@ def check_fleet_name(name: str) -> str:
     """A fleet's name becomes its workflow id (`fleet-NAME`): letters, digits, `_`, `.` and `-`."""
     if not _FLEET_NAME.match(name):
         message = "use 1-100 letters, digits, '_', '.' or '-', starting with a letter or digit"
-        raise InvalidRequest([FieldError(field="name", message=message)])
+        raise InvalidRequest([FieldError(field="name", message=message)], "fleet name")
     return name
 
 

@@ -49,7 +49,9 @@ class ReleaseTarget(Model):
 def parse_release_request(body: Any) -> ReleaseRequest:
     """Validate a release body, naming every field that is wrong (values are never echoed)."""
     if not isinstance(body, dict):
-        raise InvalidRequest([FieldError(field="body", message=f"must be a JSON object, got {type(body).__name__}")])
+        raise InvalidRequest(
+            [FieldError(field="body", message=f"must be a JSON object, got {type(body).__name__}")], "release request"
+        )
     try:
         return ReleaseRequest.model_validate(body)
     except ValidationError as exc:
@@ -59,4 +61,4 @@ def parse_release_request(body: Any) -> ReleaseRequest:
             if error["type"] == "extra_forbidden":
                 message = "is not a field of the release request"
             errors.append(FieldError(field=field_path(tuple(error["loc"])), message=message))
-        raise InvalidRequest(errors) from None
+        raise InvalidRequest(errors, "release request") from None

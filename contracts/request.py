@@ -140,9 +140,9 @@ class FieldError(BaseModel):
 class InvalidRequest(TakeoverError, ValueError):
     """A request body that breaks one or more rules; `errors` names every field at once."""
 
-    def __init__(self, errors: list[FieldError]) -> None:
+    def __init__(self, errors: list[FieldError], what: str = "takeover request") -> None:
         self.errors = errors
-        super().__init__("invalid takeover request: " + "; ".join(f"{e.field}: {e.message}" for e in errors))
+        super().__init__(f"invalid {what}: " + "; ".join(f"{e.field}: {e.message}" for e in errors))
 
     @property
     def type(self) -> str:

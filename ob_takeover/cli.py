@@ -22,7 +22,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, Wor
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.bindings import parse_endpoint, parse_host_pattern
-from contracts.errors import OperationRefused, TakeoverError
+from contracts.errors import OperationRefused, TakeoverError, innermost_message
 from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, SettingsError, load_settings
 from metadb import clusters, credentials, hosts, locks, users
 from metadb.db import Database
@@ -663,7 +663,7 @@ def cmd_fleet_start(args: argparse.Namespace) -> int:
         request = parse_fleet_request(fleet_body(args))
         check_fleet_name(name)
     except InvalidRequest as exc:
-        raise CommandError(str(exc).replace("invalid takeover request", "invalid fleet")) from None
+        raise CommandError(str(exc)) from None
 
     async def run() -> int:
         client = await TakeoverClient.connect(settings=args.settings)
@@ -752,10 +752,8 @@ async def _without_task(takeover: Any, status: WorkflowExecutionStatus | None) -
     try:
         await takeover.result()
     except WorkflowFailureError as exc:
-        raise CommandError(
-            f"{_kind(takeover.workflow_id)} {takeover.workflow_id} failed before its task existed: {_cause(exc)}",
-            EXIT_FAILED,
-        ) from None
+        what = f"{_kind(takeover.workflow_id)} {takeover.workflow_id}"
+        raise CommandError(f"{what} failed before its task existed: {innermost_message(exc)}", EXIT_FAILED) from None
     raise CommandError(
         f"{_kind(takeover.workflow_id)} {takeover.workflow_id} ended {status.name if status else 'unknown'} "
         "without a task",
@@ -766,13 +764,6 @@ async def _without_task(takeover: Any, status: WorkflowExecutionStatus | None) -
 def _kind(workflow_id: str) -> str:
     """What a task workflow is, by its id: a takeover or a release."""
     return "release" if workflow_id.startswith("release-") else "takeover"
-
-
-def _cause(error: BaseException) -> str:
-    """The innermost message of a Temporal failure chain."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return str(getattr(error, "message", None) or error)
 
 
 def _one_line(error: Exception, workflow_id: str | None) -> tuple[str, int]:
@@ -794,7 +785,7 @@ def _one_line(error: Exception, workflow_id: str | None) -> tuple[str, int]:
             return f"Temporal is unreachable ({error.message}); check temporal_address", EXIT_UNAVAILABLE
         return f"Temporal refused: {error.message}", EXIT_USAGE
     if isinstance(error, WorkflowFailureError):
-        return f"the workflow failed: {_cause(error)}", EXIT_FAILED
+        return f"the workflow failed: {innermost_message(error)}", EXIT_FAILED
     if isinstance(error, RuntimeError | ConnectionError | TimeoutError):  # e.g. Temporal unreachable at connect
         return f"{error}; check that Temporal runs at the configured address", EXIT_UNAVAILABLE
     if isinstance(error, ValueError | OSError):

@@ -15,7 +15,6 @@ from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import (
-    ApplicationError,
     ChildWorkflowError,
     WorkflowAlreadyStartedError,
     is_cancelled_exception,
@@ -30,6 +29,7 @@ from contracts.engine import (
     TAKEOVER_WORKFLOW,
     workflow_id_for,
 )
+from contracts.errors import innermost_message
 from contracts.fleet import (
     CHECK_FLEET_MEMBERS,
     CLOSED,
@@ -44,9 +44,10 @@ from contracts.fleet import (
     parse_fleet_request,
 )
 from contracts.messages import EngineSettings
-from contracts.request import InvalidRequest, TakeOverRequest
+from contracts.request import TakeOverRequest
 from contracts.stages import LOAD_ENGINE_SETTINGS
 from contracts.task_view import Operation, TaskView
+from workflows.inputs import parse_or_fail
 
 # Rows of the fleet table shown in the Temporal UI's current details (failed and running ones first).
 DETAILS_ROWS = 25
@@ -111,12 +112,7 @@ class TakeOverFleet:
             self._max_concurrent = state.max_concurrent
             self._run = state.run
         else:
-            try:
-                request = parse_fleet_request(body)
-            except InvalidRequest as exc:
-                raise ApplicationError(
-                    str(exc), [e.model_dump() for e in exc.errors], type=exc.type, non_retryable=True
-                ) from None
+            request = parse_or_fail(parse_fleet_request, body)
             self._members = [
                 FleetMember(index=index, workflow_id=workflow_id_for(c.address, c.port), endpoint=c.endpoint)
                 for index, c in enumerate(request.requests)
@@ -238,9 +234,9 @@ class TakeOverFleet:
             if is_cancelled_exception(exc):
                 self._set(index, MemberStatus.ABORTED, message="aborted", confirmed=True)
             elif self._members[index].task_id is None:
-                self._set(index, MemberStatus.NOT_STARTED, message=_cause(exc), confirmed=True)
+                self._set(index, MemberStatus.NOT_STARTED, message=innermost_message(exc), confirmed=True)
             else:
-                self._set(index, MemberStatus.ABORTED, message=_cause(exc), confirmed=True)
+                self._set(index, MemberStatus.ABORTED, message=innermost_message(exc), confirmed=True)
             return
         rolled_back = view.operation is Operation.ROLLBACK
         self._set(
@@ -301,10 +297,3 @@ class TakeOverFleet:
         if len(shown) > DETAILS_ROWS:
             lines.append(f"| … | {len(shown) - DETAILS_ROWS} more | | |")
         workflow.set_current_details("\n".join(lines))
-
-
-def _cause(error: BaseException) -> str:
-    """The innermost message of a child's failure chain."""
-    while error.__cause__ is not None:
-        error = error.__cause__
-    return str(getattr(error, "message", None) or error)

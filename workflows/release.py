@@ -20,7 +20,6 @@ from contracts import errors
 from contracts.engine import MEMO_CREATOR, MEMO_TASK_ID, RELEASE_WORKFLOW, SUBTASK_IDS_PER_TASK
 from contracts.messages import EngineSettings
 from contracts.release import ReleaseRequest, ReleaseTarget, parse_release_request
-from contracts.request import InvalidRequest
 from contracts.stages import (
     ALLOCATE_TASK_ID,
     DESCRIBE_MANAGED_CLUSTER,
@@ -30,6 +29,7 @@ from contracts.stages import (
 )
 from contracts.task_view import TaskView
 from workflows.engine import CLUSTER_ADDRESS_KEY, CLUSTER_NAME_KEY, TASK_STATUS_KEY, SubtaskWorkflow, failure_message
+from workflows.inputs import parse_or_fail
 from workflows.task import Task, format_time
 
 DESCRIBE_TIMEOUT_SECONDS = 60
@@ -44,15 +44,7 @@ class ReleaseCluster(SubtaskWorkflow):
 
     @workflow.run
     async def run(self, body: Any) -> TaskView:
-        try:
-            release = parse_release_request(body)
-        except InvalidRequest as exc:
-            raise ApplicationError(
-                str(exc).replace("takeover request", "release request"),
-                [e.model_dump() for e in exc.errors],
-                type=exc.type,
-                non_retryable=True,
-            ) from None
+        release = parse_or_fail(parse_release_request, body)
         self._release = release
         workflow.upsert_search_attributes([TASK_STATUS_KEY.value_set("CREATING")])
         self._settings = await workflow.execute_local_activity(
