@@ -111,8 +111,18 @@ class FleetView(Model):
         return counts
 
     @property
+    def counts_line(self) -> str:
+        """The counts as one line: `3 RUNNING, 47 SUCCESSFUL`."""
+        return ", ".join(f"{count} {status}" for status, count in sorted(self.counts.items()))
+
+    @property
     def finished(self) -> bool:
         return all(member.done for member in self.members)
+
+    @property
+    def working(self) -> bool:
+        """Whether a member still waits for its start or works (a FAILED one waits for its operator)."""
+        return any(member.status is MemberStatus.PENDING or member.status in WORKING for member in self.members)
 
 
 class FleetState(Model):

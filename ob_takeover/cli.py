@@ -620,19 +620,15 @@ def fleet_table(view: Any) -> str:
             f"{m.index:>4}  {(m.cluster_name or m.endpoint):<28} {m.status.value:<16} {m.task_id or '-':>10}  "
             f"{m.workflow_id:<34} {m.failed_subtask or m.message or ''}".rstrip()
         )
-    counts = ", ".join(f"{n} {status}" for status, n in sorted(view.counts.items()))
-    rows.append(f"{len(view.members)} clusters: {counts}")
+    rows.append(f"{len(view.members)} clusters: {view.counts_line}")
     return "\n".join(rows)
 
 
 def fleet_exit(view: Any) -> int:
     """0 when every member ended SUCCESSFUL or ROLLED_BACK, 3 while one works, else 1."""
-    statuses = {m.status.value for m in view.members}
-    if statuses <= {"SUCCESSFUL", "ROLLED_BACK"}:
+    if all(m.status.value in ("SUCCESSFUL", "ROLLED_BACK") for m in view.members):
         return EXIT_OK
-    if statuses & {"PENDING", "CREATING", "RUNNING", "ROLLING_BACK"}:
-        return EXIT_RUNNING
-    return EXIT_FAILED
+    return EXIT_RUNNING if view.working else EXIT_FAILED
 
 
 async def _watch_fleet(fleet: Any) -> Any:
@@ -644,7 +640,7 @@ async def _watch_fleet(fleet: Any) -> Any:
         except WorkflowQueryFailedError:
             await asyncio.sleep(0.5)
             continue
-        line = ", ".join(f"{n} {status}" for status, n in sorted(view.counts.items()))
+        line = view.counts_line
         if line != last:
             print(line, file=sys.stderr, flush=True)
             last = line

@@ -26,6 +26,7 @@ from contracts.engine import (
     CANCEL_SUBTASK_UPDATE,
     DEFAULT_TASK_QUEUE,
     FLEET_QUERY,
+    MEMO_CREATOR,
     RETRY_SUBTASK_UPDATE,
     RETRY_UPDATE,
     ROLLBACK_UPDATE,
@@ -52,7 +53,8 @@ from workflows.takeover import TakeOverCluster
 class Takeover:
     """One takeover workflow."""
 
-    handle: WorkflowHandle[TakeOverCluster, TaskView]
+    # A takeover's or a release's: both answer the task query and the operator updates.
+    handle: WorkflowHandle[Any, TaskView]
 
     @property
     def workflow_id(self) -> str:
@@ -148,7 +150,7 @@ class TakeoverClient:
             request.model_dump(mode="json", exclude_none=True),
             id=workflow_id_for(request.address, request.port),
             task_queue=self.task_queue,
-            memo={"creator": creator or os.environ.get("USER", "unknown")},
+            memo=_memo(creator),
         )
         return Takeover(handle)
 
@@ -160,7 +162,7 @@ class TakeoverClient:
             request.model_dump(mode="json", exclude_none=True),
             id=fleet_workflow_id(check_fleet_name(name)),
             task_queue=self.task_queue,
-            memo={"creator": creator or os.environ.get("USER", "unknown")},
+            memo=_memo(creator),
             static_summary=f"Take over {len(request.requests)} clusters, {request.max_concurrent} at a time",
         )
         return Fleet(handle)
@@ -185,9 +187,9 @@ class TakeoverClient:
             body,
             id=release_workflow_id_for(address, port),
             task_queue=self.task_queue,
-            memo={"creator": creator or os.environ.get("USER", "unknown")},
+            memo=_memo(creator),
         )
-        return Takeover(handle)  # type: ignore[arg-type]
+        return Takeover(handle)
 
     def get_fleet(self, name_or_id: str) -> Fleet:
         """A fleet by its name or its workflow id."""
@@ -206,3 +208,8 @@ class TakeoverClient:
             task_queue=self.task_queue,
         )
         return report
+
+
+def _memo(creator: str | None) -> dict[str, Any]:
+    """Who starts a workflow: the given creator, else the local user."""
+    return {MEMO_CREATOR: creator or os.environ.get("USER", "unknown")}

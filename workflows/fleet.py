@@ -85,8 +85,8 @@ class TakeOverFleet:
             await self._skip_managed()
         while True:
             self._start_next()
-            self._publish()
-            if self._view().finished:
+            view = self._publish()
+            if view.finished:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 return self._view()
             if self._history_full(settings.fleet_history_events):
@@ -275,16 +275,16 @@ class TakeOverFleet:
     def _view(self) -> FleetView:
         return FleetView(max_concurrent=self._max_concurrent, members=self._members, run=self._run)
 
-    def _publish(self) -> None:
+    def _publish(self) -> FleetView:
+        """The fleet table in the UI's current details (failed members first); returns the view shown."""
         view = self._view()
-        counts = ", ".join(f"{count} {status}" for status, count in sorted(view.counts.items()))
         order = {MemberStatus.FAILED: 0, MemberStatus.ROLLBACK_FAILED: 0, MemberStatus.NOT_STARTED: 1}
         shown = sorted(
             (m for m in view.members if m.status is not MemberStatus.SUCCESSFUL),
             key=lambda m: (order.get(m.status, 2), m.index),
         )
         lines = [
-            f"**Fleet** · {len(view.members)} clusters · {counts} · at most {view.max_concurrent} at once",
+            f"**Fleet** · {len(view.members)} clusters · {view.counts_line} · at most {view.max_concurrent} at once",
             "",
             "| cluster | workflow | status | failed subtask |",
             "|---|---|---|---|",
@@ -297,3 +297,4 @@ class TakeOverFleet:
         if len(shown) > DETAILS_ROWS:
             lines.append(f"| … | {len(shown) - DETAILS_ROWS} more | | |")
         workflow.set_current_details("\n".join(lines))
+        return view
