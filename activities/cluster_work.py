@@ -68,7 +68,7 @@ def release_cluster_lock(work: Work) -> None:
 
 
 def root_credential_name(work: Work) -> str:
-    return f"{work.cluster_key}:root@sys"
+    return credentials.cluster_credential_name(work.cluster_key, "root@sys")
 
 
 async def prepare_takeover(work: Work) -> None:
@@ -178,7 +178,7 @@ def remove_cluster_record(work: Work) -> None:
 
 
 def monitor_credential_name(work: Work) -> str:
-    return f"{work.cluster_key}:{sql.MONITOR_USER}"
+    return credentials.cluster_credential_name(work.cluster_key, sql.MONITOR_USER)
 
 
 def monitor_password(work: Work) -> str:
@@ -500,7 +500,7 @@ def remove_tenant_info(work: Work) -> None:
 
 
 def proxyro_credential_name(work: Work) -> str:
-    return f"{work.cluster_key}:{sql.PROXYRO_USER}"
+    return credentials.cluster_credential_name(work.cluster_key, sql.PROXYRO_USER)
 
 
 def set_proxyro_password(work: Work) -> None:

@@ -48,9 +48,9 @@ def describe_managed_cluster(db: Database, release: ReleaseRequest, workflow_id:
     key = f"{record['name']}:{record['ob_cluster_id']}"
     credential_id = release.root_sys_credential_id
     if credential_id is None:
-        saved = credentials.describe_credential(db, kind=CLUSTER, name=f"{key}:root@sys") or _bound_root_credential(
-            db, key, endpoint_key(record["address"], int(record["port"]))
-        )
+        saved = credentials.describe_credential(
+            db, kind=CLUSTER, name=credentials.cluster_credential_name(key, "root@sys")
+        ) or _bound_root_credential(db, key, endpoint_key(record["address"], int(record["port"])))
         if saved is None:
             raise FailedPrecondition(
                 f"cluster {release.cluster_id}'s root@sys password is not in the password box (neither saved by its "
@@ -153,7 +153,7 @@ def remove_cluster_credentials(work: Work) -> None:
     is: on the cluster and in the password box (no longer the takeover's), so OBProxy keeps logging in and a
     later takeover keeps the same password; the log says so."""
     prefix = f"{work.cluster_key}:"
-    proxyro = f"{prefix}{PROXYRO_USER}"
+    proxyro = credentials.cluster_credential_name(work.cluster_key, PROXYRO_USER)
     kept = credentials.disown_cluster_credential(work.db, proxyro, work.owner_task_id)
     rows = [row for row in credentials.list_credentials(work.db, CLUSTER) if str(row["name"]).startswith(prefix)]
     removed = [

@@ -40,7 +40,7 @@ from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.client import TakeoverClient
 from tests.mariadb import create_database, mariadb_server
-from tests.simulator import many_simulations, simulated_bodies
+from tests.simulator import many_simulations, simulated_bodies, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,18 +84,15 @@ class Bench:
         with many_simulations(work, clusters, extra=extra) as sims:
             bodies = simulated_bodies(db, vault, sims, hosts.add_host_type(db, "bench"))
             db.close()
-            worker_env = {
-                **os.environ,
-                "TEMPORAL_ADDRESS": self.env.client.service_client.config.target_host,
-                "OB_TAKEOVER_TASK_QUEUE": queue,
-                "OB_TAKEOVER_METADB": metadb,
-                "OB_TAKEOVER_MASTER_KEY_FILE": str(key_file),
-                "OB_TAKEOVER_KNOWN_HOSTS": str(work / "known_hosts"),
-                "OB_TAKEOVER_LOG_LEVEL": "WARNING",
-            }
-            processes = [
-                subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=worker_env) for _ in range(workers)
-            ]
+            env = worker_env(
+                metadb=metadb,
+                key_file=key_file,
+                known_hosts=work / "known_hosts",
+                temporal=self.env.client.service_client.config.target_host,
+                queue=queue,
+                log_level="WARNING",
+            )
+            processes = [subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env) for _ in range(workers)]
             try:
                 yield bodies, processes
             finally:

@@ -27,7 +27,7 @@ from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.client import TakeoverClient
-from tests.simulator import many_simulations, simulated_bodies
+from tests.simulator import many_simulations, simulated_bodies, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -48,17 +48,16 @@ async def main() -> None:
     with many_simulations(work, args.clusters) as sims:
         known_hosts = work / "known_hosts"
         bodies = simulated_bodies(db, vault, sims, host_type)
-        worker_env = {
-            **os.environ,
-            "TEMPORAL_ADDRESS": env.client.service_client.config.target_host,
-            "OB_TAKEOVER_TASK_QUEUE": "throughput",
-            "OB_TAKEOVER_METADB": metadb,
-            "OB_TAKEOVER_MASTER_KEY_FILE": str(key_file),
-            "OB_TAKEOVER_KNOWN_HOSTS": str(known_hosts),
-            "OB_TAKEOVER_POLL_INTERVAL": "0.2",
-            "OB_TAKEOVER_LOG_LEVEL": "WARNING",
-        }
-        worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=worker_env)
+        environment = worker_env(
+            metadb=metadb,
+            key_file=key_file,
+            known_hosts=known_hosts,
+            temporal=env.client.service_client.config.target_host,
+            queue="throughput",
+            poll_interval=0.2,
+            log_level="WARNING",
+        )
+        worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=environment)
         try:
             client = TakeoverClient(env.client, "throughput")
             began = time.monotonic()

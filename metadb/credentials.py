@@ -185,6 +185,11 @@ def delete_own_cluster_credential(db: Database, name: str, task_id: int) -> bool
     return removed > 0
 
 
+def cluster_credential_name(cluster_key: str, user: str) -> str:
+    """The name a cluster's own credential for `user` is stored under: `name:obClusterId:user`."""
+    return f"{cluster_key}:{user}"
+
+
 def disown_cluster_credential(db: Database, name: str, task_id: int) -> int | None:
     """Keep the cluster credential `name` that task `task_id` stored, as nobody's (no rollback or release
     deletes it) and no longer tied to a cluster record; returns its id, or None if the task has none."""

@@ -8,7 +8,6 @@ in a MariaDB metadb that sleeps before the subtask's write.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import signal
 import subprocess
@@ -28,7 +27,7 @@ from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from tests.driver import Handle, log_of, named, wait_for
-from tests.simulator import Simulation, end_state, unwrap_host_commands, wrap_host_command
+from tests.simulator import Simulation, end_state, unwrap_host_commands, worker_env, wrap_host_command
 
 ROOT = Path(__file__).resolve().parents[1]
 DELAY = 1.5
@@ -134,19 +133,17 @@ class Takeover:
         self.tmp_path = tmp_path
         self.sim = sim
         self.metadb_url = metadb_url
-        self.env = {
-            **os.environ,
-            "PYTHONPATH": str(ROOT),
-            "TEMPORAL_ADDRESS": client.service_client.config.target_host,
-            "OB_TAKEOVER_TASK_QUEUE": task_queue,
-            "OB_TAKEOVER_METADB": metadb_url,
-            "OB_TAKEOVER_MASTER_KEY_FILE": str(tmp_path / "master.key"),
-            "OB_TAKEOVER_KNOWN_HOSTS": sim.ready["ssh"]["known_hosts"],
-            "OB_TAKEOVER_POLL_INTERVAL": "0.1",
+        self.env = worker_env(
+            metadb=metadb_url,
+            key_file=tmp_path / "master.key",
+            known_hosts=sim.ready["ssh"]["known_hosts"],
+            temporal=client.service_client.config.target_host,
+            queue=task_queue,
+            poll_interval=0.1,
             # Tests take timeouts at a fifth: a short subtask (180 s) still has room for a retry after
             # a crash noticed by its heartbeat timeout (a third of its timeout).
-            "OB_TAKEOVER_TIMEOUT_SCALE": str(timeout_scale),
-        }
+            timeout_scale=timeout_scale,
+        )
         self.db = Database(metadb_url)
         migrate(self.db)
         self.vault = Vault(load_master_key(load_settings(self.env)))

@@ -181,6 +181,32 @@ def many_simulations(tmp_path: Path, count: int, extra: list[str] | None = None)
         yield sims
 
 
+def worker_env(
+    *,
+    metadb: str,
+    key_file: Path,
+    known_hosts: str | Path,
+    temporal: str | None = None,
+    queue: str | None = None,
+    **settings: object,
+) -> dict[str, str]:
+    """The environment of a production worker (`python worker.py`) for simulated clusters; `settings` are
+    more of its settings by name (`poll_interval=0.2` sets OB_TAKEOVER_POLL_INTERVAL)."""
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OB_TAKEOVER_METADB": metadb,
+        "OB_TAKEOVER_MASTER_KEY_FILE": str(key_file),
+        "OB_TAKEOVER_KNOWN_HOSTS": str(known_hosts),
+    }
+    if temporal:
+        env["TEMPORAL_ADDRESS"] = temporal
+    if queue:
+        env["OB_TAKEOVER_TASK_QUEUE"] = queue
+    env.update({f"OB_TAKEOVER_{name.upper()}": str(value) for name, value in settings.items()})
+    return env
+
+
 def sim_runtime(tmp_path: Path, sim: Simulation) -> Runtime:
     """A worker runtime for takeovers of `sim`: a fresh SQLite metadb, a new master key, its known_hosts."""
     db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")

@@ -4,7 +4,6 @@ killed mid-fleet without losing a cluster; takeovers started while others calibr
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import subprocess
 import sys
@@ -28,7 +27,7 @@ from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.client import Fleet, TakeoverClient
 from tests.mariadb import create_database
-from tests.simulator import Simulation, many_simulations, simulated_bodies
+from tests.simulator import Simulation, many_simulations, simulated_bodies, worker_env
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,16 +39,14 @@ def fleet_setup(
 ) -> Iterator[tuple[list[Simulation], list[dict[str, Any]], dict[str, str]]]:
     """`count` one-server clusters calibrating for `calibration` s, their takeover bodies, and the
     environment a production worker needs for them."""
-    env = {
-        **os.environ,
-        "PYTHONPATH": str(ROOT),
-        "OB_TAKEOVER_METADB": metadb_url,
-        "OB_TAKEOVER_MASTER_KEY_FILE": str(tmp_path / "master.key"),
-        "OB_TAKEOVER_KNOWN_HOSTS": str(tmp_path / "known_hosts"),
-        "OB_TAKEOVER_POLL_INTERVAL": "0.2",
-        "OB_TAKEOVER_TIMEOUT_SCALE": "0.2",
-        "OB_TAKEOVER_LOG_LEVEL": "WARNING",
-    }
+    env = worker_env(
+        metadb=metadb_url,
+        key_file=tmp_path / "master.key",
+        known_hosts=tmp_path / "known_hosts",
+        poll_interval=0.2,
+        timeout_scale=0.2,
+        log_level="WARNING",
+    )
     db = Database(metadb_url)
     migrate(db)
     vault = Vault(load_master_key(load_settings(env)))
@@ -100,10 +97,10 @@ async def test_two_workers_share_a_fleet_and_one_is_killed_mid_fleet(
             "TEMPORAL_ADDRESS": client.service_client.config.target_host,
             "OB_TAKEOVER_TASK_QUEUE": task_queue,
         }
-        logs = [(tmp_path / f"worker{n}.log").open("wb") for n in range(3)]
+        logs = [(tmp_path / f"worker{n}.log").open("wb") for n in range(2)]
         workers = [
             subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
-            for log in logs[:2]
+            for log in logs
         ]
         try:
             fleet = await TakeoverClient(client, task_queue).start_fleet(
@@ -122,6 +119,8 @@ async def test_two_workers_share_a_fleet_and_one_is_killed_mid_fleet(
                 if worker.poll() is None:
                     worker.terminate()
                     worker.wait(15)
+            for log in logs:
+                log.close()
         assert [m.status for m in result.members] == [MemberStatus.SUCCESSFUL] * 6, result.members
         ids = [fleet.workflow_id, *(m.workflow_id for m in result.members)]
         pids = set().union(*[await worker_pids(client, workflow_id) for workflow_id in ids])
