@@ -21,7 +21,7 @@ from typing import Any
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowQueryFailedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities.bindings import parse_endpoint, parse_host_pattern
+from activities.bindings import endpoint_key, parse_endpoint, parse_host_pattern
 from contracts.errors import OperationRefused, TakeoverError, innermost_message
 from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, SettingsError, load_settings
 from metadb import clusters, credentials, hosts, locks, users
@@ -551,7 +551,7 @@ def cmd_release(args: argparse.Namespace) -> int:
     else:
         endpoint = parse_endpoint(args.cluster)
         record = next(
-            (r for r in clusters.list_clusters(db) if parse_endpoint(f"{r['address']}:{r['port']}") == endpoint), None
+            (r for r in clusters.list_clusters(db) if endpoint_key(r["address"], int(r["port"])) == endpoint), None
         )
     if record is None:
         raise CommandError(f"no managed cluster {args.cluster}; `ob-takeover cluster list` lists them")
