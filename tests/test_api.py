@@ -329,6 +329,11 @@ async def test_a_takeover_through_the_api_alone(api: Api, sim: Simulation, task_
     assert (await api.call("POST", move_out, "viewer", {})).status_code == 403
     refused = await api.call("POST", move_out, "manager", {"retainClusterInfo": True})
     assert refused.status_code == 400 and "retainClusterInfo" in refused.text
+    # Pointing the cluster's servers at another config server is an administrator's call, and only over http(s).
+    elsewhere = await api.call("POST", move_out, "manager", {"targetConfigAddress": "http://127.0.0.9/services"})
+    assert elsewhere.status_code == 403, elsewhere.text
+    not_http = await api.call("POST", move_out, "admin", {"targetConfigAddress": "file:///etc/passwd"})
+    assert not_http.status_code == 400 and "targetConfigAddress" in not_http.text, not_http.text
     async with build_worker(api.client, activities=build_activities(api.runtime), queue=task_queue):
         moving = await api.data("POST", move_out, "manager", {"targetConfigAddress": ""})
         assert moving["name"] == "Move out OB cluster" and moving["clusterId"] == cluster_id
