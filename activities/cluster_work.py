@@ -19,7 +19,6 @@ from contracts.engine import config_url_for, unreachable_config_url
 from contracts.errors import ClusterSqlError, CredentialMisuse, FailedPrecondition
 from contracts.messages import WARNING, PrecheckInput
 from contracts.task_view import task_name
-from contracts.topology import ClusterEndpoint
 from metadb import clusters, credentials, locks, tasks
 from metadb.credentials import CLUSTER, Credential
 from metadb.db import Database
@@ -28,8 +27,9 @@ from metadb.db import Database
 
 
 def lock_keys_of(work: Work) -> list[str]:
-    request = work.arg.request
-    return locks.lock_keys(request.address, request.port, work.arg.cluster_name, work.arg.ob_cluster_id)
+    target = work.arg.target
+    endpoint = target.endpoint
+    return locks.lock_keys(endpoint.address, endpoint.port, *target.name_and_id)
 
 
 def record_task(work: Work, status: str, cluster_id: int | None = None) -> None:
@@ -47,7 +47,7 @@ def record_task(work: Work, status: str, cluster_id: int | None = None) -> None:
 
 
 def acquire_cluster_lock(work: Work) -> None:
-    locks.acquire(work.db, lock_keys_of(work), work.arg.task_id, work.arg.workflow_id, work.arg.cluster_name)
+    locks.acquire(work.db, lock_keys_of(work), work.arg.task_id, work.arg.workflow_id, work.arg.target.name_and_id[0])
     record_task(work, "RUNNING")
     work.say(f"cluster {work.cluster_key} locked by task {work.arg.task_id}")
 
@@ -75,7 +75,9 @@ async def prepare_takeover(work: Work) -> None:
     """Run the precheck (the same one `TakeOverPrecheck` runs), then record the cluster as TAKINGOVER."""
     report = await run_checks(
         work.runtime,
-        PrecheckInput(request=work.arg.request, workflow_id=work.arg.workflow_id, task_id=work.arg.task_id),
+        PrecheckInput(
+            target=work.arg.target, options=work.arg.options, workflow_id=work.arg.workflow_id, task_id=work.arg.task_id
+        ),
     )
     warnings = [item for item in report.items if item.status == WARNING]
     for item in warnings:
@@ -91,27 +93,27 @@ async def prepare_takeover(work: Work) -> None:
 
 
 def _record_cluster(work: Work, version: str) -> None:
-    request = work.arg.request
+    target = work.arg.target
     cluster_id = clusters.create_cluster_record(
         work.db,
-        name=work.arg.cluster_name,
-        ob_cluster_id=work.arg.ob_cluster_id,
-        address=request.address,
-        port=request.port,
-        connection_mode=request.connection_mode.value,
+        name=target.name_and_id[0],
+        ob_cluster_id=target.name_and_id[1],
+        address=target.endpoint.address,
+        port=target.endpoint.port,
+        connection_mode=target.endpoint.connection_mode,
         version=version,
         task_id=work.arg.task_id,
-        cluster_id=work.arg.cluster_id,
+        cluster_id=target.cluster_id,
     )
     work.context["clusterId"] = str(cluster_id)
     work.say(f"cluster {work.cluster_key} (OceanBase {version}) recorded as cluster {cluster_id}, TAKINGOVER")
-    password = request.root_sys_password
-    if password is None and request.root_sys_credential_id is not None:
-        # The REST API's copy for this task alone (deleted when the task ends): saved as the cluster's own.
-        row = credentials.describe_credential(work.db, credential_id=request.root_sys_credential_id)
+    password = target.endpoint.root_sys_password
+    if password is None and target.endpoint.credential_id is not None:
+        # The starter's copy for this task alone (deleted when the task ends): saved as the cluster's own.
+        row = credentials.describe_credential(work.db, credential_id=target.endpoint.credential_id)
         if row is not None and row["created_by_task_id"] == work.arg.task_id:
             password = work.endpoint.root_sys_password
-    if request.save_to_credential and password is not None:
+    if work.arg.options.save_to_credential and password is not None:
         save_cluster_credential(work, root_credential_name(work), "root@sys", password, cluster_id)
         work.say("root@sys password saved to the password box")
 
@@ -122,7 +124,7 @@ def save_cluster_credential(
     """A cluster credential owned by this task, usable only at the request's endpoint and for this cluster.
     One of the same name stored for another endpoint is not replaced: a server elsewhere that reports this
     cluster's name and id must not take over its credentials."""
-    endpoint = ClusterEndpoint.from_request(work.arg.request).where
+    endpoint = work.arg.target.where
     existing = credentials.describe_credential(work.db, kind=CLUSTER, name=name)
     if existing is not None and endpoint not in json.loads(existing["endpoints"] or "[]"):
         raise CredentialMisuse(
@@ -152,21 +154,21 @@ def bound_cluster_credential(work: Work, name: str) -> Credential | None:
     """The cluster credential `name`, refused if it is not bound to this endpoint and cluster."""
     found = credentials.find_credential(work.db, work.vault, CLUSTER, name)
     if found is not None:
-        work.runtime.check_binding(found, ClusterEndpoint.from_request(work.arg.request), work.cluster_key)
+        work.runtime.credentials.check_binding(found, work.arg.target.endpoint, work.cluster_key)
     return found
 
 
 def remove_cluster_record(work: Work) -> None:
     cluster_id = work.known_cluster_id()
     record = clusters.get_cluster(work.db, cluster_id) if cluster_id is not None else None
-    if work.arg.owner_task_id and record is not None and record["config_url"]:
+    if work.arg.target.owner_task_id and record is not None and record["config_url"]:
         work.say(
             f"WARNING: obconfig_url still points at this service ({record['config_url']}; 'Restore config url' "
             "was skipped): once the record is gone it serves no root service list for this cluster"
         )
     if cluster_id is not None:
         # A takeover removes the record it is creating; a release the one it is releasing.
-        status = clusters.RELEASING if work.arg.owner_task_id else clusters.TAKINGOVER
+        status = clusters.RELEASING if work.arg.target.owner_task_id else clusters.TAKINGOVER
         clusters.remove_cluster_record(work.db, cluster_id, status)
     # Only this task's credential: the cluster may be managed here already from an earlier takeover.
     if credentials.delete_own_cluster_credential(work.db, root_credential_name(work), work.owner_task_id):
@@ -270,11 +272,11 @@ def _restore_user_before(work: Work) -> None:
 
 
 def config_url(work: Work) -> str:
-    return config_url_for(work.runtime.public_url, work.arg.cluster_name, work.arg.ob_cluster_id)
+    return config_url_for(work.runtime.public_url, *work.arg.target.name_and_id)
 
 
 def register_config_url(work: Work) -> None:
-    if not work.arg.request.switch_config_url:
+    if not work.arg.options.switch_config_url:
         work.say("switchConfigUrl is false: obconfig_url left as it is")
         return
     topology = work.arg.topology
@@ -506,7 +508,7 @@ def proxyro_credential_name(work: Work) -> str:
 def set_proxyro_password(work: Work) -> None:
     """proxyro with the request's password, or with one generated for this cluster alone (stored, bound to
     it, before it is used, so a retry sends the same): no password of another cluster is ever sent here."""
-    given = work.runtime.proxyro_password_for(work.arg.request, work.cluster_key)
+    given = work.runtime.credentials.proxyro_password(work.arg.target, work.cluster_key)
     if given is not None:
         password = given
     else:

@@ -11,10 +11,20 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.errors import innermost_message
-from contracts.fleet import CHECK_FLEET_MEMBERS, FIND_MANAGED, MemberStatus, MemberUpdate
+from contracts.fleet import (
+    CHECK_FLEET_MEMBERS,
+    DISCARD_FLEET_MEMBER,
+    FIND_MANAGED,
+    PREPARE_FLEET_MEMBER,
+    MemberStart,
+    MemberStatus,
+    MemberUpdate,
+)
+from contracts.messages import PreparedTask
 from contracts.task_view import Operation, TaskView
-from metadb import clusters
+from metadb import clusters, task_starts
 from metadb.db import Database
+from metadb.vault import Vault
 
 # How a member's workflow that ended without a result stands in the fleet table.
 _ENDED = {
@@ -86,6 +96,23 @@ def find_managed_activity(db: Database) -> Callable[..., Any]:
         return await asyncio.to_thread(find)
 
     return find_managed_endpoints
+
+
+def prepare_fleet_member_activities(db: Database, vault: Vault) -> list[Callable[..., Any]]:
+    """A member prepared as every takeover is (`metadb.task_starts`), and the undo when it does not start."""
+
+    @activity.defn(name=PREPARE_FLEET_MEMBER)
+    async def prepare_fleet_member(member: MemberStart) -> PreparedTask:
+        return await asyncio.to_thread(
+            task_starts.prepare_takeover, db, vault, member.request,
+            workflow_id=member.workflow_id, creator=member.creator, trace_id=None,
+        )  # fmt: skip
+
+    @activity.defn(name=DISCARD_FLEET_MEMBER)
+    async def discard_fleet_member(prepared: PreparedTask) -> None:
+        await asyncio.to_thread(task_starts.discard, db, prepared)
+
+    return [prepare_fleet_member, discard_fleet_member]
 
 
 def _ended(workflow_id: str, run_id: str | None, status: MemberStatus, message: str) -> MemberUpdate:

@@ -26,7 +26,7 @@ def _register(work: Work, ip: str) -> None:
         if holder is not None and holder != cluster_id:
             raise FailedPrecondition(f"host is reserved by managed cluster {holder}", node=ip)
         return
-    info = work.arg.request.host_info
+    info = work.arg.options.host_info
     if info is None:
         raise FailedPrecondition(
             "host is not managed here and the request has no hostInfo; add hostInfo "
@@ -131,8 +131,8 @@ async def refresh_agent_config(work: Work) -> None:
         # Re-encrypting gives new bytes each time; keep the file as it is when only the nonce would change.
         if not _same_config(current, agent_key, password, work, servers):
             document = commands.agent_config(
-                cluster_name=work.arg.cluster_name,
-                ob_cluster_id=work.arg.ob_cluster_id,
+                cluster_name=work.arg.target.name_and_id[0],
+                ob_cluster_id=work.arg.target.name_and_id[1],
                 monitor_user=MONITOR_USER,
                 monitor_password_encrypted=commands.encrypt_for_agent(agent_key, password),
                 servers=servers,
@@ -178,8 +178,8 @@ def _same_config(current: str, agent_key: str, password: str, work: Work, server
         return False
     expected = json.loads(
         commands.agent_config(
-            cluster_name=work.arg.cluster_name,
-            ob_cluster_id=work.arg.ob_cluster_id,
+            cluster_name=work.arg.target.name_and_id[0],
+            ob_cluster_id=work.arg.target.name_and_id[1],
             monitor_user=MONITOR_USER,
             monitor_password_encrypted=document["monitor"]["password"],
             servers=servers,

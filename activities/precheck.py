@@ -41,7 +41,8 @@ from contracts.errors import (
     UnsupportedVersion,
 )
 from contracts.messages import FAILED, PASSED, WARNING, CheckItem, PlannedStep, PrecheckInput, PrecheckReport
-from contracts.request import ConnectionMode, TakeOverRequest
+from contracts.request import ConnectionMode
+from contracts.target import TakeoverOptions
 from contracts.topology import ClusterEndpoint, ServerNode, Topology
 from metadb import clusters, credentials, hosts, locks
 from metadb.credentials import HOST
@@ -57,42 +58,42 @@ class _Items:
         self.items.append(CheckItem(name=name, code=code, status=status, message=message, node=node))
 
 
-Preview = Callable[[Runtime, TakeOverRequest, ClusterFacts, "list[HostReading]"], Awaitable[list[PlannedStep]]]
+Preview = Callable[[Runtime, PrecheckInput, ClusterFacts, "list[HostReading]"], Awaitable[list[PlannedStep]]]
 
 
 async def run_checks(runtime: Runtime, arg: PrecheckInput, *, preview: Preview | None = None) -> PrecheckReport:
     """Every check that can run; a cluster that cannot be read stops at the checks that failed. With
     `preview` (`activities.preview.preview_takeover`), the report also shows what a takeover would send."""
     began = time.monotonic()
-    request = arg.request
+    target, where = arg.target, arg.target.where
     out = _Items()
     report = PrecheckReport()
     cluster: ClusterFacts | None = None
     try:
-        endpoint = await asyncio.to_thread(runtime.endpoint_for, request)
+        endpoint = await asyncio.to_thread(runtime.credentials.endpoint, target.endpoint)
         cluster = await asyncio.to_thread(_read_cluster, runtime, endpoint)
-        out.add("cluster reachable", PASSED, f"{request.endpoint} answers", 11028)
+        out.add("cluster reachable", PASSED, f"{where} answers", 11028)
         out.add("root@sys login", PASSED, "root@sys logs in")
         out.add("OceanBase 4.x", PASSED, f"OceanBase {cluster.topology.version}")
     except ClusterUnreachable as exc:
-        out.add("cluster reachable", FAILED, f"{exc}", 11028, request.endpoint)
+        out.add("cluster reachable", FAILED, f"{exc}", 11028, where)
     except BadCredentials as exc:
-        out.add("cluster reachable", PASSED, f"{request.endpoint} answers", 11028)
-        out.add("root@sys login", FAILED, str(exc), node=request.endpoint)
+        out.add("cluster reachable", PASSED, f"{where} answers", 11028)
+        out.add("root@sys login", FAILED, str(exc), node=where)
     except CredentialMisuse as exc:
-        out.add("credential bound to this cluster", FAILED, str(exc), node=request.endpoint)
+        out.add("credential bound to this cluster", FAILED, str(exc), node=where)
     except (NotOceanBase, UnsupportedVersion) as exc:
-        out.add("cluster reachable", PASSED, f"{request.endpoint} answers", 11028)
+        out.add("cluster reachable", PASSED, f"{where} answers", 11028)
         out.add("root@sys login", PASSED, "login accepted")
-        out.add("OceanBase 4.x", FAILED, str(exc), node=request.endpoint)
+        out.add("OceanBase 4.x", FAILED, str(exc), node=where)
     except TakeoverError as exc:
-        out.add("cluster reachable", FAILED, f"cannot read the cluster: {exc}", 11028, request.endpoint)
+        out.add("cluster reachable", FAILED, f"cannot read the cluster: {exc}", 11028, where)
     if cluster is not None:
         topology = cluster.topology
         try:
-            await asyncio.to_thread(runtime.bind_cluster, request, f"{topology.cluster_name}:{topology.ob_cluster_id}")
+            await asyncio.to_thread(runtime.credentials.bind, target, target.discovered(topology).key)
         except CredentialMisuse as exc:
-            out.add("credential bound to this cluster", FAILED, str(exc), node=request.endpoint)
+            out.add("credential bound to this cluster", FAILED, str(exc), node=where)
             cluster = None
     if cluster is not None:
         topology = cluster.topology
@@ -104,20 +105,20 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput, *, preview: Preview |
             servers=[s.label for s in topology.servers],
             hosts=[h.ip for h in topology.hosts],
         )
-        check_connection_mode(out, request, topology)
+        check_connection_mode(out, target.endpoint, topology)
         await asyncio.to_thread(_check_management, out, runtime, arg, topology)
-        check_config_url(out, runtime.public_url, request, topology, cluster.config_url)
+        check_config_url(out, runtime.public_url, arg.options, topology, cluster.config_url)
         check_servers_and_zones(out, cluster)
-        readings = await asyncio.gather(*(_read_host(runtime, request, topology, h.ip) for h in topology.hosts))
+        readings = await asyncio.gather(*(_read_host(runtime, arg.options, topology, h.ip) for h in topology.hosts))
         check_hosts(out, topology, readings)
-        proxyro_password = await asyncio.to_thread(runtime.proxyro_password_for, request)
+        proxyro_password = await asyncio.to_thread(runtime.credentials.proxyro_password, target)
         if proxyro_password:
             await asyncio.to_thread(_check_proxyro, out, runtime, proxyro_password, endpoint)
         if preview is not None:
             try:
-                plan = await preview(runtime, request, cluster, readings)
+                plan = await preview(runtime, arg, cluster, readings)
             except Exception as exc:  # the preview only informs: the checks stand without it
-                log.exception("plan preview of %s failed", request.endpoint)
+                log.exception("plan preview of %s failed", where)
                 plan = [PlannedStep(subtask="Plan preview", note=f"unavailable: {type(exc).__name__}")]
             report = report.model_copy(update={"plan": plan})
     return report.model_copy(
@@ -137,23 +138,23 @@ def _read_cluster(runtime: Runtime, endpoint: ClusterEndpoint) -> ClusterFacts:
 # --- the cluster ---------------------------------------------------------------------------------
 
 
-def check_connection_mode(out: _Items, request: TakeOverRequest, topology: Topology) -> None:
-    if request.connection_mode is not ConnectionMode.PROXY:
+def check_connection_mode(out: _Items, endpoint: ClusterEndpoint, topology: Topology) -> None:
+    if endpoint.connection_mode != ConnectionMode.PROXY.value:
         return
-    if request.cluster_name != topology.cluster_name:
+    if endpoint.cluster_name != topology.cluster_name:
         out.add(
             "clusterName matches the cluster",
             FAILED,
-            f"clusterName is {request.cluster_name} but the cluster is {topology.cluster_name}; fix clusterName",
+            f"clusterName is {endpoint.cluster_name} but the cluster is {topology.cluster_name}; fix clusterName",
             11040,
         )
     else:
         out.add("clusterName matches the cluster", PASSED, f"cluster {topology.cluster_name}", 11040)
-    if request.ob_cluster_id is not None and request.ob_cluster_id != topology.ob_cluster_id:
+    if endpoint.ob_cluster_id is not None and endpoint.ob_cluster_id != topology.ob_cluster_id:
         out.add(
             "obClusterId matches the cluster",
             FAILED,
-            f"obClusterId is {request.ob_cluster_id} but the cluster's id is {topology.ob_cluster_id}; fix or omit "
+            f"obClusterId is {endpoint.ob_cluster_id} but the cluster's id is {topology.ob_cluster_id}; fix or omit "
             "obClusterId",
             11041,
         )
@@ -161,7 +162,8 @@ def check_connection_mode(out: _Items, request: TakeOverRequest, topology: Topol
 
 def _check_management(out: _Items, runtime: Runtime, arg: PrecheckInput, topology: Topology) -> None:
     record = clusters.find_cluster(runtime.db, topology.cluster_name, topology.ob_cluster_id)
-    keys = locks.lock_keys(arg.request.address, arg.request.port, topology.cluster_name, topology.ob_cluster_id)
+    endpoint = arg.target.endpoint
+    keys = locks.lock_keys(endpoint.address, endpoint.port, topology.cluster_name, topology.ob_cluster_id)
     check_management(out, arg, topology, record, locks.holder_of(runtime.db, keys))
 
 
@@ -192,14 +194,14 @@ def check_management(
         out.add("not locked by a running task", PASSED, "no other task holds the cluster", 11033)
 
 
-def check_config_url(out: _Items, public_url: str, request: TakeOverRequest, topology: Topology, current: str) -> None:
+def check_config_url(out: _Items, public_url: str, options: TakeoverOptions, topology: Topology, current: str) -> None:
     ours = config_url_for(public_url, topology.cluster_name, topology.ob_cluster_id)
     problem = unreachable_config_url(public_url, [server.ip for server in topology.servers])
-    if request.switch_config_url and problem:
+    if options.switch_config_url and problem:
         out.add("config URL", FAILED, problem, 11016)
     elif not current or current == ours:
         out.add("config URL", PASSED, f"obconfig_url is '{current}'", 11016)
-    elif request.switch_config_url:
+    elif options.switch_config_url:
         out.add(
             "config URL",
             WARNING,
@@ -278,11 +280,11 @@ class HostReading:
     problem: CheckItem | None = None
 
 
-async def _read_host(runtime: Runtime, request: TakeOverRequest, topology: Topology, ip: str) -> HostReading:
+async def _read_host(runtime: Runtime, options: TakeoverOptions, topology: Topology, ip: str) -> HostReading:
     reading = HostReading(ip)
     out = reading.access
-    row, type_ok, credential_row = await asyncio.to_thread(_host_records, runtime, request, ip)
-    info = request.host_info
+    row, type_ok, credential_row = await asyncio.to_thread(_host_records, runtime, options, ip)
+    info = options.host_info
     if row is not None:
         credential_id, ssh_port = int(row["credential_id"]), int(row["ssh_port"])
         out.add("host known or in hostInfo", PASSED, "host managed here", 11044, ip)
@@ -349,11 +351,11 @@ def _own_cluster_id(runtime: Runtime, topology: Topology) -> int | None:
 
 
 def _host_records(
-    runtime: Runtime, request: TakeOverRequest, ip: str
+    runtime: Runtime, options: TakeoverOptions, ip: str
 ) -> tuple[dict[str, Any] | None, bool, dict[str, Any] | None]:
     """The host's row, whether the request's host type exists, and the row of the credential to use."""
     row = hosts.find_host(runtime.db, ip)
-    info = request.host_info
+    info = options.host_info
     type_ok = info is None or hosts.host_type_exists(runtime.db, info.host_type_id)
     credential_id = int(row["credential_id"]) if row else (info.credential_id if info else None)
     credential_row = credentials.describe_credential(runtime.db, credential_id=credential_id) if credential_id else None

@@ -40,9 +40,9 @@ from activities.precheck import HostReading
 from activities.runtime import Runtime, Work
 from activities.subtasks import IMPLEMENTATIONS
 from contracts.errors import FailedPrecondition, TakeoverError
-from contracts.messages import PlannedStep, SubtaskInput
-from contracts.request import TakeOverRequest
+from contracts.messages import PlannedStep, PrecheckInput, SubtaskInput
 from contracts.stages import SUBTASKS, FanOut, stage_nodes
+from contracts.target import ClusterTarget, TakeoverOptions
 from contracts.topology import ClusterEndpoint, HostNode, ServerNode, ZoneNode
 from metadb.db import Database
 from metadb.migrate import migrate
@@ -275,7 +275,7 @@ class RecordingHost:
 
 
 async def preview_takeover(
-    runtime: Runtime, request: TakeOverRequest, cluster: ClusterFacts, readings: list[HostReading]
+    runtime: Runtime, request: PrecheckInput, cluster: ClusterFacts, readings: list[HostReading]
 ) -> list[PlannedStep]:
     """The takeover of the cluster the precheck read (`cluster`, and `readings` of its hosts), as it would
     run now: one step per subtask and node (Wait nodes left out), after the topology discovery. A subtask
@@ -286,12 +286,14 @@ async def preview_takeover(
     processes = [process for reading in readings for _, process in reading.observers if process is not None]
     answers = ClusterAnswers(cluster, processes[0].details["data_dir"] if processes else "/home/admin/oceanbase/store")
     recording.begin("Discover topology", None).note = "at task creation"
-    read_topology(RecordingCluster(ClusterEndpoint.from_request(request), answers, recording))
+    read_topology(RecordingCluster(request.target.endpoint, answers, recording))
     with TemporaryDirectory(prefix="ob-takeover-preview-") as scratch:
         db = Database(f"sqlite:///{Path(scratch) / 'metadb.sqlite'}")
         try:
             vault = Vault(MasterKey.generate())
-            await asyncio.to_thread(_prepare_scratch, runtime.db, db, vault, request, [h.ip for h in topology.hosts])
+            await asyncio.to_thread(
+                _prepare_scratch, runtime.db, db, vault, request.options, [h.ip for h in topology.hosts]
+            )
             preview = dataclasses.replace(
                 runtime,
                 db=db,
@@ -300,28 +302,29 @@ async def preview_takeover(
                 cluster_connector=lambda endpoint, user: RecordingCluster(endpoint, answers, recording),
                 host_connector=lambda login: RecordingHost(login.address, by_ip.get(login.address), recording),
             )
-            await _run_subtasks(preview, _without_secrets(request), cluster, recording)
+            target = _without_secrets(request.target).discovered(topology)
+            await _run_subtasks(preview, target, request.options, cluster, recording)
         finally:
             db.close()
     return recording.steps
 
 
 def _prepare_scratch(
-    source: Database, target: Database, vault: Vault, request: TakeOverRequest, ips: list[str]
+    source: Database, target: Database, vault: Vault, options: TakeoverOptions, ips: list[str]
 ) -> None:
     migrate(target)
     vault.verify(target)
-    info = request.host_info
+    info = options.host_info
     copy_for_preview(source, target, vault, host_ips=ips, credential_ids=[info.credential_id] if info else [])
 
 
-def _without_secrets(request: TakeOverRequest) -> TakeOverRequest:
-    """The request with placeholders for its passwords: the preview never holds a real one."""
-    proxyro = request.proxyro_password is not None or request.proxyro_credential_id is not None
-    return request.model_copy(
+def _without_secrets(target: ClusterTarget) -> ClusterTarget:
+    """The target with placeholders for its passwords: the preview never holds a real one."""
+    proxyro = target.proxyro_password is not None or target.proxyro_credential_id is not None
+    endpoint = target.endpoint.model_copy(update={"root_sys_password": PLACEHOLDER_SECRET, "credential_id": None})
+    return target.model_copy(
         update={
-            "root_sys_password": PLACEHOLDER_SECRET,
-            "root_sys_credential_id": None,
+            "endpoint": endpoint,
             "proxyro_password": PLACEHOLDER_SECRET if proxyro else None,
             "proxyro_credential_id": None,
         }
@@ -329,7 +332,7 @@ def _without_secrets(request: TakeOverRequest) -> TakeOverRequest:
 
 
 async def _run_subtasks(
-    runtime: Runtime, request: TakeOverRequest, cluster: ClusterFacts, recording: Recording
+    runtime: Runtime, target: ClusterTarget, options: TakeoverOptions, cluster: ClusterFacts, recording: Recording
 ) -> None:
     topology = cluster.topology
     context: dict[str, str] = {}
@@ -341,9 +344,8 @@ async def _run_subtasks(
                 subtask_name=stage.name,
                 workflow_id="preview",
                 operation="EXECUTE",
-                request=request,
-                cluster_name=topology.cluster_name,
-                ob_cluster_id=topology.ob_cluster_id,
+                target=target,
+                options=options,
                 topology=topology if stage.fan_out is FanOut.CLUSTER else None,
                 node_kind=stage.fan_out.value,
                 server=node if isinstance(node, ServerNode) else None,

@@ -9,7 +9,11 @@ from typing import Any
 from temporalio import activity
 
 from activities.failures import to_application_error
-from activities.fleet_work import check_fleet_members_activity, find_managed_activity
+from activities.fleet_work import (
+    check_fleet_members_activity,
+    find_managed_activity,
+    prepare_fleet_member_activities,
+)
 from activities.precheck import run_checks
 from activities.preview import preview_takeover
 from activities.release_work import describe_managed_cluster_activity
@@ -53,6 +57,7 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
         describe_managed_cluster_activity(runtime),
         check_fleet_members_activity(),
         find_managed_activity(runtime.db),
+        *prepare_fleet_member_activities(runtime.db, runtime.vault),
         run_precheck,
         *(subtask_activity(name, IMPLEMENTATIONS[name], runtime) for name in activity_names()),
     ]

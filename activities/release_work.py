@@ -8,96 +8,22 @@ what it changed is put back. This module adds the release's own subtasks and the
 from __future__ import annotations
 
 import asyncio
-import json
 from collections.abc import Callable
 from typing import Any
 
 from temporalio import activity
 
-from activities.bindings import endpoint_key
 from activities.cluster_sql import PROXYRO_USER
 from activities.cluster_work import record_task
 from activities.facts import read_parameter
 from activities.failures import to_application_error
 from activities.runtime import Runtime, Work
-from contracts.engine import release_workflow_id_for
 from contracts.errors import CredentialMisuse, FailedPrecondition, TakeoverError
 from contracts.release import ReleaseRequest, ReleaseTarget
-from contracts.request import TakeOverRequest
 from contracts.stages import DESCRIBE_MANAGED_CLUSTER
-from contracts.topology import ServerNode, Topology, ZoneNode
 from metadb import clusters, credentials
 from metadb.credentials import CLUSTER
-from metadb.db import Database
-
-
-def describe_managed_cluster(db: Database, release: ReleaseRequest, workflow_id: str) -> ReleaseTarget:
-    """The cluster to release as the metadb records it; refused unless a takeover brought it into management
-    and finished, and unless `workflow_id` is the one release of this cluster may run under."""
-    record = clusters.get_cluster(db, release.cluster_id)
-    if record is None:
-        raise FailedPrecondition(f"no managed cluster {release.cluster_id}; `ob-takeover cluster list` lists them")
-    if record["status"] not in (clusters.RUNNING, clusters.RELEASING):
-        raise FailedPrecondition(
-            f"cluster {release.cluster_id} is {record['status']}: its takeover has not finished; let it finish "
-            "or roll it back first"
-        )
-    expected = release_workflow_id_for(record["address"], int(record["port"]))
-    if workflow_id != expected:
-        raise FailedPrecondition(f"a release of cluster {release.cluster_id} runs as workflow {expected}")
-    key = f"{record['name']}:{record['ob_cluster_id']}"
-    credential_id = release.root_sys_credential_id
-    if credential_id is None:
-        saved = credentials.describe_credential(
-            db, kind=CLUSTER, name=credentials.cluster_credential_name(key, "root@sys")
-        ) or _bound_root_credential(db, key, endpoint_key(record["address"], int(record["port"])))
-        if saved is None:
-            raise FailedPrecondition(
-                f"cluster {release.cluster_id}'s root@sys password is not in the password box (neither saved by its "
-                "takeover nor bound to it): store it with `ob-takeover credential add-cluster --endpoint …` and "
-                "give its id as rootSysCredentialId"
-            )
-        credential_id = int(saved["id"])
-    proxy = record["connection_mode"] == "proxy"
-    request = TakeOverRequest.model_validate(
-        {
-            "address": record["address"],
-            "port": int(record["port"]),
-            "connectionMode": record["connection_mode"],
-            "rootSysCredentialId": credential_id,
-            **({"clusterName": record["name"], "obClusterId": int(record["ob_cluster_id"])} if proxy else {}),
-        }
-    )
-    servers = clusters.rows_of(db, "servers", release.cluster_id)
-    zones = clusters.rows_of(db, "zones", release.cluster_id)
-    topology = Topology(
-        cluster_name=record["name"],
-        ob_cluster_id=int(record["ob_cluster_id"]),
-        version=record["version"],
-        servers=[
-            ServerNode(ip=r["ip"], rpc_port=int(r["rpc_port"]), sql_port=int(r["sql_port"]), zone=r["zone"])
-            for r in sorted(servers, key=lambda r: (r["zone"], r["ip"], int(r["rpc_port"])))
-        ],
-        zones=[
-            ZoneNode(name=r["name"], region=r["region"], idc=r["idc"]) for r in sorted(zones, key=lambda r: r["name"])
-        ],
-    )
-    return ReleaseTarget(
-        cluster_id=release.cluster_id, owner_task_id=int(record["task_id"]), request=request, topology=topology
-    )
-
-
-def _bound_root_credential(db: Database, cluster_key: str, endpoint: str) -> dict[str, Any] | None:
-    """The newest root@sys credential an operator stored and bound to this cluster at this endpoint (the one
-    a takeover started with `rootSysCredentialId` used)."""
-    bound = [
-        row
-        for row in credentials.list_credentials(db, CLUSTER)
-        if row["bound_cluster"] == cluster_key
-        and endpoint in json.loads(row["endpoints"] or "[]")
-        and str(row["username"]).split("@")[0] == "root"
-    ]
-    return max(bound, key=lambda row: int(row["id"])) if bound else None
+from metadb.managed import describe_managed_cluster
 
 
 def describe_managed_cluster_activity(runtime: Runtime) -> Callable[..., Any]:

@@ -22,7 +22,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import bindings
+from activities.credentials import Credentials
 from activities.failures import to_application_error
 from activities.host_client import HostClient
 from activities.metrics import record_subtask
@@ -36,14 +36,12 @@ from activities.ports import (
     HostLogin,
     HostPort,
 )
-from contracts.errors import CredentialNotFound, FailedPrecondition, MetadbUnavailable
+from contracts.errors import FailedPrecondition, MetadbUnavailable
 from contracts.log_context import bound_log_context
 from contracts.messages import SubtaskInput, SubtaskResult
-from contracts.request import TakeOverRequest
 from contracts.settings import Settings, load_settings
 from contracts.topology import ClusterEndpoint
-from metadb import clusters, credentials, hosts, tasks
-from metadb.credentials import CLUSTER, HOST, Credential, get_credential
+from metadb import clusters, hosts, tasks
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_vault
@@ -76,6 +74,11 @@ class Runtime:
         """A port to the cluster's sys tenant as `user` (root unless said), connected on first use."""
         return self.cluster_connector(endpoint, user)
 
+    @property
+    def credentials(self) -> Credentials:
+        """The password box with the binding rules (`activities.credentials`)."""
+        return Credentials(self.db, self.vault, self.trust_on_first_use)
+
     def host(
         self,
         ip: str,
@@ -88,12 +91,7 @@ class Runtime:
     ) -> HostPort:
         """A port to a host with a credential from the password box, its key checked by the worker's
         policy; with `remember_key`, a key seen for the first time (trust on first use) is recorded."""
-        credential = get_credential(self.db, self.vault, credential_id)
-        if credential.kind != HOST:
-            raise CredentialNotFound(f"{ip}: credential {credential_id} is not a host credential")
-        bindings.check_host(
-            credential, ip, trust_on_first_use=self.trust_on_first_use, key_known=recorded_key is not None
-        )
+        credential = self.credentials.host_credential(ip, credential_id, key_known=recorded_key is not None)
         keys = HostKeyCheck(
             known_hosts=self.known_hosts, recorded_key=recorded_key, trust_on_first_use=self.trust_on_first_use
         )
@@ -112,61 +110,6 @@ class Runtime:
             ssh_config_file=self.settings.ssh_config_file or None,
         )
         return self.host_connector(login)
-
-    def resolve(self, endpoint: ClusterEndpoint, cluster_key: str | None = None) -> ClusterEndpoint:
-        """The endpoint with root@sys's password, taken from the password box when referenced: only at an
-        endpoint the credential is bound to and, with `cluster_key` ("name:obClusterId"), for that cluster."""
-        if endpoint.root_sys_password is not None or endpoint.credential_id is None:
-            return endpoint
-        credential = self.cluster_credential(endpoint.credential_id, endpoint, cluster_key)
-        return endpoint.model_copy(update={"root_sys_password": credential.secret})
-
-    def cluster_credential(
-        self, credential_id: int, endpoint: ClusterEndpoint, cluster_key: str | None = None
-    ) -> Credential:
-        """A cluster credential from the password box, refused where it is not bound (`activities.bindings`)."""
-        credential = get_credential(self.db, self.vault, credential_id)
-        if credential.kind != CLUSTER:
-            raise CredentialNotFound(f"credential {credential_id} is not a cluster credential")
-        self.check_binding(credential, endpoint, cluster_key)
-        return credential
-
-    def check_binding(self, credential: Credential, endpoint: ClusterEndpoint, cluster_key: str | None) -> None:
-        record: list[str] = []
-        if not credential.endpoints and credential.cluster_id is not None:
-            row = clusters.get_cluster(self.db, credential.cluster_id)
-            if row is not None:
-                record.append(bindings.endpoint_key(row["address"], int(row["port"])))
-        # `where` is the endpoint in the form bindings store (`endpoint_key`).
-        bindings.check_endpoint(credential, endpoint.where, record)
-        bound = credential.bound_cluster
-        if cluster_key is None and bound is not None and endpoint.connection_mode == "proxy":
-            # Through OBProxy the login's cluster name (and id) picks the cluster: check it before connecting.
-            name, _, number = bound.rpartition(":")
-            if endpoint.cluster_name != name or endpoint.ob_cluster_id not in (None, int(number)):
-                named = f"{endpoint.cluster_name}:{endpoint.ob_cluster_id or '?'}"
-                bindings.check_cluster(credential, endpoint.where, named, bound)
-        if cluster_key is not None:
-            bound = bound or credentials.bind_to_cluster(self.db, credential.id, cluster_key)
-            bindings.check_cluster(credential, endpoint.where, cluster_key, bound)
-
-    def bind_cluster(self, request: TakeOverRequest, cluster_key: str) -> None:
-        """Once a login has shown which cluster answers at the request's endpoint: bind the request's stored
-        credentials to it, or refuse them if they belong to another cluster."""
-        endpoint = ClusterEndpoint.from_request(request)
-        for credential_id in (request.root_sys_credential_id, request.proxyro_credential_id):
-            if credential_id is not None:
-                self.cluster_credential(credential_id, endpoint, cluster_key)
-
-    def proxyro_password_for(self, request: TakeOverRequest, cluster_key: str | None = None) -> str | None:
-        """The request's proxyro password, taken from the password box when referenced; None if it has none."""
-        if request.proxyro_credential_id is None:
-            return request.proxyro_password
-        endpoint = ClusterEndpoint.from_request(request)
-        return self.cluster_credential(request.proxyro_credential_id, endpoint, cluster_key).secret
-
-    def endpoint_for(self, request: TakeOverRequest, cluster_key: str | None = None) -> ClusterEndpoint:
-        return self.resolve(ClusterEndpoint.from_request(request), cluster_key)
 
     @classmethod
     def from_settings(cls, settings: Settings) -> Runtime:
@@ -247,7 +190,7 @@ class Work:
     def endpoint(self) -> ClusterEndpoint:
         """The cluster endpoint with root@sys's password, read from the password box once per run."""
         if self._endpoint is None:
-            self._endpoint = self.runtime.endpoint_for(self.arg.request, self.cluster_key)
+            self._endpoint = self.runtime.credentials.endpoint(self.arg.target.endpoint, self.cluster_key)
         return self._endpoint
 
     @property
@@ -309,17 +252,17 @@ class Work:
     @property
     def owner_task_id(self) -> int:
         """The task whose work this subtask undoes: this task, or for a release the takeover's task."""
-        return self.arg.owner_task_id or self.arg.task_id
+        return self.arg.target.owner_task_id or self.arg.task_id
 
     @property
     def cluster_key(self) -> str:
-        return f"{self.arg.cluster_name}:{self.arg.ob_cluster_id}"
+        return self.arg.target.key
 
     def known_cluster_id(self) -> int | None:
         """The managed cluster's id, from the task context or the metadb; None before it is recorded."""
         if "clusterId" in self.arg.context:
             return int(self.arg.context["clusterId"])
-        row = clusters.find_cluster(self.db, self.arg.cluster_name, self.arg.ob_cluster_id)
+        row = clusters.find_cluster(self.db, *self.arg.target.name_and_id)
         if row is not None and row["task_id"] == self.owner_task_id:
             return int(row["id"])
         return None
@@ -391,7 +334,7 @@ def subtask_activity(name: str, implementation: Implementation, runtime: Runtime
             "taskId": arg.task_id,
             "subtaskId": arg.subtask_id,
             "workflowId": arg.workflow_id,
-            "cluster": f"{arg.cluster_name}:{arg.ob_cluster_id}",
+            "cluster": arg.cluster_key,
         }
         began = time.monotonic()
         outcome, error_type = "failed", None

@@ -25,11 +25,12 @@ def discover_topology_activity(runtime: Runtime) -> Callable[..., Any]:
         """Read the cluster's name, id, version, servers and zones as root@sys."""
 
         def work() -> Topology:
-            with runtime.cluster(runtime.resolve(arg.endpoint)) as port:
+            credentials = runtime.credentials
+            with runtime.cluster(credentials.endpoint(arg.endpoint)) as port:
                 topology = read_topology(port)
             if arg.endpoint.credential_id is not None:
                 cluster_key = f"{topology.cluster_name}:{topology.ob_cluster_id}"
-                runtime.cluster_credential(arg.endpoint.credential_id, arg.endpoint, cluster_key)
+                credentials.cluster_credential(arg.endpoint.credential_id, arg.endpoint, cluster_key)
             return topology
 
         try:

@@ -32,7 +32,7 @@ from metadb.vault import MasterKey, Vault
 from ob_takeover.api.auth import Authenticator
 from ob_takeover.api.routes import Services
 from ob_takeover.service import create_app, serve
-from tests.mariadb import free_port
+from tests.support.mariadb import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 

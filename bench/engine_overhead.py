@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.floor import BenchFloor, bench_noop
 from bench.harness import machine, start_dev_server, timed_takeover
-from tests.fakes import FakeCluster, make_topology
+from tests.support.fakes import FakeCluster, make_topology
 from worker import build_worker
 
 FLOOR_STEPS = 26

@@ -15,7 +15,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from contracts.settings import load_settings
-from tests.fakes import FakeCluster, make_topology
+from tests.support.fakes import FakeCluster, make_topology
 from worker import build_worker, connect, serve
 
 

@@ -39,8 +39,8 @@ from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.client import TakeoverClient
-from tests.mariadb import create_database, mariadb_server
-from tests.simulator import many_simulations, simulated_bodies, worker_env
+from tests.support.mariadb import create_database, mariadb_server
+from tests.support.simulator import many_simulations, simulated_bodies, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from metadb import clusters, locks
 from metadb.db import Database
 from metadb.migrate import migrate
-from tests.mariadb import create_database, mariadb_server
+from tests.support.mariadb import create_database, mariadb_server
 
 
 def timings(count: int, work: Callable[[int], None]) -> tuple[float, float]:

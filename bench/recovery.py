@@ -25,9 +25,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from bench.harness import machine, start_dev_server
 from contracts.stages import SUBTASKS
-from tests.crash import SLOWDOWNS, Takeover, slow_down
-from tests.driver import Handle, named, start, wait_for
-from tests.simulator import simulation
+from tests.support.crash import SLOWDOWNS, Takeover, slow_down
+from tests.support.driver import Handle, named, start, wait_for
+from tests.support.simulator import simulation
 
 # Kill to the next attempt: at most 10 s for every subtask.
 TARGET_SECONDS = 10.0

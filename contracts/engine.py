@@ -42,6 +42,14 @@ TASK_STATUS_ATTRIBUTE = "ObTaskStatus"
 SEARCH_ATTRIBUTE_NAMES = (CLUSTER_NAME_ATTRIBUTE, CLUSTER_ADDRESS_ATTRIBUTE, TASK_STATUS_ATTRIBUTE)
 
 
+def task_memo(
+    creator: str, trace_id: str | None = None, task_id: int | None = None, cluster_id: int | None = None
+) -> dict[str, object]:
+    """The memo a task's workflow starts with: who started it, and what the starter prepared for it."""
+    prepared = {MEMO_TRACE_ID: trace_id, MEMO_TASK_ID: task_id, MEMO_CLUSTER_ID: cluster_id}
+    return {MEMO_CREATOR: creator, **{key: value for key, value in prepared.items() if value is not None}}
+
+
 def workflow_id_for(address: str, port: int) -> str:
     """One running takeover per cluster endpoint: the workflow id is derived from it."""
     return f"takeover-{address}-{port}"

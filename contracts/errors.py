@@ -111,6 +111,14 @@ class ClusterAlreadyManaged(TakeoverError):
     """The cluster is already managed here (OCP error 11033)."""
 
 
+class TaskConflict(TakeoverError):
+    """Another task works on the cluster or its endpoint, or the cluster is managed already: nothing started."""
+
+
+class ClusterNotFound(TakeoverError, LookupError):
+    """A managed-cluster id that the metadb does not have."""
+
+
 class HostTypeNotFound(TakeoverError, LookupError):
     """A host type id that the metadb does not have."""
 

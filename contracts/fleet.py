@@ -23,9 +23,21 @@ MAX_FLEET_SIZE = 5000
 CHECK_FLEET_MEMBERS = "check_fleet_members"
 # The activity that names the requests whose endpoint is a cluster under management already.
 FIND_MANAGED = "find_managed_endpoints"
+# The local activities that prepare a member as every takeover is prepared (`metadb.task_starts`: ids, task
+# row, passwords into the password box) before the fleet starts it, and undo that when it does not start.
+PREPARE_FLEET_MEMBER = "prepare_fleet_member"
+DISCARD_FLEET_MEMBER = "discard_fleet_member"
 # How often a fleet that heard nothing checks its started members (scaled by the timeout scale).
 FLEET_CHECK_SECONDS = 60.0
 _FLEET_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+
+
+class MemberStart(Model):
+    """A member to prepare: its request, the workflow it starts as, and who started the fleet."""
+
+    request: TakeOverRequest
+    workflow_id: str
+    creator: str
 
 
 class MemberStatus(StrEnum):

@@ -5,11 +5,14 @@ The workflows and the activities share these models; they hold no logic that tou
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from pydantic.alias_generators import to_camel
 
 from contracts.model import Model
 from contracts.request import TakeOverRequest
+from contracts.target import ClusterTarget, TakeoverOptions, upgrade_request_payload
 from contracts.topology import ClusterEndpoint, HostNode, ServerNode, Topology, ZoneNode
 
 
@@ -32,7 +35,7 @@ class EngineSettings(Model):
 
 
 class SubtaskInput(Model):
-    """What every subtask activity receives.
+    """What every subtask activity receives: its ids and operation, the cluster it works on, and one node.
 
     `node_kind` and the matching one of `server`, `host`, `zone` say where a fanned-out subtask works.
     Only cluster-level subtasks get the whole `topology`, which keeps the history of a large cluster's
@@ -45,23 +48,38 @@ class SubtaskInput(Model):
     subtask_name: str
     workflow_id: str
     operation: str
-    request: TakeOverRequest
-    cluster_name: str
-    ob_cluster_id: int
+    target: ClusterTarget
+    options: TakeoverOptions = TakeoverOptions()
     topology: Topology | None = None
     node_kind: str = "CLUSTER"
     server: ServerNode | None = None
     host: HostNode | None = None
     zone: ZoneNode | None = None
     context: dict[str, str] = Field(default_factory=dict)
-    # The cluster id allocated before the task started (REST API); "Prepare take over cluster" records
-    # the cluster under it.
-    cluster_id: int | None = None
-    # A release: the takeover task whose work the subtasks undo (None: this task's own work), the task's
-    # name, and the obconfig_url to leave ("" for none; None: the one from before the takeover).
-    owner_task_id: int | None = None
+    # A release: the task's name, and the obconfig_url to leave ("" for none; None: the one from before the
+    # takeover).
     task_name: str | None = None
     config_url: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        return upgrade_request_payload(data, key_fields=True)
+
+    @property
+    def cluster_key(self) -> str:
+        return self.target.key
+
+
+class PreparedTask(Model):
+    """A task ready to start: its ids (None for a precheck), its workflow id and its workflow input, with the
+    passwords the preparation put in the password box referenced by id (`stored_credential_ids`)."""
+
+    task_id: int | None = None
+    cluster_id: int | None = None
+    workflow_id: str
+    input: dict[str, Any]
+    stored_credential_ids: list[int] = Field(default_factory=list)
 
 
 class SubtaskResult(Model):
@@ -128,7 +146,26 @@ class PrecheckReport(Model):
 
 
 class PrecheckInput(Model):
-    request: TakeOverRequest
+    """What the precheck checks: the target as requested (its cluster not known yet) and the options."""
+
+    target: ClusterTarget
+    options: TakeoverOptions = TakeoverOptions()
     # The takeover's own lock and cluster record do not count against it.
     workflow_id: str | None = None
     task_id: int | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        return upgrade_request_payload(data, key_fields=False)
+
+    @classmethod
+    def of_request(
+        cls, request: TakeOverRequest, workflow_id: str | None = None, task_id: int | None = None
+    ) -> PrecheckInput:
+        return cls(
+            target=ClusterTarget.of_request(request),
+            options=TakeoverOptions.of_request(request),
+            workflow_id=workflow_id,
+            task_id=task_id,
+        )

@@ -6,10 +6,11 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from pydantic import ConfigDict, Field, ValidationError, field_validator
+from pydantic import ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from contracts.model import Model
 from contracts.request import FieldError, InvalidRequest, TakeOverRequest, field_path
+from contracts.target import ClusterTarget
 from contracts.topology import Topology
 
 
@@ -37,13 +38,28 @@ class ReleaseRequest(Model):
 
 
 class ReleaseTarget(Model):
-    """The managed cluster as the metadb records it: how to reach it, the takeover task whose work is undone,
-    and the topology the takeover recorded (the hosts it reserved), even if the cluster cannot be reached."""
+    """The managed cluster as the metadb records it: how to reach it (`target`, acting for the takeover task
+    whose work is undone), and the topology the takeover recorded (the hosts it reserved), even if the cluster
+    cannot be reached."""
 
     cluster_id: int
     owner_task_id: int
-    request: TakeOverRequest
+    target: ClusterTarget
     topology: Topology
+
+    @model_validator(mode="before")
+    @classmethod
+    def _upgrade(cls, data: Any) -> Any:
+        """A target recorded with a takeover request (release histories from before `ClusterTarget`)."""
+        if not isinstance(data, dict) or "request" not in data or "target" in data:
+            return data
+        legacy = dict(data)
+        request = TakeOverRequest.model_validate(legacy.pop("request"))
+        topology = Topology.model_validate(legacy["topology"])
+        cluster_id = legacy.get("clusterId", legacy.get("cluster_id"))
+        owner = legacy.get("ownerTaskId", legacy.get("owner_task_id"))
+        target = ClusterTarget.of_request(request, cluster_id).discovered(topology)
+        return {**legacy, "target": target.model_copy(update={"owner_task_id": owner})}
 
 
 def parse_release_request(body: Any) -> ReleaseRequest:

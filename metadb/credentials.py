@@ -31,7 +31,7 @@ class Credential:
     secret_type: str  # "password" or "private_key"
     secret: str = field(repr=False)
     passphrase: str | None = field(default=None, repr=False)
-    # Where it may be used (see `activities.bindings`): a cluster credential's endpoints and cluster,
+    # Where it may be used (see `activities.credentials`): a cluster credential's endpoints and cluster,
     # a host credential's hosts; the managed cluster it belongs to; the task that stored it.
     endpoints: tuple[str, ...] = ()
     bound_cluster: str | None = None

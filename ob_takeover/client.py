@@ -15,6 +15,7 @@ Every operation returns the task as it is after the operation; a refused one rai
 
 from __future__ import annotations
 
+import asyncio
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -26,26 +27,26 @@ from contracts.engine import (
     CANCEL_SUBTASK_UPDATE,
     DEFAULT_TASK_QUEUE,
     FLEET_QUERY,
-    MEMO_CREATOR,
     RETRY_SUBTASK_UPDATE,
     RETRY_UPDATE,
     ROLLBACK_UPDATE,
     SKIP_SUBTASK_UPDATE,
     fleet_workflow_id,
-    release_workflow_id_for,
-    workflow_id_for,
 )
 from contracts.errors import OperationRefused
-from contracts.fleet import FleetRequest, FleetView, check_fleet_name, parse_fleet_request
+from contracts.fleet import FleetRequest, FleetView, parse_fleet_request
 from contracts.messages import PrecheckReport, SubtaskRef
 from contracts.release import ReleaseRequest
 from contracts.request import TakeOverRequest, parse_request
 from contracts.settings import Settings, load_settings
 from contracts.task_view import TaskView
+from metadb.db import Database
+from metadb.migrate import migrate
+from metadb.vault import Vault, load_vault
+from ob_takeover import tasks
 from ob_takeover.connection import connect
+from ob_takeover.tasks import TaskStarter
 from workflows.fleet import TakeOverFleet
-from workflows.precheck import TakeOverPrecheck
-from workflows.release import ReleaseCluster
 from workflows.takeover import TakeOverCluster
 
 
@@ -125,11 +126,26 @@ class Fleet:
 
 
 class TakeoverClient:
-    """Connects with the project's encrypting data converter; see the module docstring."""
+    """Connects with the project's encrypting data converter; see the module docstring.
 
-    def __init__(self, client: Client, task_queue: str = DEFAULT_TASK_QUEUE) -> None:
+    Tasks start through `ob_takeover.tasks` (the REST API's way in too), which needs the metadb and the
+    password box: they are opened from the settings on the first start, unless given.
+    """
+
+    def __init__(
+        self,
+        client: Client,
+        task_queue: str = DEFAULT_TASK_QUEUE,
+        *,
+        settings: Settings | None = None,
+        db: Database | None = None,
+        vault: Vault | None = None,
+    ) -> None:
         self.client = client
         self.task_queue = task_queue
+        self._settings = settings
+        self._db = db
+        self._vault = vault
 
     @classmethod
     async def connect(
@@ -140,56 +156,44 @@ class TakeoverClient:
         settings = settings or load_settings()
         overrides = {"temporal_address": address, "temporal_namespace": namespace}
         settings = settings.model_copy(update={k: v for k, v in overrides.items() if v})
-        return cls(await connect(settings), settings.task_queue)
+        return cls(await connect(settings), settings.task_queue, settings=settings)
+
+    async def _starter(self) -> TaskStarter:
+        if self._db is not None and self._vault is not None:
+            return TaskStarter(self._db, self._vault, self.client, self.task_queue)
+        db, vault = await asyncio.to_thread(_open_metadb, self._settings or load_settings())
+        self._db, self._vault = db, vault
+        return TaskStarter(db, vault, self.client, self.task_queue)
 
     async def start(self, body: dict[str, Any] | TakeOverRequest, creator: str | None = None) -> Takeover:
-        """Start a takeover; the body is validated here first, so a bad one never reaches Temporal."""
+        """Start a takeover; the body is validated here first, so a bad one never reaches Temporal, and its
+        passwords go into the password box (the workflow gets their credential ids)."""
         request = body if isinstance(body, TakeOverRequest) else parse_request(body)
-        handle = await self.client.start_workflow(
-            TakeOverCluster.run,
-            request.model_dump(mode="json", exclude_none=True),
-            id=workflow_id_for(request.address, request.port),
-            task_queue=self.task_queue,
-            memo=_memo(creator),
-        )
-        return Takeover(handle)
+        started = await tasks.start_takeover(await self._starter(), request, creator=_creator(creator))
+        return Takeover(started.handle)
 
     async def start_fleet(self, body: dict[str, Any] | FleetRequest, name: str, creator: str | None = None) -> Fleet:
         """Start a fleet takeover named `name` (workflow id `fleet-NAME`); the body is validated here first."""
         request = body if isinstance(body, FleetRequest) else parse_fleet_request(body)
-        handle = await self.client.start_workflow(
-            TakeOverFleet.run,
-            request.model_dump(mode="json", exclude_none=True),
-            id=fleet_workflow_id(check_fleet_name(name)),
-            task_queue=self.task_queue,
-            memo=_memo(creator),
-            static_summary=f"Take over {len(request.requests)} clusters, {request.max_concurrent} at a time",
-        )
+        handle = await tasks.start_fleet(self.client, self.task_queue, request, name, creator=_creator(creator))
         return Fleet(handle)
 
     async def release(
         self,
         cluster_id: int,
-        address: str,
-        port: int,
         *,
         config_url: str | None = None,
         root_sys_credential_id: int | None = None,
         creator: str | None = None,
     ) -> Takeover:
-        """Start moving managed cluster `cluster_id` (at `address`:`port`, as `cluster list` shows) out of
-        management; the returned handle answers the task query and the operator updates as a takeover's."""
-        body = ReleaseRequest(
+        """Start moving managed cluster `cluster_id` (as `cluster list` shows it) out of management; the
+        returned handle answers the task query and the operator updates as a takeover's. ClusterNotFound or
+        FailedPrecondition when the release would be refused."""
+        release = ReleaseRequest(
             cluster_id=cluster_id, config_url=config_url, root_sys_credential_id=root_sys_credential_id
-        ).model_dump(mode="json", exclude_none=True)
-        handle = await self.client.start_workflow(
-            ReleaseCluster.run,
-            body,
-            id=release_workflow_id_for(address, port),
-            task_queue=self.task_queue,
-            memo=_memo(creator),
         )
-        return Takeover(handle)
+        started = await tasks.start_release(await self._starter(), release, creator=_creator(creator))
+        return Takeover(started.handle)
 
     def get_fleet(self, name_or_id: str) -> Fleet:
         """A fleet by its name or its workflow id."""
@@ -199,17 +203,21 @@ class TakeoverClient:
     def get(self, workflow_id: str) -> Takeover:
         return Takeover(self.client.get_workflow_handle_for(TakeOverCluster.run, workflow_id))
 
-    async def precheck(self, body: dict[str, Any] | TakeOverRequest) -> PrecheckReport:
+    async def precheck(self, body: dict[str, Any] | TakeOverRequest, creator: str | None = None) -> PrecheckReport:
         request = body if isinstance(body, TakeOverRequest) else parse_request(body)
-        report: PrecheckReport = await self.client.execute_workflow(
-            TakeOverPrecheck.run,
-            request.model_dump(mode="json", exclude_none=True),
-            id=f"precheck-{request.address}-{request.port}-{os.urandom(3).hex()}",
-            task_queue=self.task_queue,
-        )
-        return report
+        return await tasks.run_precheck(await self._starter(), request, creator=_creator(creator))
 
 
-def _memo(creator: str | None) -> dict[str, Any]:
+def _creator(creator: str | None) -> str:
     """Who starts a workflow: the given creator, else the local user."""
-    return {MEMO_CREATOR: creator or os.environ.get("USER", "unknown")}
+    return creator or os.environ.get("USER", "unknown")
+
+
+def _open_metadb(settings: Settings) -> tuple[Database, Vault]:
+    """The settings' metadb, migrated, and its password box, verified against it."""
+    db = Database(settings.metadb)
+    db.check()
+    migrate(db)
+    vault = load_vault(settings)
+    vault.verify(db)
+    return db, vault

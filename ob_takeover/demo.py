@@ -181,109 +181,171 @@ def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> None:
+# What the demo listens on; every port must be free before it starts.
+PORTS = {
+    "Temporal": 7233,
+    "Temporal UI": 8233,
+    "HTTP service": 8080,
+    "payload codec": 8081,
+    "simulator SQL": 2881,
+    "simulator SSH": 2222,
+}
+ROOT_PASSWORD = "Demo#Root'Pw1"
+
+
+def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
+    """The demo's options (`--exit`); `--help` shows this module's docstring."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--exit", action="store_true", help="stop everything once the takeover ends")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    var = ROOT / "var"
-    demo = var / "demo"
+
+def reset_demo_directory(var: Path, demo: Path) -> None:
+    """An empty var/demo, readable by its owner only."""
     # Each run takes the simulated cluster over afresh; Temporal's history (var/temporal.db) is kept.
     shutil.rmtree(demo, ignore_errors=True)
     demo.mkdir(parents=True, mode=0o700)
     var.chmod(0o700)
-    ports = {
-        "Temporal": 7233,
-        "Temporal UI": 8233,
-        "HTTP service": 8080,
-        "payload codec": 8081,
-        "simulator SQL": 2881,
-        "simulator SSH": 2222,
-    }
-    busy = [f"{name} ({port})" for name, port in ports.items() if not free(port)]
+
+
+def check_ports_free() -> None:
+    """Stop before starting anything if a port the demo needs is taken."""
+    busy = [f"{name} ({port})" for name, port in PORTS.items() if not free(port)]
     if busy:
         raise SystemExit(f"demo: ports in use: {', '.join(busy)}; stop what uses them (an earlier demo?)")
 
-    config = demo_config_file()
+
+def start_temporal(processes: Processes, var: Path) -> None:
+    """The Temporal dev server on var/temporal.db, with the search attributes and the UI's codec."""
+    processes.start(
+        "temporal",
+        [
+            str(BIN / "temporal"), "server", "start-dev", "--db-filename", str(var / "temporal.db"),
+            "--ip", "127.0.0.1", "--port", "7233", "--ui-port", "8233", "--log-level", "warn",
+            "--search-attribute", "ObClusterName=Keyword", "--search-attribute", "ObClusterAddress=Keyword",
+            "--search-attribute", "ObTaskStatus=Keyword",
+            "--ui-codec-endpoint", "http://127.0.0.1:8081/codec",
+        ],
+    )  # fmt: skip
+
+
+def start_simulator(processes: Processes, demo: Path) -> dict[str, Any]:
+    """The simulated 3-zone x 2-server cluster and its hosts; what it printed on its READY line."""
+    write_private(demo / "root_password", ROOT_PASSWORD)
+    simulator = processes.start(
+        "obsim",
+        [
+            sys.executable, "-m", "obsim", "--zones", "3", "--servers-per-zone", "2",
+            "--root-password-file", str(demo / "root_password"), "--base-address", "127.0.10.2",
+            "--sql-port", "2881", "--ssh-port", "2222", "--hosts-dir", str(demo / "hosts"),
+            "--io-calibration-seconds", "2",
+        ],
+        stdout=subprocess.PIPE,
+    )  # fmt: skip
+    assert simulator.stdout is not None
+    line = simulator.stdout.readline().decode()
+    if not line.startswith("READY "):
+        raise SystemExit("demo: the simulator did not start; see var/demo/obsim.log")
+    ready: dict[str, Any] = json.loads(line[len("READY ") :])
+    return ready
+
+
+def start_service_and_worker(processes: Processes, env: dict[str, str]) -> None:
+    """The HTTP service, then (once Temporal and the service answer) the worker."""
+    processes.start("service", [str(BIN / "ob-takeover"), "serve", "--listen", "127.0.0.1:8080"], env=env)
+    wait_port(7233, "Temporal")
+    wait_port(8080, "the HTTP service")
+    processes.start("worker", [sys.executable, str(Path(__file__).resolve().parents[1] / "worker.py")], env=env)
+
+
+def open_demo_metadb(settings: Settings) -> tuple[Database, Vault]:
+    """The demo's metadb, migrated, and its password box under the demo's master key."""
+    db = Database(settings.metadb)
+    migrate(db)
+    vault = Vault(load_master_key(settings))
+    vault.verify(db)
+    return db, vault
+
+
+def register_simulated_hosts(db: Database, vault: Vault, ready: dict[str, Any]) -> dict[str, Any]:
+    """The host type and the SSH credential of the simulated hosts; the takeover body that uses them."""
+    host_type = hosts.add_host_type(db, "demo-hosts", "simulated hosts")
+    credential = credentials.save_credential(
+        db, vault, kind=credentials.HOST, name="demo-admin-key", username=ready["ssh"]["username"],
+        secret=Path(ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
+    )  # fmt: skip
+    print(f"Simulated cluster: 6 servers in 3 zones on 127.0.10.2-7; host type {host_type}, credential {credential}")
+    return {
+        "rootSysPassword": ROOT_PASSWORD,
+        "address": ready["servers"][0]["address"],
+        "port": ready["servers"][0]["sql_port"],
+        "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": 2222},
+    }
+
+
+def add_api_user(db: Database, demo: Path) -> tuple[DemoApi, Path]:
+    """A TASK_MANAGER user `demo` with a fresh password, kept in var/demo/api-password for curl."""
+    api_password = secrets.token_urlsafe(12)
+    users.add_user(db, "demo", users.TASK_MANAGER, api_password)
+    password_file = demo / "api-password"
+    write_private(password_file, api_password + "\n")
+    return DemoApi("demo", api_password), password_file
+
+
+def print_outcome(task: TaskView, began: float, demo: Path, config: Path) -> None:
+    """The task table, how long the takeover took since `began` (monotonic), the timeline, where to look next."""
+    print("\n" + task_table(task))
+    print(f"\nTakeover {task.status.value} in {time.monotonic() - began:.1f}s.")
+    (demo / "timeline.svg").write_text(render_timeline(task))
+    print("Timeline:      var/demo/timeline.svg (subtasks as bars over time, by node)")
+    print("Config server: http://127.0.0.1:8080/services?Action=ObRootServiceInfo&ObCluster=obcluster")
+    print("Temporal UI:   http://127.0.0.1:8233")
+    print(f"Settings:      {config} (`ob-takeover cluster list` here shows the demo's cluster)")
+    if task.status.value != "SUCCESSFUL":
+        print("The task waits for an operator: see README, 'Operate a failed takeover'.")
+
+
+def run_demo(processes: Processes, var: Path, demo: Path, config: Path) -> TaskView:
+    """Start everything, register the simulated hosts, precheck and take the cluster over."""
     env = {**os.environ, "OB_TAKEOVER_CONFIG": str(config)}
+    print("Starting the Temporal dev server (var/temporal.db), the HTTP service and a simulated cluster…")
+    start_temporal(processes, var)
+    ready = start_simulator(processes, demo)
+    write_demo_config(config, known_hosts=ready["ssh"]["known_hosts"])
+    settings = load_settings(config_file=str(config))
+    start_service_and_worker(processes, env)
+    db, vault = open_demo_metadb(settings)
+    body = register_simulated_hosts(db, vault, ready)
+    began = time.monotonic()
+    api, password_file = add_api_user(db, demo)
+    if not run_precheck(api, body):
+        raise SystemExit("demo: the precheck failed; see the items above")
+    task = run_takeover(api, body, settings, password_file.relative_to(ROOT))
+    print_outcome(task, began, demo, config)
+    return task
+
+
+def keep_running() -> None:
+    """Until Ctrl-C or SIGTERM."""
+    print("\nEverything keeps running; press Ctrl-C to stop.")
+    signal.signal(signal.SIGTERM, _interrupt)
+    while True:
+        time.sleep(3600)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the demo; Ctrl-C (or, with --exit, the takeover's end) stops everything it started."""
+    args = parse_arguments(argv)
+    var = ROOT / "var"
+    demo = var / "demo"
+    reset_demo_directory(var, demo)
+    check_ports_free()
+    config = demo_config_file()
     processes = Processes(demo)
     try:
-        print("Starting the Temporal dev server (var/temporal.db), the HTTP service and a simulated cluster…")
-        processes.start(
-            "temporal",
-            [
-                str(BIN / "temporal"), "server", "start-dev", "--db-filename", str(var / "temporal.db"),
-                "--ip", "127.0.0.1", "--port", "7233", "--ui-port", "8233", "--log-level", "warn",
-                "--search-attribute", "ObClusterName=Keyword", "--search-attribute", "ObClusterAddress=Keyword",
-                "--search-attribute", "ObTaskStatus=Keyword",
-                "--ui-codec-endpoint", "http://127.0.0.1:8081/codec",
-            ],
-        )  # fmt: skip
-        password = "Demo#Root'Pw1"
-        write_private(demo / "root_password", password)
-        simulator = processes.start(
-            "obsim",
-            [
-                sys.executable, "-m", "obsim", "--zones", "3", "--servers-per-zone", "2",
-                "--root-password-file", str(demo / "root_password"), "--base-address", "127.0.10.2",
-                "--sql-port", "2881", "--ssh-port", "2222", "--hosts-dir", str(demo / "hosts"),
-                "--io-calibration-seconds", "2",
-            ],
-            stdout=subprocess.PIPE,
-        )  # fmt: skip
-        assert simulator.stdout is not None
-        line = simulator.stdout.readline().decode()
-        if not line.startswith("READY "):
-            raise SystemExit("demo: the simulator did not start; see var/demo/obsim.log")
-        ready = json.loads(line[len("READY ") :])
-        write_demo_config(config, known_hosts=ready["ssh"]["known_hosts"])
-        settings = load_settings(config_file=str(config))
-        processes.start("service", [str(BIN / "ob-takeover"), "serve", "--listen", "127.0.0.1:8080"], env=env)
-        wait_port(7233, "Temporal")
-        wait_port(8080, "the HTTP service")
-        processes.start("worker", [sys.executable, str(Path(__file__).resolve().parents[1] / "worker.py")], env=env)
-
-        db = Database(settings.metadb)
-        migrate(db)
-        vault = Vault(load_master_key(settings))
-        vault.verify(db)
-        host_type = hosts.add_host_type(db, "demo-hosts", "simulated hosts")
-        credential = credentials.save_credential(
-            db, vault, kind=credentials.HOST, name="demo-admin-key", username=ready["ssh"]["username"],
-            secret=Path(ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
-        )  # fmt: skip
-        print(
-            f"Simulated cluster: 6 servers in 3 zones on 127.0.10.2-7; host type {host_type}, credential {credential}"
-        )
-        body = {
-            "rootSysPassword": password,
-            "address": ready["servers"][0]["address"],
-            "port": ready["servers"][0]["sql_port"],
-            "hostInfo": {"hostTypeId": host_type, "credentialId": credential, "sshPort": 2222},
-        }
-        began = time.monotonic()
-        api_password = secrets.token_urlsafe(12)
-        users.add_user(db, "demo", users.TASK_MANAGER, api_password)
-        password_file = demo / "api-password"
-        write_private(password_file, api_password + "\n")
-        api = DemoApi("demo", api_password)
-        if not run_precheck(api, body):
-            raise SystemExit("demo: the precheck failed; see the items above")
-        task = run_takeover(api, body, settings, password_file.relative_to(ROOT))
-        print("\n" + task_table(task))
-        print(f"\nTakeover {task.status.value} in {time.monotonic() - began:.1f}s.")
-        (demo / "timeline.svg").write_text(render_timeline(task))
-        print("Timeline:      var/demo/timeline.svg (subtasks as bars over time, by node)")
-        print("Config server: http://127.0.0.1:8080/services?Action=ObRootServiceInfo&ObCluster=obcluster")
-        print("Temporal UI:   http://127.0.0.1:8233")
-        print(f"Settings:      {config} (`ob-takeover cluster list` here shows the demo's cluster)")
-        if task.status.value != "SUCCESSFUL":
-            print("The task waits for an operator: see README, 'Operate a failed takeover'.")
+        task = run_demo(processes, var, demo, config)
         if not args.exit:
-            print("\nEverything keeps running; press Ctrl-C to stop.")
-            signal.signal(signal.SIGTERM, _interrupt)
-            while True:
-                time.sleep(3600)
+            keep_running()
         if task.status.value != "SUCCESSFUL":
             sys.exit(1)
     except KeyboardInterrupt:

@@ -104,6 +104,17 @@ def create_app(db: Database, *, services: Services | None = None) -> FastAPI:
     )
     app.state.services = services
     registry = CollectorRegistry()
+    _trace_requests(app, registry)
+    _answer_errors_in_envelope(app)
+    _serve_config_server_and_probes(app, db, registry)
+    if services is not None:
+        app.include_router(router)
+    return app
+
+
+def _trace_requests(app: FastAPI, registry: CollectorRegistry) -> None:
+    """Every request gets a trace id (in its log context, its span and its `X-Trace-Id` header), counts in
+    `registry`'s metrics, and an API request a log line."""
     requests_total = Counter(
         "ob_takeover_http_requests", "HTTP requests by route, method and status", ["route", "method", "status"],
         registry=registry,
@@ -142,6 +153,11 @@ def create_app(db: Database, *, services: Services | None = None) -> FastAPI:
             )
         return response
 
+
+def _answer_errors_in_envelope(app: FastAPI) -> None:
+    """Every error as OCP's error envelope: the API's own, bad parameters, unknown endpoints, and (logged
+    with its trace id) anything unexpected."""
+
     def envelope_of(request: Request, error: ApiError) -> Response:
         return failure(error, trace_id=request.state.trace_id, began=request.state.began)
 
@@ -165,6 +181,11 @@ def create_app(db: Database, *, services: Services | None = None) -> FastAPI:
             request, ApiError(500, f"internal error ({type(error).__name__}); trace {request.state.trace_id}")
         )
 
+
+def _serve_config_server_and_probes(app: FastAPI, db: Database, registry: CollectorRegistry) -> None:
+    """The anonymous endpoints, left out of the API's document: the config server from `db`, the health
+    probe and `registry`'s metrics."""
+
     @app.get("/services", include_in_schema=False)
     async def config_server(request: Request) -> JSONResponse:
         status, body = await asyncio.to_thread(_services_answer, db, dict(request.query_params))
@@ -177,10 +198,6 @@ def create_app(db: Database, *, services: Services | None = None) -> FastAPI:
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
-
-    if services is not None:
-        app.include_router(router)
-    return app
 
 
 # Fields whose values the codec's decode answer masks: decoding for display never needs a secret.

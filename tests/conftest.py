@@ -21,10 +21,10 @@ from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import MasterKey, Vault
 from ob_takeover.codec import data_converter
-from tests.fakes import FakeCluster
-from tests.mariadb import create_database, mariadb_available, mariadb_server
-from tests.seekdb import seekdb_server
-from tests.tls import TlsFiles, make_tls_files
+from tests.support.fakes import FakeCluster
+from tests.support.mariadb import create_database, mariadb_available, mariadb_server
+from tests.support.seekdb import seekdb_server
+from tests.support.tls import TlsFiles, make_tls_files
 from worker import build_worker
 from workflows.takeover import SEARCH_ATTRIBUTES
 
@@ -137,7 +137,7 @@ def mariadb(tmp_path_factory: pytest.TempPathFactory, mariadb_tls: TlsFiles) -> 
         yield address
 
 
-@pytest.fixture(params=["sqlite", "mariadb"])
+@pytest.fixture(params=[pytest.param("sqlite", marks=pytest.mark.unit), "mariadb"])
 def metadb_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh, empty metadb on each backend."""
     if request.param == "sqlite":

@@ -27,10 +27,10 @@ from ob_takeover.api.auth import Authenticator
 from ob_takeover.api.routes import Services
 from ob_takeover.codec import EncryptionCodec, load_codec_keys
 from ob_takeover.service import Running, create_app, serve
-from tests.driver import keep_history
-from tests.mariadb import free_port
-from tests.prometheus import sample
-from tests.simulator import Simulation, sim_runtime, simulation
+from tests.support.driver import keep_history
+from tests.support.mariadb import free_port
+from tests.support.prometheus import sample
+from tests.support.simulator import Simulation, sim_runtime, simulation
 from worker import build_worker
 
 PASSWORDS = {"admin": "Admin-pw-123", "manager": "Manager-pw-123", "viewer": "Viewer-pw-123"}
@@ -372,6 +372,7 @@ async def test_a_failed_subtask_is_retried_through_the_api(api: Api, sim: Simula
         assert task["status"] == "SUCCESSFUL", task
 
 
+@pytest.mark.unit
 def test_users_have_roles_and_slow_hashes(tmp_path: Path) -> None:
     from metadb.db import Database
     from metadb.migrate import migrate

@@ -16,9 +16,9 @@ from temporalio.exceptions import ApplicationError
 from activities.registry import build_activities
 from activities.runtime import Runtime
 from metadb import credentials
-from tests.driver import log_of, start, update, wait_for
-from tests.mariadb import free_port
-from tests.simulator import Simulation, registered_runtime, sim_body, simulation
+from tests.support.driver import log_of, start, update, wait_for
+from tests.support.mariadb import free_port
+from tests.support.simulator import Simulation, registered_runtime, sim_body, simulation
 from worker import build_worker
 
 GOOD = {"rootSysPassword": "pw", "address": "127.0.0.1", "port": 2881}

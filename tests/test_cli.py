@@ -110,6 +110,7 @@ def test_rotate_key_while_a_worker_runs(cli_env: dict[str, str], tmp_path: Path)
     assert code == 2 and "is not the one that encrypted" in err
 
 
+@pytest.mark.unit
 def test_unreachable_metadb_is_named_without_password(cli_env: dict[str, str]) -> None:
     env = {**cli_env, "OB_TAKEOVER_METADB": "mysql://ops:Hunter2@127.0.0.1:1/metadb"}
     code, _, err = run(env, "cluster", "list")

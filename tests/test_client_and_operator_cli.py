@@ -15,21 +15,44 @@ from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
 from contracts.errors import OperationRefused
+from metadb import credentials, tasks
+from metadb.db import Database
+from metadb.migrate import migrate
+from metadb.vault import MasterKey, Vault
 from ob_takeover.client import TakeoverClient
-from tests.driver import failed, wait_for
-from tests.fakes import FakeCluster
+from tests.support.driver import failed, wait_for
+from tests.support.fakes import FakeCluster
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True)
+def own_metadb(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The metadb and master key that starts use, in the test's directory (never the checkout's var/)."""
+    monkeypatch.setenv("OB_TAKEOVER_METADB", f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+    monkeypatch.setenv("OB_TAKEOVER_MASTER_KEY_FILE", str(tmp_path / "master.key"))
+
+
 async def test_python_client_start_operate_and_refusals(
-    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster
+    client: Client, task_queue: str, running_worker: Any, fake: FakeCluster, tmp_path: Path
 ) -> None:
     fake.fail("register_config_url")
-    takeovers = TakeoverClient(client, task_queue)
+    db = Database(f"sqlite:///{tmp_path / 'metadb.sqlite'}")
+    migrate(db)
+    vault = Vault(MasterKey.generate())
+    takeovers = TakeoverClient(client, task_queue, db=db, vault=vault)
     async with running_worker(fake):
         takeover = await takeovers.start({"rootSysPassword": "pw", "address": "127.0.0.9", "port": 2881})
         assert takeover.workflow_id == "takeover-127.0.0.9-2881"
+        # The password went into the password box, owned by the task; the workflow input names it by id.
+        (started,) = [e async for e in takeover.handle.fetch_history_events() if e.event_id == 1]
+        attributes = started.workflow_execution_started_event_attributes
+        (body,) = await client.data_converter.decode(attributes.input.payloads)
+        assert "rootSysPassword" not in body
+        credential = credentials.get_credential(db, vault, body["rootSysCredentialId"])
+        assert credential.secret == "pw" and credential.endpoints == ("127.0.0.9:2881",)
+        row = tasks.latest_task_of(db, takeover.workflow_id)
+        assert row is not None and row["status"] == "RUNNING" and credential.created_by_task_id == row["task_id"]
         task = await wait_for(takeover.handle, failed)
         (bad,) = [s for s in task.subtasks if s.status.value == "FAILED"]
         with pytest.raises(OperationRefused, match="only a RUNNING subtask can be cancelled"):
@@ -74,7 +97,12 @@ async def test_operator_command_start_status_and_operations(
         assert "S3cret" not in text
         code, out, text = await cli(client, task_queue, "status", "takeover-127.0.0.8-2881")
         assert code == 1 and out is not None and out["status"] == "FAILED"
-        assert "task 13089035 'Take over primary OB cluster' cluster 5000034: FAILED" in text
+        # The task's id is the one `start` allocated in the metadb, where the task's row is.
+        assert f"task {out['taskId']} 'Take over primary OB cluster' cluster 5000034: FAILED" in text
+        registry = Database(os.environ["OB_TAKEOVER_METADB"])
+        row = tasks.get_task(registry, out["taskId"])
+        assert row is not None and row["workflow_id"] == "takeover-127.0.0.8-2881"
+        registry.close()
         assert "Sync cluster info" in text and "injected failure of sync_cluster_info" in text
         failed_id = next(
             int(line.split()[0]) for line in text.splitlines() if "Sync cluster info" in line and "FAILED" in line

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 import requests
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
@@ -17,7 +18,9 @@ from metadb.db import Database
 from metadb.migrate import migrate
 from ob_takeover.codec import EncryptionCodec, load_codec_keys
 from ob_takeover.service import create_app, create_codec_app, serve
-from tests.mariadb import free_port
+from tests.support.mariadb import free_port
+
+pytestmark = pytest.mark.unit
 
 UI = "http://127.0.0.1:8233"
 

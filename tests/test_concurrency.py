@@ -16,13 +16,14 @@ from activities.registry import build_activities
 from activities.runtime import Runtime, Work
 from contracts.messages import SubtaskInput
 from contracts.request import parse_request
+from contracts.target import ClusterTarget
 from contracts.topology import ServerNode
 from metadb import hosts
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import MasterKey, Vault
-from tests.driver import log_of, named, start, wait_for
-from tests.simulator import many_simulations, register_ssh_key, sim_runtime, simulation
+from tests.support.driver import log_of, named, start, wait_for
+from tests.support.simulator import many_simulations, register_ssh_key, sim_runtime, simulation
 from worker import build_worker
 
 
@@ -109,7 +110,7 @@ def _calibration_of(runtime: Runtime, sim: Any, number: int, server: dict[str, A
     node = ServerNode(ip=server["address"], rpc_port=server["rpc_port"], sql_port=server["sql_port"], zone="z")
     arg = SubtaskInput(
         task_id=1, subtask_id=100 + number, subtask_name="Run io calibration", workflow_id="w",
-        operation="EXECUTE", request=request, cluster_name="obcluster", ob_cluster_id=1, node_kind="SERVER",
+        operation="EXECUTE", target=ClusterTarget.of_request(request).of_cluster("obcluster", 1), node_kind="SERVER",
         server=node,
     )  # fmt: skip
     return Work(arg=arg, runtime=runtime)

@@ -10,7 +10,7 @@ from typing import Any
 from metadb import clusters
 from metadb.db import Database
 from ob_takeover.service import create_app, serve
-from tests.mariadb import free_port
+from tests.support.mariadb import free_port
 
 
 def get(url: str) -> tuple[int, dict[str, Any]]:

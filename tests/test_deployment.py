@@ -12,6 +12,9 @@ from pathlib import Path
 from typing import Any
 
 import compose  # type: ignore[import-untyped]
+import pytest
+
+pytestmark = pytest.mark.unit
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = Path(compose.__file__).parent / "docker-compose"

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from contracts.settings import settings_table_markdown
 from contracts.stages import mermaid_diagram, steps_table_markdown
+
+pytestmark = pytest.mark.unit
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 

@@ -8,8 +8,8 @@ from typing import Any
 
 from temporalio.client import Client
 
-from tests.driver import keep_history, start
-from tests.fakes import FakeCluster, make_topology
+from tests.support.driver import keep_history, start
+from tests.support.fakes import FakeCluster, make_topology
 
 SEED = Path(__file__).resolve().parent / "data" / "ocp-sample-task-response.json"
 
@@ -67,7 +67,7 @@ async def test_three_zones_two_servers_fan_out(client: Client, task_queue: str, 
     async with running_worker(fake):
         handle = await start(client, task_queue)
         result = await handle.result()
-        await keep_history(handle, "success_3x2_short_heartbeats")
+        await keep_history(handle, "success_3x2_cluster_target")
     subtasks = result.subtasks
     by_name: dict[str, list[Any]] = {}
     for subtask in subtasks:

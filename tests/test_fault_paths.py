@@ -21,8 +21,8 @@ from temporalio.client import Client
 from activities.registry import build_activities
 from activities.runtime import Runtime
 from metadb import clusters
-from tests.driver import failed, log_of, named, start, update, wait_for
-from tests.simulator import (
+from tests.support.driver import failed, log_of, named, start, update, wait_for
+from tests.support.simulator import (
     Simulation,
     end_state,
     sim_runtime,

@@ -21,7 +21,7 @@ import pymysql
 import pytest
 
 from activities import cluster_sql as sql
-from tests.simulator import Simulation, simulation
+from tests.support.simulator import Simulation, simulation
 
 HASH = "*F1E12C3BD7A9234A6103FFE3108372F9E8EB0CA5"  # PASSWORD('Secret-1')
 
@@ -191,6 +191,7 @@ def test_what_seekdb_cannot_run_is_listed_with_its_source(seekdb: tuple[str, int
         simulated.close()
 
 
+@pytest.mark.unit
 def test_the_readme_lists_what_is_proven_where() -> None:
     text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert "### What the simulator proves" in text

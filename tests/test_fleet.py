@@ -18,8 +18,8 @@ from contracts.engine import MEMBER_UPDATE_SIGNAL, workflow_id_for
 from contracts.fleet import MemberStatus, MemberUpdate, parse_fleet_request
 from contracts.request import InvalidRequest
 from ob_takeover.client import Fleet, TakeoverClient
-from tests.driver import BODY, keep_history, start, wait_for
-from tests.fakes import FakeCluster
+from tests.support.driver import BODY, keep_history, start, wait_for
+from tests.support.fakes import FakeCluster
 from tests.test_client_and_operator_cli import cli
 
 
@@ -75,11 +75,19 @@ async def test_a_fleet_takes_every_cluster_over_a_bounded_number_at_a_time(
         member = takeovers.get(broken.workflow_id)
         await member.retry()
         result = await asyncio.wait_for(fleet.result(), 30)
-        await keep_history(fleet.handle, "fleet_6")
-        await keep_history(member.handle, "fleet_member_retried")
+        await keep_history(fleet.handle, "fleet_6_prepared_members")
+        await keep_history(member.handle, "fleet_member_prepared_retried")
     assert [m.status for m in result.members] == [MemberStatus.SUCCESSFUL] * 6
     assert [m.workflow_id for m in result.members] == workflow_ids
     assert all(m.task_id and m.cluster_name == "obcluster" for m in result.members)
+    # Every member was prepared as any takeover is: its task id from the preparation, and its workflow input
+    # names the password box's credential instead of carrying the fleet file's password.
+    assert sorted(m.task_id for m in result.members if m.task_id) == sorted(fake.prepared)
+    first = await anext(aiter(client.get_workflow_handle(workflow_ids[0]).fetch_history_events()))
+    (member_body,) = await client.data_converter.decode(
+        first.workflow_execution_started_event_attributes.input.payloads
+    )
+    assert "rootSysPassword" not in member_body and member_body["rootSysCredentialId"] in fake.prepared
     spans = []
     for workflow_id in workflow_ids:
         description = await client.get_workflow_handle(workflow_id).describe()
@@ -112,6 +120,10 @@ async def test_a_cluster_being_taken_over_or_managed_already_is_not_started_agai
         blocked.set()
         result = await asyncio.wait_for(fleet.result(), 30)
         await single.result()
+    # The member that could not start had been prepared; its preparation was undone. The managed one never was.
+    assert len(fake.prepared) == 3 and len(fake.discarded) == 1
+    started = {m.task_id for m in result.members if m.status is MemberStatus.SUCCESSFUL}
+    assert started | set(fake.discarded) == set(fake.prepared)
     assert [m.status for m in result.members] == [
         MemberStatus.SUCCESSFUL,
         MemberStatus.NOT_STARTED,
@@ -186,6 +198,7 @@ async def test_a_member_that_ends_without_telling_the_fleet_is_found(
     assert sorted(m.status.value for m in result.members) == ["ABORTED"] + ["SUCCESSFUL"] * 7
 
 
+@pytest.mark.unit
 def test_a_fleet_body_names_the_cluster_and_field_of_each_error() -> None:
     body, _ = fleet_of(3, max_concurrent=2)
     body["requests"][1] = {**body["requests"][1], "port": "x", "rootSysPassword": None}

@@ -26,8 +26,8 @@ from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
 from ob_takeover.client import Fleet, TakeoverClient
-from tests.mariadb import create_database
-from tests.simulator import Simulation, many_simulations, simulated_bodies, worker_env
+from tests.support.mariadb import create_database
+from tests.support.simulator import Simulation, many_simulations, simulated_bodies, worker_env
 from worker import build_worker
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ async def test_takeovers_started_while_others_calibrate_do_not_starve(
         from activities.runtime import Runtime
 
         runtime = Runtime.from_settings(settings)
-        takeovers = TakeoverClient(client, task_queue)
+        takeovers = TakeoverClient(client, task_queue, db=runtime.db, vault=runtime.vault)
         async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
             first = await takeovers.start_fleet(
                 {"requests": bodies[:6], "maxConcurrent": 6}, f"six-{uuid.uuid4().hex[:8]}"

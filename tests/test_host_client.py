@@ -12,8 +12,8 @@ from activities.host_client import HostClient
 from activities.ports import HostKeyCheck, HostLogin
 from contracts.errors import HostAuthFailed, HostCommandFailed, HostKeyMismatch, HostUnreachable
 from metadb.credentials import Credential
-from tests.mariadb import free_port
-from tests.simulator import Simulation, simulation
+from tests.support.mariadb import free_port
+from tests.support.simulator import Simulation, simulation
 
 SSH_PASSWORD = "ssh-Pa$$'w0rd"
 

@@ -205,6 +205,7 @@ def test_hosts_register_reserve_and_undo(metadb: Database) -> None:
         hosts.delete_host_type(metadb, host_type)
 
 
+@pytest.mark.unit
 def test_master_key_file_created_private(tmp_path: Path) -> None:
     path = tmp_path / "keys" / "master.key"
     key = load_master_key(load_settings({"OB_TAKEOVER_MASTER_KEY_FILE": str(path)}))
@@ -217,6 +218,7 @@ def test_master_key_file_created_private(tmp_path: Path) -> None:
         load_master_key(load_settings({"OB_TAKEOVER_MASTER_KEY": "c2hvcnQ="}))
 
 
+@pytest.mark.unit
 def test_unreachable_mysql_metadb_names_url_without_password() -> None:
     db = Database("mysql://admin:TopSecret@127.0.0.1:1/metadb")
     with pytest.raises(MetadbUnavailable) as info:
@@ -228,7 +230,7 @@ def test_unreachable_mysql_metadb_names_url_without_password() -> None:
 
 
 def test_reconnects_when_the_mysql_metadb_comes_back(tmp_path: Path) -> None:
-    from tests.mariadb import create_database, mariadb_server
+    from tests.support.mariadb import create_database, mariadb_server
 
     datadir = tmp_path / "mariadb"
     with mariadb_server(datadir) as (host, port):

@@ -12,10 +12,10 @@ import pytest
 from temporalio.client import Client
 
 from metadb.db import Database
-from tests.crash import SLOWDOWNS, Takeover, slow_down
-from tests.driver import log_of, named, start, wait_for
-from tests.mariadb import create_database, free_port, mariadb_server
-from tests.simulator import simulation
+from tests.support.crash import SLOWDOWNS, Takeover, slow_down
+from tests.support.driver import log_of, named, start, wait_for
+from tests.support.mariadb import create_database, free_port, mariadb_server
+from tests.support.simulator import simulation
 
 pytestmark = pytest.mark.reliability
 

@@ -28,10 +28,10 @@ from contracts.log_context import bound_log_context
 from contracts.settings import load_settings
 from ob_takeover.codec import data_converter
 from ob_takeover.telemetry import ContextFilter, JsonFormatter, metrics_runtime, serve_worker_http
-from tests.driver import start, update, wait_for
-from tests.mariadb import free_port
-from tests.prometheus import sample
-from tests.simulator import Simulation, sim_runtime, simulation, takeover_body
+from tests.support.driver import start, update, wait_for
+from tests.support.mariadb import free_port
+from tests.support.prometheus import sample
+from tests.support.simulator import Simulation, sim_runtime, simulation, takeover_body
 from worker import build_worker
 
 SPANS = InMemorySpanExporter()
@@ -115,6 +115,7 @@ async def test_metrics_traces_and_health_of_a_takeover_with_a_retried_subtask(
     assert sim.root_password not in attributes and "IDENTIFIED" not in attributes
 
 
+@pytest.mark.unit
 def test_json_log_lines_carry_the_ids(caplog: pytest.LogCaptureFixture) -> None:
     formatter = JsonFormatter()
     caplog.handler.addFilter(ContextFilter())
@@ -128,6 +129,7 @@ def test_json_log_lines_carry_the_ids(caplog: pytest.LogCaptureFixture) -> None:
     assert "taskId" not in outside and outside["message"] == "outside any task"
 
 
+@pytest.mark.unit
 def test_the_log_format_is_a_setting() -> None:
     assert load_settings({}).log_format == "human"
     assert load_settings({"OB_TAKEOVER_LOG_FORMAT": "json"}).log_format == "json"

@@ -15,7 +15,7 @@ from pathlib import Path
 import pymysql
 import pytest
 
-from tests.simulator import Simulation, simulation
+from tests.support.simulator import Simulation, simulation
 
 
 @pytest.fixture(scope="module")

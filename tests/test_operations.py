@@ -11,8 +11,8 @@ from temporalio.common import SearchAttributeKey
 from temporalio.exceptions import ApplicationError, CancelledError, WorkflowAlreadyStartedError
 
 from contracts.engine import workflow_id_for
-from tests.driver import failed, keep_history, log_of, named, refusal, start, task_of, update, wait_for
-from tests.fakes import FakeCluster, make_topology
+from tests.support.driver import failed, keep_history, log_of, named, refusal, start, task_of, update, wait_for
+from tests.support.fakes import FakeCluster, make_topology
 
 
 async def test_failed_subtask_retried_by_operator_then_task_succeeds(

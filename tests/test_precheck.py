@@ -18,8 +18,8 @@ from activities.runtime import Runtime
 from contracts.messages import PrecheckInput, PrecheckReport
 from contracts.request import parse_request
 from metadb import clusters, credentials, hosts, locks
-from tests.mariadb import free_port
-from tests.simulator import (
+from tests.support.mariadb import free_port
+from tests.support.simulator import (
     Simulation,
     register_ssh_key,
     sim_runtime,
@@ -59,7 +59,7 @@ def body(sim: Simulation, runtime: Runtime) -> dict[str, Any]:
 
 
 async def check(runtime: Runtime, body: dict[str, Any]) -> PrecheckReport:
-    return await run_checks(runtime, PrecheckInput(request=parse_request(body)))
+    return await run_checks(runtime, PrecheckInput.of_request(parse_request(body)))
 
 
 def item(report: PrecheckReport, name: str, node: str | None = None) -> Any:
@@ -325,6 +325,9 @@ async def test_operator_precheck_prints_the_report_and_the_plan(
         "TEMPORAL_ADDRESS": client.service_client.config.target_host,
         "OB_TAKEOVER_TASK_QUEUE": task_queue,
         "OB_TAKEOVER_ROOT_PASSWORD": body["rootSysPassword"],
+        # The worker's metadb and master key: the precheck's password goes through the password box.
+        "OB_TAKEOVER_METADB": str(runtime.db.url),
+        "OB_TAKEOVER_MASTER_KEY": runtime.vault.key.encoded(),
     }
     info = body["hostInfo"]
     async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
@@ -342,3 +345,5 @@ async def test_operator_precheck_prints_the_report_and_the_plan(
     assert "SQL  CREATE USER IF NOT EXISTS ocp_monitor IDENTIFIED BY '***'" in text
     assert "Run io calibration · " in text and "SSH  ss -Hltnp" in text
     assert body["rootSysPassword"] not in text
+    # The password was in the box for the precheck's time only.
+    assert [c for c in credentials.list_credentials(runtime.db) if c["name"].startswith("precheck-")] == []

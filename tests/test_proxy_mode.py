@@ -13,8 +13,8 @@ from temporalio.client import Client
 from activities.registry import build_activities
 from activities.runtime import Runtime
 from metadb import clusters
-from tests.driver import log_of, start, wait_for
-from tests.simulator import Simulation, sim_runtime, simulation, takeover_body
+from tests.support.driver import log_of, start, wait_for
+from tests.support.simulator import Simulation, sim_runtime, simulation, takeover_body
 from worker import build_worker
 
 

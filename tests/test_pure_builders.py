@@ -16,6 +16,8 @@ from activities import host_commands as commands
 from activities.facts import parse_version
 from contracts.errors import NotOceanBase, UnsupportedVersion
 
+pytestmark = pytest.mark.unit
+
 OUTPUTS = Path(__file__).resolve().parent / "data" / "host_outputs"
 
 

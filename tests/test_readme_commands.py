@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.mariadb import free_port
+from tests.support.mariadb import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"<!-- run:(\w+) -->\n```bash\n(.*?)```", re.DOTALL)

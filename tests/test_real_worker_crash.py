@@ -3,7 +3,7 @@
 ends SUCCESSFUL with an end state (simulator, metadb, host files) identical to an uncrashed takeover's;
 a rollback crashed in every compensation ends with the state from before the takeover.
 
-How a subtask is caught mid-way: tests/crash.py.
+How a subtask is caught mid-way: tests/support/crash.py.
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ import pytest
 from temporalio.client import Client, WorkflowExecutionStatus, WorkflowFailureError
 
 from ob_takeover.client import TakeoverClient
-from tests.crash import COMPENSATIONS, SLOWDOWNS, Slowdown, Takeover, retried_activities, slow_down
-from tests.driver import failed, log_of, named, start, update, wait_for
-from tests.mariadb import create_database
-from tests.simulator import simulation
+from tests.support.crash import COMPENSATIONS, SLOWDOWNS, Slowdown, Takeover, retried_activities, slow_down
+from tests.support.driver import failed, log_of, named, start, update, wait_for
+from tests.support.mariadb import create_database
+from tests.support.simulator import simulation
 from workflows.precheck import TakeOverPrecheck
 
 pytestmark = pytest.mark.reliability
@@ -296,7 +296,8 @@ async def test_a_release_survives_worker_crashes(client: Client, task_queue: str
             handle = await start(client, task_queue, takeover.body)
             task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=120)
             assert task.status.value == "SUCCESSFUL" and task.cluster_id is not None, takeover.last_log()
-            release = await TakeoverClient(client, task_queue).release(task.cluster_id, sim.address, sim.sql_port)
+            takeovers = TakeoverClient(client, task_queue, db=takeover.db, vault=takeover.vault)
+            release = await takeovers.release(task.cluster_id)
             crashes = {
                 "Restore ocp agent config": COMPENSATIONS["Refresh ocp agent config"],
                 "Drop default user": COMPENSATIONS["Create default user"],

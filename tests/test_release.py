@@ -14,12 +14,14 @@ from temporalio.client import Client, WorkflowFailureError
 from activities.registry import build_activities
 from activities.runtime import Runtime
 from contracts.engine import release_workflow_id_for
-from metadb import clusters
+from contracts.errors import ClusterNotFound
+from metadb import clusters, tasks
 from ob_takeover.client import TakeoverClient
-from tests.driver import keep_history, log_of, start, wait_for
-from tests.simulator import Simulation, end_state, sim_runtime, simulation, stored_secret, takeover_body
+from tests.support.driver import keep_history, log_of, start, wait_for
+from tests.support.simulator import Simulation, end_state, sim_runtime, simulation, stored_secret, takeover_body
 from tests.test_takeover_e2e import login
 from worker import build_worker
+from workflows.release import ReleaseCluster
 
 
 @pytest.fixture
@@ -49,17 +51,17 @@ async def test_a_release_leaves_cluster_hosts_and_metadb_as_before_the_takeover(
     runtime: Runtime = sim_runtime(tmp_path, sim)
     body = takeover_body(sim, runtime)
     before = without_calibration(end_state(sim, runtime.db))
-    takeovers = TakeoverClient(client, task_queue)
+    takeovers = TakeoverClient(client, task_queue, db=runtime.db, vault=runtime.vault)
     async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
         cluster_id = await take_over(client, task_queue, body)
         managed = without_calibration(end_state(sim, runtime.db))
         assert managed != before
         proxyro = stored_secret(runtime, "obcluster:1:proxyro")
-        release = await takeovers.release(cluster_id, sim.address, sim.sql_port)
+        release = await takeovers.release(cluster_id)
         assert release.workflow_id == release_workflow_id_for(sim.address, sim.sql_port)
         task = await release.result()
         assert (task.name, task.status.value) == ("Move out OB cluster", "SUCCESSFUL")
-        await keep_history(release.handle, "release_2x2")
+        await keep_history(release.handle, "release_2x2_cluster_target")
         logs = "\n".join([await release.subtask_log(s.id) for s in task.subtasks])
         released = without_calibration(end_state(sim, runtime.db))
         # The proxyro user stays with its password, as the release's report says.
@@ -86,7 +88,8 @@ async def test_a_release_touches_nothing_when_another_cluster_answers(
         cluster_id = await take_over(client, task_queue, takeover_body(sim, runtime))
         sim.call("PUT", "/parameters/cluster", {"value": "othercluster"})
         before = without_calibration(end_state(sim, runtime.db))
-        release = await TakeoverClient(client, task_queue).release(cluster_id, sim.address, sim.sql_port)
+        takeovers = TakeoverClient(client, task_queue, db=runtime.db, vault=runtime.vault)
+        release = await takeovers.release(cluster_id)
         task = await wait_for(release.handle, lambda t: t.status.value != "RUNNING", timeout=60)
         assert task.status.value == "FAILED"
         (failed,) = [s for s in task.subtasks if s.status.value == "FAILED"]
@@ -102,9 +105,16 @@ async def test_a_release_is_refused_for_a_cluster_not_under_management(
     client: Client, task_queue: str, sim: Simulation, tmp_path: Path
 ) -> None:
     runtime: Runtime = sim_runtime(tmp_path, sim)
-    takeovers = TakeoverClient(client, task_queue)
+    takeovers = TakeoverClient(client, task_queue, db=runtime.db, vault=runtime.vault)
+    with pytest.raises(ClusterNotFound, match="cluster 4242 does not exist"):
+        await takeovers.release(4242)
+    assert tasks.list_tasks(runtime.db) == []  # refused before anything was recorded or started
+    # A release started without the client (a bare `temporal workflow start`) is refused by the workflow.
     async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+        handle = await client.start_workflow(
+            ReleaseCluster.run, {"clusterId": 4242}, id=release_workflow_id_for("127.0.0.1", 1), task_queue=task_queue
+        )
         with pytest.raises(WorkflowFailureError) as info:
-            await (await takeovers.release(4242, "127.0.0.1", 1)).result()
+            await handle.result()
     assert "no managed cluster 4242" in str(info.value.cause)
     assert clusters.get_cluster(runtime.db, 4242) is None

@@ -8,6 +8,8 @@ import pytest
 
 from contracts.request import ConnectionMode, HostKind, InvalidRequest, parse_request
 
+pytestmark = pytest.mark.unit
+
 VALID = {"rootSysPassword": "pw", "address": "10.0.0.1", "port": 2881}
 
 

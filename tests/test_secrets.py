@@ -25,8 +25,8 @@ from metadb.vault import MasterKey, Vault
 from ob_takeover.codec import EncryptionCodec, data_converter, load_codec_keys
 from ob_takeover.service import create_codec_app, serve
 from tests.conftest import binary
-from tests.mariadb import free_port
-from tests.simulator import Simulation, simulation, stored_secret
+from tests.support.mariadb import free_port
+from tests.support.simulator import Simulation, simulation, stored_secret
 from worker import build_worker
 from workflows.precheck import TakeOverPrecheck
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster

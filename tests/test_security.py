@@ -27,7 +27,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import cluster_sql as sql
 from activities import cluster_work
-from activities.bindings import check_host
+from activities.credentials import check_host
 from activities.ob_sys_client import ClusterTls, ObSysClient
 from activities.precheck import _Items, check_config_url, run_checks
 from activities.registry import build_activities
@@ -43,14 +43,15 @@ from contracts.errors import (
 )
 from contracts.messages import PrecheckInput, SubtaskInput
 from contracts.request import parse_request
+from contracts.target import ClusterTarget, TakeoverOptions
 from contracts.topology import ClusterEndpoint, ServerNode, Topology, ZoneNode
 from metadb import clusters, credentials, hosts, tasks
 from metadb.db import Database
 from metadb.migrate import migrate
 from ob_takeover.demo import write_private
-from tests.driver import log_of, start, update, wait_for
-from tests.simulator import Simulation, register_ssh_key, registered_runtime, sim_body, sim_runtime, simulation
-from tests.tls import TlsFiles, make_tls_files
+from tests.support.driver import log_of, start, update, wait_for
+from tests.support.simulator import Simulation, register_ssh_key, registered_runtime, sim_body, sim_runtime, simulation
+from tests.support.tls import TlsFiles, make_tls_files
 from worker import build_worker
 from workflows.takeover import TakeOverCluster
 
@@ -118,7 +119,7 @@ async def test_a_stored_root_credential_is_not_sent_to_another_address(
     assert f"logs in only at {sim.address}:{sim.sql_port}, not at 127.0.0.1:{attacker.port}" in cause.message
     assert attacker.connections == 0
     # The precheck refuses it the same way, with the item named.
-    report = await run_checks(runtime, PrecheckInput(request=parse_request(body), workflow_id="w", task_id=1))
+    report = await run_checks(runtime, PrecheckInput.of_request(parse_request(body), workflow_id="w", task_id=1))
     (item,) = [i for i in report.items if i.name == "credential bound to this cluster"]
     assert item.status == "FAILED" and "not at 127.0.0.1" in item.message
     assert attacker.connections == 0
@@ -140,28 +141,28 @@ def test_a_credential_bound_to_one_cluster_is_refused_for_another(runtime: Runti
     endpoint = ClusterEndpoint(address=sim.address, port=sim.sql_port, credential_id=credential)
     # The first use binds it to the cluster that answered; the same endpoint serving another cluster later
     # (an address reused, a DNS name moved) is refused.
-    assert runtime.resolve(endpoint, "obcluster:1").root_sys_password == sim.root_password
+    assert runtime.credentials.endpoint(endpoint, "obcluster:1").root_sys_password == sim.root_password
     assert credentials.get_credential(runtime.db, runtime.vault, credential).bound_cluster == "obcluster:1"
     with pytest.raises(CredentialMisuse, match=r"belongs to cluster obcluster:1, but the cluster at .* is other:7"):
-        runtime.resolve(endpoint, "other:7")
+        runtime.credentials.endpoint(endpoint, "other:7")
     # A cluster credential stored before bindings existed is usable at its managed cluster's address only.
     cluster_id = clusters.create_cluster_record(
         runtime.db, name="legacy", ob_cluster_id=3, address="127.0.0.9", port=2881, connection_mode="direct",
         version="4.2", task_id=1,
     )  # fmt: skip
     legacy = save_root(runtime, sim, cluster_id=cluster_id)
-    runtime.resolve(ClusterEndpoint(address="127.0.0.9", port=2881, credential_id=legacy))
+    runtime.credentials.endpoint(ClusterEndpoint(address="127.0.0.9", port=2881, credential_id=legacy))
     with pytest.raises(CredentialMisuse, match=r"logs in only at 127.0.0.9:2881"):
-        runtime.resolve(ClusterEndpoint(address=sim.address, port=sim.sql_port, credential_id=legacy))
+        runtime.credentials.endpoint(ClusterEndpoint(address=sim.address, port=sim.sql_port, credential_id=legacy))
 
 
 def test_through_a_proxy_the_cluster_name_is_checked_before_connecting(runtime: Runtime, sim: Simulation) -> None:
     credential = save_root(runtime, sim, endpoints=["127.0.0.9:2883"], bound_cluster="obcluster:1")
     proxy = {"address": "127.0.0.9", "port": 2883, "connection_mode": "proxy", "credential_id": credential}
-    runtime.resolve(ClusterEndpoint(**proxy, cluster_name="obcluster", ob_cluster_id=1))
+    runtime.credentials.endpoint(ClusterEndpoint(**proxy, cluster_name="obcluster", ob_cluster_id=1))
     for other in ({"cluster_name": "other"}, {"cluster_name": "obcluster", "ob_cluster_id": 2}):
         with pytest.raises(CredentialMisuse, match="belongs to cluster obcluster:1"):
-            runtime.resolve(ClusterEndpoint(**proxy, **other))
+            runtime.credentials.endpoint(ClusterEndpoint(**proxy, **other))
 
 
 def test_host_addresses_that_are_not_plain_ips_get_no_login(runtime: Runtime) -> None:
@@ -251,6 +252,7 @@ class ClearTextAsker:
             conn.close()
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize("plugin", [b"mysql_clear_password", b"dialog", b"caching_sha2_password", b"sha256_password"])
 def test_a_server_asking_for_the_password_gets_nothing(plugin: bytes) -> None:
     """Plugins that send the password (in clear, or RSA-encrypted to a key the server hands out) are refused
@@ -462,12 +464,12 @@ def _config_url_item(public_url: str, ips: list[str], current: str) -> Any:
         servers=[ServerNode(ip=ip, rpc_port=2882, sql_port=2881, zone="z1") for ip in ips],
     )  # fmt: skip
     out = _Items()
-    request = parse_request({"rootSysPassword": "x", "address": ips[0], "port": 2881})
-    check_config_url(out, public_url, request, topology, current)
+    check_config_url(out, public_url, TakeoverOptions(), topology, current)
     (item,) = out.items
     return item
 
 
+@pytest.mark.unit
 def test_a_loopback_config_url_is_refused_for_servers_off_loopback() -> None:
     item = _config_url_item("http://127.0.0.1:8080", ["10.0.0.1", "10.0.0.2"], "")
     assert item.status == "FAILED" and "10.0.0.1, 10.0.0.2 cannot reach" in item.message
@@ -475,6 +477,7 @@ def test_a_loopback_config_url_is_refused_for_servers_off_loopback() -> None:
     assert _config_url_item("http://ocp.example:8080", ["10.0.0.1"], "").status == "PASSED"
 
 
+@pytest.mark.unit
 def test_the_config_url_check_compares_whole_urls() -> None:
     ours = config_url_for("http://127.0.0.1:8080", "c1", 7)
     assert _config_url_item("http://127.0.0.1:8080", ["127.0.0.5"], ours).status == "PASSED"
@@ -486,6 +489,7 @@ def test_the_config_url_check_compares_whole_urls() -> None:
 # --- files and messages -------------------------------------------------------------------------------
 
 
+@pytest.mark.unit
 @pytest.mark.parametrize(
     "url",
     ["mysql://ob:Zq9/Xk7@db:3306/meta", "mysql://ob:Zq9#Xk7@db/meta", "mysql://ob:Zq9?Xk7@db/meta"],
@@ -498,6 +502,7 @@ def test_a_malformed_metadb_url_never_shows_its_password(url: str) -> None:
     assert "percent-encode" in message
 
 
+@pytest.mark.unit
 def test_the_sqlite_metadb_and_the_demo_files_are_private(tmp_path: Path) -> None:
     db = Database(f"sqlite:///{tmp_path / 'var' / 'metadb.sqlite'}")
     migrate(db)
@@ -561,7 +566,7 @@ def test_a_credential_name_held_for_another_endpoint_is_not_replaced(runtime: Ru
     )  # fmt: skip
     arg = SubtaskInput(
         task_id=2, subtask_id=200015, subtask_name="Set proxyro password to sys tenant", workflow_id="w",
-        operation="EXECUTE", request=parse_request(sim_body(sim)), cluster_name="obcluster", ob_cluster_id=1,
+        operation="EXECUTE", target=ClusterTarget.of_request(parse_request(sim_body(sim))).of_cluster("obcluster", 1),
     )  # fmt: skip
     with pytest.raises(CredentialMisuse, match="holds obcluster:1:proxyro for another endpoint"):
         cluster_work.save_cluster_credential(

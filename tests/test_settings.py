@@ -17,6 +17,8 @@ from metadb.db import Database
 from metadb.migrate import migrate
 from ob_takeover.connection import connect_options
 
+pytestmark = pytest.mark.unit
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -27,8 +27,8 @@ from contracts.request import parse_request
 from contracts.stages import SUBTASKS
 from contracts.topology import ClusterEndpoint
 from metadb import clusters, credentials, hosts
-from tests.driver import log_of, start, update, wait_for
-from tests.simulator import Simulation, sim_runtime, simulation, stored_secret, takeover_body
+from tests.support.driver import log_of, start, update, wait_for
+from tests.support.simulator import Simulation, sim_runtime, simulation, stored_secret, takeover_body
 from worker import build_worker
 
 
@@ -206,7 +206,7 @@ async def test_the_plan_preview_shows_what_each_subtask_sends(
     """The preview runs the real subtask code: per subtask, it lists exactly the statements and host commands
     the takeover then sends (secrets masked; the pid and the task id, known at run time, as placeholders)."""
     body = takeover_body(sim, runtime)
-    report = await run_checks(runtime, PrecheckInput(request=parse_request(body)), preview=preview_takeover)
+    report = await run_checks(runtime, PrecheckInput.of_request(parse_request(body)), preview=preview_takeover)
     assert report.passed, report.failures()
     previewed: dict[str, set[str]] = defaultdict(set)
     for step in report.plan:

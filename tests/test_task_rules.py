@@ -7,8 +7,10 @@ import pytest
 from contracts.errors import OperationRefused
 from contracts.stages import SUBTASKS, activity_names
 from contracts.task_view import SubtaskStatus, TaskStatus
-from tests.fakes import make_topology
+from tests.support.fakes import make_topology
 from workflows.task import SUBTASK_LOG_LIMIT, Task
+
+pytestmark = pytest.mark.unit
 
 NOW = "2026-11-28T08:00:00.000+00:00"
 

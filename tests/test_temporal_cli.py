@@ -20,9 +20,9 @@ from metadb.migrate import migrate
 from ob_takeover.codec import EncryptionCodec, ReadableFailureConverter, data_converter, load_codec_keys
 from ob_takeover.service import create_codec_app, serve
 from tests.conftest import binary
-from tests.driver import failed, wait_for
-from tests.fakes import FakeCluster
-from tests.mariadb import free_port
+from tests.support.driver import failed, wait_for
+from tests.support.fakes import FakeCluster
+from tests.support.mariadb import free_port
 from workflows.takeover import TakeOverCluster
 
 
@@ -144,6 +144,7 @@ async def test_the_temporal_cli_says_why_a_takeover_failed_without_the_codec(
     assert failure.stack_trace == "" and failure.encoded_attributes.metadata["encoding"] == b"binary/encrypted"
 
 
+@pytest.mark.unit
 def test_failures_that_are_not_the_projects_own_stay_encrypted() -> None:
     converter = ReadableFailureConverter()
     payloads = data_converter().payload_converter

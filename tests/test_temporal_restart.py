@@ -14,9 +14,9 @@ from temporalio.client import Client
 from activities.registry import build_activities
 from ob_takeover.codec import data_converter
 from tests.conftest import binary
-from tests.driver import named, start, wait_for
-from tests.mariadb import free_port
-from tests.simulator import sim_runtime, simulation, takeover_body
+from tests.support.driver import named, start, wait_for
+from tests.support.mariadb import free_port
+from tests.support.simulator import sim_runtime, simulation, takeover_body
 from worker import build_worker
 
 pytestmark = pytest.mark.reliability

@@ -13,7 +13,7 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.testing import WorkflowEnvironment
 
-from tests.driver import start
+from tests.support.driver import start
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -21,7 +21,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def spawn_worker(address: str, queue: str, marker: Path) -> subprocess.Popen[bytes]:
     log = marker.with_suffix(".log").open("wb")
     return subprocess.Popen(
-        [sys.executable, "-m", "tests.engine_worker", address, queue, "reserve_hosts", str(marker)],
+        [sys.executable, "-m", "tests.support.engine_worker", address, queue, "reserve_hosts", str(marker)],
         cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT)},
         stdout=log,

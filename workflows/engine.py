@@ -40,8 +40,8 @@ from contracts.engine import (
 from contracts.errors import OperationRefused
 from contracts.fleet import MemberStatus, MemberUpdate
 from contracts.messages import EngineSettings, SubtaskInput, SubtaskRef, SubtaskResult
-from contracts.request import TakeOverRequest
 from contracts.stages import SubtaskDef
+from contracts.target import ClusterTarget, TakeoverOptions
 from contracts.task_view import Operation, SubtaskStatus, TaskView
 from workflows.task import Subtask, Task, format_time
 
@@ -63,7 +63,9 @@ class SubtaskWorkflow:
 
     def __init__(self) -> None:
         self._task: Task | None = None
-        self._request: TakeOverRequest | None = None
+        # The cluster the subtasks work on, and what a takeover does beyond reaching it.
+        self._target: ClusterTarget | None = None
+        self._options = TakeoverOptions()
         self._settings = EngineSettings()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._changed = False
@@ -85,7 +87,7 @@ class SubtaskWorkflow:
 
     def _input_for(self, task: Task, subtask: Subtask, operation: str) -> SubtaskInput:
         """What the activity of `subtask` gets."""
-        assert self._request is not None
+        assert self._target is not None
         plan = subtask.plan
         return SubtaskInput(
             task_id=task.id,
@@ -93,16 +95,14 @@ class SubtaskWorkflow:
             subtask_name=subtask.name,
             workflow_id=workflow.info().workflow_id,
             operation=operation,
-            request=self._request,
-            cluster_name=task.topology.cluster_name,
-            ob_cluster_id=task.topology.ob_cluster_id,
+            target=self._target,
+            options=self._options,
             topology=task.topology if plan.node_kind == "CLUSTER" else None,
             node_kind=plan.node_kind,
             server=plan.server,
             host=plan.host,
             zone=plan.zone,
             context=task.context_for(subtask),
-            cluster_id=task.allocated_cluster_id,
             **self._input_extras(task),
         )
 
@@ -256,7 +256,7 @@ class SubtaskWorkflow:
 
     async def _run(self, task: Task, subtask: Subtask, activity: str) -> None:
         stage = subtask.plan.stage
-        assert stage is not None and self._request is not None
+        assert stage is not None and self._target is not None
         plan = subtask.plan
         arg = self._input_for(task, subtask, subtask.operation.value)
         verb = "Roll back" if task.rolling_back else None

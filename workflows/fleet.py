@@ -27,28 +27,35 @@ from contracts.engine import (
     MEMBER_UPDATE_SIGNAL,
     MEMO_CREATOR,
     TAKEOVER_WORKFLOW,
+    task_memo,
     workflow_id_for,
 )
 from contracts.errors import innermost_message
 from contracts.fleet import (
     CHECK_FLEET_MEMBERS,
     CLOSED,
+    DISCARD_FLEET_MEMBER,
     FIND_MANAGED,
     FLEET_CHECK_SECONDS,
+    PREPARE_FLEET_MEMBER,
     WORKING,
     FleetMember,
     FleetState,
     FleetView,
+    MemberStart,
     MemberStatus,
     MemberUpdate,
     parse_fleet_request,
 )
-from contracts.messages import EngineSettings
+from contracts.messages import EngineSettings, PreparedTask
 from contracts.request import TakeOverRequest
 from contracts.stages import LOAD_ENGINE_SETTINGS
 from contracts.task_view import Operation, TaskView
 from workflows.inputs import parse_or_fail
 
+# Members prepared in the metadb as every takeover is, before they start (fleets started earlier replay
+# without it: their members allocate their own ids and carry the fleet file's passwords).
+PREPARED_MEMBERS_PATCH = "fleet-members-prepared"
 # Rows of the fleet table shown in the Temporal UI's current details (failed and running ones first).
 DETAILS_ROWS = 25
 # A member's message as the fleet keeps it, at most.
@@ -209,18 +216,35 @@ class TakeOverFleet:
     async def _member(self, index: int, request: TakeOverRequest) -> None:
         """Start one member and follow it to its end (within this run; later runs learn from its signals)."""
         member = self._members[index]
+        creator = str(workflow.memo_value(MEMO_CREATOR, "temporal"))
+        prepared: PreparedTask | None = None
+        body: dict[str, Any] = request.model_dump(mode="json", exclude_none=True)
+        memo: dict[str, Any] = {MEMO_CREATOR: creator}
         try:
+            if workflow.patched(PREPARED_MEMBERS_PATCH):
+                # Prepared as every takeover is: ids, task row, passwords into the password box.
+                prepared = await workflow.execute_local_activity(
+                    PREPARE_FLEET_MEMBER,
+                    MemberStart(request=request, workflow_id=member.workflow_id, creator=creator),
+                    result_type=PreparedTask,
+                    start_to_close_timeout=timedelta(seconds=30),
+                )
+                body, memo = prepared.input, task_memo(creator, None, prepared.task_id, prepared.cluster_id)
             handle: workflow.ChildWorkflowHandle[Any, TaskView] = await workflow.start_child_workflow(
                 TAKEOVER_WORKFLOW,
-                request.model_dump(mode="json", exclude_none=True),
+                body,
                 id=member.workflow_id,
                 task_queue=workflow.info().task_queue,
                 parent_close_policy=ParentClosePolicy.ABANDON,
-                memo={MEMO_CREATOR: workflow.memo_value(MEMO_CREATOR, "temporal")},
+                memo=memo,
                 result_type=TaskView,
                 static_summary=f"Take over {member.endpoint} · fleet {workflow.info().workflow_id}",
             )
         except WorkflowAlreadyStartedError:
+            if prepared is not None:
+                await workflow.execute_local_activity(
+                    DISCARD_FLEET_MEMBER, prepared, start_to_close_timeout=timedelta(seconds=30)
+                )
             message = f"a takeover of this cluster is already running as workflow {member.workflow_id}"
             self._set(index, MemberStatus.NOT_STARTED, message=message, confirmed=True)
             return

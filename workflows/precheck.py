@@ -24,7 +24,7 @@ class TakeOverPrecheck:
         request = parse_request_or_fail(body)
         report: PrecheckReport = await workflow.execute_activity(
             RUN_PRECHECK,
-            PrecheckInput(request=request),
+            PrecheckInput.of_request(request),
             result_type=PrecheckReport,
             # An attempt lost with its worker is noticed by its missing heartbeat and runs again.
             schedule_to_close_timeout=PRECHECK_TIMEOUT,

@@ -40,7 +40,6 @@ class ReleaseCluster(SubtaskWorkflow):
     def __init__(self) -> None:
         super().__init__()
         self._release: ReleaseRequest | None = None
-        self._owner_task_id: int | None = None
 
     @workflow.run
     async def run(self, body: Any) -> TaskView:
@@ -51,11 +50,10 @@ class ReleaseCluster(SubtaskWorkflow):
             LOAD_ENGINE_SETTINGS, result_type=EngineSettings, start_to_close_timeout=timedelta(seconds=10)
         )
         target = await self._describe(release)
-        self._request = target.request
-        self._owner_task_id = target.owner_task_id
+        self._target = target.target
         workflow.upsert_search_attributes(
             [
-                CLUSTER_ADDRESS_KEY.value_set(target.request.endpoint),
+                CLUSTER_ADDRESS_KEY.value_set(target.target.where),
                 CLUSTER_NAME_KEY.value_set(target.topology.cluster_name),
             ]
         )
@@ -87,7 +85,6 @@ class ReleaseCluster(SubtaskWorkflow):
     def _input_extras(self, task: Task) -> dict[str, Any]:
         assert self._release is not None
         return {
-            "owner_task_id": self._owner_task_id,
             "task_name": RELEASE_TASK_NAME,
             "config_url": self._release.config_url,
         }

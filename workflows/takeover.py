@@ -21,6 +21,7 @@ from contracts.fleet import MemberStatus
 from contracts.messages import DiscoverTopologyInput, EngineSettings
 from contracts.request import TakeOverRequest
 from contracts.stages import ALLOCATE_TASK_ID, DISCOVER_TOPOLOGY, LOAD_ENGINE_SETTINGS
+from contracts.target import ClusterTarget, TakeoverOptions
 from contracts.task_view import TaskView
 from contracts.topology import ClusterEndpoint, Topology
 from workflows.engine import (
@@ -58,7 +59,7 @@ class TakeOverCluster(SubtaskWorkflow):
 
     async def _take_over(self, body: Any) -> TaskView:
         request = parse_request_or_fail(body)
-        self._request = request
+        self._options = TakeoverOptions.of_request(request)
         workflow.upsert_search_attributes(
             [
                 CLUSTER_ADDRESS_KEY.value_set(request.endpoint),
@@ -82,6 +83,7 @@ class TakeOverCluster(SubtaskWorkflow):
             start_time=format_time(workflow.now()),
             cluster_id=cluster_id,
         )
+        self._target = ClusterTarget.of_request(request, cluster_id).discovered(topology)
         workflow.upsert_search_attributes([CLUSTER_NAME_KEY.value_set(topology.cluster_name)])
         workflow.logger.info(
             "task %s: taking over cluster %s at %s (%d servers) in %s",

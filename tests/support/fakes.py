@@ -18,8 +18,8 @@ from temporalio.exceptions import ApplicationError
 
 from activities.fleet_work import check_fleet_members_activity
 from activities.settings import engine_settings_activity
-from contracts.fleet import FIND_MANAGED
-from contracts.messages import DiscoverTopologyInput, SubtaskInput, SubtaskResult
+from contracts.fleet import DISCARD_FLEET_MEMBER, FIND_MANAGED, PREPARE_FLEET_MEMBER, MemberStart
+from contracts.messages import DiscoverTopologyInput, PreparedTask, SubtaskInput, SubtaskResult
 from contracts.settings import load_settings
 from contracts.stages import ALLOCATE_TASK_ID, activity_names
 from contracts.topology import ServerNode, Topology, ZoneNode
@@ -67,6 +67,9 @@ class FakeCluster:
     allocated: int = 0
     # (address, port) of clusters the fake metadb says are managed already
     managed: set[tuple[str, int]] = field(default_factory=set)
+    # task ids of fleet members prepared, and of those whose preparation was undone
+    prepared: list[int] = field(default_factory=list)
+    discarded: list[int] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def fail(self, activity_name: str, node: str | None = None, times: int = 1) -> None:
@@ -87,6 +90,7 @@ class FakeCluster:
             self._find_managed(),
             self._allocate(),
             self._discover(),
+            *self._prepare_members(),
         ]
         fakes.extend(self._subtask(name) for name in activity_names())
         return fakes
@@ -105,6 +109,26 @@ class FakeCluster:
             return 13_089_034 + self.allocated
 
         return allocate_task_id
+
+    def _prepare_members(self) -> list[Callable[..., Any]]:
+        """Fleet members prepared as `metadb.task_starts` does: ids, and the password swapped for an id."""
+
+        @activity.defn(name=PREPARE_FLEET_MEMBER)
+        async def prepare_fleet_member(member: MemberStart) -> PreparedTask:
+            self.allocated += 1
+            task_id = 13_089_034 + self.allocated
+            body = member.request.model_dump(mode="json", exclude_none=True)
+            if body.pop("rootSysPassword", None) is not None:
+                body["rootSysCredentialId"] = task_id
+            self.prepared.append(task_id)
+            return PreparedTask(task_id=task_id, cluster_id=task_id, workflow_id=member.workflow_id, input=body)
+
+        @activity.defn(name=DISCARD_FLEET_MEMBER)
+        async def discard_fleet_member(prepared: PreparedTask) -> None:
+            assert prepared.task_id is not None
+            self.discarded.append(prepared.task_id)
+
+        return [prepare_fleet_member, discard_fleet_member]
 
     def _discover(self) -> Callable[..., Any]:
         @activity.defn(name="discover_topology")
@@ -131,7 +155,7 @@ class FakeCluster:
                 with self._lock:
                     self.running -= 1
             context = {"clusterId": "5000034"} if name == "prepare_takeover" else {}
-            return SubtaskResult(log=[f"{name} done on {node or arg.cluster_name}"], context=context)
+            return SubtaskResult(log=[f"{name} done on {node or arg.target.cluster_name}"], context=context)
 
         return run
 

@@ -97,7 +97,7 @@ async def refusal(handle: Handle, name: str, subtask_id: int | None = None) -> s
     return cause.message
 
 
-HISTORIES = Path(__file__).resolve().parent / "histories"
+HISTORIES = Path(__file__).resolve().parents[1] / "histories"
 RECORD_ENV = "OB_TAKEOVER_RECORD_HISTORIES"
 
 

@@ -1,6 +1,6 @@
 """A worker process with stand-in activities, for tests that kill a worker mid-subtask.
 
-Usage: python -m tests.engine_worker ADDRESS TASK_QUEUE BLOCK_ACTIVITY MARKER_FILE
+Usage: python -m tests.support.engine_worker ADDRESS TASK_QUEUE BLOCK_ACTIVITY MARKER_FILE
 The named activity heartbeats forever on its first attempt after writing MARKER_FILE; later attempts
 (after the worker was killed) complete at once.
 """
@@ -15,7 +15,7 @@ from temporalio import activity
 
 from contracts.messages import SubtaskInput, SubtaskResult
 from contracts.settings import load_settings
-from tests.fakes import FakeCluster, make_topology
+from tests.support.fakes import FakeCluster, make_topology
 from worker import build_worker, connect, serve
 
 

@@ -23,7 +23,7 @@ from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import MasterKey, Vault
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @dataclass

@@ -9,7 +9,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from tests.mariadb import free_port, sql_server
+from tests.support.mariadb import free_port, sql_server
 
 
 def seekdb_binary() -> Path:

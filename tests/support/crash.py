@@ -26,10 +26,10 @@ from metadb import credentials, hosts
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_master_key
-from tests.driver import Handle, log_of, named, wait_for
-from tests.simulator import Simulation, end_state, unwrap_host_commands, worker_env, wrap_host_command
+from tests.support.driver import Handle, log_of, named, wait_for
+from tests.support.simulator import Simulation, end_state, unwrap_host_commands, worker_env, wrap_host_command
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 DELAY = 1.5
 
 

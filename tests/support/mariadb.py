@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pymysql
 
-from tests.tls import TlsFiles
+from tests.support.tls import TlsFiles
 
 
 def free_port(host: str = "127.0.0.1") -> int:

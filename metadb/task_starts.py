@@ -1,0 +1,102 @@
+"""What starting a task writes in the metadb before its workflow starts, and the undo when it cannot start.
+
+A task gets its ids and its row in the task registry first, and the passwords of its request go into the
+password box, owned by the task (deleted when it ends) and bound to its endpoint; the workflow input names
+them by credential id, so no password enters Temporal's history. Every starter (the REST API, the Python
+client and with it the CLI, a fleet's members) goes through here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts.messages import PreparedTask
+from contracts.request import TakeOverRequest
+from contracts.stages import RELEASE_TASK_NAME
+from contracts.task_view import task_name
+from metadb import credentials, ids, tasks
+from metadb.db import Database
+from metadb.vault import Vault
+
+# The request's password fields, the reference each becomes and the user it is for.
+_SECRETS = (
+    ("rootSysPassword", "rootSysCredentialId", "root@sys"),
+    ("proxyroPassword", "proxyroCredentialId", "proxyro"),
+)
+
+
+def prepare_takeover(
+    db: Database, vault: Vault, request: TakeOverRequest, *, workflow_id: str, creator: str, trace_id: str | None
+) -> PreparedTask:
+    """Ids for a takeover of `request`, its task row (RUNNING, run not known yet) and its passwords in the box."""
+    task_id = ids.allocate_task_id(db)
+    cluster_id = ids.allocate_cluster_id(db)
+    tasks.record_task(
+        db, task_id=task_id, workflow_id=workflow_id, run_id="", name=task_name(False), status="RUNNING",
+        cluster_id=cluster_id, creator=creator, trace_id=trace_id,
+    )  # fmt: skip
+    body, stored = _passwords_to_box(db, vault, request, f"task {task_id}", task_id, cluster_id)
+    return PreparedTask(
+        task_id=task_id, cluster_id=cluster_id, workflow_id=workflow_id, input=body, stored_credential_ids=stored
+    )
+
+
+def prepare_precheck(db: Database, vault: Vault, request: TakeOverRequest, *, workflow_id: str) -> PreparedTask:
+    """A precheck's input: its passwords in the box for the precheck's time (no task, no ids)."""
+    body, stored = _passwords_to_box(db, vault, request, workflow_id, None, None)
+    return PreparedTask(workflow_id=workflow_id, input=body, stored_credential_ids=stored)
+
+
+def prepare_release(
+    db: Database, *, workflow_id: str, cluster_id: int, body: dict[str, Any], creator: str, trace_id: str | None
+) -> PreparedTask:
+    """A release's task id and task row (its root@sys password is the one the takeover stored, or named)."""
+    task_id = ids.allocate_task_id(db)
+    tasks.record_task(
+        db, task_id=task_id, workflow_id=workflow_id, run_id="", name=RELEASE_TASK_NAME, status="RUNNING",
+        cluster_id=cluster_id, creator=creator, trace_id=trace_id,
+    )  # fmt: skip
+    return PreparedTask(task_id=task_id, cluster_id=cluster_id, workflow_id=workflow_id, input=body)
+
+
+def record_started(db: Database, prepared: PreparedTask, run_id: str) -> None:
+    """The task's workflow has started as run `run_id`."""
+    if prepared.task_id is not None:
+        tasks.record_task(
+            db, task_id=prepared.task_id, workflow_id=prepared.workflow_id, run_id=run_id, name=None, status="RUNNING"
+        )
+
+
+def discard(db: Database, prepared: PreparedTask) -> None:
+    """Undo a preparation whose workflow did not start (or a precheck that ended): the task row REJECTED (no
+    list shows it), the passwords out of the box."""
+    if prepared.task_id is not None:
+        tasks.record_task(
+            db, task_id=prepared.task_id, workflow_id=prepared.workflow_id, run_id="", name=None, status="REJECTED"
+        )
+    for credential_id in prepared.stored_credential_ids:
+        credentials.delete_credential(db, credential_id)
+
+
+def _passwords_to_box(
+    db: Database, vault: Vault, request: TakeOverRequest, owner: str, task_id: int | None, cluster_id: int | None
+) -> tuple[dict[str, Any], list[int]]:
+    """The workflow input for `request` with its passwords put in the password box (under names of `owner`'s
+    own, so a concurrent request cannot replace them) and referenced instead; and the credentials made."""
+    body = request.model_dump(mode="json", exclude_none=True)
+    stored = []
+    for field, reference, user in _SECRETS:
+        if field in body:
+            body[reference] = credentials.save_credential(
+                db,
+                vault,
+                kind=credentials.CLUSTER,
+                name=f"{owner}: {user} of {request.endpoint}",
+                username=user,
+                secret=body.pop(field),
+                cluster_id=cluster_id,
+                created_by_task_id=task_id,
+                endpoints=[request.endpoint],
+            )
+            stored.append(body[reference])
+    return body, stored

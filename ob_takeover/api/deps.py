@@ -1,0 +1,129 @@
+"""What every route of OCP's REST API works with: the services, the authenticated call (`ViewerCall`,
+`ManagerCall`, `AdminCall`, by OCP's roles), ids in paths, and the checks of bodies and paging."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from fastapi import Path as FastApiPath
+from fastapi.responses import Response
+from pydantic import BaseModel, ValidationError
+from temporalio.client import Client
+
+from contracts.settings import Settings
+from metadb.db import Database
+from metadb.users import ADMIN, TASK_MANAGER, TASK_VIEWER
+from metadb.vault import Vault
+from ob_takeover.api.auth import Authenticator, User, require
+from ob_takeover.api.envelope import ApiError, SubError, invalid, success
+from ob_takeover.tasks import TaskStarter
+
+API = "/api/v2"
+
+
+@dataclass
+class Services:
+    """What the API works with: settings, metadb, password box, users and (connected on first use) Temporal."""
+
+    settings: Settings
+    db: Database
+    vault: Vault
+    auth: Authenticator
+    connect: Callable[[], Awaitable[Client]]
+    _client: Client | None = None
+    _lock: asyncio.Lock | None = None
+
+    async def temporal(self) -> Client:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._client is None:
+                try:
+                    self._client = await self.connect()
+                except Exception as exc:
+                    raise ApiError(503, f"Temporal is unreachable ({type(exc).__name__}); try again") from None
+        return self._client
+
+    async def metadb(self, work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """A metadb call, off the event loop."""
+        return await asyncio.to_thread(work, *args, **kwargs)
+
+    async def starter(self) -> TaskStarter:
+        """What tasks start with (`ob_takeover.tasks`): the metadb, the password box and Temporal."""
+        return TaskStarter(self.db, self.vault, await self.temporal(), self.settings.task_queue)
+
+
+@dataclass
+class Call:
+    """One API call: who makes it, its trace id, and what it works with."""
+
+    user: User
+    trace_id: str
+    began: float
+    services: Services
+
+    def ok(self, data: Any = None) -> Response:
+        return success(data, trace_id=self.trace_id, began=self.began)
+
+
+def _call(role: str) -> Callable[[Request], Awaitable[Call]]:
+    async def authenticated(request: Request) -> Call:
+        services: Services = request.app.state.services
+        client = request.client.host if request.client else "unknown"
+        user = await services.auth.user(request.headers.get("Authorization"), client)
+        request.state.user = user.name
+        require(user, role)
+        return Call(user, request.state.trace_id, request.state.began, services)
+
+    return authenticated
+
+
+# Ids are positive 64-bit integers; anything else is a 400 naming the parameter.
+MAX_ID = 2**63 - 1
+Id = Annotated[int, FastApiPath(ge=1, le=MAX_ID)]
+viewer = Depends(_call(TASK_VIEWER))
+manager = Depends(_call(TASK_MANAGER))
+admin = Depends(_call(ADMIN))
+# A call by a user with at least the role: TASK_VIEWER reads, TASK_MANAGER operates, ADMIN does everything.
+ViewerCall = Annotated[Call, viewer]
+ManagerCall = Annotated[Call, manager]
+AdminCall = Annotated[Call, admin]
+
+
+async def json_object(request: Request) -> dict[str, Any]:
+    """The JSON object in the body, whatever Content-Type says; 400 otherwise."""
+    try:
+        body = await request.json()
+    except (ValueError, RecursionError):
+        raise ApiError(400, "the body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "the body must be a JSON object")
+    return body
+
+
+def parse_body(model: type[BaseModel], body: dict[str, Any]) -> Any:
+    """`body` as a `model`; a 400 naming every field that breaks a rule otherwise."""
+    try:
+        return model.model_validate(body)
+    except ValidationError as exc:
+        raise invalid(exc.errors(include_input=False, include_url=False, include_context=False)) from None
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """The OpenAPI request body of an endpoint that parses its JSON body itself."""
+    return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema(by_alias=True)}}}}
+
+
+def valid_paging(number: int, size: int) -> tuple[int, int]:
+    """The page number and size of a listing, if in range (page from 1, size 1 to 1000); a 400 otherwise."""
+    if number < 1 or not 1 <= size <= 1000:
+        raise ApiError(
+            400,
+            "page starts at 1 and size is 1 to 1000",
+            sub_errors=[SubError(field="page" if number < 1 else "size", message="out of range")],
+        )
+    return number, size

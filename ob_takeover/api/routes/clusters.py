@@ -1,0 +1,175 @@
+"""Clusters: the takeover precheck, taking a cluster over, the managed clusters, and moving one out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field, ValidationError
+from temporalio.client import Client
+
+from contracts.errors import ClusterNotFound, FailedPrecondition, TaskConflict
+from contracts.release import ReleaseRequest
+from contracts.request import TakeOverRequest
+from contracts.stages import RELEASE_TASK_NAME
+from contracts.task_view import TaskStatus, TaskView
+from metadb import clusters
+from metadb.users import ADMIN
+from ob_takeover import tasks
+from ob_takeover.api.auth import require
+from ob_takeover.api.deps import (
+    API,
+    Call,
+    Id,
+    ManagerCall,
+    ViewerCall,
+    body_schema,
+    json_object,
+    valid_paging,
+)
+from ob_takeover.api.envelope import ApiError, invalid, paged
+from ob_takeover.api.routes.tasks import task_view
+from ob_takeover.api.takeover_body import refuse_stored_root_credential, takeover_request
+from ob_takeover.tasks import StartedTask
+
+log = logging.getLogger("ob_takeover.api")
+
+# How long the takeOver call waits for the new task's subtasks before it answers with the task alone.
+TASK_WAIT_SECONDS = 3.0
+BODY_SCHEMA = body_schema(TakeOverRequest)
+
+router = APIRouter()
+
+
+@router.post(f"{API}/ob/clusters/takeOverPreCheck", openapi_extra=BODY_SCHEMA, summary="takeover precheck")
+async def precheck(request: Request, call: ManagerCall) -> Response:
+    body = takeover_request(await json_object(request), call.trace_id)
+    refuse_stored_root_credential(call, body)
+    starter = await call.services.starter()
+    report = await tasks.run_precheck(starter, body, creator=call.user.name, trace_id=call.trace_id)
+    return call.ok(report)
+
+
+@router.post(f"{API}/ob/clusters/takeOver", openapi_extra=BODY_SCHEMA, summary="take a cluster over")
+async def take_over(request: Request, call: ManagerCall) -> Response:
+    """Start a takeover; answers the task at once, with its id and the cluster's id from the metadb.
+
+    A root@sys password in the body goes into the password box and the workflow gets a reference to it,
+    so the password never enters Temporal's history.
+    """
+    body = takeover_request(await json_object(request), call.trace_id)
+    refuse_stored_root_credential(call, body)
+    starter = await call.services.starter()
+    try:
+        started = await tasks.start_takeover(starter, body, creator=call.user.name, trace_id=call.trace_id)
+    except TaskConflict as exc:
+        raise ApiError(409, str(exc)) from None
+    log.info("trace %s: %s started task %s (%s) for %s", call.trace_id, call.user.name, started.task_id,
+             started.workflow_id, body.endpoint)  # fmt: skip
+    return call.ok(await _new_task(starter.client, started, call.user.name))
+
+
+async def _new_task(client: Client, started: StartedTask, creator: str, name: str | None = None) -> TaskView:
+    """A task just started, once it shows its subtasks or ends; as it is after TASK_WAIT_SECONDS otherwise."""
+    deadline = time.monotonic() + TASK_WAIT_SECONDS
+    run_id = started.handle.result_run_id
+    while True:
+        view = await task_view(client, started.workflow_id, run_id, started.task_id, started.cluster_id, creator, name)
+        if view.subtasks or view.status is not TaskStatus.RUNNING or time.monotonic() > deadline:
+            return view
+        await asyncio.sleep(0.1)
+
+
+def _cluster(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "obClusterId": row["ob_cluster_id"],
+        "address": row["address"],
+        "port": row["port"],
+        "connectionMode": row["connection_mode"],
+        "version": row["version"],
+        "status": row["status"],
+    }
+
+
+@router.get(f"{API}/ob/clusters", summary="managed clusters")
+async def list_clusters(call: ViewerCall, page: int = 1, size: int = 10) -> Response:
+    number, size = valid_paging(page, size)
+    rows = await call.services.metadb(clusters.list_clusters, call.services.db)
+    return call.ok(paged([_cluster(row) for row in rows], number, size))
+
+
+@router.get(f"{API}/ob/clusters/{{cluster_id}}", summary="a managed cluster")
+async def get_cluster(cluster_id: Id, call: ViewerCall) -> Response:
+    row = await call.services.metadb(clusters.get_cluster, call.services.db, cluster_id)
+    if row is None:
+        raise ApiError(404, f"cluster {cluster_id} does not exist")
+    return call.ok(_cluster(row))
+
+
+class MoveOutBody(BaseModel):
+    """OCP's moveOut body. `targetConfigAddress` is the obconfig_url to leave (default: the one from before
+    the takeover). The other fields are OCP's; the values that would keep what a release removes are
+    refused rather than ignored."""
+
+    model_config = {"extra": "forbid"}
+
+    targetConfigAddress: str | None = Field(default=None, max_length=2048)
+    deleteHost: bool = True
+    deleteHostIds: list[int] = Field(default_factory=list)
+    skipOperationHostIds: list[int] = Field(default_factory=list)
+    force: bool = False
+    retainClusterInfo: bool = False
+
+
+@router.post(f"{API}/ob/clusters/{{cluster_id}}/moveOut", summary="move a cluster out of management")
+async def move_out(cluster_id: Id, request: Request, call: ManagerCall) -> Response:
+    """Start releasing a managed cluster (`ReleaseCluster`): its takeover's work undone, data untouched, the
+    proxyro password left as it is. Answers the release task."""
+    raw = await json_object(request) if (await request.body()).strip() else {}
+    release = _release_request(call, cluster_id, raw)
+    starter = await call.services.starter()
+    try:
+        started = await tasks.start_release(starter, release, creator=call.user.name, trace_id=call.trace_id)
+    except ClusterNotFound as exc:
+        raise ApiError(404, str(exc)) from None
+    except (FailedPrecondition, TaskConflict) as exc:
+        raise ApiError(409, str(exc)) from None
+    log.info("trace %s: %s started task %s (%s) for cluster %s", call.trace_id, call.user.name, started.task_id,
+             started.workflow_id, cluster_id)  # fmt: skip
+    return call.ok(await _new_task(starter.client, started, call.user.name, RELEASE_TASK_NAME))
+
+
+def _release_request(call: Call, cluster_id: int, raw: dict[str, Any]) -> ReleaseRequest:
+    """The moveOut body as the release's input; a 400 for the values a release cannot honour."""
+    try:
+        body = MoveOutBody.model_validate(raw)
+    except ValidationError as exc:
+        raise invalid(exc.errors(include_input=False)) from None
+    kept = [
+        name
+        for name, keeps in (
+            ("deleteHost", not body.deleteHost),
+            ("deleteHostIds", bool(body.deleteHostIds)),
+            ("retainClusterInfo", body.retainClusterInfo),
+            ("force", body.force),
+            ("skipOperationHostIds", bool(body.skipOperationHostIds)),
+        )
+        if keeps
+    ]
+    if kept:
+        message = "not supported: a release always removes what the takeover created"
+        raise invalid([{"loc": (name,), "msg": message} for name in kept])
+    if body.targetConfigAddress:
+        # The cluster's servers will fetch their root service list from it: pointing them elsewhere is an
+        # administrator's call, as using a stored root password for another purpose is.
+        require(call.user, ADMIN)
+    try:
+        return ReleaseRequest(cluster_id=cluster_id, config_url=body.targetConfigAddress)
+    except ValidationError as exc:
+        raise invalid([{**e, "loc": ("targetConfigAddress",)} for e in exc.errors(include_input=False)]) from None

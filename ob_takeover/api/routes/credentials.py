@@ -1,0 +1,80 @@
+"""Credentials, for an administrator: listed without their secrets, and SSH credentials of hosts added."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from metadb import credentials
+from ob_takeover.api.deps import API, AdminCall, body_schema, json_object, parse_body, valid_paging
+from ob_takeover.api.envelope import ApiError, SubError, paged
+
+log = logging.getLogger("ob_takeover.api")
+
+router = APIRouter()
+
+
+class SshCredential(BaseModel):
+    type: str = Field(pattern="^(PASSWORD|PRIVATE_KEY)$")
+    username: str = Field(min_length=1, max_length=255)
+    passphrase: str | None = Field(None, repr=False)
+    private_key: str | None = Field(None, alias="privateKey", repr=False)
+
+
+class CredentialBody(BaseModel):
+    target_type: str = Field(alias="targetType", pattern="^HOST$")
+    name: str = Field(min_length=1, max_length=255)
+    description: str | None = None
+    ssh_credential_property: SshCredential = Field(alias="sshCredentialProperty")
+
+
+def _credential(row: dict[str, Any]) -> dict[str, Any]:
+    kind = {credentials.HOST: "HOST", credentials.CLUSTER: "OB"}.get(row["kind"], row["kind"])
+    return {
+        "id": row["id"],
+        "name": row["name"],
+        "targetType": kind,
+        "username": row["username"],
+        "type": "PRIVATE_KEY" if row["secret_type"] == "private_key" else "PASSWORD",
+        "createTime": row["created_at"],
+    }
+
+
+@router.get(f"{API}/profiles/me/credentials", summary="credentials, never their secrets")
+async def list_credentials(call: AdminCall, page: int = 1, size: int = 10) -> Response:
+    number, size = valid_paging(page, size)
+    rows = await call.services.metadb(credentials.list_credentials, call.services.db)
+    shown = [_credential(row) for row in rows if row["kind"] in (credentials.HOST, credentials.CLUSTER)]
+    return call.ok(paged(shown, number, size))
+
+
+@router.post(
+    f"{API}/profiles/me/credentials",
+    openapi_extra=body_schema(CredentialBody),
+    summary="add an SSH credential (HOST)",
+)
+async def add_credential(request: Request, call: AdminCall) -> Response:
+    body: CredentialBody = parse_body(CredentialBody, await json_object(request))
+    ssh = body.ssh_credential_property
+    secret, passphrase, secret_type = ssh.passphrase, None, "password"
+    if ssh.type == "PRIVATE_KEY":
+        secret_type = "private_key"
+        # Clients in the field send the key's text in `passphrase` and no key field.
+        secret, passphrase = (ssh.private_key, ssh.passphrase) if ssh.private_key else (ssh.passphrase, None)
+    if not secret:
+        field = "sshCredentialProperty.privateKey" if ssh.type == "PRIVATE_KEY" else "sshCredentialProperty.passphrase"
+        raise ApiError(400, f"{field} is required", sub_errors=[SubError(field=field, message="is required")])
+    db = call.services.db
+    if await call.services.metadb(credentials.describe_credential, db, kind=credentials.HOST, name=body.name):
+        raise ApiError(400, f"credential {body.name} exists", sub_errors=[SubError(field="name", message="exists")])
+    credential_id = await call.services.metadb(
+        credentials.save_credential, db, call.services.vault, kind=credentials.HOST, name=body.name,
+        username=ssh.username, secret=secret, secret_type=secret_type, passphrase=passphrase,
+    )  # fmt: skip
+    log.info("trace %s: %s added host credential %s", call.trace_id, call.user.name, credential_id)
+    row = await call.services.metadb(credentials.describe_credential, db, credential_id=credential_id)
+    return call.ok(_credential(row))

@@ -1,0 +1,181 @@
+"""The one way in: every takeover, release and precheck starts here, whoever asks for it (the REST API, the
+Python client and with it the CLI; a fleet's members are prepared by the same `metadb.task_starts`).
+
+A start checks that nothing else works on the cluster, prepares the task in the metadb (ids, task row, the
+request's passwords into the password box), starts its workflow and, when the workflow cannot start, undoes
+the preparation: no task row left RUNNING, no password left in the box.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
+
+from contracts.engine import fleet_workflow_id, release_workflow_id_for, task_memo, workflow_id_for
+from contracts.errors import ClusterNotFound, FailedPrecondition, TaskConflict
+from contracts.fleet import FleetRequest, check_fleet_name
+from contracts.messages import PrecheckReport, PreparedTask
+from contracts.release import ReleaseRequest
+from contracts.request import TakeOverRequest
+from contracts.task_view import TaskView
+from metadb import clusters, task_starts, tasks
+from metadb.db import Database
+from metadb.managed import describe_managed_cluster
+from metadb.vault import Vault
+from workflows.fleet import TakeOverFleet
+from workflows.precheck import TakeOverPrecheck
+from workflows.release import ReleaseCluster
+from workflows.takeover import TakeOverCluster
+
+Result = TypeVar("Result")
+
+
+@dataclass(frozen=True)
+class TaskStarter:
+    """What starting a task works with: the metadb and the password box, and Temporal."""
+
+    db: Database
+    vault: Vault
+    client: Client
+    task_queue: str
+
+    async def metadb(self, work: Callable[..., Result], *args: Any, **kwargs: Any) -> Result:
+        """A metadb call, off the event loop."""
+        return await asyncio.to_thread(work, *args, **kwargs)
+
+
+@dataclass(frozen=True)
+class StartedTask:
+    """A task whose workflow runs: its ids and its workflow."""
+
+    task_id: int
+    cluster_id: int | None
+    handle: WorkflowHandle[Any, TaskView]
+
+    @property
+    def workflow_id(self) -> str:
+        return self.handle.id
+
+
+async def start_takeover(
+    starter: TaskStarter, request: TakeOverRequest, *, creator: str, trace_id: str | None = None
+) -> StartedTask:
+    """Start taking the cluster at the request's endpoint over; TaskConflict when a task works on it already
+    or it is managed here."""
+    workflow_id = workflow_id_for(request.address, request.port)
+    await _refuse_if_taken(starter, request, workflow_id)
+    prepared = await starter.metadb(
+        task_starts.prepare_takeover, starter.db, starter.vault, request,
+        workflow_id=workflow_id, creator=creator, trace_id=trace_id,
+    )  # fmt: skip
+    conflict = f"cluster {request.endpoint} is being taken over by another task ({workflow_id})"
+    return await _start(starter, TakeOverCluster.run, prepared, creator, trace_id, conflict)
+
+
+async def start_release(
+    starter: TaskStarter, release: ReleaseRequest, *, creator: str, trace_id: str | None = None
+) -> StartedTask:
+    """Start moving managed cluster `release.cluster_id` out of management; ClusterNotFound, or
+    FailedPrecondition naming what the release would find wrong first (its root@sys password above all)."""
+    row = await starter.metadb(clusters.get_cluster, starter.db, release.cluster_id)
+    if row is None:
+        raise ClusterNotFound(f"cluster {release.cluster_id} does not exist")
+    if row["status"] not in (clusters.RUNNING, clusters.RELEASING):
+        raise FailedPrecondition(f"cluster {release.cluster_id} is {row['status']}: only a managed cluster moves out")
+    workflow_id = release_workflow_id_for(row["address"], int(row["port"]))
+    await starter.metadb(describe_managed_cluster, starter.db, release, workflow_id)
+    prepared = await starter.metadb(
+        task_starts.prepare_release, starter.db, workflow_id=workflow_id, cluster_id=release.cluster_id,
+        body=release.model_dump(mode="json", exclude_none=True), creator=creator, trace_id=trace_id,
+    )  # fmt: skip
+    conflict = f"cluster {release.cluster_id} is being moved out by another task ({workflow_id})"
+    return await _start(starter, ReleaseCluster.run, prepared, creator, trace_id, conflict)
+
+
+async def run_precheck(
+    starter: TaskStarter, request: TakeOverRequest, *, creator: str, trace_id: str | None = None
+) -> PrecheckReport:
+    """The precheck of `request`, to its end; its passwords are in the password box for its time only."""
+    suffix = (trace_id or os.urandom(4).hex())[:8]
+    workflow_id = f"precheck-{request.address}-{request.port}-{suffix}"
+    prepared = await starter.metadb(
+        task_starts.prepare_precheck, starter.db, starter.vault, request, workflow_id=workflow_id
+    )
+    try:
+        report: PrecheckReport = await starter.client.execute_workflow(
+            TakeOverPrecheck.run,
+            prepared.input,
+            id=workflow_id,
+            task_queue=starter.task_queue,
+            memo=task_memo(creator, trace_id),
+        )
+        return report
+    finally:
+        await starter.metadb(task_starts.discard, starter.db, prepared)
+
+
+async def start_fleet(
+    client: Client, task_queue: str, request: FleetRequest, name: str, *, creator: str
+) -> WorkflowHandle[TakeOverFleet, Any]:
+    """Start a fleet takeover named `name` (workflow id `fleet-NAME`). The fleet itself needs nothing from the
+    metadb; each member is prepared as a takeover is (`metadb.task_starts`), by the fleet as it starts it."""
+    return await client.start_workflow(
+        TakeOverFleet.run,
+        request.model_dump(mode="json", exclude_none=True),
+        id=fleet_workflow_id(check_fleet_name(name)),
+        task_queue=task_queue,
+        memo=task_memo(creator),
+        static_summary=f"Take over {len(request.requests)} clusters, {request.max_concurrent} at a time",
+    )
+
+
+async def _start(
+    starter: TaskStarter,
+    run: Callable[..., Awaitable[TaskView]],
+    prepared: PreparedTask,
+    creator: str,
+    trace_id: str | None,
+    conflict: str,
+) -> StartedTask:
+    """Start a prepared task's workflow; undo the preparation when it does not start."""
+    assert prepared.task_id is not None
+    try:
+        handle: WorkflowHandle[Any, TaskView] = await starter.client.start_workflow(
+            run,
+            prepared.input,
+            id=prepared.workflow_id,
+            task_queue=starter.task_queue,
+            memo=task_memo(creator, trace_id, prepared.task_id, prepared.cluster_id),
+        )
+    except BaseException as exc:
+        await starter.metadb(task_starts.discard, starter.db, prepared)
+        if isinstance(exc, WorkflowAlreadyStartedError):
+            raise TaskConflict(conflict) from None
+        raise
+    await starter.metadb(task_starts.record_started, starter.db, prepared, handle.result_run_id or "")
+    return StartedTask(prepared.task_id, prepared.cluster_id, handle)
+
+
+async def _refuse_if_taken(starter: TaskStarter, request: TakeOverRequest, workflow_id: str) -> None:
+    """TaskConflict when a takeover of the endpoint runs, or the cluster at the endpoint is managed already."""
+    try:
+        description = await starter.client.get_workflow_handle(workflow_id).describe()
+        if description.status == WorkflowExecutionStatus.RUNNING:
+            row = await starter.metadb(tasks.latest_task_of, starter.db, workflow_id)
+            holder = f"task {row['task_id']}" if row else "a task"
+            raise TaskConflict(f"cluster {request.endpoint} is being taken over by {holder} ({workflow_id})")
+    except RPCError as exc:
+        if exc.status != RPCStatusCode.NOT_FOUND:
+            raise
+    for row in await starter.metadb(clusters.list_clusters, starter.db):
+        if (row["address"], int(row["port"])) == (request.address, request.port) and row["status"] == clusters.RUNNING:
+            raise TaskConflict(
+                f"cluster {row['name']} at {request.endpoint} is already managed here as cluster {row['id']}"
+            )
