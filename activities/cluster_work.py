@@ -8,20 +8,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
 from typing import Any
 
 from activities import cluster_sql as sql
-from activities.facts import read_parameter
+from activities import facts
+from activities.cluster_records import (
+    config_url,
+    monitor_password,
+    record_task,
+    root_credential_name,
+    save_cluster_credential,
+    undo_in_metadb,
+)
 from activities.precheck import run_checks
 from activities.runtime import Work
-from contracts.engine import config_url_for, unreachable_config_url
-from contracts.errors import ClusterSqlError, CredentialMisuse, FailedPrecondition
+from contracts.engine import unreachable_config_url
+from contracts.errors import ClusterSqlError, FailedPrecondition
 from contracts.messages import WARNING, PrecheckInput
-from contracts.task_view import task_name
-from metadb import clusters, credentials, locks, tasks
-from metadb.credentials import CLUSTER, Credential
-from metadb.db import Database
+from contracts.task_view import RecordedStatus, end_status
+from metadb import clusters, credentials, locks
 
 # --- Mc lock ob clusters / Mc unlock ob clusters ---------------------------------------------------
 
@@ -32,23 +37,9 @@ def lock_keys_of(work: Work) -> list[str]:
     return locks.lock_keys(endpoint.address, endpoint.port, *target.name_and_id)
 
 
-def record_task(work: Work, status: str, cluster_id: int | None = None) -> None:
-    """The task's row in the metadb's task registry (its name is kept when this subtask lacks the topology)."""
-    topology = work.arg.topology
-    tasks.record_task(
-        work.db,
-        task_id=work.arg.task_id,
-        workflow_id=work.arg.workflow_id,
-        run_id=work.run_id,
-        name=work.arg.task_name or (task_name(topology.standby) if topology else None),
-        status=status,
-        cluster_id=cluster_id,
-    )
-
-
 def acquire_cluster_lock(work: Work) -> None:
     locks.acquire(work.db, lock_keys_of(work), work.arg.task_id, work.arg.workflow_id, work.arg.target.name_and_id[0])
-    record_task(work, "RUNNING")
+    record_task(work, RecordedStatus.RUNNING)
     work.say(f"cluster {work.cluster_key} locked by task {work.arg.task_id}")
 
 
@@ -59,16 +50,11 @@ def release_cluster_lock(work: Work) -> None:
     dropped = credentials.delete_task_credentials(work.db, work.arg.task_id, keep_prefix=f"{work.cluster_key}:")
     if dropped:
         work.say(f"{dropped} password(s) stored for this task only removed from the password box")
-    status = {"EXECUTE": "SUCCESSFUL", "RETRY": "SUCCESSFUL", "ROLLBACK": "ROLLED_BACK", "CANCEL": "ABORTED"}
-    record_task(work, status.get(work.arg.operation, work.arg.operation), work.known_cluster_id())
+    record_task(work, end_status(work.arg.operation), work.known_cluster_id())
     work.say(f"released {released} lock(s) on cluster {work.cluster_key}" if released else "no lock held")
 
 
 # --- Prepare take over cluster ------------------------------------------------------------------
-
-
-def root_credential_name(work: Work) -> str:
-    return credentials.cluster_credential_name(work.cluster_key, "root@sys")
 
 
 async def prepare_takeover(work: Work) -> None:
@@ -118,46 +104,6 @@ def _record_cluster(work: Work, version: str) -> None:
         work.say("root@sys password saved to the password box")
 
 
-def save_cluster_credential(
-    work: Work, name: str, username: str, secret: str, cluster_id: int | None, user_existed: bool | None = None
-) -> int:
-    """A cluster credential owned by this task, usable only at the request's endpoint and for this cluster.
-    One of the same name stored for another endpoint is not replaced: a server elsewhere that reports this
-    cluster's name and id must not take over its credentials."""
-    endpoint = work.arg.target.where
-    existing = credentials.describe_credential(work.db, kind=CLUSTER, name=name)
-    if existing is not None and endpoint not in json.loads(existing["endpoints"] or "[]"):
-        raise CredentialMisuse(
-            f"the password box holds {name} for another endpoint (credential {existing['id']}, stored by task "
-            f"{existing['created_by_task_id']}): the server at {endpoint} reports a cluster name and id that "
-            "another endpoint holds; check which one is the real cluster"
-        )
-    # A credential someone else stored under this name (an operator, an earlier takeover) stays theirs: this
-    # task's rollback or a release must not delete it.
-    owner = work.arg.task_id if existing is None else existing["created_by_task_id"]
-    return credentials.save_credential(
-        work.db,
-        work.vault,
-        kind=CLUSTER,
-        name=name,
-        username=username,
-        secret=secret,
-        cluster_id=cluster_id,
-        created_by_task_id=owner,
-        endpoints=[endpoint],
-        bound_cluster=work.cluster_key,
-        user_existed=user_existed,
-    )
-
-
-def bound_cluster_credential(work: Work, name: str) -> Credential | None:
-    """The cluster credential `name`, refused if it is not bound to this endpoint and cluster."""
-    found = credentials.find_credential(work.db, work.vault, CLUSTER, name)
-    if found is not None:
-        work.runtime.credentials.check_binding(found, work.arg.target.endpoint, work.cluster_key)
-    return found
-
-
 def remove_cluster_record(work: Work) -> None:
     cluster_id = work.known_cluster_id()
     record = clusters.get_cluster(work.db, cluster_id) if cluster_id is not None else None
@@ -176,103 +122,7 @@ def remove_cluster_record(work: Work) -> None:
     work.say(f"cluster record {cluster_id} removed" if cluster_id else "no cluster record of this task to remove")
 
 
-# --- Create default user ------------------------------------------------------------------------
-
-
-def monitor_credential_name(work: Work) -> str:
-    return credentials.cluster_credential_name(work.cluster_key, sql.MONITOR_USER)
-
-
-def monitor_password(work: Work) -> str:
-    found = bound_cluster_credential(work, monitor_credential_name(work))
-    if found is None:
-        raise FailedPrecondition(
-            f"the password of {sql.MONITOR_USER} is not in the password box; run 'Create default user' first"
-        )
-    return found.secret
-
-
-def before_credential_name(work: Work) -> str:
-    return f"{monitor_credential_name(work)}:before"
-
-
-def create_default_user(work: Work) -> None:
-    name = monitor_credential_name(work)
-    existing = bound_cluster_credential(work, name)
-    if existing is None:
-        created_before = bool(work.sys.query(sql.user_exists(sql.MONITOR_USER)))
-        if created_before:
-            # Before anything changes: the user's hash and grants, so that a rollback restores them exactly.
-            _record_user_before(work)
-        # Stored before the user is created, so a retry or the compensation always knows it.
-        password = credentials.generate_password()
-        save_cluster_credential(
-            work, name, sql.MONITOR_USER, password, work.known_cluster_id(), user_existed=created_before
-        )
-    else:
-        password = existing.secret
-        created_before = existing.user_existed
-    work.sys.execute(sql.create_user(sql.MONITOR_USER, password))
-    work.sys.execute(sql.alter_user_password(sql.MONITOR_USER, password))
-    work.sys.execute(sql.grant("SELECT", "*.*", sql.MONITOR_USER))
-    work.say(
-        f"monitor user {sql.MONITOR_USER} {'already existed; password reset' if created_before else 'created'}"
-        ", SELECT granted, password saved to the password box"
-    )
-
-
-def _record_user_before(work: Work) -> None:
-    rows = work.sys.query(sql.user_password_hash(sql.MONITOR_USER))
-    grants = [str(next(iter(row.values()))) for row in work.sys.query(sql.show_grants(sql.MONITOR_USER))]
-    state = {"password": str(rows[0]["PASSWORD"] or "") if rows else "", "grants": grants}
-    save_cluster_credential(
-        work, before_credential_name(work), sql.MONITOR_USER, json.dumps(state), work.known_cluster_id(), True
-    )
-    work.say(f"{sql.MONITOR_USER} exists: its password hash and {len(grants)} grant line(s) kept for a rollback")
-
-
-def drop_default_user(work: Work) -> None:
-    name = monitor_credential_name(work)
-    row = credentials.describe_credential(work.db, kind=CLUSTER, name=name)
-    if row is None or row["created_by_task_id"] != work.owner_task_id:
-        # Not this task's: another takeover's monitor user and password stay as they are.
-        work.say(f"no {sql.MONITOR_USER} password from this task: user and password box left as they are")
-        return
-    if row["user_existed"]:
-        _restore_user_before(work)
-    else:
-        work.sys.execute(sql.drop_user(sql.MONITOR_USER))
-        work.say(f"monitor user {sql.MONITOR_USER} dropped")
-    credentials.delete_own_cluster_credential(work.db, name, work.owner_task_id)
-
-
-def _restore_user_before(work: Work) -> None:
-    """Put the monitor user back as the takeover found it: the same password hash, the same grants."""
-    before = bound_cluster_credential(work, before_credential_name(work))
-    if before is None or before.created_by_task_id != work.owner_task_id:
-        work.say(
-            f"monitor user {sql.MONITOR_USER} existed before the takeover; its earlier state was not recorded: kept"
-        )
-        return
-    state = json.loads(before.secret)
-    grants = sql.grants_from_show(state["grants"], sql.MONITOR_USER)
-    # Dropped and created again: only CREATE USER takes a hash as it is. A retry finds it dropped or back.
-    work.sys.execute(sql.drop_user(sql.MONITOR_USER))
-    work.sys.execute(sql.create_user_with_hash(sql.MONITOR_USER, state["password"]))
-    for statement in grants:
-        work.sys.execute(statement)
-    credentials.delete_own_cluster_credential(work.db, before.name, work.owner_task_id)
-    work.say(
-        f"monitor user {sql.MONITOR_USER} restored as before the takeover: its password hash and "
-        f"{len(grants)} grant statement(s)"
-    )
-
-
 # --- Register config url --------------------------------------------------------------------------
-
-
-def config_url(work: Work) -> str:
-    return config_url_for(work.runtime.public_url, *work.arg.target.name_and_id)
 
 
 def register_config_url(work: Work) -> None:
@@ -287,11 +137,11 @@ def register_config_url(work: Work) -> None:
     record = clusters.get_cluster(work.db, cluster_id)
     assert record is not None
     url = config_url(work)
-    current = read_parameter(work.sys, "obconfig_url")
+    current = work.sys.read(facts.parameter("obconfig_url"))
     # The URL found before the takeover is kept once; a retry sees our own URL and must not keep that.
     previous = record["previous_config_url"] if record["config_url"] else current
     # The config server must know the RS list before the cluster is pointed at it.
-    rs_list = sql.rs_list_from_parameter(read_parameter(work.sys, "rootservice_list"))
+    rs_list = sql.rs_list_from_parameter(work.sys.read(facts.parameter("rootservice_list")))
     clusters.set_rs_list(work.db, cluster_id, rs_list)
     clusters.set_config_url(work.db, cluster_id, url, previous)
     work.sys.execute(sql.set_parameter("obconfig_url", url))
@@ -325,9 +175,7 @@ async def run_io_calibration(work: Work) -> None:
     worker was lost) that finds the calibration an earlier attempt started finished keeps its result."""
     server = work.arg.server
     assert server is not None
-    status_sql = sql.io_calibration_status(server.ip, server.rpc_port)
-    rows = await work.query(status_sql)
-    row = rows[0] if rows else {}
+    row = await work.read(facts.io_calibration(server))
     earlier = work.progress.get("io_calibration")
     if row.get("STATUS") == "IN PROGRESS":
         work.say(f"io calibration already running on {server.label}; waiting for it")
@@ -345,8 +193,7 @@ async def run_io_calibration(work: Work) -> None:
         work.say(f"io calibration started on {server.label}")
     while True:
         await asyncio.sleep(work.runtime.poll_interval)
-        rows = await work.query(status_sql)
-        status = rows[0]["STATUS"] if rows else "NOT AVAILABLE"
+        status = (await work.read(facts.io_calibration(server))).get("STATUS", "NOT AVAILABLE")
         if status == "READY":
             work.say(f"io calibration READY on {server.label}")
             return
@@ -373,9 +220,9 @@ def _started_since(row: dict[str, Any], earlier: dict[str, Any]) -> bool:
 
 def record_root_service_list(work: Work) -> None:
     cluster_id = work.cluster_id()
-    rs_list = sql.rs_list_from_locations(work.sys.query(sql.RS_LIST_SQL))
+    rs_list = work.sys.read(facts.ROOT_SERVICE)
     if not rs_list:
-        rs_list = sql.rs_list_from_parameter(read_parameter(work.sys, "rootservice_list"))
+        rs_list = sql.rs_list_from_parameter(work.sys.read(facts.parameter("rootservice_list")))
     if not rs_list:
         raise FailedPrecondition("the cluster reports no root service; check the sys tenant's log stream 1")
     clusters.set_rs_list(work.db, cluster_id, rs_list)
@@ -416,7 +263,7 @@ async def wait_cluster_accessible(work: Work) -> None:
 
 def _servers_not_ready(work: Work, password: str) -> int:
     with work.cluster_as(sql.MONITOR_USER, password) as client:
-        return int(client.query(sql.SERVICE_NOT_READY_SQL)[0]["NOT_READY"])
+        return client.read(facts.SERVICE_NOT_READY)
 
 
 # --- Attach cluster attributes --------------------------------------------------------------------
@@ -424,8 +271,8 @@ def _servers_not_ready(work: Work, password: str) -> int:
 
 def attach_cluster_attributes(work: Work) -> None:
     cluster_id = work.cluster_id()
-    servers = work.sys.query(sql.SERVERS_SQL)
-    zones = work.sys.query(sql.ZONES_SQL)
+    servers = work.sys.read(facts.SERVERS)
+    zones = work.sys.read(facts.ZONES)
     process = {
         (row["ip"], row["rpc_port"]): json.loads(row["process_info"])
         for row in clusters.rows_of(work.db, "servers", cluster_id)
@@ -433,14 +280,14 @@ def attach_cluster_attributes(work: Work) -> None:
     }
     install_paths = sorted({p["install_path"] for p in process.values() if p.get("install_path")})
     attributes = {
-        "version": work.sys.query(sql.OB_VERSION_SQL)[0]["VERSION"],
+        "version": work.sys.read(facts.OB_VERSION),
         "build_versions": sorted({str(r["BUILD_VERSION"]) for r in servers}),
         "regions": sorted({str(r["REGION"]) for r in zones}),
         "architecture": "distributed" if len(servers) > 1 else "standalone",
-        "data_dir": read_parameter(work.sys, "data_dir"),
+        "data_dir": work.sys.read(facts.parameter("data_dir")),
         "install_paths": install_paths,
         "log_dirs": sorted({p["log_dir"] for p in process.values() if p.get("log_dir")}),
-        "config_url": read_parameter(work.sys, "obconfig_url"),
+        "config_url": work.sys.read(facts.parameter("obconfig_url")),
         "zones": len(zones),
         "servers": len(servers),
     }
@@ -449,14 +296,6 @@ def attach_cluster_attributes(work: Work) -> None:
         f"attributes: OceanBase {attributes['version']}, {attributes['servers']} servers, "
         f"regions {attributes['regions']}"
     )
-
-
-def undo_in_metadb(work: Work, undo: Callable[[Database, int], object], done: str) -> None:
-    """A compensation that removes what its subtask recorded under the cluster's record, if there is one."""
-    cluster_id = work.known_cluster_id()
-    if cluster_id:
-        undo(work.db, cluster_id)
-    work.say(done)
 
 
 def detach_cluster_attributes(work: Work) -> None:
@@ -470,8 +309,8 @@ def detach_cluster_attributes(work: Work) -> None:
 
 def sync_cluster_info(work: Work) -> None:
     cluster_id = work.cluster_id()
-    zones = sql.zone_rows(work.sys.query(sql.ZONES_SQL))
-    servers = sql.server_rows(work.sys.query(sql.SERVERS_SQL))
+    zones = sql.zone_rows(work.sys.read(facts.ZONES))
+    servers = sql.server_rows(work.sys.read(facts.SERVERS))
     clusters.sync_topology(work.db, cluster_id, zones, servers)
     work.say(f"synced {len(zones)} zones and {len(servers)} servers")
 
@@ -482,56 +321,20 @@ def remove_cluster_info(work: Work) -> None:
 
 def sync_tenant_info(work: Work) -> None:
     cluster_id = work.cluster_id()
-    tenants = sql.tenant_rows(work.sys.query(sql.TENANTS_SQL))
+    tenants = work.sys.read(facts.TENANTS)
     clusters.sync_tenants(
         work.db,
         cluster_id,
         tenants,
-        sql.unit_config_rows(work.sys.query(sql.UNIT_CONFIGS_SQL)),
-        sql.pool_rows(work.sys.query(sql.POOLS_SQL)),
-        sql.unit_rows(work.sys.query(sql.UNITS_SQL)),
+        work.sys.read(facts.UNIT_CONFIGS),
+        work.sys.read(facts.POOLS),
+        work.sys.read(facts.UNITS),
     )
     work.say(f"synced {len(tenants)} tenants: {', '.join(t['name'] for t in tenants)}")
 
 
 def remove_tenant_info(work: Work) -> None:
     undo_in_metadb(work, clusters.clear_tenants, "tenants removed from the metadb")
-
-
-# --- Set proxyro password to sys tenant (cannot be undone) -------------------------------------------
-
-
-def proxyro_credential_name(work: Work) -> str:
-    return credentials.cluster_credential_name(work.cluster_key, sql.PROXYRO_USER)
-
-
-def set_proxyro_password(work: Work) -> None:
-    """proxyro with the request's password, or with one generated for this cluster alone (stored, bound to
-    it, before it is used, so a retry sends the same): no password of another cluster is ever sent here."""
-    given = work.runtime.credentials.proxyro_password(work.arg.target, work.cluster_key)
-    if given is not None:
-        password = given
-    else:
-        stored = bound_cluster_credential(work, proxyro_credential_name(work))
-        password = stored.secret if stored is not None else credentials.generate_password()
-        if stored is None:
-            save_cluster_credential(
-                work, proxyro_credential_name(work), sql.PROXYRO_USER, password, work.known_cluster_id()
-            )
-    exists = bool(work.sys.query(sql.user_exists(sql.PROXYRO_USER)))
-    work.sys.execute(sql.create_user(sql.PROXYRO_USER, password))
-    work.sys.execute(sql.alter_user_password(sql.PROXYRO_USER, password))
-    work.sys.execute(sql.grant("SELECT", "oceanbase.*", sql.PROXYRO_USER))
-    # Verify: the proxy logs in with exactly this password.
-    with work.cluster_as(sql.PROXYRO_USER, password) as client:
-        client.query(sql.LOGIN_CHECK_SQL)
-    save_cluster_credential(work, proxyro_credential_name(work), sql.PROXYRO_USER, password, work.known_cluster_id())
-    source = (
-        "the request's proxyroPassword"
-        if given
-        else f"a password of its own (credential {proxyro_credential_name(work)})"
-    )
-    work.say(f"proxyro {'updated' if exists else 'created'} with {source}; login verified")
 
 
 # --- status recording ----------------------------------------------------------------------------
@@ -541,66 +344,25 @@ def update_observer_status(work: Work) -> None:
     server = work.arg.server
     assert server is not None
     cluster_id = work.cluster_id()
-    rows = work.sys.query(sql.server_status(server.ip, server.rpc_port))
-    if not rows:
+    status = work.sys.read(facts.server_status(server))
+    if status is None:
         raise FailedPrecondition("the server is no longer in DBA_OB_SERVERS", node=server.label)
-    clusters.set_server_status(work.db, cluster_id, server.ip, server.rpc_port, str(rows[0]["STATUS"]))
-    work.say(f"{server.label} is {rows[0]['STATUS']}")
+    clusters.set_server_status(work.db, cluster_id, server.ip, server.rpc_port, status)
+    work.say(f"{server.label} is {status}")
 
 
 def update_zone_status(work: Work) -> None:
     zone = work.arg.zone
     assert zone is not None
     cluster_id = work.cluster_id()
-    rows = work.sys.query(sql.zone_status(zone.name))
-    if not rows:
+    status = work.sys.read(facts.zone_status(zone.name))
+    if status is None:
         raise FailedPrecondition("the zone is no longer in DBA_OB_ZONES", node=zone.name)
-    clusters.set_zone_status(work.db, cluster_id, zone.name, str(rows[0]["STATUS"]))
-    work.say(f"zone {zone.name} is {rows[0]['STATUS']}")
+    clusters.set_zone_status(work.db, cluster_id, zone.name, status)
+    work.say(f"zone {zone.name} is {status}")
 
 
 def update_cluster_status(work: Work) -> None:
     cluster_id = work.cluster_id()
     clusters.set_cluster_status(work.db, cluster_id, clusters.RUNNING)
     work.say(f"cluster {work.cluster_key} is RUNNING under management")
-
-
-# --- Create resource manager for default user -------------------------------------------------------
-
-
-def create_resource_manager(work: Work) -> None:
-    q = work.sys.query
-    active = str(q(sql.ACTIVE_PLAN_SQL)[0]["PLAN"] or "")
-    plan = active or sql.RESOURCE_PLAN
-    if not q(sql.GROUP_EXISTS_SQL.format(group=sql.quote(sql.CONSUMER_GROUP))):
-        work.sys.execute(sql.create_consumer_group(sql.CONSUMER_GROUP))
-    if not active and not q(sql.PLAN_EXISTS_SQL.format(plan=sql.quote(plan))):
-        work.sys.execute(sql.create_plan(plan))
-    directives = q(sql.DIRECTIVES_SQL.format(group=sql.quote(sql.CONSUMER_GROUP)))
-    if not any(d["PLAN"] == plan for d in directives):
-        work.sys.execute(sql.create_plan_directive(plan, sql.CONSUMER_GROUP, sql.MONITOR_UTILIZATION_LIMIT))
-    mapping = q(sql.MAPPING_SQL.format(user=sql.quote(sql.MONITOR_USER)))
-    if not mapping or mapping[0]["CONSUMER_GROUP"] != sql.CONSUMER_GROUP:
-        work.sys.execute(sql.map_user_to_group(sql.MONITOR_USER, sql.CONSUMER_GROUP))
-    if not active:
-        work.sys.execute(sql.enable_plan(plan))
-    work.say(
-        f"{sql.MONITOR_USER} limited to {sql.MONITOR_UTILIZATION_LIMIT}% CPU through group {sql.CONSUMER_GROUP} "
-        f"in plan {plan}" + (" (the cluster's active plan)" if active else " (enabled)")
-    )
-
-
-def drop_resource_manager(work: Work) -> None:
-    q = work.sys.query
-    mapping = q(sql.MAPPING_SQL.format(user=sql.quote(sql.MONITOR_USER)))
-    if mapping and mapping[0]["CONSUMER_GROUP"] == sql.CONSUMER_GROUP:
-        work.sys.execute(sql.map_user_to_group(sql.MONITOR_USER, None))
-    for directive in q(sql.DIRECTIVES_SQL.format(group=sql.quote(sql.CONSUMER_GROUP))):
-        work.sys.execute(sql.delete_plan_directive(str(directive["PLAN"]), sql.CONSUMER_GROUP))
-    if q(sql.GROUP_EXISTS_SQL.format(group=sql.quote(sql.CONSUMER_GROUP))):
-        work.sys.execute(sql.delete_consumer_group(sql.CONSUMER_GROUP))
-    if str(q(sql.ACTIVE_PLAN_SQL)[0]["PLAN"] or "") == sql.RESOURCE_PLAN:
-        work.sys.execute(sql.enable_plan(""))
-    if q(sql.PLAN_EXISTS_SQL.format(plan=sql.quote(sql.RESOURCE_PLAN))):
-        work.sys.execute(sql.delete_plan(sql.RESOURCE_PLAN))
-    work.say("resource manager objects of the monitor user removed")

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from enum import StrEnum
+from typing import Any, Generic, TypeVar
 
 from activities import cluster_sql as sql
 from activities import host_commands as commands
@@ -101,24 +103,159 @@ def parse_topology(
     )
 
 
+T = TypeVar("T")
+Rows = list[dict[str, Any]]
+
+
+class FactKind(StrEnum):
+    """What a fact asks; a port that does not run SQL (the plan preview) answers by kind and subject."""
+
+    VERSION = "version"
+    IDENTITY = "identity"
+    TENANT_ROLES = "tenant roles"
+    TOPOLOGY_SERVERS = "topology servers"
+    TOPOLOGY_ZONES = "topology zones"
+    PARAMETER = "parameter"
+    USER_EXISTS = "user exists"
+    USER_PASSWORD_HASH = "user password hash"
+    GRANTS = "grants"
+    SERVERS = "servers"
+    ZONES = "zones"
+    ROOT_SERVICE = "root service"
+    OB_VERSION = "ob version"
+    TENANTS = "tenants"
+    UNIT_CONFIGS = "unit configs"
+    POOLS = "resource pools"
+    UNITS = "units"
+    SERVER_STATUS = "server status"
+    ZONE_STATUS = "zone status"
+    IO_CALIBRATION = "io calibration"
+    SERVICE_NOT_READY = "servers not serving"
+    LOGIN = "login"
+    ACTIVE_PLAN = "active resource plan"
+    PLAN_EXISTS = "resource plan exists"
+    GROUP_EXISTS = "consumer group exists"
+    DIRECTIVES = "plan directives"
+    MAPPING = "group mapping"
+
+
+@dataclass(frozen=True)
+class Fact(Generic[T]):
+    """A read-only question to a cluster's sys tenant, as pyinfra's facts: what it asks and about what, the
+    statement that asks it, and the pure parser of the answer's rows."""
+
+    kind: FactKind
+    statement: str
+    parse: Callable[[Rows], T]
+    subject: tuple[str, ...] = ()
+
+
+def _rows(rows: Rows) -> Rows:
+    return rows
+
+
+def _any(rows: Rows) -> bool:
+    return bool(rows)
+
+
+def _first(column: str, default: str = "") -> Callable[[Rows], str]:
+    return lambda rows: str(rows[0][column] or default) if rows else default
+
+
+VERSION = Fact(FactKind.VERSION, VERSION_SQL, _first("VERSION"))
+IDENTITY = Fact(FactKind.IDENTITY, IDENTITY_SQL, _rows)
+TENANT_ROLES = Fact(FactKind.TENANT_ROLES, TENANT_ROLES_SQL, _rows)
+TOPOLOGY_SERVERS = Fact(FactKind.TOPOLOGY_SERVERS, TOPOLOGY_SERVERS_SQL, _rows)
+TOPOLOGY_ZONES = Fact(FactKind.TOPOLOGY_ZONES, TOPOLOGY_ZONES_SQL, _rows)
+SERVERS = Fact(FactKind.SERVERS, sql.SERVERS_SQL, _rows)
+ZONES = Fact(FactKind.ZONES, sql.ZONES_SQL, _rows)
+ROOT_SERVICE = Fact(FactKind.ROOT_SERVICE, sql.RS_LIST_SQL, sql.rs_list_from_locations)
+OB_VERSION = Fact(FactKind.OB_VERSION, sql.OB_VERSION_SQL, _first("VERSION"))
+TENANTS = Fact(FactKind.TENANTS, sql.TENANTS_SQL, sql.tenant_rows)
+UNIT_CONFIGS = Fact(FactKind.UNIT_CONFIGS, sql.UNIT_CONFIGS_SQL, sql.unit_config_rows)
+POOLS = Fact(FactKind.POOLS, sql.POOLS_SQL, sql.pool_rows)
+UNITS = Fact(FactKind.UNITS, sql.UNITS_SQL, sql.unit_rows)
+SERVICE_NOT_READY = Fact(FactKind.SERVICE_NOT_READY, sql.SERVICE_NOT_READY_SQL, lambda rows: int(rows[0]["NOT_READY"]))
+LOGIN = Fact(FactKind.LOGIN, sql.LOGIN_CHECK_SQL, _any)
+ACTIVE_PLAN = Fact(FactKind.ACTIVE_PLAN, sql.ACTIVE_PLAN_SQL, _first("PLAN"))
+
+
+def parameter(name: str) -> Fact[str]:
+    """A cluster parameter's value ('' when the cluster does not report it)."""
+    return Fact(FactKind.PARAMETER, sql.parameter(name), _first("VALUE"), (name,))
+
+
+def user_exists(user: str) -> Fact[bool]:
+    return Fact(FactKind.USER_EXISTS, sql.user_exists(user), _any, (user,))
+
+
+def user_password_hash(user: str) -> Fact[str]:
+    """The user's stored password hash ('' for none or no such user)."""
+    return Fact(FactKind.USER_PASSWORD_HASH, sql.user_password_hash(user), _first("PASSWORD"), (user,))
+
+
+def grants(user: str) -> Fact[list[str]]:
+    """The user's grants, as SHOW GRANTS lists them."""
+    return Fact(
+        FactKind.GRANTS, sql.show_grants(user), lambda rows: [str(next(iter(r.values()))) for r in rows], (user,)
+    )
+
+
+def server_status(server: ServerNode) -> Fact[str | None]:
+    """The server's STATUS in DBA_OB_SERVERS; None once it is no longer listed."""
+    parse: Callable[[Rows], str | None] = lambda rows: str(rows[0]["STATUS"]) if rows else None  # noqa: E731
+    return Fact(FactKind.SERVER_STATUS, sql.server_status(server.ip, server.rpc_port), parse, (server.label,))
+
+
+def zone_status(zone: str) -> Fact[str | None]:
+    """The zone's STATUS in DBA_OB_ZONES; None once it is no longer listed."""
+    parse: Callable[[Rows], str | None] = lambda rows: str(rows[0]["STATUS"]) if rows else None  # noqa: E731
+    return Fact(FactKind.ZONE_STATUS, sql.zone_status(zone), parse, (zone,))
+
+
+def io_calibration(server: ServerNode) -> Fact[dict[str, Any]]:
+    """The server's latest io calibration row ({} when it never ran)."""
+    statement = sql.io_calibration_status(server.ip, server.rpc_port)
+    return Fact(FactKind.IO_CALIBRATION, statement, lambda rows: dict(rows[0]) if rows else {}, (server.label,))
+
+
+def plan_exists(plan: str) -> Fact[bool]:
+    return Fact(FactKind.PLAN_EXISTS, sql.PLAN_EXISTS_SQL.format(plan=sql.quote(plan)), _any, (plan,))
+
+
+def group_exists(group: str) -> Fact[bool]:
+    return Fact(FactKind.GROUP_EXISTS, sql.GROUP_EXISTS_SQL.format(group=sql.quote(group)), _any, (group,))
+
+
+def directives(group: str) -> Fact[list[str]]:
+    """The plans that have a directive for `group`."""
+    statement = sql.DIRECTIVES_SQL.format(group=sql.quote(group))
+    return Fact(FactKind.DIRECTIVES, statement, lambda rows: [str(r["PLAN"]) for r in rows], (group,))
+
+
+def mapping(user: str) -> Fact[str | None]:
+    """The consumer group the user is mapped to (None: none)."""
+    parse: Callable[[Rows], str | None] = lambda rows: str(rows[0]["CONSUMER_GROUP"]) if rows else None  # noqa: E731
+    return Fact(FactKind.MAPPING, sql.MAPPING_SQL.format(user=sql.quote(user)), parse, (user,))
+
+
 def read_parameter(port: ClusterPort, name: str) -> str:
     """A cluster parameter's value ('' when the cluster does not report it)."""
-    rows = port.query(sql.parameter(name))
-    return str(rows[0]["VALUE"]) if rows else ""
+    return port.read(parameter(name))
 
 
 def read_topology(port: ClusterPort) -> Topology:
     """Name, id, version, servers and zones, as root@sys; the version is checked first, so a server that is
     not OceanBase 4.x is named as such instead of failing on a missing view."""
     try:
-        version_text = str(port.query(VERSION_SQL)[0]["VERSION"])
+        version_text = port.read(VERSION)
         parse_version(version_text)
         return parse_topology(
             version_text,
-            port.query(IDENTITY_SQL),
-            port.query(TOPOLOGY_SERVERS_SQL),
-            port.query(TOPOLOGY_ZONES_SQL),
-            port.query(TENANT_ROLES_SQL),
+            port.read(IDENTITY),
+            port.read(TOPOLOGY_SERVERS),
+            port.read(TOPOLOGY_ZONES),
+            port.read(TENANT_ROLES),
         )
     except ClusterSqlError as exc:
         if exc.code == _NO_SUCH_TABLE:
@@ -134,7 +271,7 @@ def read_cluster_facts(port: ClusterPort) -> ClusterFacts:
     """The topology, then the config URL and every server's state."""
     topology = read_topology(port)
     config_url = read_parameter(port, "obconfig_url")
-    return ClusterFacts(topology=topology, servers=port.query(sql.SERVERS_SQL), config_url=config_url)
+    return ClusterFacts(topology=topology, servers=port.read(SERVERS), config_url=config_url)
 
 
 def server_serving(row: dict[str, Any]) -> bool:

@@ -10,6 +10,7 @@ from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.failures import project_activity
 from contracts.errors import innermost_message
 from contracts.fleet import (
     CHECK_FLEET_MEMBERS,
@@ -35,7 +36,7 @@ _ENDED = {
 
 
 def check_fleet_members_activity() -> Callable[..., Any]:
-    @activity.defn(name=CHECK_FLEET_MEMBERS)
+    @project_activity(CHECK_FLEET_MEMBERS)
     async def check_fleet_members(members: list[dict[str, Any]]) -> list[MemberUpdate]:
         """For each `{"workflowId", "runId"}`: nothing while its run goes on; its end once it has ended."""
         client = activity.client()
@@ -77,7 +78,7 @@ def check_fleet_members_activity() -> Callable[..., Any]:
 
 
 def find_managed_activity(db: Database) -> Callable[..., Any]:
-    @activity.defn(name=FIND_MANAGED)
+    @project_activity(FIND_MANAGED)
     async def find_managed_endpoints(endpoints: list[list[Any]]) -> dict[int, str]:
         """For each `[address, port]` that a managed cluster is recorded at: its position and the cluster."""
 
@@ -101,14 +102,14 @@ def find_managed_activity(db: Database) -> Callable[..., Any]:
 def prepare_fleet_member_activities(db: Database, vault: Vault) -> list[Callable[..., Any]]:
     """A member prepared as every takeover is (`metadb.task_starts`), and the undo when it does not start."""
 
-    @activity.defn(name=PREPARE_FLEET_MEMBER)
+    @project_activity(PREPARE_FLEET_MEMBER)
     async def prepare_fleet_member(member: MemberStart) -> PreparedTask:
         return await asyncio.to_thread(
             task_starts.prepare_takeover, db, vault, member.request,
             workflow_id=member.workflow_id, creator=member.creator, trace_id=None,
         )  # fmt: skip
 
-    @activity.defn(name=DISCARD_FLEET_MEMBER)
+    @project_activity(DISCARD_FLEET_MEMBER)
     async def discard_fleet_member(prepared: PreparedTask) -> None:
         await asyncio.to_thread(task_starts.discard, db, prepared)
 

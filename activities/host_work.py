@@ -6,8 +6,8 @@ import asyncio
 import json
 
 from activities import host_commands as commands
+from activities.cluster_records import config_url, monitor_password, undo_in_metadb
 from activities.cluster_sql import MONITOR_USER
-from activities.cluster_work import config_url, monitor_password, undo_in_metadb
 from activities.facts import CLOCK_OFFSET_LIMIT_S, read_host_facts, read_observer_process
 from activities.ports import HostPort
 from activities.runtime import Work

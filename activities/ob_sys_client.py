@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import pymysql
 import pymysql.cursors
@@ -28,6 +28,11 @@ from contracts.tls import tls_context
 from contracts.topology import ClusterEndpoint
 from metadb.db import TLS_NOT_CONFIGURED, TLS_NOT_OFFERED, mysql_connect
 from metadb.mysql_auth import AUTH_PLUGIN_REFUSED
+
+if TYPE_CHECKING:
+    from activities.facts import Fact
+
+T = TypeVar("T")
 
 _tracer = trace.get_tracer("ob_takeover.sql")
 
@@ -125,6 +130,10 @@ class ObSysClient:
                 self.close()
                 raise self._translate(exc, None) from None
         return self._connection
+
+    def read(self, fact: Fact[T]) -> T:
+        """The answer to a fact: its statement's rows, parsed."""
+        return fact.parse(self.query(fact.statement))
 
     def query(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a statement as dicts keyed by upper-case column names."""

@@ -10,10 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from contracts.topology import ClusterEndpoint
 from metadb.credentials import Credential
+
+if TYPE_CHECKING:
+    from activities.facts import Fact
+
+T = TypeVar("T")
 
 
 class ClusterPort(Protocol):
@@ -25,6 +30,10 @@ class ClusterPort(Protocol):
     def query(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]: ...
 
     def execute(self, sql: str, args: Sequence[Any] | None = None) -> None: ...
+
+    def read(self, fact: Fact[T]) -> T:
+        """The answer to a fact (`activities.facts`): its statement's rows, parsed."""
+        ...
 
     def close(self) -> None: ...
 

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from activities import cluster_sql as sql
+from activities import facts
 from activities.facts import (
     CLOCK_OFFSET_LIMIT_S,
     ClusterFacts,
@@ -247,11 +248,11 @@ def _check_proxyro(out: _Items, runtime: Runtime, password: str, endpoint: Clust
     try:
         proxyro = endpoint.model_copy(update={"root_sys_password": password})
         with runtime.cluster(proxyro, sql.PROXYRO_USER) as port:
-            port.query(sql.LOGIN_CHECK_SQL)
+            port.read(facts.LOGIN)
         out.add("proxyro login", PASSED, "proxyroPassword logs in as proxyro")
     except TakeoverError as exc:
         with runtime.cluster(endpoint) as root:
-            exists = bool(root.query(sql.user_exists(sql.PROXYRO_USER)))
+            exists = root.read(facts.user_exists(sql.PROXYRO_USER))
         if exists:
             out.add(
                 "proxyro login",

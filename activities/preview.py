@@ -21,19 +21,11 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar, cast
 
 from activities import cluster_sql as sql
 from activities import host_commands as commands
-from activities.facts import (
-    IDENTITY_SQL,
-    TENANT_ROLES_SQL,
-    TOPOLOGY_SERVERS_SQL,
-    TOPOLOGY_ZONES_SQL,
-    VERSION_SQL,
-    ClusterFacts,
-    read_topology,
-)
+from activities.facts import ClusterFacts, Fact, FactKind, read_topology
 from activities.host_commands import HostFacts
 from activities.ports import CommandResult
 from activities.precheck import HostReading
@@ -54,6 +46,7 @@ PREVIEW_TASK_ID = 987_654_321_012
 PREVIEW_PID = 4_194_305  # above Linux's largest pid, so it never stands for a real one
 PLACEHOLDERS = {str(PREVIEW_TASK_ID): "<task-id>", str(PREVIEW_PID): "<pid>"}
 _AGENT_KEY = base64.b64encode(bytes(32)).decode()
+T = TypeVar("T")
 
 
 def _host_facts(address: str, facts: HostFacts | None) -> str:
@@ -105,103 +98,117 @@ def _placeholders(text: str) -> str:
     return text
 
 
-class ClusterAnswers:
-    """Answers to every read a takeover sends, from the facts the precheck read."""
+class ClusterModel:
+    """The cluster as the precheck read it, answering every fact a takeover asks (`activities.facts`) by what
+    it asks and about what; statements that change the cluster are only recorded. A server's io calibration
+    is found not run the first time it is asked for and READY after."""
 
     def __init__(self, cluster: ClusterFacts, data_dir: str) -> None:
         topology = cluster.topology
-        servers = topology.servers
-        self.calibrated: set[str] = set()
-        zones = [
+        self._cluster = cluster
+        self._zones = [
             {"ZONE": z.name, "STATUS": "ACTIVE", "REGION": z.region, "IDC": z.idc, "TYPE": "ReadWrite"}
             for z in topology.zones
         ]
-        rs_list = ";".join(f"{s.ip}:{s.rpc_port}:{s.sql_port}" for s in servers)
-        leader = servers[0]
-        self.rows: dict[str, list[dict[str, Any]]] = {
-            VERSION_SQL: [{"VERSION": f"5.7.25-OceanBase_CE-v{topology.version}"}],
-            IDENTITY_SQL: [
-                {"NAME": "cluster", "VALUE": topology.cluster_name},
-                {"NAME": "cluster_id", "VALUE": str(topology.ob_cluster_id)},
-            ],
-            TENANT_ROLES_SQL: [{"TENANT_ROLE": "STANDBY" if topology.standby else "PRIMARY"}],
-            sql.SERVERS_SQL: cluster.servers,
-            TOPOLOGY_SERVERS_SQL: cluster.servers,
-            sql.ZONES_SQL: zones,
-            TOPOLOGY_ZONES_SQL: zones,
-            sql.parameter("obconfig_url"): [{"NAME": "obconfig_url", "VALUE": cluster.config_url}],
-            sql.parameter("rootservice_list"): [{"NAME": "rootservice_list", "VALUE": rs_list}],
-            sql.parameter("data_dir"): [{"NAME": "data_dir", "VALUE": data_dir}],
-            sql.user_exists(sql.MONITOR_USER): [],
-            sql.user_exists(sql.PROXYRO_USER): [],
-            sql.RS_LIST_SQL: [
-                {
-                    "SVR_IP": s.ip,
-                    "SVR_PORT": s.rpc_port,
-                    "SQL_PORT": s.sql_port,
-                    "ZONE": s.zone,
-                    "ROLE": "LEADER" if s == leader else "FOLLOWER",
-                }
-                for s in servers
-            ],
-            sql.SERVICE_NOT_READY_SQL: [{"NOT_READY": 0}],
-            sql.OB_VERSION_SQL: [{"VERSION": topology.version}],
-            sql.TENANTS_SQL: [
-                {
-                    "TENANT_ID": 1,
-                    "TENANT_NAME": "sys",
-                    "TENANT_TYPE": "SYS",
-                    "PRIMARY_ZONE": "RANDOM",
-                    "LOCALITY": "",
-                    "COMPATIBILITY_MODE": "MYSQL",
-                    "STATUS": "NORMAL",
-                    "TENANT_ROLE": "PRIMARY",
-                }
-            ],
-            sql.UNIT_CONFIGS_SQL: [],
-            sql.POOLS_SQL: [],
-            sql.UNITS_SQL: [],
-            sql.ACTIVE_PLAN_SQL: [{"PLAN": ""}],
-            sql.GROUP_EXISTS_SQL.format(group=sql.quote(sql.CONSUMER_GROUP)): [],
-            sql.PLAN_EXISTS_SQL.format(plan=sql.quote(sql.RESOURCE_PLAN)): [],
-            sql.DIRECTIVES_SQL.format(group=sql.quote(sql.CONSUMER_GROUP)): [],
-            sql.MAPPING_SQL.format(user=sql.quote(sql.MONITOR_USER)): [],
-            sql.LOGIN_CHECK_SQL: [{"OK": 1}],
+        self._parameters = {
+            "cluster": topology.cluster_name,
+            "cluster_id": str(topology.ob_cluster_id),
+            "obconfig_url": cluster.config_url,
+            "rootservice_list": ";".join(f"{s.ip}:{s.rpc_port}:{s.sql_port}" for s in topology.servers),
+            "data_dir": data_dir,
         }
-        for server in servers:
-            self.rows[sql.server_status(server.ip, server.rpc_port)] = [{"STATUS": "ACTIVE"}]
-        for zone in topology.zones:
-            self.rows[sql.zone_status(zone.name)] = [{"STATUS": "ACTIVE"}]
-        self.calibration = {
-            sql.io_calibration_status(s.ip, s.rpc_port): sql.run_io_calibration(s.ip, s.rpc_port) for s in servers
-        }
+        self._calibrations_asked: set[tuple[str, ...]] = set()
 
-    def answer(self, statement: str) -> list[dict[str, Any]]:
-        if statement in self.calibration:
-            return [{"STATUS": "READY"}] if self.calibration[statement] in self.calibrated else []
-        if statement in self.rows:
-            return self.rows[statement]
-        if statement.lstrip().upper().startswith("SELECT"):
-            raise FailedPrecondition(f"the plan preview has no answer for `{statement}`")
-        self.calibrated.add(statement)
-        return []
+    def answer(self, fact: Fact[T]) -> T:
+        value = self._value(fact)
+        if value is _UNKNOWN:
+            raise FailedPrecondition(f"the plan preview has no answer for {fact.kind} {' '.join(fact.subject)}")
+        return cast(T, value)
+
+    def _value(self, fact: Fact[Any]) -> Any:
+        topology = self._cluster.topology
+        kind = fact.kind
+        if kind is FactKind.VERSION:
+            return f"5.7.25-OceanBase_CE-v{topology.version}"
+        if kind in (FactKind.OB_VERSION,):
+            return topology.version
+        if kind is FactKind.IDENTITY:
+            return [{"NAME": name, "VALUE": self._parameters[name]} for name in ("cluster", "cluster_id")]
+        if kind is FactKind.TENANT_ROLES:
+            return [{"TENANT_ROLE": "STANDBY" if topology.standby else "PRIMARY"}]
+        if kind in (FactKind.SERVERS, FactKind.TOPOLOGY_SERVERS):
+            return self._cluster.servers
+        if kind in (FactKind.ZONES, FactKind.TOPOLOGY_ZONES):
+            return self._zones
+        if kind is FactKind.PARAMETER:
+            return self._parameters.get(fact.subject[0], "")
+        if kind is FactKind.ROOT_SERVICE:  # the first server leads
+            return fact.parse(
+                [
+                    {"SVR_IP": s.ip, "SVR_PORT": s.rpc_port, "SQL_PORT": s.sql_port, "ZONE": s.zone, "ROLE": role}
+                    for s, role in zip(
+                        topology.servers, ["LEADER", *["FOLLOWER"] * len(topology.servers)], strict=False
+                    )
+                ]
+            )
+        if kind is FactKind.TENANTS:
+            return fact.parse([_SYS_TENANT])
+        if kind in (FactKind.SERVER_STATUS, FactKind.ZONE_STATUS):
+            return "ACTIVE"
+        if kind is FactKind.IO_CALIBRATION:
+            asked = fact.subject in self._calibrations_asked
+            self._calibrations_asked.add(fact.subject)
+            return {"STATUS": "READY"} if asked else {}
+        if kind is FactKind.SERVICE_NOT_READY:
+            return 0
+        if kind is FactKind.LOGIN:
+            return True
+        if kind is FactKind.ACTIVE_PLAN:
+            return ""
+        if kind in (FactKind.USER_EXISTS, FactKind.PLAN_EXISTS, FactKind.GROUP_EXISTS):
+            return False  # the takeover's own users and resource manager objects: not there yet
+        if kind in (FactKind.UNIT_CONFIGS, FactKind.POOLS, FactKind.UNITS, FactKind.GRANTS, FactKind.DIRECTIVES):
+            return []
+        if kind in (FactKind.MAPPING,):
+            return None
+        if kind is FactKind.USER_PASSWORD_HASH:
+            return ""
+        return _UNKNOWN
+
+
+_UNKNOWN = object()
+_SYS_TENANT = {
+    "TENANT_ID": 1,
+    "TENANT_NAME": "sys",
+    "TENANT_TYPE": "SYS",
+    "PRIMARY_ZONE": "RANDOM",
+    "LOCALITY": "",
+    "COMPATIBILITY_MODE": "MYSQL",
+    "STATUS": "NORMAL",
+    "TENANT_ROLE": "PRIMARY",
+}
 
 
 class RecordingCluster:
-    """A `ClusterPort` that answers from `ClusterAnswers` and records every statement."""
+    """A `ClusterPort` that answers facts from the `ClusterModel` and records every statement, facts' included."""
 
-    def __init__(self, endpoint: ClusterEndpoint, answers: ClusterAnswers, recording: Recording) -> None:
+    def __init__(self, endpoint: ClusterEndpoint, model: ClusterModel, recording: Recording) -> None:
         self._endpoint = endpoint
-        self._answers = answers
+        self._model = model
         self._recording = recording
 
     @property
     def where(self) -> str:
         return self._endpoint.where
 
+    def read(self, fact: Fact[T]) -> T:
+        self._recording.statement(fact.statement)
+        return self._model.answer(fact)
+
     def query(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        """A statement that is not a fact (one that changes the cluster): recorded, with no rows."""
         self._recording.statement(sql)
-        return self._answers.answer(sql)
+        return []
 
     def execute(self, sql: str, args: Sequence[Any] | None = None) -> None:
         self.query(sql, args)
@@ -284,9 +291,9 @@ async def preview_takeover(
     recording = Recording()
     by_ip = {reading.ip: reading for reading in readings}
     processes = [process for reading in readings for _, process in reading.observers if process is not None]
-    answers = ClusterAnswers(cluster, processes[0].details["data_dir"] if processes else "/home/admin/oceanbase/store")
+    model = ClusterModel(cluster, processes[0].details["data_dir"] if processes else "/home/admin/oceanbase/store")
     recording.begin("Discover topology", None).note = "at task creation"
-    read_topology(RecordingCluster(request.target.endpoint, answers, recording))
+    read_topology(RecordingCluster(request.target.endpoint, model, recording))
     with TemporaryDirectory(prefix="ob-takeover-preview-") as scratch:
         db = Database(f"sqlite:///{Path(scratch) / 'metadb.sqlite'}")
         try:
@@ -299,7 +306,7 @@ async def preview_takeover(
                 db=db,
                 vault=vault,
                 poll_interval=0,
-                cluster_connector=lambda endpoint, user: RecordingCluster(endpoint, answers, recording),
+                cluster_connector=lambda endpoint, user: RecordingCluster(endpoint, model, recording),
                 host_connector=lambda login: RecordingHost(login.address, by_ip.get(login.address), recording),
             )
             target = _without_secrets(request.target).discovered(topology)

@@ -6,9 +6,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
-from temporalio import activity
-
-from activities.failures import to_application_error
+from activities.failures import project_activity
 from activities.fleet_work import (
     check_fleet_members_activity,
     find_managed_activity,
@@ -21,7 +19,6 @@ from activities.runtime import Runtime, heartbeat_until_done, subtask_activity
 from activities.settings import engine_settings_activity
 from activities.subtasks import IMPLEMENTATIONS
 from activities.topology import discover_topology_activity
-from contracts.errors import TakeoverError
 from contracts.messages import PRECHECK_HEARTBEAT_SECONDS, PrecheckInput, PrecheckReport
 from contracts.stages import ALLOCATE_TASK_ID, RUN_PRECHECK, activity_names
 from metadb import ids
@@ -33,22 +30,16 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
     if missing:
         raise RuntimeError(f"subtask activities without an implementation: {sorted(missing)}")
 
-    @activity.defn(name=RUN_PRECHECK)
+    @project_activity(RUN_PRECHECK)
     async def run_precheck(arg: PrecheckInput) -> PrecheckReport:
         # Heartbeats let a precheck lost with its worker run again within seconds.
         checks = asyncio.ensure_future(run_checks(runtime, arg, preview=preview_takeover))
         await heartbeat_until_done(checks, PRECHECK_HEARTBEAT_SECONDS / 3, on_cancel=checks.cancel)
-        try:
-            return checks.result()
-        except TakeoverError as exc:
-            raise to_application_error(exc) from None
+        return checks.result()
 
-    @activity.defn(name=ALLOCATE_TASK_ID)
+    @project_activity(ALLOCATE_TASK_ID)
     async def allocate_task_id() -> int:
-        try:
-            return await asyncio.to_thread(ids.allocate_task_id, runtime.db)
-        except TakeoverError as exc:
-            raise to_application_error(exc) from None
+        return await asyncio.to_thread(ids.allocate_task_id, runtime.db)
 
     return [
         engine_settings_activity(runtime.settings),

@@ -13,27 +13,25 @@ from typing import Any
 
 from temporalio import activity
 
+from activities import facts
+from activities.cluster_records import record_task
 from activities.cluster_sql import PROXYRO_USER
-from activities.cluster_work import record_task
-from activities.facts import read_parameter
-from activities.failures import to_application_error
+from activities.failures import project_activity
 from activities.runtime import Runtime, Work
-from contracts.errors import CredentialMisuse, FailedPrecondition, TakeoverError
+from contracts.errors import CredentialMisuse, FailedPrecondition
 from contracts.release import ReleaseRequest, ReleaseTarget
 from contracts.stages import DESCRIBE_MANAGED_CLUSTER
+from contracts.task_view import RecordedStatus
 from metadb import clusters, credentials
 from metadb.credentials import CLUSTER
 from metadb.managed import describe_managed_cluster
 
 
 def describe_managed_cluster_activity(runtime: Runtime) -> Callable[..., Any]:
-    @activity.defn(name=DESCRIBE_MANAGED_CLUSTER)
+    @project_activity(DESCRIBE_MANAGED_CLUSTER)
     async def run(release: ReleaseRequest) -> ReleaseTarget:
         workflow_id = activity.info().workflow_id or ""
-        try:
-            return await asyncio.to_thread(describe_managed_cluster, runtime.db, release, workflow_id)
-        except TakeoverError as exc:
-            raise to_application_error(exc) from None
+        return await asyncio.to_thread(describe_managed_cluster, runtime.db, release, workflow_id)
 
     return run
 
@@ -49,14 +47,14 @@ def prepare_release(work: Work) -> None:
     assert record is not None
     if record["status"] not in (clusters.RUNNING, clusters.RELEASING):
         raise FailedPrecondition(f"cluster {cluster_id} is {record['status']}, not under management")
-    answering = f"{read_parameter(work.sys, 'cluster')}:{read_parameter(work.sys, 'cluster_id')}"
+    answering = f"{work.sys.read(facts.parameter('cluster'))}:{work.sys.read(facts.parameter('cluster_id'))}"
     if answering != work.cluster_key:
         raise CredentialMisuse(
             f"the cluster answering at {work.endpoint.where} is {answering}, not the managed {work.cluster_key}: "
             "nothing was changed; check the cluster's address (`ob-takeover cluster list`)"
         )
     clusters.set_cluster_status(work.db, cluster_id, clusters.RELEASING)
-    record_task(work, "RUNNING", cluster_id)
+    record_task(work, RecordedStatus.RUNNING, cluster_id)
     work.say(
         f"cluster {work.cluster_key} (cluster {cluster_id}, taken over by task {work.owner_task_id}) is being "
         "moved out of management; its data is not touched"

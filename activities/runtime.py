@@ -17,13 +17,14 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.credentials import Credentials
-from activities.failures import to_application_error
+from activities.facts import Fact
+from activities.failures import project_activity, to_application_error
 from activities.host_client import HostClient
 from activities.metrics import record_subtask
 from activities.ob_sys_client import DEFAULT_TLS, ClusterTls, ObSysClient
@@ -47,6 +48,7 @@ from metadb.migrate import migrate
 from metadb.vault import Vault, load_vault
 
 log = logging.getLogger("ob_takeover.activities")
+T = TypeVar("T")
 
 
 def connect_cluster(endpoint: ClusterEndpoint, user: str, tls: ClusterTls = DEFAULT_TLS) -> ClusterPort:
@@ -205,6 +207,10 @@ class Work:
         box there too): the event loop never blocks, and a poller holds no thread while it waits."""
         return await asyncio.to_thread(lambda: self.sys.query(statement))
 
+    async def read(self, fact: Fact[T]) -> T:
+        """A fact as root@sys from async work, in a worker thread as `query`."""
+        return await asyncio.to_thread(lambda: self.sys.read(fact))
+
     def cluster_as(self, user: str, password: str) -> ClusterPort:
         """The same cluster endpoint as another sys-tenant user."""
         return self.runtime.cluster(self.endpoint.model_copy(update={"root_sys_password": password}), user)
@@ -328,7 +334,7 @@ HEARTBEAT_LOG_LINES = 20
 def subtask_activity(name: str, implementation: Implementation, runtime: Runtime) -> Callable[..., Any]:
     """A Temporal activity running `implementation` in a thread, heartbeating while it works."""
 
-    @activity.defn(name=name)
+    @project_activity(name)
     async def run(arg: SubtaskInput) -> SubtaskResult:
         context = {
             "taskId": arg.task_id,

@@ -6,8 +6,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
-from temporalio import activity
-
+from activities.failures import project_activity
 from contracts.messages import EngineSettings
 from contracts.settings import Settings
 from contracts.stages import LOAD_ENGINE_SETTINGS
@@ -26,7 +25,7 @@ def engine_settings(settings: Settings) -> EngineSettings:
 def engine_settings_activity(settings: Settings) -> Callable[..., Any]:
     """The `load_engine_settings` local activity of a worker with `settings`."""
 
-    @activity.defn(name=LOAD_ENGINE_SETTINGS)
+    @project_activity(LOAD_ENGINE_SETTINGS)
     async def load_engine_settings() -> EngineSettings:
         return engine_settings(settings)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities import cluster_work, host_work, release_work
+from activities import cluster_users, cluster_work, host_work, release_work
 from activities.runtime import Implementation
 
 IMPLEMENTATIONS: dict[str, Implementation] = {
@@ -12,8 +12,8 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "remove_cluster_record": cluster_work.remove_cluster_record,
     "reserve_hosts": host_work.reserve_hosts,
     "unreserve_hosts": host_work.unreserve_hosts,
-    "create_default_user": cluster_work.create_default_user,
-    "drop_default_user": cluster_work.drop_default_user,
+    "create_default_user": cluster_users.create_default_user,
+    "drop_default_user": cluster_users.drop_default_user,
     "register_config_url": cluster_work.register_config_url,
     "restore_config_url": cluster_work.restore_config_url,
     "run_io_calibration": cluster_work.run_io_calibration,
@@ -32,12 +32,12 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "remove_cluster_info": cluster_work.remove_cluster_info,
     "sync_tenant_info": cluster_work.sync_tenant_info,
     "remove_tenant_info": cluster_work.remove_tenant_info,
-    "set_proxyro_password": cluster_work.set_proxyro_password,
+    "set_proxyro_password": cluster_users.set_proxyro_password,
     "update_observer_status": cluster_work.update_observer_status,
     "update_zone_status": cluster_work.update_zone_status,
     "update_cluster_status": cluster_work.update_cluster_status,
-    "create_resource_manager": cluster_work.create_resource_manager,
-    "drop_resource_manager": cluster_work.drop_resource_manager,
+    "create_resource_manager": cluster_users.create_resource_manager,
+    "drop_resource_manager": cluster_users.drop_resource_manager,
     "prepare_release": release_work.prepare_release,
     "resume_management": release_work.resume_management,
     "remove_cluster_credentials": release_work.remove_cluster_credentials,

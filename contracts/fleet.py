@@ -16,6 +16,7 @@ from pydantic import Field
 from contracts.engine import workflow_id_for
 from contracts.model import Model
 from contracts.request import FieldError, InvalidRequest, TakeOverRequest, parse_request
+from contracts.task_view import RecordedStatus
 
 MAX_FLEET_SIZE = 5000
 # The activity that reads the members' workflows themselves: the fleet checks what signals told it, and
@@ -41,17 +42,19 @@ class MemberStart(Model):
 
 
 class MemberStatus(StrEnum):
-    """Where a member stands, in the `ObTaskStatus` vocabulary plus the fleet's own states."""
+    """Where a member stands: its task's `ObTaskStatus` (a `RecordedStatus`; a member is never REJECTED)
+    plus the fleet's own states."""
 
     PENDING = "PENDING"  # not started yet: waiting for a slot
-    CREATING = "CREATING"
-    RUNNING = "RUNNING"
-    FAILED = "FAILED"  # a subtask failed: the member waits for an operator on its own workflow
-    SUCCESSFUL = "SUCCESSFUL"
-    ROLLING_BACK = "ROLLING_BACK"
-    ROLLBACK_FAILED = "ROLLBACK_FAILED"
-    ROLLED_BACK = "ROLLED_BACK"
-    ABORTED = "ABORTED"
+    CREATING = RecordedStatus.CREATING.value
+    RUNNING = RecordedStatus.RUNNING.value
+    # A subtask failed: the member waits for an operator on its own workflow.
+    FAILED = RecordedStatus.FAILED.value
+    SUCCESSFUL = RecordedStatus.SUCCESSFUL.value
+    ROLLING_BACK = RecordedStatus.ROLLING_BACK.value
+    ROLLBACK_FAILED = RecordedStatus.ROLLBACK_FAILED.value
+    ROLLED_BACK = RecordedStatus.ROLLED_BACK.value
+    ABORTED = RecordedStatus.ABORTED.value
     # The member's workflow ended without a task (bad password, unreachable cluster, …) or could not start.
     NOT_STARTED = "NOT_STARTED"
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 import re
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import (
     BaseModel,
@@ -29,6 +29,24 @@ _CONTAINER_NEEDS_PORTS = "is required when kind is DEDICATED_CONTAINER"
 _ROOT_SECRET_MISSING = "is required unless rootSysCredentialId is given"
 _ROOT_SECRET_TWICE = "give rootSysPassword or rootSysCredentialId, not both"
 _PROXYRO_SECRET_TWICE = "give proxyroPassword or proxyroCredentialId, not both"
+
+
+class RequestSecret(NamedTuple):
+    """A password field of the request, the credential-id field that replaces it once the password is in
+    the password box, and the user the password is for."""
+
+    field: str
+    reference: str
+    user: str
+
+
+REQUEST_SECRETS = (
+    RequestSecret("rootSysPassword", "rootSysCredentialId", "root@sys"),
+    RequestSecret("proxyroPassword", "proxyroCredentialId", "proxyro"),
+)
+# Every field whose value is never echoed, logged or kept in clear: the request's passwords and those of a
+# credential (a password, an SSH private key and its passphrase).
+SECRET_FIELDS = frozenset({*(secret.field for secret in REQUEST_SECRETS), "password", "passphrase", "privateKey"})
 
 
 class ConnectionMode(StrEnum):

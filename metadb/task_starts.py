@@ -11,18 +11,12 @@ from __future__ import annotations
 from typing import Any
 
 from contracts.messages import PreparedTask
-from contracts.request import TakeOverRequest
+from contracts.request import REQUEST_SECRETS, TakeOverRequest
 from contracts.stages import RELEASE_TASK_NAME
-from contracts.task_view import task_name
+from contracts.task_view import RecordedStatus, task_name
 from metadb import credentials, ids, tasks
 from metadb.db import Database
 from metadb.vault import Vault
-
-# The request's password fields, the reference each becomes and the user it is for.
-_SECRETS = (
-    ("rootSysPassword", "rootSysCredentialId", "root@sys"),
-    ("proxyroPassword", "proxyroCredentialId", "proxyro"),
-)
 
 
 def prepare_takeover(
@@ -32,8 +26,8 @@ def prepare_takeover(
     task_id = ids.allocate_task_id(db)
     cluster_id = ids.allocate_cluster_id(db)
     tasks.record_task(
-        db, task_id=task_id, workflow_id=workflow_id, run_id="", name=task_name(False), status="RUNNING",
-        cluster_id=cluster_id, creator=creator, trace_id=trace_id,
+        db, task_id=task_id, workflow_id=workflow_id, run_id="", name=task_name(False),
+        status=RecordedStatus.RUNNING, cluster_id=cluster_id, creator=creator, trace_id=trace_id,
     )  # fmt: skip
     body, stored = _passwords_to_box(db, vault, request, f"task {task_id}", task_id, cluster_id)
     return PreparedTask(
@@ -53,8 +47,8 @@ def prepare_release(
     """A release's task id and task row (its root@sys password is the one the takeover stored, or named)."""
     task_id = ids.allocate_task_id(db)
     tasks.record_task(
-        db, task_id=task_id, workflow_id=workflow_id, run_id="", name=RELEASE_TASK_NAME, status="RUNNING",
-        cluster_id=cluster_id, creator=creator, trace_id=trace_id,
+        db, task_id=task_id, workflow_id=workflow_id, run_id="", name=RELEASE_TASK_NAME,
+        status=RecordedStatus.RUNNING, cluster_id=cluster_id, creator=creator, trace_id=trace_id,
     )  # fmt: skip
     return PreparedTask(task_id=task_id, cluster_id=cluster_id, workflow_id=workflow_id, input=body)
 
@@ -63,8 +57,9 @@ def record_started(db: Database, prepared: PreparedTask, run_id: str) -> None:
     """The task's workflow has started as run `run_id`."""
     if prepared.task_id is not None:
         tasks.record_task(
-            db, task_id=prepared.task_id, workflow_id=prepared.workflow_id, run_id=run_id, name=None, status="RUNNING"
-        )
+            db, task_id=prepared.task_id, workflow_id=prepared.workflow_id, run_id=run_id, name=None,
+            status=RecordedStatus.RUNNING,
+        )  # fmt: skip
 
 
 def discard(db: Database, prepared: PreparedTask) -> None:
@@ -72,8 +67,9 @@ def discard(db: Database, prepared: PreparedTask) -> None:
     list shows it), the passwords out of the box."""
     if prepared.task_id is not None:
         tasks.record_task(
-            db, task_id=prepared.task_id, workflow_id=prepared.workflow_id, run_id="", name=None, status="REJECTED"
-        )
+            db, task_id=prepared.task_id, workflow_id=prepared.workflow_id, run_id="", name=None,
+            status=RecordedStatus.REJECTED,
+        )  # fmt: skip
     for credential_id in prepared.stored_credential_ids:
         credentials.delete_credential(db, credential_id)
 
@@ -85,7 +81,7 @@ def _passwords_to_box(
     own, so a concurrent request cannot replace them) and referenced instead; and the credentials made."""
     body = request.model_dump(mode="json", exclude_none=True)
     stored = []
-    for field, reference, user in _SECRETS:
+    for field, reference, user in REQUEST_SECRETS:
         if field in body:
             body[reference] = credentials.save_credential(
                 db,

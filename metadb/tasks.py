@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.errors import FailedPrecondition
+from contracts.task_view import FINISHED
 from metadb.db import Database
 
 
@@ -43,9 +44,6 @@ def record_task(
                 "updated_at": _now(),
             },
         )
-
-
-FINISHED = ("SUCCESSFUL", "ROLLED_BACK", "ABORTED")
 
 
 def check_task_owner(db: Database, task_id: int, workflow_id: str, run_id: str) -> None:

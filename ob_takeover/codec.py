@@ -30,6 +30,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import DataConverter, DefaultFailureConverter, PayloadCodec, PayloadConverter
 
 from contracts.errors import READABLE_FAILURE_TYPES, CodecKeyError
+from contracts.request import SECRET_FIELDS
 from contracts.settings import Settings, load_settings
 from metadb.vault import create_key_file, decode_key
 
@@ -38,7 +39,8 @@ log = logging.getLogger("ob_takeover.codec")
 CODEC_KEY_ENV = "OB_TAKEOVER_CODEC_KEY"
 CODEC_OLD_KEYS_ENV = "OB_TAKEOVER_CODEC_OLD_KEYS"
 ENCODING = b"binary/encrypted"
-_SECRET_FIELD = re.compile(rb'"(rootSysPassword|proxyroPassword|password)"\s*:\s*"[^"]')
+# A secret field with a value: in a payload that arrives unencrypted, worth a warning.
+_SECRET_FIELD = re.compile(rb'"(' + "|".join(map(re.escape, sorted(SECRET_FIELDS))).encode() + rb')"\s*:\s*"[^"]')
 
 
 def _decode_key(text: str, source: str) -> bytes:

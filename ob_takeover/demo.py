@@ -29,7 +29,7 @@ from typing import Any
 from contracts.engine import workflow_id_for
 from contracts.messages import PrecheckReport
 from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, Settings, load_settings
-from contracts.task_view import TaskView
+from contracts.task_view import SubtaskStatus, TaskStatus, TaskView
 from metadb import credentials, hosts, users
 from metadb.db import Database
 from metadb.migrate import migrate
@@ -129,12 +129,12 @@ def run_takeover(api: DemoApi, body: dict[str, Any], settings: Settings, passwor
     last = ""
     while True:
         task = TaskView.model_validate(api.call("GET", f"/tasks/instances/{task_id}"))
-        done = sum(s.status.value == "SUCCESSFUL" for s in task.subtasks)
+        done = sum(s.status is SubtaskStatus.SUCCESSFUL for s in task.subtasks)
         line = f"  {task.status.value}: {done}/{len(task.subtasks)} subtasks successful"
         if line != last:
             print(line, flush=True)
             last = line
-        if task.status.value != "RUNNING":
+        if task.status is not TaskStatus.RUNNING:
             return task
         time.sleep(0.5)
 
@@ -301,7 +301,7 @@ def print_outcome(task: TaskView, began: float, demo: Path, config: Path) -> Non
     print("Config server: http://127.0.0.1:8080/services?Action=ObRootServiceInfo&ObCluster=obcluster")
     print("Temporal UI:   http://127.0.0.1:8233")
     print(f"Settings:      {config} (`ob-takeover cluster list` here shows the demo's cluster)")
-    if task.status.value != "SUCCESSFUL":
+    if task.status is not TaskStatus.SUCCESSFUL:
         print("The task waits for an operator: see README, 'Operate a failed takeover'.")
 
 
@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> None:
         task = run_demo(processes, var, demo, config)
         if not args.exit:
             keep_running()
-        if task.status.value != "SUCCESSFUL":
+        if task.status is not TaskStatus.SUCCESSFUL:
             sys.exit(1)
     except KeyboardInterrupt:
         pass

@@ -25,8 +25,8 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 from temporalio.exceptions import ApplicationError
 
+from activities import cluster_records
 from activities import cluster_sql as sql
-from activities import cluster_work
 from activities.credentials import check_host
 from activities.ob_sys_client import ClusterTls, ObSysClient
 from activities.precheck import _Items, check_config_url, run_checks
@@ -569,7 +569,7 @@ def test_a_credential_name_held_for_another_endpoint_is_not_replaced(runtime: Ru
         operation="EXECUTE", target=ClusterTarget.of_request(parse_request(sim_body(sim))).of_cluster("obcluster", 1),
     )  # fmt: skip
     with pytest.raises(CredentialMisuse, match="holds obcluster:1:proxyro for another endpoint"):
-        cluster_work.save_cluster_credential(
+        cluster_records.save_cluster_credential(
             Work(arg=arg, runtime=runtime), "obcluster:1:proxyro", "proxyro", "x", None
         )
     assert credentials.get_credential(runtime.db, runtime.vault, held).secret == "the real one"

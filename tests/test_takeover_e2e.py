@@ -16,6 +16,7 @@ from temporalio import activity
 from temporalio.client import Client
 
 from activities import cluster_sql as sql
+from activities.facts import Fact
 from activities.ob_sys_client import ObSysClient
 from activities.ports import HostLogin
 from activities.precheck import run_checks
@@ -167,6 +168,9 @@ class PortRecorder:
 
             def execute(self, statement: str, args: Any = None) -> None:
                 self.query(statement, args)
+
+            def read(self, fact: Fact[Any]) -> Any:
+                return fact.parse(self.query(fact.statement))
 
             def close(self) -> None:
                 port.close()

@@ -42,7 +42,7 @@ from contracts.fleet import MemberStatus, MemberUpdate
 from contracts.messages import EngineSettings, SubtaskInput, SubtaskRef, SubtaskResult
 from contracts.stages import SubtaskDef
 from contracts.target import ClusterTarget, TakeoverOptions
-from contracts.task_view import Operation, SubtaskStatus, TaskView
+from contracts.task_view import Operation, RecordedStatus, SubtaskStatus, TaskView
 from workflows.task import Subtask, Task, format_time
 
 CLUSTER_NAME_KEY = SearchAttributeKey.for_keyword(CLUSTER_NAME_ATTRIBUTE)
@@ -69,7 +69,7 @@ class SubtaskWorkflow:
         self._settings = EngineSettings()
         self._running: dict[int, asyncio.Task[None]] = {}
         self._changed = False
-        self._published_status = "CREATING"
+        self._published_status: str = RecordedStatus.CREATING
         self._updates_sent = 0
         self._updates: list[asyncio.Task[None]] = []
 

@@ -27,7 +27,7 @@ from contracts.stages import (
     RELEASE_SUBTASKS,
     RELEASE_TASK_NAME,
 )
-from contracts.task_view import TaskView
+from contracts.task_view import RecordedStatus, TaskView
 from workflows.engine import CLUSTER_ADDRESS_KEY, CLUSTER_NAME_KEY, TASK_STATUS_KEY, SubtaskWorkflow, failure_message
 from workflows.inputs import parse_or_fail
 from workflows.task import Task, format_time
@@ -45,7 +45,7 @@ class ReleaseCluster(SubtaskWorkflow):
     async def run(self, body: Any) -> TaskView:
         release = parse_or_fail(parse_release_request, body)
         self._release = release
-        workflow.upsert_search_attributes([TASK_STATUS_KEY.value_set("CREATING")])
+        workflow.upsert_search_attributes([TASK_STATUS_KEY.value_set(RecordedStatus.CREATING)])
         self._settings = await workflow.execute_local_activity(
             LOAD_ENGINE_SETTINGS, result_type=EngineSettings, start_to_close_timeout=timedelta(seconds=10)
         )

@@ -22,7 +22,7 @@ from contracts.messages import DiscoverTopologyInput, EngineSettings
 from contracts.request import TakeOverRequest
 from contracts.stages import ALLOCATE_TASK_ID, DISCOVER_TOPOLOGY, LOAD_ENGINE_SETTINGS
 from contracts.target import ClusterTarget, TakeoverOptions
-from contracts.task_view import TaskView
+from contracts.task_view import RecordedStatus, TaskView
 from contracts.topology import ClusterEndpoint, Topology
 from workflows.engine import (
     CLUSTER_ADDRESS_KEY,
@@ -63,7 +63,7 @@ class TakeOverCluster(SubtaskWorkflow):
         workflow.upsert_search_attributes(
             [
                 CLUSTER_ADDRESS_KEY.value_set(request.endpoint),
-                TASK_STATUS_KEY.value_set("CREATING"),
+                TASK_STATUS_KEY.value_set(RecordedStatus.CREATING),
             ]
         )
         self._settings = await workflow.execute_local_activity(

@@ -12,7 +12,16 @@ from datetime import datetime
 
 from contracts.errors import OperationRefused
 from contracts.stages import MAX_PARALLEL_SUBTASKS, SUBTASKS, SubtaskDef
-from contracts.task_view import Operation, SubtaskStatus, SubtaskView, TaskStatus, TaskView, task_name
+from contracts.task_view import (
+    Operation,
+    RecordedStatus,
+    SubtaskStatus,
+    SubtaskView,
+    TaskStatus,
+    TaskView,
+    recorded_status,
+    task_name,
+)
 from contracts.topology import Topology
 from workflows.plan import PlannedSubtask, build_plan
 
@@ -160,17 +169,9 @@ class Task:
         return self.allocated_cluster_id
 
     @property
-    def search_status(self) -> str:
+    def search_status(self) -> RecordedStatus:
         """The value of the `ObTaskStatus` search attribute."""
-        if self.aborted:
-            return "ABORTED"
-        if self.rolling_back:
-            return {
-                TaskStatus.RUNNING: "ROLLING_BACK",
-                TaskStatus.FAILED: "ROLLBACK_FAILED",
-                TaskStatus.SUCCESSFUL: "ROLLED_BACK",
-            }[self.status]
-        return self.status.value
+        return recorded_status(self.status, self.operation, aborted=self.aborted)
 
     def subtask(self, subtask_id: int) -> Subtask:
         try:

@@ -7,15 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from contracts.request import HostInfo, InvalidRequest, TakeOverRequest, parse_request
+from contracts.request import SECRET_FIELDS, HostInfo, InvalidRequest, TakeOverRequest, parse_request
 from metadb.users import ADMIN
 from ob_takeover.api.auth import require
 from ob_takeover.api.deps import Call
 from ob_takeover.api.envelope import ApiError, SubError
 
 log = logging.getLogger("ob_takeover.api")
-
-SECRET_FIELDS = {"rootSysPassword", "proxyroPassword", "passphrase", "privateKey", "password"}
 
 
 def _fields(model: type[BaseModel]) -> set[str]:

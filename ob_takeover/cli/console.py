@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from contracts.task_view import RecordedStatus
 from metadb.db import Database
 
 # Exit codes, for scripts (README, "Exit codes").
@@ -21,15 +22,15 @@ EXIT_RUNNING = 3  # the task is still running (or rolling back)
 EXIT_UNAVAILABLE = 4  # Temporal or the metadb cannot be reached: try again later
 
 # ObTaskStatus (the search attribute, the vocabulary everywhere) to exit code.
-STATUS_EXIT = {
-    "SUCCESSFUL": EXIT_OK,
-    "ROLLED_BACK": EXIT_OK,
-    "FAILED": EXIT_FAILED,
-    "ABORTED": EXIT_FAILED,
-    "ROLLBACK_FAILED": EXIT_FAILED,
-    "RUNNING": EXIT_RUNNING,
-    "ROLLING_BACK": EXIT_RUNNING,
-    "CREATING": EXIT_RUNNING,
+STATUS_EXIT: dict[str, int] = {
+    RecordedStatus.SUCCESSFUL: EXIT_OK,
+    RecordedStatus.ROLLED_BACK: EXIT_OK,
+    RecordedStatus.FAILED: EXIT_FAILED,
+    RecordedStatus.ABORTED: EXIT_FAILED,
+    RecordedStatus.ROLLBACK_FAILED: EXIT_FAILED,
+    RecordedStatus.RUNNING: EXIT_RUNNING,
+    RecordedStatus.ROLLING_BACK: EXIT_RUNNING,
+    RecordedStatus.CREATING: EXIT_RUNNING,
 }
 
 

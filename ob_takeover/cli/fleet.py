@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from temporalio.client import WorkflowQueryFailedError
 
+from contracts.fleet import MemberStatus
 from ob_takeover.cli.arguments import Subcommands, add_command, add_group
 from ob_takeover.cli.console import EXIT_FAILED, EXIT_OK, EXIT_RUNNING, CommandError, emit
 from ob_takeover.cli.deps import connect_client
@@ -92,7 +93,7 @@ def fleet_table(view: FleetView) -> str:
 
 def fleet_exit(view: FleetView) -> int:
     """0 when every member ended SUCCESSFUL or ROLLED_BACK, 3 while one works, else 1."""
-    if all(m.status.value in ("SUCCESSFUL", "ROLLED_BACK") for m in view.members):
+    if all(m.status in (MemberStatus.SUCCESSFUL, MemberStatus.ROLLED_BACK) for m in view.members):
         return EXIT_OK
     return EXIT_RUNNING if view.working else EXIT_FAILED
 

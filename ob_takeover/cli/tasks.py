@@ -15,6 +15,7 @@ from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, Wor
 
 from contracts.endpoints import endpoint_key, parse_endpoint
 from contracts.errors import OperationRefused, innermost_message
+from contracts.task_view import RecordedStatus, SubtaskStatus, TaskStatus, recorded_status
 from metadb import clusters
 from ob_takeover.cli.arguments import Subcommands, add_command
 from ob_takeover.cli.console import (
@@ -109,9 +110,7 @@ def _add_operation_parsers(commands: Subcommands) -> None:
 
 def display_status(task: TaskView) -> str:
     """The task's status in the vocabulary of the ObTaskStatus search attribute."""
-    if task.operation.value == "ROLLBACK":
-        return {"RUNNING": "ROLLING_BACK", "FAILED": "ROLLBACK_FAILED", "SUCCESSFUL": "ROLLED_BACK"}[task.status.value]
-    return str(task.status.value)
+    return recorded_status(task.status, task.operation)
 
 
 def task_table(task: TaskView, status: str | None = None) -> str:
@@ -142,15 +141,17 @@ async def _watch(takeover: Takeover) -> TaskView:
                 await _without_task(takeover, status)  # says why, in one line
             await asyncio.sleep(0.5)
             continue
-        running = [f"{s.name}{' · ' + s.node if s.node else ''}" for s in task.subtasks if s.status.value == "RUNNING"]
-        done = sum(s.status.value == "SUCCESSFUL" for s in task.subtasks)
+        running = [
+            f"{s.name}{' · ' + s.node if s.node else ''}" for s in task.subtasks if s.status is SubtaskStatus.RUNNING
+        ]
+        done = sum(s.status is SubtaskStatus.SUCCESSFUL for s in task.subtasks)
         line = f"{task.status.value} {done}/{len(task.subtasks)}" + (
             f" running: {', '.join(running[:3])}" if running else ""
         )
         if line != last:
             print(line, file=sys.stderr, flush=True)
             last = line
-        if task.status.value != "RUNNING":
+        if task.status is not TaskStatus.RUNNING:
             return task
         await asyncio.sleep(0.5)
 
@@ -159,7 +160,7 @@ async def _without_task(takeover: Takeover, status: WorkflowExecutionStatus | No
     """A takeover whose task does not exist: its topology is being read, or it failed before (a wrong
     body or password, an unreachable cluster); the reason, in one line."""
     if status == WorkflowExecutionStatus.RUNNING:
-        emit({"workflowId": takeover.workflow_id, "status": "CREATING"})
+        emit({"workflowId": takeover.workflow_id, "status": RecordedStatus.CREATING})
         print("the takeover is reading the cluster's topology; its task exists in a moment", file=sys.stderr)
         return EXIT_RUNNING
     try:
@@ -310,7 +311,7 @@ def _operate(args: argparse.Namespace, *, operation: str) -> int:
 
             Path(args.timeline).write_text(render_timeline(task))
             print(f"timeline written to {args.timeline}", file=sys.stderr)
-        for subtask in (s for s in task.subtasks if s.status.value == "FAILED"):
+        for subtask in (s for s in task.subtasks if s.status is SubtaskStatus.FAILED):
             tail = (await takeover.subtask_log(subtask.id)).strip().splitlines()[-5:]
             print(f"\nsubtask {subtask.id} {subtask.name} {subtask.node or ''} FAILED:\n  " + "\n  ".join(tail))
         emit({"workflowId": args.workflow_id, "taskId": task.id, "status": status})

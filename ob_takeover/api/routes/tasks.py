@@ -25,7 +25,7 @@ from contracts.engine import (
     TASK_QUERY,
 )
 from contracts.messages import SubtaskRef
-from contracts.task_view import Operation, TaskStatus, TaskView, task_name
+from contracts.task_view import Operation, RecordedStatus, TaskStatus, TaskView, ocp_status, task_name
 from metadb import clusters, tasks
 from ob_takeover.api.deps import API, MAX_ID, Call, Id, ManagerCall, ViewerCall, valid_paging
 from ob_takeover.api.envelope import ApiError, now_iso, page_of, paged
@@ -87,7 +87,7 @@ def _task_alone(
 
 async def _task_row(call: Call, task_id: int) -> dict[str, Any]:
     row: dict[str, Any] | None = await call.services.metadb(tasks.get_task, call.services.db, task_id)
-    if row is None or row["status"] == "REJECTED":
+    if row is None or row["status"] == RecordedStatus.REJECTED:
         raise ApiError(404, f"task {task_id} does not exist")
     return row
 
@@ -100,20 +100,12 @@ async def _view(call: Call, row: dict[str, Any]) -> TaskView:
     )  # fmt: skip
 
 
-# The registry's end states as OCP's task statuses.
-REGISTRY_STATUS = {
-    "SUCCESSFUL": TaskStatus.SUCCESSFUL,
-    "ROLLED_BACK": TaskStatus.SUCCESSFUL,
-    "ABORTED": TaskStatus.FAILED,
-}
-
-
 async def _view_or_row(call: Call, row: dict[str, Any]) -> TaskView:
     """The task; when its workflow cannot tell (past Temporal's retention), what the registry knows."""
     try:
         return await _view(call, row)
     except ApiError:
-        status = REGISTRY_STATUS.get(row["status"], TaskStatus.FAILED)
+        status = ocp_status(row["status"])
         return _task_alone(
             int(row["task_id"]), row["name"], row["cluster_id"], row.get("creator"), row["created_at"], status
         )
@@ -146,7 +138,7 @@ async def list_tasks(
 ) -> Response:
     number, size = valid_paging(page, size)
     rows = await call.services.metadb(tasks.list_tasks, call.services.db, name=name, cluster_id=cluster_id)
-    rows = [row for row in rows if row["status"] != "REJECTED"]
+    rows = [row for row in rows if row["status"] != RecordedStatus.REJECTED]
     total = len(rows)
     if status is None:  # only a status filter needs every task's view; else only this page's
         rows = rows[(number - 1) * size : number * size]
