@@ -79,11 +79,11 @@ class Bench:
         vault = Vault(load_master_key(load_settings({"OB_TAKEOVER_MASTER_KEY_FILE": str(key_file)})))
         vault.verify(db)
         queue = f"fleet-bench-{name}"
-        self.client = TakeoverClient(self.env.client, queue)
+        # Takeovers start as every starter starts them: their passwords into this scenario's password box.
+        self.client = TakeoverClient(self.env.client, queue, db=db, vault=vault)
         extra = ["--io-calibration-seconds", str(calibration)]
         with many_simulations(work, clusters, extra=extra) as sims:
             bodies = simulated_bodies(db, vault, sims, hosts.add_host_type(db, "bench"))
-            db.close()
             env = worker_env(
                 metadb=metadb,
                 key_file=key_file,
@@ -99,6 +99,7 @@ class Bench:
                 for process in processes:
                     process.terminate()
                     process.wait(30)
+                db.close()
 
     async def single(self, calibration: float) -> Outcome:
         with self.scenario("single", 1, calibration, workers=1) as (bodies, processes):

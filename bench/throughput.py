@@ -59,7 +59,7 @@ async def main() -> None:
         )
         worker = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=environment)
         try:
-            client = TakeoverClient(env.client, "throughput")
+            client = TakeoverClient(env.client, "throughput", db=db, vault=vault)
             began = time.monotonic()
             takeovers = await asyncio.gather(*(client.start(body) for body in bodies))
             ends: list[float] = []

@@ -12,7 +12,6 @@ relative to the file; the environment variable named next to each setting. The T
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -273,8 +272,14 @@ def _relative_to(base: Path, value: str) -> str:
 
 
 def mask_url_password(url: str, mask: str = MASK) -> str:
-    """A URL as it may be shown: its password replaced by `mask`."""
-    return re.sub(r"(://[^:/@]+:)[^@]*@", lambda match: f"{match.group(1)}{mask}@", url)
+    """A URL as it may be shown: its password replaced by `mask`. The password runs to the URL's last `@`,
+    so that one with an `@` left unencoded is masked whole (anything up to that `@` is masked, never less)."""
+    scheme, separator, rest = url.partition("://")
+    userinfo, at, host = rest.rpartition("@")
+    user, colon, _ = userinfo.partition(":")
+    if not separator or not at or not colon:
+        return url
+    return f"{scheme}://{user}:{mask}@{host}"
 
 
 def settings_table_markdown() -> str:

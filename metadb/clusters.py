@@ -33,9 +33,17 @@ def find_cluster(db: Database, name: str, ob_cluster_id: int) -> dict[str, Any] 
 
 def get_cluster(db: Database, cluster_id: int) -> dict[str, Any] | None:
     row = db.one("SELECT * FROM clusters WHERE id = ?", (cluster_id,))
-    if row:
-        for column in ("rs_list", "attributes"):
-            row[column] = json.loads(row[column]) if row[column] else None
+    return _parsed(row) if row else None
+
+
+def clusters_named(db: Database, name: str) -> list[dict[str, Any]]:
+    """The records of the clusters named `name` (one per obClusterId), as `get_cluster` gives them."""
+    return [_parsed(row) for row in db.query("SELECT * FROM clusters WHERE name = ? ORDER BY id", (name,))]
+
+
+def _parsed(row: dict[str, Any]) -> dict[str, Any]:
+    for column in ("rs_list", "attributes"):
+        row[column] = json.loads(row[column]) if row[column] else None
     return row
 
 

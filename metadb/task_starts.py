@@ -29,7 +29,7 @@ def prepare_takeover(
         db, task_id=task_id, workflow_id=workflow_id, run_id="", name=task_name(False),
         status=RecordedStatus.RUNNING, cluster_id=cluster_id, creator=creator, trace_id=trace_id,
     )  # fmt: skip
-    body, stored = _passwords_to_box(db, vault, request, f"task {task_id}", task_id, cluster_id)
+    body, stored = _passwords_to_box(db, vault, request, _owner(task_id), task_id, cluster_id)
     return PreparedTask(
         task_id=task_id, cluster_id=cluster_id, workflow_id=workflow_id, input=body, stored_credential_ids=stored
     )
@@ -72,6 +72,26 @@ def discard(db: Database, prepared: PreparedTask) -> None:
         )  # fmt: skip
     for credential_id in prepared.stored_credential_ids:
         credentials.delete_credential(db, credential_id)
+
+
+def close_ended(db: Database, task_id: int, status: RecordedStatus) -> int:
+    """A task whose workflow ended without ending the task (it failed before its first subtask, or was
+    terminated): its row gets `status`, and the passwords its start stored for it leave the password box
+    (never the cluster's own, which its subtasks saved); returns how many."""
+    prefix = f"{_owner(task_id)}: "
+    rows = db.query("SELECT id, name FROM credentials WHERE created_by_task_id = ?", (task_id,))
+    for row in rows:
+        if str(row["name"]).startswith(prefix):
+            credentials.delete_credential(db, int(row["id"]))
+    task = tasks.get_task(db, task_id)
+    if task is not None:
+        tasks.record_task(db, task_id=task_id, workflow_id=task["workflow_id"], run_id="", name=None, status=status)
+    return sum(str(r["name"]).startswith(prefix) for r in rows)
+
+
+def _owner(task_id: int) -> str:
+    """How the passwords a start stores for task `task_id` are named: `task N: root@sys of ADDR:PORT`."""
+    return f"task {task_id}"
 
 
 def _passwords_to_box(

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 from contracts.errors import FailedPrecondition
-from contracts.task_view import FINISHED
+from contracts.task_view import FINISHED, RecordedStatus
 from metadb.db import Database
 
 
@@ -63,18 +64,44 @@ def get_task(db: Database, task_id: int) -> dict[str, Any] | None:
     return db.one("SELECT * FROM tasks WHERE task_id = ?", (task_id,))
 
 
-def list_tasks(db: Database, *, name: str | None = None, cluster_id: int | None = None) -> list[dict[str, Any]]:
-    """Tasks, newest first, filtered by name and cluster."""
-    where: list[str] = []
-    args: list[object] = []
+def list_tasks(
+    db: Database,
+    *,
+    name: str | None = None,
+    cluster_id: int | None = None,
+    statuses: Sequence[str] | None = None,
+    offset: int = 0,
+    limit: int | None = None,
+) -> list[dict[str, Any]]:
+    """Tasks, newest first, filtered by name, cluster and recorded status (REJECTED ones never: no workflow
+    ran for them), from `offset`, at most `limit`."""
+    clause, args = _filter(name, cluster_id, statuses)
+    page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
+    return db.query(f"SELECT * FROM tasks{clause} ORDER BY task_id DESC{page}", args)
+
+
+def count_tasks(
+    db: Database, *, name: str | None = None, cluster_id: int | None = None, statuses: Sequence[str] | None = None
+) -> int:
+    """How many tasks `list_tasks` lists without a limit."""
+    clause, args = _filter(name, cluster_id, statuses)
+    row = db.one(f"SELECT COUNT(*) AS N FROM tasks{clause}", args)
+    return int(row["N"]) if row else 0
+
+
+def _filter(name: str | None, cluster_id: int | None, statuses: Sequence[str] | None) -> tuple[str, list[object]]:
+    where = ["status <> ?"]
+    args: list[object] = [RecordedStatus.REJECTED.value]
     if name:
         where.append("name = ?")
         args.append(name)
     if cluster_id is not None:
         where.append("cluster_id = ?")
         args.append(cluster_id)
-    clause = f" WHERE {' AND '.join(where)}" if where else ""
-    return db.query(f"SELECT * FROM tasks{clause} ORDER BY task_id DESC", args)
+    if statuses is not None:
+        where.append(f"status IN ({', '.join('?' for _ in statuses) or 'NULL'})")
+        args.extend(statuses)
+    return " WHERE " + " AND ".join(where), args
 
 
 def latest_task_of(db: Database, workflow_id: str) -> dict[str, Any] | None:

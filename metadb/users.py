@@ -78,7 +78,10 @@ def list_users(db: Database) -> list[dict[str, Any]]:
 
 
 def find_user(db: Database, name: str) -> dict[str, Any] | None:
-    return db.one("SELECT * FROM users WHERE name = ?", (name,))
+    """The user named exactly `name`: byte for byte, whatever the database's collation (a MySQL metadb's
+    default one matches `ADMIN` and `admin  ` to `admin`)."""
+    row = db.one("SELECT * FROM users WHERE name = ?", (name,))
+    return row if row is not None and row["name"] == name else None
 
 
 def delete_user(db: Database, name: str) -> None:

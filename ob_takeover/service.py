@@ -67,23 +67,20 @@ def root_service_info(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _records(db: Database) -> list[dict[str, Any]]:
-    return [r for row in clusters.list_clusters(db) if (r := clusters.get_cluster(db, int(row["id"]))) is not None]
-
-
 def _services_answer(db: Database, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    """The config server's answer for the one cluster asked for (anonymous callers never get a list of every
+    cluster, nor make the service read every one)."""
     action = query.get("Action", "")
     if action != "ObRootServiceInfo":
         return 400, _envelope(None, 400, f"unsupported Action '{action}'")
     name = query.get("ObCluster")
     cluster_id = query.get("ObClusterId")
-    records = [r for r in _records(db) if r.get("rs_list")]
-    if name is None and query.get("version") == "2":
-        return 200, _envelope([root_service_info(r) for r in records])
     if not name:
         return 400, _envelope(None, 400, "ObCluster is required")
     matches = [
-        r for r in records if r["name"] == name and (cluster_id is None or str(r["ob_cluster_id"]) == cluster_id)
+        record
+        for record in clusters.clusters_named(db, name)
+        if record.get("rs_list") and (cluster_id is None or str(record["ob_cluster_id"]) == cluster_id)
     ]
     if not matches:
         wanted = name + (f" (id {cluster_id})" if cluster_id else "")
@@ -299,9 +296,19 @@ class Running:
         await self.task
 
 
-async def serve(app: FastAPI, host: str, port: int) -> Running:
-    """`app` on host:port, started."""
-    config = uvicorn.Config(app, host=host, port=port, log_level="warning", access_log=False, lifespan="off")
+async def serve(app: FastAPI, host: str, port: int, *, trusted_proxies: str = "") -> Running:
+    """`app` on host:port, started. A client's address is the connection's own; `X-Forwarded-For` and
+    `X-Forwarded-Proto` are believed only from `trusted_proxies` (comma-separated addresses or networks)."""
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        proxy_headers=bool(trusted_proxies),
+        forwarded_allow_ips=trusted_proxies or None,
+    )
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve())
     while not server.started:

@@ -24,7 +24,7 @@ from contracts.fleet import FleetRequest, check_fleet_name
 from contracts.messages import PrecheckReport, PreparedTask
 from contracts.release import ReleaseRequest
 from contracts.request import TakeOverRequest
-from contracts.task_view import TaskView
+from contracts.task_view import RecordedStatus, TaskView
 from metadb import clusters, task_starts, tasks
 from metadb.db import Database
 from metadb.managed import describe_managed_cluster
@@ -134,6 +134,37 @@ async def start_fleet(
         memo=task_memo(creator),
         static_summary=f"Take over {len(request.requests)} clusters, {request.max_concurrent} at a time",
     )
+
+
+# How a workflow that ended without ending its task leaves the task in the registry.
+_ENDED_AS = {
+    WorkflowExecutionStatus.CANCELED: RecordedStatus.ABORTED,
+    WorkflowExecutionStatus.TERMINATED: RecordedStatus.ABORTED,
+}
+
+
+async def sweep_ended_tasks(starter: TaskStarter) -> int:
+    """Close the tasks whose workflow ended without ending them (it failed before its first subtask: the
+    cluster did not answer, a wrong password; or it was terminated): the passwords their start put in the
+    password box leave it, and their row is FAILED (ABORTED when cancelled or terminated). A workflow that ends
+    normally does this itself in its last subtask. Returns how many tasks were closed."""
+    closed = 0
+    for row in await starter.metadb(tasks.list_tasks, starter.db, statuses=[RecordedStatus.RUNNING]):
+        if not row["run_id"]:
+            continue  # still starting
+        handle = starter.client.get_workflow_handle(row["workflow_id"], run_id=row["run_id"])
+        try:
+            status = (await handle.describe()).status
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            status = WorkflowExecutionStatus.TERMINATED  # past Temporal's retention: it did not end the task
+        if status in (None, WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+            continue
+        ended_as = _ENDED_AS.get(status, RecordedStatus.FAILED)
+        await starter.metadb(task_starts.close_ended, starter.db, int(row["task_id"]), ended_as)
+        closed += 1
+    return closed
 
 
 async def _start(

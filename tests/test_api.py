@@ -140,8 +140,8 @@ async def test_every_endpoint_needs_basic_auth_and_the_right_role(api: Api) -> N
     # Only the time needs no credentials; the config server stays anonymous for observers.
     reply = await api.call("GET", "/api/v2/time", who=None)
     assert reply.status_code == 200 and reply.text.startswith(str(time.gmtime().tm_year))
-    reply = await api.call("GET", "/services?Action=ObRootServiceInfo&version=2", who=None)
-    assert reply.status_code == 200 and reply.json()["Data"] == []
+    reply = await api.call("GET", "/services?Action=ObRootServiceInfo&ObCluster=obcluster&version=2", who=None)
+    assert reply.status_code == 404 and reply.json()["Data"] is None
     # The service's own metrics: requests by route template (never by path with its ids), status, latency.
     page = (await api.call("GET", "/metrics", who=None)).text
     task = {"route": "/api/v2/tasks/instances/{task_id}", "method": "GET"}
@@ -166,16 +166,73 @@ async def test_info_is_the_bare_object_and_openapi_lists_the_endpoints(api: Api)
     assert (await api.call("GET", "/api/v2/docs", who=None)).status_code == 200
 
 
-async def test_failed_logins_are_throttled(api: Api) -> None:
+async def test_failed_logins_are_throttled_but_the_right_password_gets_in(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
     for _ in range(5):
         reply = await api.call("GET", "/api/v2/tasks/instances", who="viewer", password="guess")
         assert reply.status_code == 401
+    began = time.monotonic()
     throttled = await api.call("GET", "/api/v2/tasks/instances", who="viewer", password="guess")
     assert throttled.status_code == 429 and int(throttled.headers["Retry-After"]) > 0
     assert "too many failed logins" in error_of(throttled)["message"]
-    # Even the right password waits; another user is not affected.
-    assert (await api.call("GET", "/api/v2/tasks/instances", who="viewer")).status_code == 429
+    assert time.monotonic() - began >= 1.0  # a guess past the limit is slowed down
+    # Failures slow guesses down but do not lock the right password out; another user is not affected.
+    assert (await api.call("GET", "/api/v2/tasks/instances", who="viewer")).status_code == 200
     assert (await api.call("GET", "/api/v2/tasks/instances", who="manager")).status_code == 200
+    # The failed-login log names a user that exists, never a name that is no user's (it may be a password).
+    caplog.clear()
+    assert (await api.call("GET", "/api/v2/info", who="Hunter2-typed-here", password="x")).status_code == 401
+    assert "Hunter2-typed-here" not in caplog.text and "failed login for an unknown user name" in caplog.text
+
+
+async def test_parallel_logins_with_the_right_password_are_one_check_and_wrong_ones_are_throttled(
+    api: Api, task_queue: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A client's first burst (cold login cache) of parallel takeOver calls is accepted; a burst of wrong
+    passwords is throttled, and the right password still gets in afterwards. The takeovers end before their
+    first subtask (nothing answers there): their passwords leave the password box all the same."""
+    ports = [free_port() for _ in range(8)]  # nothing listens there: each takeover fails in its discovery
+    bodies = [{"rootSysPassword": "pw", "address": "127.0.0.1", "port": port} for port in ports]
+    async with build_worker(api.client, activities=build_activities(api.runtime), queue=task_queue):
+        replies = await asyncio.gather(
+            *(api.call("POST", "/api/v2/ob/clusters/takeOver", "manager", body) for body in bodies)
+        )
+        assert [r.status_code for r in replies] == [200] * 8, [r.text for r in replies if r.status_code != 200]
+        assert len({r.json()["data"]["id"] for r in replies}) == 8
+        guesses = await asyncio.gather(
+            *(api.call("GET", "/api/v2/tasks/instances", "viewer", password=f"guess-{n}") for n in range(8))
+        )
+        statuses = sorted(r.status_code for r in guesses)
+        assert 429 in statuses and set(statuses) <= {401, 429} and statuses.count(401) <= 7, statuses
+        assert (await api.call("GET", "/api/v2/tasks/instances", who="viewer")).status_code == 200
+        task_ids = [r.json()["data"]["id"] for r in replies]
+        for task_id in task_ids:
+            assert (await poll(api, task_id, {"SUCCESSFUL", "FAILED"}))["status"] == "FAILED"
+    stored = [c["name"] for c in credentials.list_credentials(api.runtime.db, credentials.CLUSTER)]
+    assert len(stored) == 8 and all(name.startswith("task ") for name in stored), stored
+    monkeypatch.setattr("ob_takeover.api.deps.SWEEP_SECONDS", 0.0)
+    listed = await api.data("GET", "/api/v2/tasks/instances?status=FAILED&size=20", "viewer")
+    assert sorted(t["id"] for t in listed["contents"]) == sorted(task_ids)
+    assert credentials.list_credentials(api.runtime.db, credentials.CLUSTER) == []
+    assert {tasks.get_task(api.runtime.db, i)["status"] for i in task_ids} == {"FAILED"}  # type: ignore[index]
+
+
+async def test_the_throttle_counts_the_connection_not_forwarded_headers_nor_respelled_names(api: Api) -> None:
+    """X-Forwarded-For is not believed without --trusted-proxies, and `VIEWER`, `viewer ` are one name."""
+    # Another spelling is not the user: the right password under it does not log in (and counts as a failure).
+    assert (await api.call("GET", "/api/v2/info", who="VIEWER", password=PASSWORDS["viewer"])).status_code == 401
+    for number, name in enumerate(["viewer", "viewer ", " Viewer", "vIeWeR"]):
+        reply = await asyncio.to_thread(
+            requests.get, api.base + "/api/v2/tasks/instances", auth=(name, "guess"), timeout=60,
+            headers={"X-Forwarded-For": f"198.51.100.{number}"},
+        )  # fmt: skip
+        assert reply.status_code == 401, (name, reply.text)
+    reply = await asyncio.to_thread(
+        requests.get, api.base + "/api/v2/tasks/instances", auth=("Viewer", "guess"), timeout=60,
+        headers={"X-Forwarded-For": "198.51.100.99"},
+    )  # fmt: skip
+    assert reply.status_code == 429
 
 
 async def test_a_bad_body_answers_400_per_field_and_starts_nothing(api: Api, sim: Simulation) -> None:
@@ -230,6 +287,7 @@ async def setup_hosts(api: Api, sim: Simulation) -> tuple[int, int]:
                 "username": sim.ready["ssh"]["username"],
                 "passphrase": key,
             },
+            "hosts": [host["address"] for host in sim.ready["hosts"]],
         },
     )
     assert isinstance(host_type["id"], int) and isinstance(credential["id"], int)
@@ -264,6 +322,17 @@ async def poll(api: Api, task_id: int, until: set[str], timeout: float = 90) -> 
 async def test_a_takeover_through_the_api_alone(api: Api, sim: Simulation, task_queue: str) -> None:
     host_type, credential = await setup_hosts(api, sim)
     body = takeover_body(sim, host_type, credential)
+    # A host credential that names no hosts would log in wherever the cluster points: an ADMIN's call only.
+    unbound = await api.data(
+        "POST", "/api/v2/profiles/me/credentials",
+        body={"targetType": "HOST", "name": "anywhere", "sshCredentialProperty": {
+            "type": "PASSWORD", "username": "admin", "passphrase": "Ssh-pw-1"}},
+    )  # fmt: skip
+    assert unbound["hosts"] == []
+    aimed = {**body, "hostInfo": {**body["hostInfo"], "credentialId": unbound["id"]}}
+    for path in ("/api/v2/ob/clusters/takeOverPreCheck", "/api/v2/ob/clusters/takeOver"):
+        refused = await api.call("POST", path, "manager", aimed)
+        assert refused.status_code == 403 and "names no hosts" in error_of(refused)["message"], refused.text
     async with build_worker(api.client, activities=build_activities(api.runtime), queue=task_queue):
         report = await api.data("POST", "/api/v2/ob/clusters/takeOverPreCheck", "manager", body)
         assert report["passed"] is True and report["clusterName"] == "obcluster"
@@ -329,13 +398,20 @@ async def test_a_takeover_through_the_api_alone(api: Api, sim: Simulation, task_
     assert (await api.call("POST", move_out, "viewer", {})).status_code == 403
     refused = await api.call("POST", move_out, "manager", {"retainClusterInfo": True})
     assert refused.status_code == 400 and "retainClusterInfo" in refused.text
-    # Pointing the cluster's servers at another config server is an administrator's call, and only over http(s).
-    elsewhere = await api.call("POST", move_out, "manager", {"targetConfigAddress": "http://127.0.0.9/services"})
-    assert elsewhere.status_code == 403, elsewhere.text
+    # Pointing the cluster's servers at another config server, or at none (""), is an administrator's call,
+    # and only over http(s).
+    for target in ("http://127.0.0.9/services", ""):
+        elsewhere = await api.call("POST", move_out, "manager", {"targetConfigAddress": target})
+        assert elsewhere.status_code == 403, elsewhere.text
     not_http = await api.call("POST", move_out, "admin", {"targetConfigAddress": "file:///etc/passwd"})
     assert not_http.status_code == 400 and "targetConfigAddress" in not_http.text, not_http.text
+    # The release logs in with the stored root password: only an ADMIN or whoever started the takeover asks.
+    users.add_user(api.runtime.db, "manager2", users.TASK_MANAGER, "Manager2-pw-123")
+    other = await api.call("POST", move_out, "manager2", {}, password="Manager2-pw-123")
+    assert other.status_code == 403 and "or to have started its takeover" in error_of(other)["message"]
+    assert sim.state()["parameters"]["obconfig_url"] != ""  # nothing was released
     async with build_worker(api.client, activities=build_activities(api.runtime), queue=task_queue):
-        moving = await api.data("POST", move_out, "manager", {"targetConfigAddress": ""})
+        moving = await api.data("POST", move_out, "admin", {"targetConfigAddress": ""})
         assert moving["name"] == "Move out OB cluster" and moving["clusterId"] == cluster_id
         released = await poll(api, moving["id"], {"SUCCESSFUL", "FAILED"})
     assert released["status"] == "SUCCESSFUL", released

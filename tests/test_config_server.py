@@ -41,8 +41,11 @@ async def test_root_service_info_from_the_metadb(metadb: Database) -> None:
         assert status == 200 and body["Success"] is True
         assert body["Data"]["ObCluster"] == "obcluster" and body["Data"]["ObClusterId"] == 7
         assert body["Data"]["RsList"] == rs_list and body["Data"]["Type"] == "PRIMARY"
-        status, body = await asyncio.to_thread(get, f"{base}&version=2")
+        status, body = await asyncio.to_thread(get, f"{base}&ObCluster=obcluster&version=2")
         assert status == 200 and [c["ObCluster"] for c in body["Data"]] == ["obcluster"]
+        # An anonymous caller names the cluster it serves: the list of every cluster is nobody's business.
+        status, body = await asyncio.to_thread(get, f"{base}&version=2")
+        assert status == 400 and body["Message"] == "ObCluster is required"
         status, body = await asyncio.to_thread(get, f"{base}&ObCluster=other")
         assert status == 404 and body["Message"] == "cluster other not found"
         status, body = await asyncio.to_thread(get, f"{base}&ObCluster=obcluster&ObClusterId=8")

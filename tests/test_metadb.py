@@ -9,7 +9,7 @@ import pytest
 
 from contracts.errors import ClusterAlreadyManaged, ClusterLocked, MasterKeyError, MetadbUnavailable
 from contracts.settings import load_settings
-from metadb import clusters, credentials, hosts, locks
+from metadb import clusters, credentials, hosts, locks, tasks, users
 from metadb.db import Database, MetadbUrl, redact
 from metadb.migrate import applied_versions, migrate, migrations
 from metadb.vault import MasterKey, Vault, load_master_key, rotate_master_key
@@ -253,3 +253,32 @@ def test_reconnects_when_the_mysql_metadb_comes_back(tmp_path: Path) -> None:
             "after-restart",
         ]
     db.close()
+
+
+def test_users_are_found_by_their_exact_name(metadb: Database) -> None:
+    """A MySQL metadb's default collation matches `ADMIN` and `admin  ` to `admin`; a login under such a
+    spelling is no login (on every backend), so that each spelling cannot get guesses of its own."""
+    users.add_user(metadb, "admin", users.ADMIN, "Admin-pw-123")
+    assert users.find_user(metadb, "admin") is not None
+    for spelling in ("ADMIN", "aDmin", "admin  ", " admin"):
+        assert users.find_user(metadb, spelling) is None, spelling
+        assert users.authenticate(metadb, spelling, "Admin-pw-123") is None, spelling
+    assert users.authenticate(metadb, "admin", "Admin-pw-123") is not None
+
+
+def test_tasks_are_paged_and_filtered_in_the_metadb(metadb: Database) -> None:
+    statuses = ["RUNNING", "SUCCESSFUL", "ROLLED_BACK", "ABORTED", "REJECTED"]
+    for task_id in range(1, 31):
+        tasks.record_task(
+            metadb, task_id=task_id, workflow_id=f"takeover-10.0.0.{task_id}-2881", run_id="r", name=None,
+            status=statuses[task_id % 5], cluster_id=task_id % 3 or None,
+        )  # fmt: skip
+    # REJECTED tasks (no workflow ran) are never listed; newest first; a page is LIMIT/OFFSET in SQL.
+    assert tasks.count_tasks(metadb) == 24
+    page = tasks.list_tasks(metadb, offset=5, limit=5)
+    assert [row["task_id"] for row in page] == [23, 22, 21, 20, 18]
+    ended = ["SUCCESSFUL", "ROLLED_BACK"]
+    assert tasks.count_tasks(metadb, statuses=ended) == 12
+    assert {row["status"] for row in tasks.list_tasks(metadb, statuses=ended)} == set(ended)
+    assert [row["task_id"] for row in tasks.list_tasks(metadb, cluster_id=1, statuses=["RUNNING"])] == [25, 10]
+    assert tasks.list_tasks(metadb, statuses=[]) == [] and tasks.count_tasks(metadb, statuses=[]) == 0

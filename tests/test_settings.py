@@ -114,6 +114,12 @@ def test_config_show_masks_secrets_and_names_sources(tmp_path: Path) -> None:
     assert out["settings"]["root_password"] == "******"
     assert out["settings"]["metadb"] == "mysql://ops:******@127.0.0.1:3306/metadb"
     assert "env OB_TAKEOVER_METADB" in stdout and "default" in stdout
+    # A password with an unencoded @ is masked whole, not up to its @.
+    env["OB_TAKEOVER_METADB"] = "mysql://ops:Hunter2@secret@127.0.0.1:3306/metadb"
+    code, out, stdout, stderr = cli(tmp_path, env, "config", "show")
+    assert code == 0 and out is not None, stderr
+    assert "Hunter2" not in stdout + stderr and "secret@" not in stdout + stderr
+    assert out["settings"]["metadb"] == "mysql://ops:******@127.0.0.1:3306/metadb"
 
 
 def test_commands_run_where_the_config_file_is_use_its_metadb(tmp_path: Path) -> None:

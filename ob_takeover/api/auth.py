@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import contextlib
 import hashlib
 import hmac
 import logging
@@ -13,17 +12,24 @@ import secrets
 import time
 from collections import deque
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from metadb import users
 from metadb.db import Database
 from ob_takeover.api.envelope import ApiError
 
 log = logging.getLogger("ob_takeover.api")
+Key = TypeVar("Key")
 
 CHALLENGE = {"WWW-Authenticate": 'Basic realm="ob-takeover", charset="UTF-8"'}
-# This many failed logins from one address for one user name within the window are throttled.
+# Failed logins within the window after which a user name is throttled: from one address, or from any.
 MAX_FAILURES = 5
+MAX_NAME_FAILURES = 20
 FAILURE_WINDOW_SECONDS = 60.0
+# A throttled name is checked one attempt at a time, and each failure then holds its turn this long
+# (doubling per failure, at most the maximum): guesses slow down, the right password still gets in.
+FIRST_PENALTY_SECONDS = 1.0
+MAX_PENALTY_SECONDS = 30.0
 # A verified name and password is trusted this long without a new scrypt check (while its hash is unchanged).
 VERIFIED_SECONDS = 60.0
 # At most this many scrypt checks at once (16 MiB each): a flood of logins cannot starve the service.
@@ -39,14 +45,30 @@ class User:
     role: str
 
 
+def canonical_name(name: str) -> str:
+    """The user name as throttling counts it: every spelling a case- and space-insensitive database could
+    match (`ADMIN`, `aDmin  `) is one name."""
+    return name.strip().casefold()[:64]
+
+
 @dataclass
 class Authenticator:
-    """Checks Basic credentials; failures are counted per client address and user name."""
+    """Checks Basic credentials against the metadb's users (names compared byte for byte).
+
+    Parallel requests with the same credentials share one check, so a client's first burst is one login,
+    never a run of failures. A failure counts once its check has failed, per client address and user name
+    and per user name from any address; past the limits the name is checked one attempt at a time, a failure
+    holding that turn for a growing penalty and answered 429 (as is an attempt that finds the turn taken).
+    Failures slow guesses down; they do not lock the right password out.
+    """
 
     db: Database
     _failures: dict[tuple[str, str], deque[float]] = field(default_factory=dict)
+    _name_failures: dict[str, deque[float]] = field(default_factory=dict)
     # Keyed by an HMAC of name and password under a key of this process: no password is kept.
     _verified: dict[bytes, tuple[User, str, float]] = field(default_factory=dict)
+    _pending: dict[bytes, asyncio.Future[User]] = field(default_factory=dict)
+    _turns: set[str] = field(default_factory=set)
     _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     _checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONCURRENT_CHECKS))
 
@@ -58,8 +80,6 @@ class Authenticator:
             name, _, password = base64.b64decode(authorization[6:].strip(), validate=True).decode().partition(":")
         except (binascii.Error, UnicodeDecodeError):
             raise ApiError(401, "malformed Basic credentials", headers=CHALLENGE) from None
-        key = (client, name[:64])
-        self._throttle(key)
         token = hmac.new(self._key, f"{name}\0{password}".encode(), hashlib.sha256).digest()
         cached = self._verified.get(token)
         if cached and cached[2] > time.monotonic():
@@ -68,41 +88,96 @@ class Authenticator:
             if row is not None and row["password_hash"] == cached[1]:
                 return cached[0]
             self._verified.pop(token, None)
-        # Counted before the check, so that guesses sent at once are throttled like guesses in a row.
-        attempt = time.monotonic()
-        self._failures.setdefault(key, deque()).append(attempt)
+        pending = self._pending.get(token)
+        if pending is not None:  # the same credentials are being checked: one check answers both
+            return await asyncio.shield(pending)
+        future: asyncio.Future[User] = asyncio.get_running_loop().create_future()
+        self._pending[token] = future
+        try:
+            user = await self._login(name, password, client, token)
+            future.set_result(user)
+            return user
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here: a check nobody else waited for is not "never retrieved"
+            raise
+        finally:
+            self._pending.pop(token, None)
+
+    async def _login(self, name: str, password: str, client: str, token: bytes) -> User:
+        canonical = canonical_name(name)
+        key = (client, canonical)
         async with self._checks:
-            row = await asyncio.to_thread(users.authenticate, self.db, name, password)
+            throttled = self._throttled(key, canonical)
+            if not throttled:
+                return await self._check(name, password, client, token, key, canonical)
+        # Past the limits: one attempt at a time for this name; an attempt that finds the turn taken waits not.
+        if canonical in self._turns:
+            raise _too_many(self._penalty(canonical))
+        self._turns.add(canonical)
+        try:
+            async with self._checks:
+                return await self._check(name, password, client, token, key, canonical)
+        except ApiError as exc:
+            if exc.status != 401:
+                raise
+            penalty = self._penalty(canonical)
+            await asyncio.sleep(penalty)  # the failure holds the turn: guesses go one at a time, slowly
+            raise _too_many(penalty) from None
+        finally:
+            self._turns.discard(canonical)
+
+    async def _check(
+        self, name: str, password: str, client: str, token: bytes, key: tuple[str, str], canonical: str
+    ) -> User:
+        row = await asyncio.to_thread(users.authenticate, self.db, name, password)
         if row is None:
-            log.warning("failed login for user %r from %s", name[:64], client)
+            now = time.monotonic()
+            self._failures.setdefault(key, deque()).append(now)
+            self._name_failures.setdefault(canonical, deque()).append(now)
+            self._forget_oldest()
+            known = await asyncio.to_thread(users.find_user, self.db, name)
+            # A name that is no user's is not logged: it may be a password typed into the wrong field.
+            log.warning("failed login for %s from %s", f"user {name!r}" if known else "an unknown user name", client)
             raise ApiError(401, "wrong user name or password", headers=CHALLENGE)
-        recent = self._failures.get(key)
-        if recent is not None:
-            with contextlib.suppress(ValueError):
-                recent.remove(attempt)
-            if not recent:
-                self._failures.pop(key, None)
+        self._failures.pop(key, None)
         user = User(id=int(row["id"]), name=str(row["name"]), role=str(row["role"]))
         stored = await asyncio.to_thread(users.find_user, self.db, name)
         if stored is not None:
             self._verified[token] = (user, stored["password_hash"], time.monotonic() + VERIFIED_SECONDS)
         return user
 
-    def _throttle(self, key: tuple[str, str]) -> None:
+    def _throttled(self, key: tuple[str, str], canonical: str) -> bool:
+        return (
+            _recent(self._failures, key) >= MAX_FAILURES or _recent(self._name_failures, canonical) >= MAX_NAME_FAILURES
+        )
+
+    def _penalty(self, canonical: str) -> float:
+        excess = max(_recent(self._name_failures, canonical) - MAX_FAILURES, 0)
+        return float(min(FIRST_PENALTY_SECONDS * 2 ** min(excess, 10), MAX_PENALTY_SECONDS))
+
+    def _forget_oldest(self) -> None:
         while len(self._failures) > MAX_TRACKED:
             self._failures.pop(next(iter(self._failures)))
-        recent = self._failures.get(key)
-        if recent is None:
-            return
-        while recent and recent[0] < time.monotonic() - FAILURE_WINDOW_SECONDS:
-            recent.popleft()
-        if not recent:
-            self._failures.pop(key, None)
-        elif len(recent) >= MAX_FAILURES:
-            retry = int(recent[0] + FAILURE_WINDOW_SECONDS - time.monotonic()) + 1
-            raise ApiError(429, f"too many failed logins; try again in {retry} s", headers={"Retry-After": str(retry)})
-        while len(self._failures) > MAX_TRACKED:
-            self._failures.pop(next(iter(self._failures)))
+        while len(self._name_failures) > MAX_TRACKED:
+            self._name_failures.pop(next(iter(self._name_failures)))
+
+
+def _recent(counters: dict[Key, deque[float]], key: Key) -> int:
+    """Failures of `key` within the window (older ones are dropped)."""
+    recent = counters.get(key)
+    if recent is None:
+        return 0
+    while recent and recent[0] < time.monotonic() - FAILURE_WINDOW_SECONDS:
+        recent.popleft()
+    if not recent:
+        counters.pop(key, None)
+    return len(recent)
+
+
+def _too_many(retry_after: float) -> ApiError:
+    seconds = max(int(retry_after + 0.999), 1)
+    return ApiError(429, f"too many failed logins; try again in {seconds} s", headers={"Retry-After": str(seconds)})
 
 
 def require(user: User, role: str) -> None:

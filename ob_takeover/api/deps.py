@@ -4,8 +4,11 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -15,14 +18,39 @@ from pydantic import BaseModel, ValidationError
 from temporalio.client import Client
 
 from contracts.settings import Settings
+from contracts.task_view import TaskView
 from metadb.db import Database
 from metadb.users import ADMIN, TASK_MANAGER, TASK_VIEWER
 from metadb.vault import Vault
 from ob_takeover.api.auth import Authenticator, User, require
 from ob_takeover.api.envelope import ApiError, SubError, invalid, success
-from ob_takeover.tasks import TaskStarter
+from ob_takeover.tasks import TaskStarter, sweep_ended_tasks
 
 API = "/api/v2"
+# How often the service closes tasks whose workflow ended without ending them (their passwords leave the box).
+SWEEP_SECONDS = 60.0
+log = logging.getLogger("ob_takeover.api")
+
+
+class ClosedViews:
+    """The views of task runs that have ended, most recently used kept: a task list reads each from Temporal
+    once, however many pages and pollers ask for it."""
+
+    def __init__(self, size: int = 4096) -> None:
+        self._size = size
+        self._views: OrderedDict[tuple[str, str], TaskView] = OrderedDict()
+
+    def __contains__(self, key: tuple[str, str]) -> bool:
+        return key in self._views
+
+    def get(self, workflow_id: str, run_id: str) -> TaskView:
+        self._views.move_to_end((workflow_id, run_id))
+        return self._views[(workflow_id, run_id)]
+
+    def keep(self, workflow_id: str, run_id: str, view: TaskView) -> None:
+        self._views[(workflow_id, run_id)] = view
+        while len(self._views) > self._size:
+            self._views.popitem(last=False)
 
 
 @dataclass
@@ -34,8 +62,11 @@ class Services:
     vault: Vault
     auth: Authenticator
     connect: Callable[[], Awaitable[Client]]
+    # The views of task runs that have ended, shared by every call.
+    closed_views: ClosedViews = field(default_factory=ClosedViews)
     _client: Client | None = None
     _lock: asyncio.Lock | None = None
+    _swept: float = -SWEEP_SECONDS
 
     async def temporal(self) -> Client:
         if self._lock is None:
@@ -55,6 +86,21 @@ class Services:
     async def starter(self) -> TaskStarter:
         """What tasks start with (`ob_takeover.tasks`): the metadb, the password box and Temporal."""
         return TaskStarter(self.db, self.vault, await self.temporal(), self.settings.task_queue)
+
+    async def sweep_if_due(self) -> None:
+        """Close the tasks whose workflow ended without ending them (`ob_takeover.tasks.sweep_ended_tasks`),
+        at most once every SWEEP_SECONDS, on the calls that start or list tasks."""
+        now = time.monotonic()
+        if now - self._swept < SWEEP_SECONDS:
+            return
+        self._swept = now
+        try:
+            closed = await sweep_ended_tasks(await self.starter())
+        except Exception:  # the sweep is housekeeping: the call it rides on goes on without it
+            log.exception("sweeping ended tasks failed")
+            return
+        if closed:
+            log.info("closed %d task(s) whose workflow ended before the task did", closed)
 
 
 @dataclass

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from pydantic import BaseModel
 
 from contracts.request import SECRET_FIELDS, HostInfo, InvalidRequest, TakeOverRequest, parse_request
+from metadb import credentials, users
 from metadb.users import ADMIN
 from ob_takeover.api.auth import require
 from ob_takeover.api.deps import Call
@@ -54,10 +56,24 @@ def takeover_request(body: dict[str, Any], trace_id: str) -> TakeOverRequest:
         ) from None
 
 
-def refuse_stored_root_credential(call: Call, body: TakeOverRequest) -> None:
-    """A stored root@sys credential logs in wherever the body's address points: only an ADMIN may use one."""
+async def authorize_stored_credentials(call: Call, body: TakeOverRequest) -> None:
+    """Stored credentials a body names, as its caller may use them. A cluster credential logs in wherever the
+    body's address points: only an ADMIN names one. A host credential logs in to the hosts it names, or, if it
+    names none, to any host the cluster lists: a TASK_MANAGER names only one bound to its hosts."""
     if body.root_sys_credential_id is not None or body.proxyro_credential_id is not None:
         require(call.user, ADMIN)
+    if body.host_info is None or users.role_allows(call.user.role, ADMIN):
+        return
+    row = await call.services.metadb(
+        credentials.describe_credential, call.services.db, credential_id=body.host_info.credential_id
+    )
+    if row is not None and not json.loads(row["hosts"] or "[]"):
+        raise ApiError(
+            403,
+            f"host credential {row['id']} names no hosts, so it would log in to whatever host the cluster lists: "
+            f"only an ADMIN may use it; an ADMIN binds it to its hosts with `ob-takeover credential bind "
+            f"{row['id']} --hosts …` (or adds it with `hosts`)",
+        )
 
 
 def _value(body: dict[str, Any], path: str) -> Any:

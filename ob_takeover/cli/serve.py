@@ -18,6 +18,13 @@ def add_serve_parser(commands: Subcommands) -> None:
     serve.add_argument(
         "--codec-listen", default="127.0.0.1:8081", help="the payload codec (for the Temporal UI and CLI only)"
     )
+    serve.add_argument(
+        "--trusted-proxies",
+        default="",
+        metavar="ADDRESSES",
+        help="reverse proxies whose X-Forwarded-For names the client (comma-separated addresses or networks); "
+        "by default the connection's own address is the client's, whatever the headers say",
+    )
 
 
 def cmd_serve(args: argparse.Namespace) -> None:
@@ -46,7 +53,9 @@ def cmd_serve(args: argparse.Namespace) -> None:
     codec_host, _, codec_port = args.codec_listen.rpartition(":")
 
     async def run() -> None:
-        api = await serve(create_app(db, services=services), host or "127.0.0.1", int(port))
+        api = await serve(
+            create_app(db, services=services), host or "127.0.0.1", int(port), trusted_proxies=args.trusted_proxies
+        )
         codec_app = create_codec_app(codec, cors_origins=settings.codec_cors_origins, token=settings.codec_token)
         codec_server = await serve(codec_app, codec_host or "127.0.0.1", int(codec_port))
         print(f"ob-takeover service listening on http://{host or '127.0.0.1'}:{port}", flush=True)

@@ -17,9 +17,9 @@ from contracts.release import ReleaseRequest
 from contracts.request import TakeOverRequest
 from contracts.stages import RELEASE_TASK_NAME
 from contracts.task_view import TaskStatus, TaskView
-from metadb import clusters
+from metadb import clusters, tasks, users
 from metadb.users import ADMIN
-from ob_takeover import tasks
+from ob_takeover import tasks as starts
 from ob_takeover.api.auth import require
 from ob_takeover.api.deps import (
     API,
@@ -33,7 +33,7 @@ from ob_takeover.api.deps import (
 )
 from ob_takeover.api.envelope import ApiError, invalid, paged
 from ob_takeover.api.routes.tasks import task_view
-from ob_takeover.api.takeover_body import refuse_stored_root_credential, takeover_request
+from ob_takeover.api.takeover_body import authorize_stored_credentials, takeover_request
 from ob_takeover.tasks import StartedTask
 
 log = logging.getLogger("ob_takeover.api")
@@ -48,9 +48,9 @@ router = APIRouter()
 @router.post(f"{API}/ob/clusters/takeOverPreCheck", openapi_extra=BODY_SCHEMA, summary="takeover precheck")
 async def precheck(request: Request, call: ManagerCall) -> Response:
     body = takeover_request(await json_object(request), call.trace_id)
-    refuse_stored_root_credential(call, body)
+    await authorize_stored_credentials(call, body)
     starter = await call.services.starter()
-    report = await tasks.run_precheck(starter, body, creator=call.user.name, trace_id=call.trace_id)
+    report = await starts.run_precheck(starter, body, creator=call.user.name, trace_id=call.trace_id)
     return call.ok(report)
 
 
@@ -62,10 +62,11 @@ async def take_over(request: Request, call: ManagerCall) -> Response:
     so the password never enters Temporal's history.
     """
     body = takeover_request(await json_object(request), call.trace_id)
-    refuse_stored_root_credential(call, body)
+    await authorize_stored_credentials(call, body)
+    await call.services.sweep_if_due()
     starter = await call.services.starter()
     try:
-        started = await tasks.start_takeover(starter, body, creator=call.user.name, trace_id=call.trace_id)
+        started = await starts.start_takeover(starter, body, creator=call.user.name, trace_id=call.trace_id)
     except TaskConflict as exc:
         raise ApiError(409, str(exc)) from None
     log.info("trace %s: %s started task %s (%s) for %s", call.trace_id, call.user.name, started.task_id,
@@ -133,9 +134,10 @@ async def move_out(cluster_id: Id, request: Request, call: ManagerCall) -> Respo
     proxyro password left as it is. Answers the release task."""
     raw = await json_object(request) if (await request.body()).strip() else {}
     release = _release_request(call, cluster_id, raw)
+    await _may_release(call, cluster_id)
     starter = await call.services.starter()
     try:
-        started = await tasks.start_release(starter, release, creator=call.user.name, trace_id=call.trace_id)
+        started = await starts.start_release(starter, release, creator=call.user.name, trace_id=call.trace_id)
     except ClusterNotFound as exc:
         raise ApiError(404, str(exc)) from None
     except (FailedPrecondition, TaskConflict) as exc:
@@ -143,6 +145,23 @@ async def move_out(cluster_id: Id, request: Request, call: ManagerCall) -> Respo
     log.info("trace %s: %s started task %s (%s) for cluster %s", call.trace_id, call.user.name, started.task_id,
              started.workflow_id, cluster_id)  # fmt: skip
     return call.ok(await _new_task(starter.client, started, call.user.name, RELEASE_TASK_NAME))
+
+
+async def _may_release(call: Call, cluster_id: int) -> None:
+    """A release logs in with the root@sys password the password box holds, which the caller never gave: an
+    ADMIN's call, or the call of whoever started the takeover that brought the cluster into management."""
+    if users.role_allows(call.user.role, ADMIN):
+        return
+    row = await call.services.metadb(clusters.get_cluster, call.services.db, cluster_id)
+    if row is None:
+        return  # answered 404 by the release itself
+    takeover = await call.services.metadb(tasks.get_task, call.services.db, int(row["task_id"]))
+    if takeover is None or takeover.get("creator") != call.user.name:
+        raise ApiError(
+            403,
+            f"user {call.user.name} ({call.user.role}) may not move cluster {cluster_id} out: it needs {ADMIN}, "
+            "or to have started its takeover",
+        )
 
 
 def _release_request(call: Call, cluster_id: int, raw: dict[str, Any]) -> ReleaseRequest:
@@ -165,9 +184,9 @@ def _release_request(call: Call, cluster_id: int, raw: dict[str, Any]) -> Releas
     if kept:
         message = "not supported: a release always removes what the takeover created"
         raise invalid([{"loc": (name,), "msg": message} for name in kept])
-    if body.targetConfigAddress:
-        # The cluster's servers will fetch their root service list from it: pointing them elsewhere is an
-        # administrator's call, as using a stored root password for another purpose is.
+    if "targetConfigAddress" in raw:
+        # The cluster's servers will fetch their root service list from it (or from none, for ""): pointing
+        # them elsewhere is an administrator's call, as using a stored root password for another purpose is.
         require(call.user, ADMIN)
     try:
         return ReleaseRequest(cluster_id=cluster_id, config_url=body.targetConfigAddress)

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
+from contracts.endpoints import parse_host_pattern
 from metadb import credentials
 from ob_takeover.api.deps import API, AdminCall, body_schema, json_object, parse_body, valid_paging
 from ob_takeover.api.envelope import ApiError, SubError, paged
@@ -30,6 +32,14 @@ class CredentialBody(BaseModel):
     name: str = Field(min_length=1, max_length=255)
     description: str | None = None
     ssh_credential_property: SshCredential = Field(alias="sshCredentialProperty")
+    # Not OCP's: the hosts the credential logs in to (addresses or networks). A TASK_MANAGER's takeover may
+    # use a host credential only when it names them; an ADMIN's may use any.
+    hosts: list[str] = Field(default_factory=list, max_length=1024)
+
+    @field_validator("hosts")
+    @classmethod
+    def _check_hosts(cls, value: list[str]) -> list[str]:
+        return [parse_host_pattern(host) for host in value]
 
 
 def _credential(row: dict[str, Any]) -> dict[str, Any]:
@@ -40,6 +50,7 @@ def _credential(row: dict[str, Any]) -> dict[str, Any]:
         "targetType": kind,
         "username": row["username"],
         "type": "PRIVATE_KEY" if row["secret_type"] == "private_key" else "PASSWORD",
+        "hosts": json.loads(row["hosts"] or "[]"),
         "createTime": row["created_at"],
     }
 
@@ -73,7 +84,7 @@ async def add_credential(request: Request, call: AdminCall) -> Response:
         raise ApiError(400, f"credential {body.name} exists", sub_errors=[SubError(field="name", message="exists")])
     credential_id = await call.services.metadb(
         credentials.save_credential, db, call.services.vault, kind=credentials.HOST, name=body.name,
-        username=ssh.username, secret=secret, secret_type=secret_type, passphrase=passphrase,
+        username=ssh.username, secret=secret, secret_type=secret_type, passphrase=passphrase, hosts=body.hosts,
     )  # fmt: skip
     log.info("trace %s: %s added host credential %s", call.trace_id, call.user.name, credential_id)
     row = await call.services.metadb(credentials.describe_credential, db, credential_id=credential_id)

@@ -5,6 +5,7 @@ a subtask's log, the task's page in the Temporal UI, and the operator's retry, r
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from typing import Any
 
@@ -27,8 +28,8 @@ from contracts.engine import (
 from contracts.messages import SubtaskRef
 from contracts.task_view import Operation, RecordedStatus, TaskStatus, TaskView, ocp_status, task_name
 from metadb import clusters, tasks
-from ob_takeover.api.deps import API, MAX_ID, Call, Id, ManagerCall, ViewerCall, valid_paging
-from ob_takeover.api.envelope import ApiError, now_iso, page_of, paged
+from ob_takeover.api.deps import API, MAX_ID, Call, ClosedViews, Id, ManagerCall, ViewerCall, valid_paging
+from ob_takeover.api.envelope import ApiError, now_iso, page_of
 from ob_takeover.connection import ui_link
 
 log = logging.getLogger("ob_takeover.api")
@@ -51,9 +52,13 @@ async def task_view(
     cluster_id: int | None,
     creator: str | None,
     name: str | None = None,
+    closed: ClosedViews | None = None,
 ) -> TaskView:
     """The task as its workflow shows it; before its subtasks exist (the topology is being read), or when
-    its workflow ended before they did (a wrong password), the task alone, RUNNING or FAILED."""
+    its workflow ended before they did (a wrong password), the task alone, RUNNING or FAILED. With `closed`,
+    the view of a run that has ended is kept there and read from there next time (it cannot change)."""
+    if closed is not None and run_id and (workflow_id, run_id) in closed:
+        return _of_task(closed.get(workflow_id, run_id), task_id, workflow_id)
     handle: WorkflowHandle[Any, TaskView] = client.get_workflow_handle(
         workflow_id, run_id=run_id or None, result_type=TaskView
     )
@@ -64,14 +69,17 @@ async def task_view(
             raise ApiError(404, f"task {task_id}: its workflow {workflow_id} no longer exists") from None
         raise
     if description.status == WorkflowExecutionStatus.COMPLETED:
-        return _of_task(await handle.result(), task_id, workflow_id)
-    try:
-        view: TaskView = await handle.query(TASK_QUERY, result_type=TaskView)
-        return _of_task(view, task_id, workflow_id)
-    except Exception:  # "task not ready" while the topology is read, or the workflow failed before the task existed
-        running = description.status == WorkflowExecutionStatus.RUNNING
-        status = TaskStatus.RUNNING if running else TaskStatus.FAILED
-    return _task_alone(task_id, name or task_name(False), cluster_id, creator, now_iso(), status)
+        view: TaskView = await handle.result()
+    else:
+        try:
+            view = await handle.query(TASK_QUERY, result_type=TaskView)
+        except Exception:  # "task not ready" while the topology is read, or the workflow failed before its task
+            running = description.status == WorkflowExecutionStatus.RUNNING
+            status = TaskStatus.RUNNING if running else TaskStatus.FAILED
+            view = _task_alone(task_id, name or task_name(False), cluster_id, creator, now_iso(), status)
+    if closed is not None and run_id and description.status not in (None, WorkflowExecutionStatus.RUNNING):
+        closed.keep(workflow_id, run_id, view)
+    return _of_task(view, task_id, workflow_id)
 
 
 def _task_alone(
@@ -96,7 +104,7 @@ async def _view(call: Call, row: dict[str, Any]) -> TaskView:
     client = await call.services.temporal()
     return await task_view(
         client, row["workflow_id"], row["run_id"], int(row["task_id"]), row["cluster_id"], row.get("creator"),
-        row.get("name"),
+        row.get("name"), call.services.closed_views,
     )  # fmt: skip
 
 
@@ -136,34 +144,53 @@ async def list_tasks(
     page: int = 1,
     size: int = 10,
 ) -> Response:
+    """Paged in the metadb: only the page's tasks are read from Temporal (and those that have ended, once). A
+    status filter is answered from the registry where it knows the status (SUCCESSFUL: ended so), and from the
+    workflows of the tasks still running otherwise (RUNNING and FAILED are told apart by their workflows)."""
     number, size = valid_paging(page, size)
-    rows = await call.services.metadb(tasks.list_tasks, call.services.db, name=name, cluster_id=cluster_id)
-    rows = [row for row in rows if row["status"] != RecordedStatus.REJECTED]
-    total = len(rows)
-    if status is None:  # only a status filter needs every task's view; else only this page's
-        rows = rows[(number - 1) * size : number * size]
-    views = await asyncio.gather(*(_view_or_row(call, row) for row in rows))
-    managed = {row["id"]: row for row in await call.services.metadb(clusters.list_clusters, call.services.db)}
-    found = [
-        TaskSummary(
-            id=view.id,
-            name=view.name,
-            status=view.status.value,
-            cluster=_cluster_ref(view.cluster_id, managed),
-            creator={"name": view.creator},
-            startTime=view.start_time,
-            finishTime=view.finish_time,
-            subtasks=[
-                {"id": s.id, "name": s.name, "description": s.description, "status": s.status, "operation": s.operation}
-                for s in view.subtasks
-            ],
+    services = call.services
+    await services.sweep_if_due()
+    query = functools.partial(tasks.list_tasks, services.db, name=name, cluster_id=cluster_id)
+    if status is None or status == TaskStatus.SUCCESSFUL:
+        recorded = None if status is None else [RecordedStatus.SUCCESSFUL, RecordedStatus.ROLLED_BACK]
+        rows = await services.metadb(query, statuses=recorded, offset=(number - 1) * size, limit=size)
+        total = await services.metadb(
+            tasks.count_tasks, services.db, name=name, cluster_id=cluster_id, statuses=recorded
         )
-        for view in views
-        if status is None or view.status.value == status
-    ]
-    if status is None:
-        return call.ok(page_of(found, number, size, total))
-    return call.ok(paged(found, number, size))
+        views = list(await asyncio.gather(*(_view_or_row(call, row) for row in rows)))
+    elif status in (TaskStatus.RUNNING, TaskStatus.FAILED):
+        live = await services.metadb(query, statuses=[RecordedStatus.RUNNING])
+        found = [v for v in await asyncio.gather(*(_view_or_row(call, row) for row in live)) if v.status == status]
+        ended: list[dict[str, Any]] = []
+        if status == TaskStatus.FAILED:  # and those the registry knows ended so
+            ended = await services.metadb(query, statuses=[RecordedStatus.ABORTED, RecordedStatus.FAILED])
+        ids = sorted([v.id for v in found] + [int(r["task_id"]) for r in ended], reverse=True)
+        total, ids = len(ids), ids[(number - 1) * size : number * size]
+        known = {v.id: v for v in found}
+        rows_by_id = {int(r["task_id"]): r for r in ended}
+        read = await asyncio.gather(*(_view_or_row(call, rows_by_id[i]) for i in ids if i not in known))
+        known.update((v.id, v) for v in read)
+        views = [known[i] for i in ids]
+    else:  # not a status OCP's tasks take
+        views, total = [], 0
+    managed = {row["id"]: row for row in await services.metadb(clusters.list_clusters, services.db)}
+    return call.ok(page_of([_summary(view, managed) for view in views], number, size, total))
+
+
+def _summary(view: TaskView, managed: dict[int, dict[str, Any]]) -> TaskSummary:
+    return TaskSummary(
+        id=view.id,
+        name=view.name,
+        status=view.status.value,
+        cluster=_cluster_ref(view.cluster_id, managed),
+        creator={"name": view.creator},
+        startTime=view.start_time,
+        finishTime=view.finish_time,
+        subtasks=[
+            {"id": s.id, "name": s.name, "description": s.description, "status": s.status, "operation": s.operation}
+            for s in view.subtasks
+        ],
+    )
 
 
 def _cluster_ref(cluster_id: int | None, managed: dict[int, dict[str, Any]]) -> dict[str, Any] | None:
