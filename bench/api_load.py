@@ -25,6 +25,7 @@ import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,8 @@ def seed(db: Database, count: int) -> None:
     """`count` finished takeovers in the task registry, their workflows long gone from Temporal."""
     for number in range(count):
         tasks.record_task(
-            db, task_id=10_000 + number, workflow_id=f"takeover-10.{number // 250}.{number % 250}.1-2881", run_id="r",
+            db, task_id=10_000 + number, workflow_id=f"takeover-10.{number // 250}.{number % 250}.1-2881",
+            run_id=str(uuid.uuid4()),
             name=None, status="SUCCESSFUL", creator=USER,
         )  # fmt: skip
 

@@ -8,6 +8,7 @@ client and with it the CLI, a fleet's members) goes through here.
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
 from contracts.messages import PreparedTask
@@ -17,6 +18,10 @@ from contracts.task_view import RecordedStatus, task_name
 from metadb import credentials, ids, tasks
 from metadb.db import Database
 from metadb.vault import Vault
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
 
 
 def prepare_takeover(
@@ -74,19 +79,23 @@ def discard(db: Database, prepared: PreparedTask) -> None:
         credentials.delete_credential(db, credential_id)
 
 
-def close_ended(db: Database, task_id: int, status: RecordedStatus) -> int:
-    """A task whose workflow ended without ending the task (it failed before its first subtask, or was
-    terminated): its row gets `status`, and the passwords its start stored for it leave the password box
-    (never the cluster's own, which its subtasks saved); returns how many."""
+def close_ended(db: Database, task_id: int, run_id: str, status: RecordedStatus) -> bool:
+    """A task whose workflow run `run_id` ended without ending the task (it failed before its first subtask,
+    or was terminated): its row gets `status`, and the passwords its start stored for it leave the password
+    box (never the cluster's own, which its subtasks saved). Nothing changes unless the row still says RUNNING
+    for that run; returns whether it was closed."""
     prefix = f"{_owner(task_id)}: "
-    rows = db.query("SELECT id, name FROM credentials WHERE created_by_task_id = ?", (task_id,))
-    for row in rows:
-        if str(row["name"]).startswith(prefix):
-            credentials.delete_credential(db, int(row["id"]))
-    task = tasks.get_task(db, task_id)
-    if task is not None:
-        tasks.record_task(db, task_id=task_id, workflow_id=task["workflow_id"], run_id="", name=None, status=status)
-    return sum(str(r["name"]).startswith(prefix) for r in rows)
+    with db.transaction():
+        changed = db.delete(
+            "UPDATE tasks SET status = ?, updated_at = ? WHERE task_id = ? AND run_id = ? AND status = ?",
+            (status.value, _now(), task_id, run_id, RecordedStatus.RUNNING.value),
+        )
+        if not changed:
+            return False
+        for row in db.query("SELECT id, name FROM credentials WHERE created_by_task_id = ?", (task_id,)):
+            if str(row["name"]).startswith(prefix):
+                db.execute("DELETE FROM credentials WHERE id = ?", (row["id"],))
+    return True
 
 
 def _owner(task_id: int) -> str:

@@ -9,6 +9,7 @@ the preparation: no task row left RUNNING, no password left in the box.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ from workflows.release import ReleaseCluster
 from workflows.takeover import TakeOverCluster
 
 Result = TypeVar("Result")
+log = logging.getLogger("ob_takeover.tasks")
 
 
 @dataclass(frozen=True)
@@ -152,18 +154,24 @@ async def sweep_ended_tasks(starter: TaskStarter) -> int:
     for row in await starter.metadb(tasks.list_tasks, starter.db, statuses=[RecordedStatus.RUNNING]):
         if not row["run_id"]:
             continue  # still starting
-        handle = starter.client.get_workflow_handle(row["workflow_id"], run_id=row["run_id"])
         try:
-            status = (await handle.describe()).status
+            # The workflow's latest run: a reset or a continued run carries the task on under another run id.
+            latest = await starter.client.get_workflow_handle(row["workflow_id"]).describe()
         except RPCError as exc:
-            if exc.status != RPCStatusCode.NOT_FOUND:
-                raise
-            status = WorkflowExecutionStatus.TERMINATED  # past Temporal's retention: it did not end the task
-        if status in (None, WorkflowExecutionStatus.RUNNING, WorkflowExecutionStatus.COMPLETED):
+            if exc.status in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+                # Past retention, or another namespace than the one that ran it: not proof that it ended.
+                log.warning("task %s: workflow %s not found; left as it is", row["task_id"], row["workflow_id"])
+                continue
+            raise
+        if latest.run_id != row["run_id"] or latest.status in (
+            None,
+            WorkflowExecutionStatus.RUNNING,
+            WorkflowExecutionStatus.COMPLETED,
+        ):
             continue
-        ended_as = _ENDED_AS.get(status, RecordedStatus.FAILED)
-        await starter.metadb(task_starts.close_ended, starter.db, int(row["task_id"]), ended_as)
-        closed += 1
+        ended_as = _ENDED_AS.get(latest.status, RecordedStatus.FAILED)
+        if await starter.metadb(task_starts.close_ended, starter.db, int(row["task_id"]), row["run_id"], ended_as):
+            closed += 1
     return closed
 
 

@@ -270,6 +270,8 @@ async def test_a_bad_body_answers_400_per_field_and_starts_nothing(api: Api, sim
     assert listed == {"contents": [], "page": {"number": 1, "size": 10, "totalElements": 0, "totalPages": 0}}
     assert (await api.call("GET", "/api/v2/tasks/instances/424242", "viewer")).status_code == 404
     assert (await api.call("GET", "/api/v2/tasks/instances?page=0", "viewer")).status_code == 400
+    beyond = await api.call("GET", f"/api/v2/tasks/instances?page={10**20}&size=1000", "viewer")
+    assert beyond.status_code == 400 and error_of(beyond)["subErrors"][0]["field"] == "page", beyond.text
 
 
 async def setup_hosts(api: Api, sim: Simulation) -> tuple[int, int]:

@@ -9,7 +9,8 @@ import pytest
 
 from contracts.errors import ClusterAlreadyManaged, ClusterLocked, MasterKeyError, MetadbUnavailable
 from contracts.settings import load_settings
-from metadb import clusters, credentials, hosts, locks, tasks, users
+from contracts.task_view import RecordedStatus
+from metadb import clusters, credentials, hosts, locks, task_starts, tasks, users
 from metadb.db import Database, MetadbUrl, redact
 from metadb.migrate import applied_versions, migrate, migrations
 from metadb.vault import MasterKey, Vault, load_master_key, rotate_master_key
@@ -282,3 +283,29 @@ def test_tasks_are_paged_and_filtered_in_the_metadb(metadb: Database) -> None:
     assert {row["status"] for row in tasks.list_tasks(metadb, statuses=ended)} == set(ended)
     assert [row["task_id"] for row in tasks.list_tasks(metadb, cluster_id=1, statuses=["RUNNING"])] == [25, 10]
     assert tasks.list_tasks(metadb, statuses=[]) == [] and tasks.count_tasks(metadb, statuses=[]) == 0
+
+
+def test_a_task_is_closed_only_while_its_run_still_holds_it(metadb: Database, vault: Vault) -> None:
+    """The sweep's close: the start's passwords go, the cluster's own stay, and a row that moved on (another
+    run, or an end recorded meanwhile) is left as it is."""
+    tasks.record_task(
+        metadb, task_id=7, workflow_id="takeover-10.0.0.7-2881", run_id="run-1", name=None, status="RUNNING"
+    )
+    start = credentials.save_credential(
+        metadb, vault, kind=credentials.CLUSTER, name="task 7: root@sys of 10.0.0.7:2881", username="root@sys",
+        secret="pw", created_by_task_id=7,
+    )  # fmt: skip
+    own = credentials.save_credential(
+        metadb, vault, kind=credentials.CLUSTER, name="c:1:ocp_monitor", username="ocp_monitor", secret="m",
+        created_by_task_id=7,
+    )  # fmt: skip
+    assert not task_starts.close_ended(metadb, 7, "run-0", RecordedStatus.FAILED)  # another run's
+    assert credentials.describe_credential(metadb, credential_id=start) is not None
+    assert task_starts.close_ended(metadb, 7, "run-1", RecordedStatus.FAILED)
+    assert credentials.describe_credential(metadb, credential_id=start) is None
+    assert credentials.describe_credential(metadb, credential_id=own) is not None
+    row = tasks.get_task(metadb, 7)
+    assert row is not None and row["status"] == "FAILED"
+    assert not task_starts.close_ended(metadb, 7, "run-1", RecordedStatus.ABORTED)  # closed already
+    row = tasks.get_task(metadb, 7)
+    assert row is not None and row["status"] == "FAILED"

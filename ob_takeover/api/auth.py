@@ -30,6 +30,9 @@ FAILURE_WINDOW_SECONDS = 60.0
 # (doubling per failure, at most the maximum): guesses slow down, the right password still gets in.
 FIRST_PENALTY_SECONDS = 1.0
 MAX_PENALTY_SECONDS = 30.0
+# An address that logged in as a name keeps its own turn and skips the name-wide limit this long: guesses from
+# elsewhere cannot hold the name's turn against it.
+KNOWN_ADDRESS_SECONDS = 7 * 24 * 3600.0
 # A verified name and password is trusted this long without a new scrypt check (while its hash is unchanged).
 VERIFIED_SECONDS = 60.0
 # At most this many scrypt checks at once (16 MiB each): a flood of logins cannot starve the service.
@@ -59,7 +62,9 @@ class Authenticator:
     never a run of failures. A failure counts once its check has failed, per client address and user name
     and per user name from any address; past the limits the name is checked one attempt at a time, a failure
     holding that turn for a growing penalty and answered 429 (as is an attempt that finds the turn taken).
-    Failures slow guesses down; they do not lock the right password out.
+    Failures slow guesses down; they do not lock the right password out. An address that has logged in as a
+    name before counts only its own failures and takes a turn of its own, so that guesses from elsewhere
+    cannot keep it out.
     """
 
     db: Database
@@ -68,7 +73,9 @@ class Authenticator:
     # Keyed by an HMAC of name and password under a key of this process: no password is kept.
     _verified: dict[bytes, tuple[User, str, float]] = field(default_factory=dict)
     _pending: dict[bytes, asyncio.Future[User]] = field(default_factory=dict)
-    _turns: set[str] = field(default_factory=set)
+    _turns: set[str | tuple[str, str]] = field(default_factory=set)
+    # (address, canonical name) that logged in, and until when they are remembered.
+    _known: dict[tuple[str, str], float] = field(default_factory=dict)
     _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))
     _checks: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(CONCURRENT_CHECKS))
 
@@ -98,7 +105,10 @@ class Authenticator:
             future.set_result(user)
             return user
         except BaseException as exc:
-            future.set_exception(exc)
+            # The others waiting on this check get its answer; a cancelled request (a client gone, the
+            # service stopping) tells them to try again rather than handing them its cancellation.
+            shared = exc if isinstance(exc, Exception) else ApiError(503, "the login check was interrupted; try again")
+            future.set_exception(shared)
             future.exception()  # retrieved here: a check nobody else waited for is not "never retrieved"
             raise
         finally:
@@ -111,10 +121,12 @@ class Authenticator:
             throttled = self._throttled(key, canonical)
             if not throttled:
                 return await self._check(name, password, client, token, key, canonical)
-        # Past the limits: one attempt at a time for this name; an attempt that finds the turn taken waits not.
-        if canonical in self._turns:
+        # Past the limits: one attempt at a time for this name (a known address: for itself); an attempt that
+        # finds the turn taken waits not.
+        turn: str | tuple[str, str] = key if self._is_known(key) else canonical
+        if turn in self._turns:
             raise _too_many(self._penalty(canonical))
-        self._turns.add(canonical)
+        self._turns.add(turn)
         try:
             async with self._checks:
                 return await self._check(name, password, client, token, key, canonical)
@@ -125,7 +137,7 @@ class Authenticator:
             await asyncio.sleep(penalty)  # the failure holds the turn: guesses go one at a time, slowly
             raise _too_many(penalty) from None
         finally:
-            self._turns.discard(canonical)
+            self._turns.discard(turn)
 
     async def _check(
         self, name: str, password: str, client: str, token: bytes, key: tuple[str, str], canonical: str
@@ -141,6 +153,8 @@ class Authenticator:
             log.warning("failed login for %s from %s", f"user {name!r}" if known else "an unknown user name", client)
             raise ApiError(401, "wrong user name or password", headers=CHALLENGE)
         self._failures.pop(key, None)
+        self._known[key] = time.monotonic() + KNOWN_ADDRESS_SECONDS
+        self._forget_oldest()
         user = User(id=int(row["id"]), name=str(row["name"]), role=str(row["role"]))
         stored = await asyncio.to_thread(users.find_user, self.db, name)
         if stored is not None:
@@ -148,9 +162,16 @@ class Authenticator:
         return user
 
     def _throttled(self, key: tuple[str, str], canonical: str) -> bool:
-        return (
-            _recent(self._failures, key) >= MAX_FAILURES or _recent(self._name_failures, canonical) >= MAX_NAME_FAILURES
-        )
+        if _recent(self._failures, key) >= MAX_FAILURES:
+            return True
+        return not self._is_known(key) and _recent(self._name_failures, canonical) >= MAX_NAME_FAILURES
+
+    def _is_known(self, key: tuple[str, str]) -> bool:
+        until = self._known.get(key)
+        if until is not None and until < time.monotonic():
+            self._known.pop(key, None)
+            return False
+        return until is not None
 
     def _penalty(self, canonical: str) -> float:
         excess = max(_recent(self._name_failures, canonical) - MAX_FAILURES, 0)
@@ -161,6 +182,8 @@ class Authenticator:
             self._failures.pop(next(iter(self._failures)))
         while len(self._name_failures) > MAX_TRACKED:
             self._name_failures.pop(next(iter(self._name_failures)))
+        while len(self._known) > MAX_TRACKED:
+            self._known.pop(next(iter(self._known)))
 
 
 def _recent(counters: dict[Key, deque[float]], key: Key) -> int:

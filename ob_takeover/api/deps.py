@@ -33,21 +33,23 @@ log = logging.getLogger("ob_takeover.api")
 
 
 class ClosedViews:
-    """The views of task runs that have ended, most recently used kept: a task list reads each from Temporal
-    once, however many pages and pollers ask for it."""
+    """The views of task runs that have ended, and the runs Temporal no longer knows (past its retention),
+    most recently used kept: a task list reads each from Temporal once, however many pages and pollers ask.
+    A run id is never reused, so neither answer can change."""
 
     def __init__(self, size: int = 4096) -> None:
         self._size = size
-        self._views: OrderedDict[tuple[str, str], TaskView] = OrderedDict()
+        self._views: OrderedDict[tuple[str, str], TaskView | None] = OrderedDict()
 
     def __contains__(self, key: tuple[str, str]) -> bool:
         return key in self._views
 
-    def get(self, workflow_id: str, run_id: str) -> TaskView:
+    def get(self, workflow_id: str, run_id: str) -> TaskView | None:
+        """The run's view; None for a run Temporal no longer knows."""
         self._views.move_to_end((workflow_id, run_id))
         return self._views[(workflow_id, run_id)]
 
-    def keep(self, workflow_id: str, run_id: str, view: TaskView) -> None:
+    def keep(self, workflow_id: str, run_id: str, view: TaskView | None) -> None:
         self._views[(workflow_id, run_id)] = view
         while len(self._views) > self._size:
             self._views.popitem(last=False)
@@ -164,12 +166,16 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema(by_alias=True)}}}}
 
 
+# Pages past this would skip more rows than any listing has (and overflow a database's OFFSET).
+MAX_PAGE = 1_000_000
+
+
 def valid_paging(number: int, size: int) -> tuple[int, int]:
     """The page number and size of a listing, if in range (page from 1, size 1 to 1000); a 400 otherwise."""
-    if number < 1 or not 1 <= size <= 1000:
+    if not 1 <= number <= MAX_PAGE or not 1 <= size <= 1000:
         raise ApiError(
             400,
-            "page starts at 1 and size is 1 to 1000",
-            sub_errors=[SubError(field="page" if number < 1 else "size", message="out of range")],
+            f"page is 1 to {MAX_PAGE} and size is 1 to 1000",
+            sub_errors=[SubError(field="size" if 1 <= number <= MAX_PAGE else "page", message="out of range")],
         )
     return number, size

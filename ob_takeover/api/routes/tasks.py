@@ -12,7 +12,13 @@ from typing import Any
 from fastapi import APIRouter, Query
 from fastapi.responses import RedirectResponse, Response
 from pydantic import BaseModel, Field
-from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -57,27 +63,39 @@ async def task_view(
     """The task as its workflow shows it; before its subtasks exist (the topology is being read), or when
     its workflow ended before they did (a wrong password), the task alone, RUNNING or FAILED. With `closed`,
     the view of a run that has ended is kept there and read from there next time (it cannot change)."""
+    gone = ApiError(404, f"task {task_id}: its workflow {workflow_id} no longer exists")
     if closed is not None and run_id and (workflow_id, run_id) in closed:
-        return _of_task(closed.get(workflow_id, run_id), task_id, workflow_id)
+        known = closed.get(workflow_id, run_id)
+        if known is None:
+            raise gone
+        return _of_task(known, task_id, workflow_id)
     handle: WorkflowHandle[Any, TaskView] = client.get_workflow_handle(
         workflow_id, run_id=run_id or None, result_type=TaskView
     )
     try:
         description = await handle.describe()
     except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise ApiError(404, f"task {task_id}: its workflow {workflow_id} no longer exists") from None
-        raise
+        # Not found (past Temporal's retention), or a run id Temporal cannot read: the registry answers.
+        if exc.status not in (RPCStatusCode.NOT_FOUND, RPCStatusCode.INVALID_ARGUMENT):
+            raise
+        if closed is not None and run_id:
+            closed.keep(workflow_id, run_id, None)
+        raise gone from None
+    # A view that the workflow itself gave (its result, or its answer to the query) is final once it ended.
+    final = True
     if description.status == WorkflowExecutionStatus.COMPLETED:
         view: TaskView = await handle.result()
     else:
         try:
             view = await handle.query(TASK_QUERY, result_type=TaskView)
-        except Exception:  # "task not ready" while the topology is read, or the workflow failed before its task
+        except Exception as exc:  # "task not ready" while the topology is read, or it failed before its task
+            # The workflow's own refusal is final; no answer at all (no worker, a timeout) is not.
+            final = isinstance(exc, WorkflowQueryFailedError)
             running = description.status == WorkflowExecutionStatus.RUNNING
             status = TaskStatus.RUNNING if running else TaskStatus.FAILED
             view = _task_alone(task_id, name or task_name(False), cluster_id, creator, now_iso(), status)
-    if closed is not None and run_id and description.status not in (None, WorkflowExecutionStatus.RUNNING):
+    ended = description.status not in (None, WorkflowExecutionStatus.RUNNING)
+    if closed is not None and run_id and ended and final:
         closed.keep(workflow_id, run_id, view)
     return _of_task(view, task_id, workflow_id)
 
@@ -157,10 +175,10 @@ async def list_tasks(
         total = await services.metadb(
             tasks.count_tasks, services.db, name=name, cluster_id=cluster_id, statuses=recorded
         )
-        views = list(await asyncio.gather(*(_view_or_row(call, row) for row in rows)))
+        views = await _views_of(call, rows)
     elif status in (TaskStatus.RUNNING, TaskStatus.FAILED):
         live = await services.metadb(query, statuses=[RecordedStatus.RUNNING])
-        found = [v for v in await asyncio.gather(*(_view_or_row(call, row) for row in live)) if v.status == status]
+        found = [v for v in await _views_of(call, live) if v.status == status]
         ended: list[dict[str, Any]] = []
         if status == TaskStatus.FAILED:  # and those the registry knows ended so
             ended = await services.metadb(query, statuses=[RecordedStatus.ABORTED, RecordedStatus.FAILED])
@@ -168,13 +186,28 @@ async def list_tasks(
         total, ids = len(ids), ids[(number - 1) * size : number * size]
         known = {v.id: v for v in found}
         rows_by_id = {int(r["task_id"]): r for r in ended}
-        read = await asyncio.gather(*(_view_or_row(call, rows_by_id[i]) for i in ids if i not in known))
+        read = await _views_of(call, [rows_by_id[i] for i in ids if i not in known])
         known.update((v.id, v) for v in read)
         views = [known[i] for i in ids]
     else:  # not a status OCP's tasks take
         views, total = [], 0
     managed = {row["id"]: row for row in await services.metadb(clusters.list_clusters, services.db)}
     return call.ok(page_of([_summary(view, managed) for view in views], number, size, total))
+
+
+# Tasks one list reads from their workflows at once, at most (a running one costs a describe and a query a
+# worker answers): a list of 1,000, or filtered by a live status, cannot flood the workers running takeovers.
+LIVE_READS = 16
+
+
+async def _views_of(call: Call, rows: list[dict[str, Any]]) -> list[TaskView]:
+    limit = asyncio.Semaphore(LIVE_READS)
+
+    async def read(row: dict[str, Any]) -> TaskView:
+        async with limit:
+            return await _view_or_row(call, row)
+
+    return list(await asyncio.gather(*(read(row) for row in rows)))
 
 
 def _summary(view: TaskView, managed: dict[int, dict[str, Any]]) -> TaskSummary:
