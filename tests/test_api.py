@@ -105,6 +105,11 @@ ENDPOINTS = [
     ("POST", "/api/v2/ob/clusters/takeOver", "manager"),
     ("GET", "/api/v2/ob/clusters", "viewer"),
     ("GET", "/api/v2/ob/clusters/1", "viewer"),
+    ("GET", "/api/v2/ob/clusters/1/zones", "viewer"),
+    ("GET", "/api/v2/ob/clusters/1/servers", "viewer"),
+    ("GET", "/api/v2/compute/hosts", "viewer"),
+    ("GET", "/api/v2/compute/hosts/1", "viewer"),
+    ("GET", "/api/v2/git-info", "viewer"),
     ("GET", "/api/v2/tasks/instances", "viewer"),
     ("GET", "/api/v2/tasks/instances/1", "viewer"),
     ("POST", "/api/v2/tasks/instances/1/retry", "manager"),
@@ -161,6 +166,7 @@ async def test_info_is_the_bare_object_and_openapi_lists_the_endpoints(api: Api)
     for method, path, _ in ENDPOINTS:
         template = path.replace("/instances/1", "/instances/{task_id}").replace("/subtasks/2", "/subtasks/{subtask_id}")
         template = template.replace("/clusters/1", "/clusters/{cluster_id}").replace("/task/1", "/task/{task_id}")
+        template = template.replace("/hosts/1", "/hosts/{host_id}")
         assert method.lower() in document["paths"][template], template
     assert "rootSysPassword" in json.dumps(document["paths"]["/api/v2/ob/clusters/takeOver"])
     assert (await api.call("GET", "/api/v2/docs", who=None)).status_code == 200
@@ -311,6 +317,59 @@ def takeover_body(sim: Simulation, host_type: int, credential: int) -> dict[str,
     }
 
 
+def read_as_an_ocp_client(base: str, auth: tuple[str, str], name: str, servers: list[tuple[str, int, int, str]]) -> int:
+    """What diagnostic and installer tools read after a takeover, as OCP's API reference documents it
+    ("Query clusters", "Query OBServer nodes", "Query zones", "Query hosts", git-info), with `requests` and
+    Basic auth only; returns the cluster's id."""
+
+    def get(path: str, **params: Any) -> Any:
+        reply = requests.get(base + path, params=params, auth=auth, timeout=30)
+        assert reply.status_code == 200, (path, reply.text)
+        body = reply.json()
+        return body.get("data", body)
+
+    assert get("/api/v2/git-info")["commitId"]  # the site check
+    listed = get("/api/v2/ob/clusters", name=name.upper(), size=2000)
+    (cluster,) = [c for c in listed["contents"] if c["name"] == name]
+    assert listed["page"]["totalElements"] == 1 and listed["page"]["number"] == 1
+    detail = get(f"/api/v2/ob/clusters/{cluster['id']}")
+    assert detail["obVersion"].startswith("4.") and detail["type"] == "PRIMARY" and detail["status"] == "RUNNING"
+    zones = {zone["name"]: zone for zone in detail["zones"]}
+    assert sorted(zones) == sorted({zone for *_, zone in servers})
+    assert detail["serverCount"] == len(servers) and detail["regionCount"] >= 1 and detail["tenantCount"] >= 1
+    for zone in zones.values():
+        expected = sorted((ip, rpc) for ip, rpc, _, z in servers if z == zone["name"])
+        assert sorted((s["ip"], s["port"]) for s in zone["servers"]) == expected and zone["serverCount"] == len(
+            expected
+        )
+        assert zone["regionName"] and zone["idcName"]
+    roots = detail["rootServers"]
+    assert roots and {r["role"] for r in roots} <= {"LEADER", "FOLLOWER"} and "LEADER" in {r["role"] for r in roots}
+    assert {r["address"] for r in roots} <= {f"{ip}:{rpc}" for ip, rpc, _, _ in servers}
+    assert all(isinstance(r["sql_port"], int) for r in roots)
+    assert detail["configUrl"].endswith(f"ObCluster={name}&ObClusterId={detail['obClusterId']}")
+    listed_servers = get(f"/api/v2/ob/clusters/{cluster['id']}/servers")["contents"]
+    assert sorted((s["ip"], s["port"], s["sqlPort"], s["zoneName"]) for s in listed_servers) == sorted(servers)
+    assert all(s["status"] == "RUNNING" and s["hostId"] and s["version"] for s in listed_servers)
+    assert sum(s["withRootserver"] for s in listed_servers) >= 1
+    region = listed_servers[0]["regionName"]
+    assert {
+        s["regionName"] for s in get(f"/api/v2/ob/clusters/{cluster['id']}/servers", regionName=region)["contents"]
+    } == {region}
+    assert get(f"/api/v2/ob/clusters/{cluster['id']}/servers", idcName="no-such-idc")["contents"] == []
+    assert [z["name"] for z in get(f"/api/v2/ob/clusters/{cluster['id']}/zones")["contents"]] == sorted(zones)
+    hosts = get("/api/v2/compute/hosts", includedServiceType="OB_CLUSTER", size=100)["contents"]
+    service = f"{name}:{detail['obClusterId']}"
+    assert sorted(h["innerIpAddress"] for h in hosts) == sorted({ip for ip, *_ in servers})
+    for host in hosts:
+        assert host["status"] == "ONLINE" and host["sshPort"] > 0 and host["typeId"] and host["typeName"]
+        assert [s["name"] for s in host["services"]] == [service] and host["services"][0]["type"] == "OB_CLUSTER"
+        assert not {"credentialId", "password", "privateKey", "passphrase"} & set(host)
+        assert get(f"/api/v2/compute/hosts/{host['id']}")["innerIpAddress"] == host["innerIpAddress"]
+    assert get("/api/v2/compute/hosts", keyword=service, excludedServiceType="OB_CLUSTER")["contents"] == []
+    return int(cluster["id"])
+
+
 async def poll(api: Api, task_id: int, until: set[str], timeout: float = 90) -> dict[str, Any]:
     deadline = time.monotonic() + timeout
     while True:
@@ -365,6 +424,11 @@ async def test_a_takeover_through_the_api_alone(api: Api, sim: Simulation, task_
     assert row["creator"] == "manager" and row["trace_id"] == reply.json()["traceId"]
     cluster = await api.data("GET", f"/api/v2/ob/clusters/{cluster_id}", "viewer")
     assert (cluster["name"], cluster["status"]) == ("obcluster", "RUNNING")
+    servers = [(s["address"], s["rpc_port"], s["sql_port"], s["zone"]) for s in sim.ready["servers"]]
+    found = await asyncio.to_thread(
+        read_as_an_ocp_client, api.base, ("viewer", PASSWORDS["viewer"]), "obcluster", servers
+    )
+    assert found == cluster_id
     listed = await api.data("GET", f"/api/v2/tasks/instances?clusterId={cluster_id}&status=SUCCESSFUL", "viewer")
     assert [t["id"] for t in listed["contents"]] == [task_id]
     assert listed["contents"][0]["creator"] == {"name": "manager"}
@@ -418,6 +482,14 @@ async def test_a_takeover_through_the_api_alone(api: Api, sim: Simulation, task_
         released = await poll(api, moving["id"], {"SUCCESSFUL", "FAILED"})
     assert released["status"] == "SUCCESSFUL", released
     assert (await api.call("GET", f"/api/v2/ob/clusters/{cluster_id}", "viewer")).status_code == 404
+    # Released: an OCP client finds the cluster no more, and its hosts are no longer held by it.
+    gone = await asyncio.to_thread(
+        requests.get, api.base + "/api/v2/ob/clusters", params={"name": "OBCLUSTER"}, timeout=30,
+        auth=("viewer", PASSWORDS["viewer"]),
+    )  # fmt: skip
+    assert gone.status_code == 200 and gone.json()["data"]["contents"] == []
+    hosts = await api.data("GET", "/api/v2/compute/hosts?includedServiceType=OB_CLUSTER", "viewer")
+    assert hosts["contents"] == []
     assert sim.state()["parameters"]["obconfig_url"] == ""
     # proxyro's password stays, for OBProxy and the next takeover; the takeover's other credentials are gone.
     kept = credentials.list_credentials(api.runtime.db, credentials.CLUSTER)

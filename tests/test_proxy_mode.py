@@ -12,7 +12,8 @@ from temporalio.client import Client
 
 from activities.registry import build_activities
 from activities.runtime import Runtime
-from metadb import clusters
+from metadb import clusters, inventory
+from ob_takeover.api.inventory import ob_cluster
 from tests.support.driver import log_of, start, wait_for
 from tests.support.simulator import Simulation, sim_runtime, simulation, takeover_body
 from worker import build_worker
@@ -47,5 +48,11 @@ async def test_a_takeover_through_obproxy(client: Client, task_queue: str, sim: 
     # The cluster is managed at the proxy's endpoint, its hosts were worked on over SSH.
     record = clusters.find_cluster(runtime.db, "obcluster", 1)
     assert record is not None and record["status"] == "RUNNING"
+    # OCP's ObCluster shows a standby as one, managed through the proxy's endpoint.
+    found = inventory.cluster_inventory(runtime.db, int(record["id"]))
+    assert found is not None
+    shown = ob_cluster(found)
+    assert shown.type == ("STANDBY" if standby else "PRIMARY") and shown.connection_mode == "proxy"
+    assert shown.server_count == 6 and len(shown.zones) == 3
     for host in sim.ready["hosts"]:
         assert (Path(host["root"]) / "home/admin/ocp_agent/conf/ob_cluster.json").exists()

@@ -9,7 +9,7 @@ import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Annotated, Any
+from typing import Annotated, Any, Generic, TypeVar
 
 from fastapi import Depends, Request
 from fastapi import Path as FastApiPath
@@ -166,16 +166,56 @@ def body_schema(model: type[BaseModel]) -> dict[str, Any]:
     return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema(by_alias=True)}}}}
 
 
+Item = TypeVar("Item")
+
+
+class Page(BaseModel):
+    number: int
+    size: int
+    totalElements: int
+    totalPages: int
+
+
+class Answer(BaseModel, Generic[Item]):
+    """OCP's success envelope, for the OpenAPI document."""
+
+    data: Item
+    duration: int
+    server: str
+    status: int
+    successful: bool
+    timestamp: str
+    traceId: str
+
+
+class Contents(BaseModel, Generic[Item]):
+    """OCP's list without paging: `{contents}`."""
+
+    contents: list[Item]
+
+
+class PageOf(BaseModel, Generic[Item]):
+    """OCP's page: `{contents, page}`."""
+
+    contents: list[Item]
+    page: Page
+
+
+def answers(model: Any) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route that answers `model` in OCP's envelope."""
+    return {200: {"model": Answer[model], "description": "OCP's envelope with the answer in `data`"}}
+
+
 # Pages past this would skip more rows than any listing has (and overflow a database's OFFSET).
 MAX_PAGE = 1_000_000
 
 
-def valid_paging(number: int, size: int) -> tuple[int, int]:
-    """The page number and size of a listing, if in range (page from 1, size 1 to 1000); a 400 otherwise."""
-    if not 1 <= number <= MAX_PAGE or not 1 <= size <= 1000:
+def valid_paging(number: int, size: int, *, largest: int = 1000) -> tuple[int, int]:
+    """The page number and size of a listing, if in range (page from 1, size 1 to `largest`); 400 otherwise."""
+    if not 1 <= number <= MAX_PAGE or not 1 <= size <= largest:
         raise ApiError(
             400,
-            f"page is 1 to {MAX_PAGE} and size is 1 to 1000",
+            f"page is 1 to {MAX_PAGE} and size is 1 to {largest}",
             sub_errors=[SubError(field="size" if 1 <= number <= MAX_PAGE else "page", message="out of range")],
         )
     return number, size

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import Client
@@ -17,21 +17,25 @@ from contracts.release import ReleaseRequest
 from contracts.request import TakeOverRequest
 from contracts.stages import RELEASE_TASK_NAME
 from contracts.task_view import TaskStatus, TaskView
-from metadb import clusters, tasks, users
+from metadb import clusters, inventory, tasks, users
 from metadb.users import ADMIN
 from ob_takeover import tasks as starts
 from ob_takeover.api.auth import require
 from ob_takeover.api.deps import (
     API,
     Call,
+    Contents,
     Id,
     ManagerCall,
+    PageOf,
     ViewerCall,
+    answers,
     body_schema,
     json_object,
     valid_paging,
 )
-from ob_takeover.api.envelope import ApiError, invalid, paged
+from ob_takeover.api.envelope import ApiError, SubError, invalid, page_of
+from ob_takeover.api.inventory import STATUS_FILTER, ObCluster, ObServer, Zone, ob_cluster, ob_server
 from ob_takeover.api.routes.tasks import task_view
 from ob_takeover.api.takeover_body import authorize_stored_credentials, takeover_request
 from ob_takeover.tasks import StartedTask
@@ -85,32 +89,65 @@ async def _new_task(client: Client, started: StartedTask, creator: str, name: st
         await asyncio.sleep(0.1)
 
 
-def _cluster(row: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": row["id"],
-        "name": row["name"],
-        "obClusterId": row["ob_cluster_id"],
-        "address": row["address"],
-        "port": row["port"],
-        "connectionMode": row["connection_mode"],
-        "version": row["version"],
-        "status": row["status"],
-    }
+@router.get(
+    f"{API}/ob/clusters",
+    summary="managed clusters (OCP's ObCluster)",
+    responses=answers(PageOf[ObCluster]),
+)
+async def list_clusters(
+    call: ViewerCall,
+    name: str | None = Query(None, max_length=128, description="a keyword of the name, any case"),
+    status: str | None = Query(None, max_length=256, description="comma-separated: TAKINGOVER, RUNNING, MOVINGOUT"),
+    sort: str | None = Query(None, max_length=64, description="FIELD[,asc|desc]: id, name, obClusterId, …"),
+    page: int = 1,
+    size: int = 10,
+) -> Response:
+    number, size = valid_paging(page, size, largest=2000)
+    statuses = [STATUS_FILTER.get(s.strip(), s.strip()) for s in (status or "").split(",") if s.strip()]
+    try:
+        found, total = await call.services.metadb(
+            inventory.cluster_page, call.services.db, name=name, statuses=statuses, sort=sort,
+            offset=(number - 1) * size, limit=size,
+        )  # fmt: skip
+    except ValueError as exc:
+        raise ApiError(400, str(exc), sub_errors=[SubError(field="sort", message=str(exc))]) from None
+    return call.ok(page_of([ob_cluster(c) for c in found], number, size, total))
 
 
-@router.get(f"{API}/ob/clusters", summary="managed clusters")
-async def list_clusters(call: ViewerCall, page: int = 1, size: int = 10) -> Response:
-    number, size = valid_paging(page, size)
-    rows = await call.services.metadb(clusters.list_clusters, call.services.db)
-    return call.ok(paged([_cluster(row) for row in rows], number, size))
-
-
-@router.get(f"{API}/ob/clusters/{{cluster_id}}", summary="a managed cluster")
-async def get_cluster(cluster_id: Id, call: ViewerCall) -> Response:
-    row = await call.services.metadb(clusters.get_cluster, call.services.db, cluster_id)
-    if row is None:
+async def _inventory(call: Call, cluster_id: int) -> inventory.ClusterInventory:
+    found = await call.services.metadb(inventory.cluster_inventory, call.services.db, cluster_id)
+    if found is None:
         raise ApiError(404, f"cluster {cluster_id} does not exist")
-    return call.ok(_cluster(row))
+    return found  # type: ignore[no-any-return]
+
+
+@router.get(f"{API}/ob/clusters/{{cluster_id}}", summary="a managed cluster", responses=answers(ObCluster))
+async def get_cluster(cluster_id: Id, call: ViewerCall) -> Response:
+    return call.ok(ob_cluster(await _inventory(call, cluster_id)))
+
+
+@router.get(
+    f"{API}/ob/clusters/{{cluster_id}}/zones", summary="a cluster's zones, with their servers",
+    responses=answers(Contents[Zone]),
+)  # fmt: skip
+async def list_zones(cluster_id: Id, call: ViewerCall) -> Response:
+    return call.ok({"contents": ob_cluster(await _inventory(call, cluster_id)).zones})
+
+
+@router.get(
+    f"{API}/ob/clusters/{{cluster_id}}/servers", summary="a cluster's OBServer nodes",
+    responses=answers(Contents[ObServer]),
+)  # fmt: skip
+async def list_servers(
+    cluster_id: Id,
+    call: ViewerCall,
+    region_name: str | None = Query(None, alias="regionName", max_length=128),
+    idc_name: str | None = Query(None, alias="idcName", max_length=128),
+) -> Response:
+    found = await _inventory(call, cluster_id)
+    servers = [ob_server(found, row) for row in found.servers]
+    wanted = [s for s in servers if region_name in (None, s.region_name) and idc_name in (None, s.idc_name)]
+    return call.ok({"contents": wanted})
 
 
 class MoveOutBody(BaseModel):

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
+import subprocess
 from importlib import metadata
+from pathlib import Path
 
 from fastapi import APIRouter
 from fastapi.responses import PlainTextResponse
@@ -44,3 +48,39 @@ async def info(call: ViewerCall) -> dict[str, str]:
         "name": "ob-takeover",
         "springBootVersion": "-",
     }
+
+
+class GitInfo(BaseModel):
+    commit_id: str = Field(alias="commitId")
+    commit_branch: str = Field(alias="commitBranch")
+    commit_time: str = Field(alias="commitTime")
+
+
+@functools.cache
+def git_info() -> dict[str, str]:
+    """The commit this service runs from (its checkout's, read once); the package version when it runs from
+    an installed package without its repository."""
+    root = Path(__file__).resolve().parents[3]
+    fields = {"commitId": "%h", "commitBranch": "%D", "commitTime": "%cI"}
+    try:
+        found = {
+            key: subprocess.run(
+                ["git", "-C", str(root), "log", "-1", f"--format={pattern}"],
+                capture_output=True, text=True, timeout=5, check=True,
+            ).stdout.strip()
+            for key, pattern in fields.items()
+        }  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        found = {}
+    if not found.get("commitId"):
+        return {"commitId": metadata.version("ob-takeover"), "commitBranch": "", "commitTime": ""}
+    branch = found["commitBranch"].split(",")[0].removeprefix("HEAD -> ").strip()
+    return {**found, "commitBranch": branch}
+
+
+@router.get(
+    f"{API}/git-info", summary="the commit this service runs (the bare object, as OCP answers it)",
+    response_model=GitInfo,
+)  # fmt: skip
+async def git_info_route(call: ViewerCall) -> dict[str, str]:
+    return await asyncio.to_thread(git_info)
