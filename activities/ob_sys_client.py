@@ -1,17 +1,19 @@
 """`ObSysClient`: a small SQL client for the cluster's sys tenant as root.
 
 It connects lazily, sets connect and read timeouts, and turns driver errors into the project's
-error tree so that activities report what failed and what to do.
+error tree so that activities report what failed and what to do. It tells how its live connection is
+protected (`connection_security`), for the precheck to warn about a certificate nobody checked.
 """
 
 from __future__ import annotations
 
 import contextlib
 import re
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import pymysql
 import pymysql.cursors
@@ -82,6 +84,36 @@ class ClusterTls:
 DEFAULT_TLS = ClusterTls()
 
 
+@dataclass(frozen=True)
+class ConnectionSecurity:
+    """How a live connection to a cluster is protected: encrypted or not, and what of the server's
+    certificate was checked (`preferred` and `required` check nothing, `verify_ca` the signature,
+    `verify_identity` the host name too)."""
+
+    encrypted: bool
+    certificate_verified: bool = False
+    host_name_verified: bool = False
+
+    @classmethod
+    def of(cls, sock: object) -> ConnectionSecurity:
+        """Of a connection's socket: TLS when it is an `ssl.SSLSocket`, checked as its context says."""
+        if not isinstance(sock, ssl.SSLSocket):
+            return cls(encrypted=False)
+        context = sock.context
+        verified = context.verify_mode != ssl.CERT_NONE
+        return cls(
+            encrypted=True, certificate_verified=verified, host_name_verified=verified and context.check_hostname
+        )
+
+
+@runtime_checkable
+class ReportsConnectionSecurity(Protocol):
+    """A cluster port that can tell how its live connection is protected. `ObSysClient` can; the plan
+    preview's recorder and test wrappers of a port have no connection of their own to tell about."""
+
+    def connection_security(self) -> ConnectionSecurity | None: ...
+
+
 class ObSysClient:
     """Queries on the sys tenant (as root unless `user` says otherwise); one connection per client."""
 
@@ -130,6 +162,13 @@ class ObSysClient:
                 self.close()
                 raise self._translate(exc, None) from None
         return self._connection
+
+    def connection_security(self) -> ConnectionSecurity | None:
+        """How the live connection is protected; None before a statement has connected."""
+        if self._connection is None:
+            return None
+        # PyMySQL keeps the socket it wrapped in TLS (or left plain) to itself.
+        return ConnectionSecurity.of(getattr(self._connection, "_sock", None))
 
     def read(self, fact: Fact[T]) -> T:
         """The answer to a fact: its statement's rows, parsed."""

@@ -28,6 +28,7 @@ from activities.facts import (
     read_observer_process,
     server_serving,
 )
+from activities.ob_sys_client import ConnectionSecurity, ReportsConnectionSecurity
 from activities.runtime import Runtime
 from contracts.engine import config_url_for, unreachable_config_url
 from contracts.errors import (
@@ -72,10 +73,12 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput, *, preview: Preview |
     cluster: ClusterFacts | None = None
     try:
         endpoint = await asyncio.to_thread(runtime.credentials.endpoint, target.endpoint)
-        cluster = await asyncio.to_thread(_read_cluster, runtime, endpoint)
+        read, security = await asyncio.to_thread(_read_cluster, runtime, endpoint)
+        cluster = read
         out.add("cluster reachable", PASSED, f"{where} answers", 11028)
         out.add("root@sys login", PASSED, "root@sys logs in")
-        out.add("OceanBase 4.x", PASSED, f"OceanBase {cluster.topology.version}")
+        out.add("OceanBase 4.x", PASSED, f"OceanBase {read.topology.version}")
+        check_cluster_tls(out, security, where)
     except ClusterUnreachable as exc:
         out.add("cluster reachable", FAILED, f"{exc}", 11028, where)
     except BadCredentials as exc:
@@ -131,12 +134,53 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput, *, preview: Preview |
     )
 
 
-def _read_cluster(runtime: Runtime, endpoint: ClusterEndpoint) -> ClusterFacts:
+def _read_cluster(runtime: Runtime, endpoint: ClusterEndpoint) -> tuple[ClusterFacts, ConnectionSecurity | None]:
+    """The cluster's facts, and how the connection they were read over was protected (None: the port
+    cannot tell, as the plan preview's recorder cannot)."""
     with runtime.cluster(endpoint) as port:
-        return read_cluster_facts(port)
+        cluster = read_cluster_facts(port)
+        security = port.connection_security() if isinstance(port, ReportsConnectionSecurity) else None
+        return cluster, security
 
 
 # --- the cluster ---------------------------------------------------------------------------------
+
+
+CLUSTER_TLS = "TLS to the cluster"
+_VERIFY_TLS = (
+    "set cluster_tls (OB_TAKEOVER_CLUSTER_TLS) to verify_identity (or verify_ca) and cluster_tls_ca "
+    "(OB_TAKEOVER_CLUSTER_TLS_CA) to the CA that signed the cluster's certificate"
+)
+
+
+def check_cluster_tls(out: _Items, security: ConnectionSecurity | None, where: str) -> None:
+    """A warning when the sys-tenant connection was not TLS with a checked certificate: the default
+    `cluster_tls = preferred` checks none, so a man in the middle can relay root@sys's login and read the
+    passwords the takeover sets. Kept a warning, as clusters often have no certificate to check."""
+    if security is None:
+        return
+    if not security.encrypted:
+        out.add(
+            CLUSTER_TLS,
+            WARNING,
+            "the connection is not encrypted: a man in the middle can relay root@sys's login and read the "
+            f"passwords the takeover sets; enable TLS on the cluster and {_VERIFY_TLS}",
+            node=where,
+        )
+    elif not security.certificate_verified:
+        out.add(
+            CLUSTER_TLS,
+            WARNING,
+            "TLS without a certificate check (cluster_tls preferred or required): a man in the middle can relay "
+            f"root@sys's login and read the passwords the takeover sets; {_VERIFY_TLS}",
+            node=where,
+        )
+    elif not security.host_name_verified:
+        out.add(
+            CLUSTER_TLS, PASSED, "TLS, certificate checked against cluster_tls_ca (verify_identity checks the name too)"
+        )
+    else:
+        out.add(CLUSTER_TLS, PASSED, "TLS, certificate and host name checked")
 
 
 def check_connection_mode(out: _Items, endpoint: ClusterEndpoint, topology: Topology) -> None:

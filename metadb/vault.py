@@ -2,7 +2,9 @@
 
 The master key comes from `OB_TAKEOVER_MASTER_KEY` (base64 of 32 bytes) or from a key file
 (`OB_TAKEOVER_MASTER_KEY_FILE`, default `var/master.key`) created with mode 0600 on first start. The
-metadb keeps a fingerprint of the key, so a wrong key is a clear error at start, never garbage.
+metadb keeps a fingerprint of the key, so a wrong key is a clear error at start, never garbage. A running
+process looks at the key file again before it encrypts (at most every `KEY_CHECK_INTERVAL` seconds), so
+after a key rotation it seals new secrets under the new key, never under the one being retired.
 """
 
 from __future__ import annotations
@@ -13,6 +15,9 @@ import hashlib
 import hmac
 import os
 import secrets
+import threading
+import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,6 +33,12 @@ from metadb.db import Database
 MASTER_KEY_ENV = "OB_TAKEOVER_MASTER_KEY"
 MASTER_KEY_FILE_ENV = "OB_TAKEOVER_MASTER_KEY_FILE"
 _CHECK_MESSAGE = b"ob-takeover password box key check"
+# Seconds a vault that follows the key file encrypts under the key it last read before reading it again:
+# a rotation reaches every running process this long after the key file changed.
+KEY_CHECK_INTERVAL = 5.0
+# The credentials' columns that hold ciphertexts, with the suffix of the context each is sealed under.
+# `rotate_master_key` re-encrypts all of them and `count_ciphertexts_by_key` counts them.
+SEALED_CREDENTIAL_COLUMNS: dict[str, str] = {"secret": "", "passphrase": ":passphrase"}
 
 
 @dataclass(frozen=True)
@@ -120,14 +131,20 @@ def load_keys(settings: Settings, *, create: bool = True) -> list[MasterKey]:
 
 
 def load_vault(settings: Settings) -> Vault:
-    """The password box of a process: its keys from the settings, read again when a secret turns up under a
-    key it does not know (a rotation while it runs), so running workers follow a rotation."""
+    """The password box of a process: its keys from the settings, read again before encrypting (at most every
+    `KEY_CHECK_INTERVAL` seconds) and when a secret turns up under a key it does not know, so running
+    workers and services follow a key rotation."""
     keys = load_keys(settings)
     return Vault(keys[0], keys[1:], reload=lambda: load_keys(settings, create=False))
 
 
 class Vault:
-    """Encrypts and decrypts secrets; `context` binds a ciphertext to the row it belongs to."""
+    """Encrypts and decrypts secrets; `context` binds a ciphertext to the row it belongs to.
+
+    With `reload` (the key source of `load_vault`), the vault follows the key source: the first key it returns
+    encrypts from then on and every key it ever returned stays for reading. Without it the keys are fixed.
+    Safe to share between threads.
+    """
 
     def __init__(
         self,
@@ -138,11 +155,14 @@ class Vault:
         self.key = key
         self._keys = {k.key_id: k for k in [key, *(previous or [])]}
         self._reload = reload
+        self._lock = threading.Lock()
+        self._checked_at = time.monotonic()
 
     def encrypt(self, plaintext: str, context: str) -> str:
+        key = self._active_key()
         nonce = secrets.token_bytes(12)
-        sealed = AESGCM(self.key.key).encrypt(nonce, plaintext.encode(), context.encode())
-        return f"v1:{self.key.key_id}:{base64.b64encode(nonce + sealed).decode()}"
+        sealed = AESGCM(key.key).encrypt(nonce, plaintext.encode(), context.encode())
+        return f"v1:{key.key_id}:{base64.b64encode(nonce + sealed).decode()}"
 
     def decrypt(self, token: str, context: str) -> str:
         try:
@@ -151,11 +171,10 @@ class Vault:
             raise MasterKeyError("stored secret is not in the password box format") from None
         key = self._keys.get(key_id)
         if key is None and self._reload is not None:
-            keys = self._reload()
-            self._keys.update({k.key_id: k for k in keys})
+            with self._lock:
+                if key_id not in self._keys:  # another thread may have read the key source meanwhile
+                    self._read_keys(self._reload)
             key = self._keys.get(key_id)
-            if key is not None:
-                self.key = keys[0]  # the rotation's new key encrypts from now on
         if version != "v1" or key is None:
             raise MasterKeyError(
                 f"secret was encrypted with master key {key_id}; the configured key is {self.key.key_id}"
@@ -165,6 +184,25 @@ class Vault:
             return AESGCM(key.key).decrypt(raw[:12], raw[12:], context.encode()).decode()
         except InvalidTag:
             raise MasterKeyError(f"secret for {context} does not decrypt: it was altered or moved") from None
+
+    def _active_key(self) -> MasterKey:
+        """The key to encrypt under: the key source's current one, read again once `KEY_CHECK_INTERVAL` has
+        passed since the last look (by one thread; the others wait for it rather than use a retired key)."""
+        if self._reload is None or time.monotonic() - self._checked_at < KEY_CHECK_INTERVAL:
+            return self.key
+        with self._lock:
+            if time.monotonic() - self._checked_at >= KEY_CHECK_INTERVAL:  # no other thread just looked
+                self._read_keys(self._reload)
+            return self.key
+
+    def _read_keys(self, reload: Callable[[], list[MasterKey]]) -> None:
+        """Take the key source's keys: its first one is the active key; the keys known before stay for reading
+        secrets not re-encrypted yet. The caller holds the lock."""
+        keys = reload()
+        # A new dict, swapped in whole: `decrypt` reads it without the lock.
+        self._keys = {**self._keys, **{k.key_id: k for k in keys}}
+        self.key = keys[0]
+        self._checked_at = time.monotonic()
 
     def verify(self, db: Database) -> None:
         """Check the key against the metadb's fingerprints; the first key to start is recorded."""
@@ -186,20 +224,22 @@ class Vault:
 
 
 def rotate_master_key(db: Database, old: Vault, new_key: MasterKey) -> int:
-    """Re-encrypt every secret under `new_key` in one transaction; returns how many were re-encrypted."""
+    """Re-encrypt every secret under `new_key` in one transaction; returns how many credentials were
+    re-encrypted."""
     old.verify(db)
     new = Vault(new_key)
+    columns = list(SEALED_CREDENTIAL_COLUMNS)
     count = 0
     with db.transaction():
-        for row in db.query("SELECT id, kind, name, secret, passphrase FROM credentials"):
+        for row in db.query(f"SELECT id, kind, name, {', '.join(columns)} FROM credentials"):
             context = credential_context(row["kind"], row["name"])
-            secret = new.encrypt(old.decrypt(row["secret"], context), context)
-            passphrase = row["passphrase"] and new.encrypt(
-                old.decrypt(row["passphrase"], context + ":passphrase"), context + ":passphrase"
-            )
+            sealed = [
+                row[column] and new.encrypt(old.decrypt(row[column], context + suffix), context + suffix)
+                for column, suffix in SEALED_CREDENTIAL_COLUMNS.items()
+            ]
             db.execute(
-                "UPDATE credentials SET secret = ?, passphrase = ? WHERE id = ?",
-                (secret, passphrase, row["id"]),
+                f"UPDATE credentials SET {', '.join(f'{column} = ?' for column in columns)} WHERE id = ?",
+                (*sealed, row["id"]),
             )
             count += 1
         db.execute("UPDATE vault_keys SET active = 0")
@@ -209,6 +249,22 @@ def rotate_master_key(db: Database, old: Vault, new_key: MasterKey) -> int:
             {"check_value": new_key.check_value, "active": 1, "created_at": _now()},
         )
     return count
+
+
+def count_ciphertexts_by_key(db: Database) -> Counter[str]:
+    """How many of the metadb's ciphertexts are sealed under each key id (read from the ciphertexts alone:
+    no key needed). A key whose count is 0 may be deleted."""
+    counts: Counter[str] = Counter()
+    for row in db.query(f"SELECT {', '.join(SEALED_CREDENTIAL_COLUMNS)} FROM credentials"):
+        for column in SEALED_CREDENTIAL_COLUMNS:
+            if row[column]:
+                counts[_key_id_of(row[column])] += 1
+    return counts
+
+
+def _key_id_of(token: str) -> str:
+    parts = token.split(":", 2)
+    return parts[1] if len(parts) == 3 and parts[0] == "v1" else "(not in the password box format)"
 
 
 def credential_context(kind: str, name: str) -> str:

@@ -15,7 +15,9 @@ the payload codec on another, each on its own listener.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hmac
+import ipaddress
 import json
 import logging
 import re
@@ -23,24 +25,30 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from importlib import metadata, resources
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from google.protobuf import json_format
 from opentelemetry import trace
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
 from starlette.exceptions import HTTPException
+from starlette.staticfiles import StaticFiles
 from temporalio.api.common.v1 import Payload, Payloads
 
 from contracts.errors import CodecKeyError
 from contracts.log_context import bound_log_context
 from metadb import clusters
 from metadb.db import Database
+from metadb.users import TASK_VIEWER
+from ob_takeover.api.auth import require
 from ob_takeover.api.envelope import ApiError, failure, invalid
 from ob_takeover.api.routes import API, Services, router
+from ob_takeover.api.routes.system import DOCS_ASSETS
 from ob_takeover.codec import EncryptionCodec
 
 log = logging.getLogger("ob_takeover.service")
@@ -90,23 +98,50 @@ def _services_answer(db: Database, query: dict[str, str]) -> tuple[int, dict[str
     return 200, _envelope(root_service_info(matches[0]))
 
 
-def create_app(db: Database, *, services: Services | None = None) -> FastAPI:
-    """The service's application: OCP's REST API (with `services`) and the config server."""
+def create_app(db: Database, *, services: Services | None = None, config_server: bool = True) -> FastAPI:
+    """The service's application: OCP's REST API (with `services`), its document and page (for a viewer),
+    the probes and metrics, and the config server (unless `config_server` is False: it has a listener of
+    its own, `create_config_app`)."""
     app = FastAPI(
         title="ob-takeover",
         summary="OCP's takeover API on Temporal",
-        openapi_url=f"{API}/openapi.json",
-        docs_url=f"{API}/docs",
+        openapi_url=None,
+        docs_url=None,
         redoc_url=None,
     )
     app.state.services = services
     registry = CollectorRegistry()
     _trace_requests(app, registry)
     _answer_errors_in_envelope(app)
-    _serve_config_server_and_probes(app, db, registry)
+    if config_server:
+        _serve_config_server(app, db)
+    _serve_probes(app, registry, services)
     if services is not None:
         app.include_router(router)
+        app.openapi = functools.partial(api_document, app)  # type: ignore[method-assign]
+        app.mount(DOCS_ASSETS, StaticFiles(directory=str(resources.files("fastapi_offline") / "static")))
     return app
+
+
+def create_config_app(db: Database) -> FastAPI:
+    """The config server alone, for a listener of its own (observers fetch it over plain HTTP)."""
+    app = FastAPI(openapi_url=None, docs_url=None, redoc_url=None)
+    _serve_config_server(app, db)
+    return app
+
+
+def api_document(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI document, with HTTP Basic as every route's security scheme (the time's aside)."""
+    if app.openapi_schema is None:
+        document = get_openapi(title=app.title, version=metadata.version("ob-takeover"), summary=app.summary,
+                               routes=app.routes)  # fmt: skip
+        document.setdefault("components", {})["securitySchemes"] = {"basicAuth": {"type": "http", "scheme": "basic"}}
+        for path, operations in document["paths"].items():
+            if path != f"{API}/time":
+                for operation in operations.values():
+                    operation["security"] = [{"basicAuth": []}]
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 def _trace_requests(app: FastAPI, registry: CollectorRegistry) -> None:
@@ -179,22 +214,39 @@ def _answer_errors_in_envelope(app: FastAPI) -> None:
         )
 
 
-def _serve_config_server_and_probes(app: FastAPI, db: Database, registry: CollectorRegistry) -> None:
-    """The anonymous endpoints, left out of the API's document: the config server from `db`, the health
-    probe and `registry`'s metrics."""
+def _serve_config_server(app: FastAPI, db: Database) -> None:
+    """The config server from `db`, anonymous and left out of the API's document (observers call it)."""
 
     @app.get("/services", include_in_schema=False)
     async def config_server(request: Request) -> JSONResponse:
         status, body = await asyncio.to_thread(_services_answer, db, dict(request.query_params))
         return JSONResponse(body, status_code=status)
 
+
+def _serve_probes(app: FastAPI, registry: CollectorRegistry, services: Services | None) -> None:
+    """The health probe (anonymous) and `registry`'s metrics: anonymous from loopback (a sidecar, a local
+    Prometheus), a viewer's elsewhere."""
+
     @app.get("/healthz", include_in_schema=False)
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
     @app.get("/metrics", include_in_schema=False)
-    async def metrics() -> Response:
+    async def metrics(request: Request) -> Response:
+        client = request.client.host if request.client else ""
+        if not _loopback(client):
+            if services is None:
+                raise ApiError(403, "metrics are served to loopback callers only")
+            user = await services.auth.user(request.headers.get("Authorization"), client)
+            require(user, TASK_VIEWER)
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _loopback(address: str) -> bool:
+    try:
+        return ipaddress.ip_address(address).is_loopback
+    except ValueError:
+        return False
 
 
 # Fields whose values the codec's decode answer masks: decoding for display never needs a secret.
@@ -296,9 +348,16 @@ class Running:
         await self.task
 
 
-async def serve(app: FastAPI, host: str, port: int, *, trusted_proxies: str = "") -> Running:
-    """`app` on host:port, started. A client's address is the connection's own; `X-Forwarded-For` and
-    `X-Forwarded-Proto` are believed only from `trusted_proxies` (comma-separated addresses or networks)."""
+# How long a stopping service waits for the requests it is answering.
+SHUTDOWN_GRACE_SECONDS = 10
+
+
+async def serve(
+    app: FastAPI, host: str, port: int, *, trusted_proxies: str = "", tls: tuple[str, str] | None = None
+) -> Running:
+    """`app` on host:port, started; over HTTPS with `tls` (certificate and key files). A client's address is
+    the connection's own; `X-Forwarded-For` and `X-Forwarded-Proto` are believed only from `trusted_proxies`
+    (comma-separated addresses or networks)."""
     config = uvicorn.Config(
         app,
         host=host,
@@ -308,6 +367,10 @@ async def serve(app: FastAPI, host: str, port: int, *, trusted_proxies: str = ""
         lifespan="off",
         proxy_headers=bool(trusted_proxies),
         forwarded_allow_ips=trusted_proxies or None,
+        ssl_certfile=tls[0] if tls else None,
+        ssl_keyfile=tls[1] if tls else None,
+        # A connection that never finishes (a TLS handshake a plain-HTTP client left open) delays a stop no more.
+        timeout_graceful_shutdown=SHUTDOWN_GRACE_SECONDS,
     )
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve())

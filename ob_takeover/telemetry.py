@@ -7,6 +7,8 @@
   cluster locks and their age), and `/healthz` and `/readyz`.
 - **Traces.** OpenTelemetry through the SDK's tracing interceptor, with child spans for SQL statements (verb
   only) and SSH commands (program only); exported with OTLP when `otlp_endpoint` is set, else not at all.
+  Exported spans carry no stack trace, and an exception's message only for the project's own errors
+  (`RedactingSpanExporter`), as Temporal keeps them readable and encrypts the rest (`ob_takeover.codec`).
 - **Logs.** Human lines by default; with `log_format = "json"`, one JSON object a line carrying the task,
   subtask, workflow, cluster and trace ids of the work it belongs to.
 """
@@ -17,7 +19,7 @@ import asyncio
 import json
 import logging
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -25,6 +27,10 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from opentelemetry import trace
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+from opentelemetry.trace import Status
 from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
@@ -33,6 +39,7 @@ from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from contracts.engine import TAKEOVER_WORKFLOW, TASK_STATUS_ATTRIBUTE
+from contracts.errors import READABLE_FAILURE_TYPES, TakeoverError
 from contracts.log_context import log_context
 from contracts.settings import Settings
 from contracts.task_view import TaskStatus
@@ -186,20 +193,123 @@ async def serve_worker_http(listen: str, metrics: MetricsRuntime, client: Client
 
 # --- traces ---------------------------------------------------------------------------------------------
 
+# The attributes of a span event named "exception" (OpenTelemetry's semantic conventions).
+_EXCEPTION_EVENT = "exception"
+_EXCEPTION_TYPE = "exception.type"
+_EXCEPTION_MESSAGE = "exception.message"
+_EXCEPTION_STACKTRACE = "exception.stacktrace"
+
+
+def _readable(exception_type: str) -> bool:
+    """Whether an `exception.type` (`module.Class`, as the SDK records it) names one of the project's errors
+    whose messages are built never to carry a secret. Any other exception, Temporal's `ApplicationError`
+    included (its `type` is not recorded on the span), counts as unclassified."""
+    module, _, name = exception_type.rpartition(".")
+    return module == TakeoverError.__module__ and name in READABLE_FAILURE_TYPES
+
+
+class _RedactedSpan(ReadableSpan):
+    """A copy of a finished span with other events and status, and the original's counts of dropped items."""
+
+    def __init__(self, span: ReadableSpan, events: Sequence[Event], status: Status) -> None:
+        super().__init__(
+            name=span.name,
+            context=span.context,
+            parent=span.parent,
+            resource=span.resource,
+            attributes=span.attributes,
+            events=events,
+            links=span.links,
+            kind=span.kind,
+            status=status,
+            start_time=span.start_time,
+            end_time=span.end_time,
+            instrumentation_scope=span.instrumentation_scope,
+        )
+        self._original = span
+
+    @property
+    def dropped_attributes(self) -> int:
+        return self._original.dropped_attributes
+
+    @property
+    def dropped_events(self) -> int:
+        return self._original.dropped_events
+
+    @property
+    def dropped_links(self) -> int:
+        return self._original.dropped_links
+
+
+def redact_span(span: ReadableSpan) -> ReadableSpan:
+    """`span` without stack traces, and without the messages of exceptions that are not the project's
+    readable errors: those keep their type name only, in the "exception" event and the status alike."""
+    exceptions = [event for event in span.events if event.name == _EXCEPTION_EVENT]
+    if not exceptions and not span.status.description:
+        return span
+    events = []
+    for event in span.events:
+        if event.name == _EXCEPTION_EVENT:
+            attributes = dict(event.attributes or {})
+            attributes.pop(_EXCEPTION_STACKTRACE, None)
+            if not _readable(str(attributes.get(_EXCEPTION_TYPE, ""))):
+                attributes.pop(_EXCEPTION_MESSAGE, None)
+            event = Event(event.name, attributes, event.timestamp)
+        events.append(event)
+    return _RedactedSpan(span, events, _redacted_status(span.status, exceptions))
+
+
+def _redacted_status(status: Status, exceptions: Sequence[Event]) -> Status:
+    """A status description ("Type: message", as the SDK and Temporal's interceptor write it) kept whole for a
+    recorded readable error, cut to the type name for another recorded exception, and dropped otherwise."""
+    description = status.description
+    if not description:
+        return status
+    for event in exceptions:
+        attributes = event.attributes or {}
+        exception_type = str(attributes.get(_EXCEPTION_TYPE, ""))
+        name = exception_type.rpartition(".")[2]
+        if _readable(exception_type) and description == f"{name}: {attributes.get(_EXCEPTION_MESSAGE, '')}":
+            return status
+        if name and (description == name or description.startswith(f"{name}:")):
+            return Status(status.status_code, name)
+    return Status(status.status_code)
+
+
+class RedactingSpanExporter(SpanExporter):
+    """Exports through `exporter` the spans as `redact_span` leaves them: a finished span cannot be changed,
+    so the copies are exported instead."""
+
+    def __init__(self, exporter: SpanExporter) -> None:
+        self._exporter = exporter
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self._exporter.export([redact_span(span) for span in spans])
+
+    def shutdown(self) -> None:
+        self._exporter.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._exporter.force_flush(timeout_millis)
+
+
+def build_tracer_provider(exporter: SpanExporter, service_name: str) -> TracerProvider:
+    """A tracer provider for `service_name` that exports its spans in batches through `exporter`, redacted."""
+    provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
+    provider.add_span_processor(BatchSpanProcessor(RedactingSpanExporter(exporter)))
+    return provider
+
 
 def setup_tracing(settings: Settings, service_name: str) -> list[TracingInterceptor]:
     """Export spans with OTLP when `otlp_endpoint` is set (nothing is sent otherwise); the interceptor that
     makes a takeover one trace, from the client's start through every activity."""
     if settings.otlp_endpoint:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-        from opentelemetry.sdk.resources import Resource
-        from opentelemetry.sdk.trace import TracerProvider
-        from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
-        provider = TracerProvider(resource=Resource.create({"service.name": service_name}))
         endpoint = settings.otlp_endpoint.rstrip("/")
-        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces")))
-        trace.set_tracer_provider(provider)
+        trace.set_tracer_provider(
+            build_tracer_provider(OTLPSpanExporter(endpoint=f"{endpoint}/v1/traces"), service_name)
+        )
         log.info("traces exported with OTLP to %s", endpoint)
     return [TracingInterceptor()]
 

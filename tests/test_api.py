@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
@@ -162,14 +163,28 @@ async def test_info_is_the_bare_object_and_openapi_lists_the_endpoints(api: Api)
     info = (await api.call("GET", "/api/v2/info", who="viewer")).json()
     assert "data" not in info and info["buildVersion"].startswith("4.3.4_")
     assert tuple(int(p) for p in info["buildVersion"].split("_")[0].split(".")) >= (4, 2, 0)
-    document = (await api.call("GET", "/api/v2/openapi.json", who=None)).json()
+    # The document and the page are a viewer's; the page's scripts, style and icon come from this service.
+    for path in ("/api/v2/openapi.json", "/api/v2/docs"):
+        assert (await api.call("GET", path, who=None)).status_code == 401
+    document = (await api.call("GET", "/api/v2/openapi.json", who="viewer")).json()
+    assert document["components"]["securitySchemes"]["basicAuth"] == {"type": "http", "scheme": "basic"}
+    assert document["paths"]["/api/v2/ob/clusters"]["get"]["security"] == [{"basicAuth": []}]
+    assert "security" not in document["paths"]["/api/v2/time"]["get"]
     for method, path, _ in ENDPOINTS:
         template = path.replace("/instances/1", "/instances/{task_id}").replace("/subtasks/2", "/subtasks/{subtask_id}")
         template = template.replace("/clusters/1", "/clusters/{cluster_id}").replace("/task/1", "/task/{task_id}")
         template = template.replace("/hosts/1", "/hosts/{host_id}")
         assert method.lower() in document["paths"][template], template
     assert "rootSysPassword" in json.dumps(document["paths"]["/api/v2/ob/clusters/takeOver"])
-    assert (await api.call("GET", "/api/v2/docs", who=None)).status_code == 200
+    page = (await api.call("GET", "/api/v2/docs", who="viewer")).text
+    assets = re.findall(r"""(?:src|href)=["']([^"']+)["']""", page) + re.findall(r"url: '([^']+)'", page)
+    assert assets and all(asset.startswith("/api/v2/") for asset in assets), assets
+    assert not re.search(r"https?://", page)
+    assert "/api/v2/openapi.json" in assets  # fetched with the viewer's credentials, as the page itself was
+    files = [a for a in assets if a.startswith("/api/v2/docs/assets/")]
+    assert len(files) == 3, assets  # script, style, icon
+    for asset in files:
+        assert (await api.call("GET", asset, who=None)).status_code == 200, asset
 
 
 async def test_failed_logins_are_throttled_but_the_right_password_gets_in(
@@ -222,6 +237,42 @@ async def test_parallel_logins_with_the_right_password_are_one_check_and_wrong_o
     assert sorted(t["id"] for t in listed["contents"]) == sorted(task_ids)
     assert credentials.list_credentials(api.runtime.db, credentials.CLUSTER) == []
     assert {tasks.get_task(api.runtime.db, i)["status"] for i in task_ids} == {"FAILED"}  # type: ignore[index]
+
+
+async def test_behind_a_trusted_proxy_metrics_need_a_viewer_and_the_forwarded_address_counts(api: Api) -> None:
+    """With --trusted-proxies, X-Forwarded-For names the client: a caller that is not on loopback reads the
+    metrics only as a viewer, and guesses from one forwarded address do not throttle another."""
+
+    async def connect() -> Client:
+        return api.client
+
+    services = Services(
+        settings=load_settings(), db=api.runtime.db, vault=api.runtime.vault, auth=Authenticator(api.runtime.db),
+        connect=connect,
+    )  # fmt: skip
+    port = free_port()
+    proxied = await serve(create_app(api.runtime.db, services=services), "127.0.0.1", port, trusted_proxies="127.0.0.1")
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def get(path: str, forwarded: str, auth: tuple[str, str] | None = None) -> requests.Response:
+            return requests.get(base + path, headers={"X-Forwarded-For": forwarded}, auth=auth, timeout=30)
+
+        assert (await asyncio.to_thread(get, "/metrics", "198.51.100.7")).status_code == 401
+        viewer = ("viewer", PASSWORDS["viewer"])
+        reply = await asyncio.to_thread(get, "/metrics", "198.51.100.7", viewer)
+        assert reply.status_code == 200 and "ob_takeover_http_requests_total" in reply.text
+        for _ in range(5):
+            assert (
+                await asyncio.to_thread(get, "/api/v2/info", "198.51.100.8", ("manager", "guess"))
+            ).status_code == 401
+        assert (await asyncio.to_thread(get, "/api/v2/info", "198.51.100.8", ("manager", "guess"))).status_code == 429
+        other = await asyncio.to_thread(get, "/api/v2/info", "198.51.100.9", ("manager", PASSWORDS["manager"]))
+        assert other.status_code == 200
+    finally:
+        await proxied.cleanup()
+    # Without it, the anonymous metrics are loopback's.
+    assert (await api.call("GET", "/metrics", who=None)).status_code == 200
 
 
 async def test_the_throttle_counts_the_connection_not_forwarded_headers_nor_respelled_names(api: Api) -> None:

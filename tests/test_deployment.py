@@ -31,6 +31,7 @@ def config() -> dict[str, Any]:
         "TEMPORAL_DB_PASSWORD": "t",
         "OB_SYS_PASSWORD": "o",
         "GRAFANA_ADMIN_PASSWORD": "g",
+        "METRICS_PASSWORD": "p",
         "DOCKER_HOST": "unix:///nonexistent",
     }
     subprocess.run(
@@ -66,10 +67,18 @@ def test_compose_file_is_valid_and_commands_exist() -> None:
             if "build" in service:
                 allowed |= {"python"}
             assert check in allowed, f"{name}: healthcheck command {check} not known in {image}"
-    # The cluster's node shares a network only with the worker and the service.
+    # The cluster's node shares a network only with the worker and the config server, and reaches no listener
+    # that carries a secret: the service (API, codec) is not on its network, the config server's container
+    # serves its API and codec on loopback, the worker's metrics listen on its platform address.
     assert set(services["oceanbase"]["networks"]) == {"clusters"}
     reach = {name for name, service in services.items() if "clusters" in service.get("networks", {})}
-    assert reach == {"oceanbase", "worker", "service"}
+    assert reach == {"oceanbase", "worker", "config-server"}
+    config_server = services["config-server"]["command"]
+    listens = {config_server[i]: config_server[i + 1] for i in range(len(config_server) - 1)}
+    assert listens["--listen"].startswith("127.0.0.1:") and listens["--codec-listen"].startswith("127.0.0.1:")
+    metrics = services["worker"]["environment"]["OB_TAKEOVER_METRICS_LISTEN"]
+    assert metrics.split(":")[0] == services["worker"]["networks"]["platform"]["ipv4_address"]
+    assert "--insecure-http" in services["service"]["command"]  # plain HTTP only on the private platform network
     # Nothing is published beyond loopback.
     for service in services.values():
         for port in service.get("ports", []):
@@ -91,6 +100,7 @@ def test_compose_has_no_default_passwords() -> None:
         "OB_SYS_PASSWORD",
         "OB_TAKEOVER_MASTER_KEY",
         "GRAFANA_ADMIN_PASSWORD",
+        "METRICS_PASSWORD",
     ):
         assert f"${{{variable}:?" in text and f"${{{variable}:-" not in text, variable
 
@@ -102,7 +112,8 @@ def test_prometheus_and_grafana_are_provisioned() -> None:
     assert all(Path(source).exists() for source in mounts), mounts
     scrape = (ROOT / "deploy/prometheus.yml").read_text()
     assert "worker:9464" in scrape and "service:8080" in scrape
-    assert services["worker"]["environment"]["OB_TAKEOVER_METRICS_LISTEN"] == "0.0.0.0:9464"
+    assert services["worker"]["environment"]["OB_TAKEOVER_METRICS_LISTEN"].endswith(":9464")
+    assert "password_file: /etc/prometheus/metrics.pw" in scrape
     dashboard = json.loads((ROOT / "deploy/grafana/dashboards/ob-takeover.json").read_text())
     expressions = [target["expr"] for panel in dashboard["panels"] for target in panel["targets"]]
     # Every product metric the dashboard shows is one the code records.

@@ -20,14 +20,22 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from activities.registry import build_activities
+from contracts.errors import ClusterSqlError
 from contracts.log_context import bound_log_context
 from contracts.settings import load_settings
 from ob_takeover.codec import data_converter
-from ob_takeover.telemetry import ContextFilter, JsonFormatter, metrics_runtime, serve_worker_http
+from ob_takeover.telemetry import (
+    ContextFilter,
+    JsonFormatter,
+    build_tracer_provider,
+    metrics_runtime,
+    serve_worker_http,
+)
 from tests.support.driver import start, update, wait_for
 from tests.support.mariadb import free_port
 from tests.support.prometheus import sample
@@ -133,3 +141,42 @@ def test_json_log_lines_carry_the_ids(caplog: pytest.LogCaptureFixture) -> None:
 def test_the_log_format_is_a_setting() -> None:
     assert load_settings({}).log_format == "human"
     assert load_settings({"OB_TAKEOVER_LOG_FORMAT": "json"}).log_format == "json"
+
+
+@pytest.mark.unit
+def test_exported_spans_carry_no_stack_trace_and_only_readable_error_messages() -> None:
+    """As in Temporal: a project error's message stays readable; anything else (a driver's error quoting a
+    statement, say) leaves only its type name, and no exception leaves its stack trace."""
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(exporter, "ob-takeover-test")
+    tracer = provider.get_tracer("test")
+    secret = "IDENTIFIED BY 'S3cret-pw!'"
+    readable = ClusterSqlError("OceanBase error 1064 in `ALTER …`: syntax error", node="127.0.0.1:2881")
+    with pytest.raises(RuntimeError), tracer.start_as_current_span("SQL CREATE"):
+        raise RuntimeError(f"You have an error in your SQL syntax near 'CREATE USER monitor {secret}'")
+    with pytest.raises(ClusterSqlError), tracer.start_as_current_span("SQL ALTER"):
+        raise readable
+    provider.force_flush()
+    spans = {span.name: span for span in exporter.get_finished_spans()}
+    provider.shutdown()
+
+    unclassified = spans["SQL CREATE"]
+    (event,) = unclassified.events
+    assert event.name == "exception" and dict(event.attributes or {}) == {
+        "exception.type": "RuntimeError",
+        "exception.escaped": "False",
+    }
+    assert unclassified.status.status_code == StatusCode.ERROR and unclassified.status.description == "RuntimeError"
+    assert "S3cret-pw!" not in unclassified.to_json() and "Traceback" not in unclassified.to_json()
+
+    project = spans["SQL ALTER"]
+    (event,) = project.events
+    attributes = dict(event.attributes or {})
+    assert attributes["exception.type"] == "contracts.errors.ClusterSqlError"
+    assert (
+        attributes["exception.message"]
+        == str(readable)
+        == "127.0.0.1:2881: OceanBase error 1064 in `ALTER …`: syntax error"
+    )
+    assert "exception.stacktrace" not in attributes and "Traceback" not in project.to_json()
+    assert project.status.description == f"ClusterSqlError: {readable}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,11 +13,13 @@ from typing import Any
 import pytest
 from temporalio.client import Client
 
-from activities.precheck import run_checks
+from activities.ob_sys_client import ConnectionSecurity
+from activities.precheck import _Items, check_cluster_tls, run_checks
 from activities.registry import build_activities
 from activities.runtime import Runtime
 from contracts.messages import PrecheckInput, PrecheckReport
 from contracts.request import parse_request
+from contracts.tls import tls_context
 from metadb import clusters, credentials, hosts, locks
 from tests.support.mariadb import free_port
 from tests.support.simulator import (
@@ -347,3 +350,43 @@ async def test_operator_precheck_prints_the_report_and_the_plan(
     assert body["rootSysPassword"] not in text
     # The password was in the box for the precheck's time only.
     assert [c for c in credentials.list_credentials(runtime.db) if c["name"].startswith("precheck-")] == []
+
+
+async def test_a_cluster_connection_without_tls_is_a_warning(
+    sim: Simulation, runtime: Runtime, body: dict[str, Any]
+) -> None:
+    """The simulator serves MySQL without TLS, and `cluster_tls = preferred` (the default) then goes plaintext:
+    the precheck still passes, and says which settings would protect root@sys's login."""
+    report = await check(runtime, body)
+    tls = item(report, "TLS to the cluster")
+    assert tls.status == "WARNING" and tls.code is None and tls.node == f"{sim.address}:{sim.sql_port}"
+    assert tls.message.startswith("the connection is not encrypted: a man in the middle can relay root@sys's login")
+    assert "cluster_tls (OB_TAKEOVER_CLUSTER_TLS) to verify_identity (or verify_ca)" in tls.message
+    assert "cluster_tls_ca (OB_TAKEOVER_CLUSTER_TLS_CA)" in tls.message
+    assert report.passed
+
+
+@pytest.mark.unit
+@pytest.mark.parametrize(
+    ("mode", "status", "message"),
+    [
+        ("off", "WARNING", "the connection is not encrypted"),
+        ("preferred", "WARNING", "TLS without a certificate check"),
+        ("required", "WARNING", "TLS without a certificate check"),
+        ("verify_ca", "PASSED", "TLS, certificate checked against cluster_tls_ca"),
+        ("verify_identity", "PASSED", "TLS, certificate and host name checked"),
+    ],
+)
+def test_the_tls_item_follows_what_the_connection_checked(mode: str, status: str, message: str) -> None:
+    """Judged from the socket a connection runs over: plain, or TLS with the context `cluster_tls` made."""
+    context = tls_context(mode)
+    sock = socket.socket()
+    if context is not None:
+        sock = context.wrap_socket(sock, server_hostname="127.0.0.1", do_handshake_on_connect=False)
+    with sock:
+        out = _Items()
+        check_cluster_tls(out, ConnectionSecurity.of(sock), "127.0.0.1:2881")
+    (tls,) = out.items
+    assert tls.name == "TLS to the cluster" and tls.status == status and tls.message.startswith(message)
+    if status == "WARNING":
+        assert "verify_identity (or verify_ca) and cluster_tls_ca" in tls.message

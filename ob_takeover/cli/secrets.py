@@ -8,9 +8,16 @@ import os
 import sys
 from pathlib import Path
 
-from contracts.settings import load_settings
+from contracts.settings import Settings, load_settings
 from metadb import credentials, users
-from metadb.vault import load_master_key, previous_key_file, rotate_master_key
+from metadb.vault import (
+    KEY_CHECK_INTERVAL,
+    count_ciphertexts_by_key,
+    load_keys,
+    load_master_key,
+    previous_key_file,
+    rotate_master_key,
+)
 from ob_takeover.cli.arguments import Subcommands, add_command, add_group, endpoint_argument, hosts_argument
 from ob_takeover.cli.console import CommandError, emit, read_secret, table
 from ob_takeover.cli.deps import open_metadb, open_vault
@@ -175,10 +182,11 @@ def cmd_credential_delete(args: argparse.Namespace) -> None:
 
 
 def add_vault_parsers(commands: Subcommands) -> None:
-    """`vault rotate-key`."""
+    """`vault rotate-key | status`."""
     vault = add_group(commands, "vault", "the password box's master key")
     command = add_command(vault, "rotate-key", cmd_vault_rotate_key, "re-encrypt every secret under a new master key")
     command.add_argument("--new-key-file", required=True, help="created (0600) if missing")
+    add_command(vault, "status", cmd_vault_status, "how many secrets each master key seals; whether the old key may go")
 
 
 def cmd_vault_rotate_key(args: argparse.Namespace) -> None:
@@ -198,15 +206,68 @@ def cmd_vault_rotate_key(args: argparse.Namespace) -> None:
             file=sys.stderr,
         )
     else:
-        # Running workers read the key file again when they meet a secret under a key they do not know.
+        # Running workers and services read the key file again before they encrypt (KEY_CHECK_INTERVAL).
         current = Path(settings.master_key_file)
         install_key_file(current, previous_key_file(current), path)
         print(
             f"re-encrypted {count} secret(s); {current} now holds the new key and {previous_key_file(current)} "
-            "the old one; running workers switch to the new key by themselves",
+            f"the old one; running workers switch to the new key within {KEY_CHECK_INTERVAL:g} seconds, after "
+            "which `ob-takeover vault status` says whether the old one may be deleted",
             file=sys.stderr,
         )
     emit({"reencrypted": count, "keyId": new_key.key_id})
+
+
+def cmd_vault_status(args: argparse.Namespace) -> None:
+    """Per key id, how many of the metadb's ciphertexts it seals: after a rotation, the old key may be deleted
+    once it seals none (a process that kept encrypting under it would otherwise leave secrets nobody reads).
+    Names keys by their id only, never their material."""
+    db = open_metadb(args)
+    settings = args.settings
+    keys = load_keys(settings, create=False)
+    active = keys[0].key_id
+    recorded = [row["key_id"] for row in db.query("SELECT key_id FROM vault_keys WHERE active = 1")]
+    if recorded and active not in recorded:
+        raise CommandError(
+            f"the configured master key ({active}) is not the metadb's active key ({', '.join(recorded)}); "
+            "set OB_TAKEOVER_MASTER_KEY or OB_TAKEOVER_MASTER_KEY_FILE to that key"
+        )
+    counts = count_ciphertexts_by_key(db)
+    where = {keys[0].key_id: "active", **{key.key_id: "kept for reading" for key in keys[1:]}}
+    usage = {key_id: counts.get(key_id, 0) for key_id in [*where, *sorted(counts)]}
+    rows = [
+        {"key_id": key_id, "ciphertexts": n, "key": where.get(key_id, "unknown: no configured key")}
+        for key_id, n in usage.items()
+    ]
+    table(rows, ["key_id", "ciphertexts", "key"])
+    left = sum(n for key_id, n in usage.items() if key_id != active)
+    unknown = sum(n for key_id, n in usage.items() if key_id not in where)
+    under_old = left - unknown
+    if unknown:
+        print(
+            f"{unknown} ciphertext(s) are under a key not configured here: nothing here can read them", file=sys.stderr
+        )
+    if under_old:
+        print(
+            f"{under_old} ciphertext(s) are under an old key: keep it; `ob-takeover vault rotate-key` re-encrypts "
+            "them under a new one",
+            file=sys.stderr,
+        )
+    elif not left and len(keys) > 1:
+        sources = " and ".join(_old_key_sources(settings))
+        print(f"every ciphertext is under the active key: {sources} may be removed", file=sys.stderr)
+    emit({"active": active, "keys": usage, "previousKeyNeeded": left > 0})
+
+
+def _old_key_sources(settings: Settings) -> list[str]:
+    """Where the keys kept for reading come from, as `load_keys` reads them."""
+    sources = []
+    previous = previous_key_file(Path(settings.master_key_file))
+    if not settings.master_key and previous.exists():
+        sources.append(f"the file {previous}")
+    if settings.master_key_previous:
+        sources.append("OB_TAKEOVER_MASTER_KEY_PREVIOUS")
+    return sources
 
 
 def install_key_file(current: Path, previous: Path, new: Path) -> None:

@@ -8,8 +8,9 @@ import subprocess
 from importlib import metadata
 from pathlib import Path
 
-from fastapi import APIRouter
-from fastapi.responses import PlainTextResponse
+from fastapi import APIRouter, Request
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, PlainTextResponse
 from pydantic import BaseModel, Field
 
 from ob_takeover.api.deps import API, ViewerCall
@@ -18,7 +19,28 @@ from ob_takeover.api.envelope import now_iso
 # OCP's API level this implements; `/info` answers it, then this project's version, as buildVersion.
 OCP_API_LEVEL = "4.3.4"
 
+# Swagger UI's own files, served from the package (fastapi-offline's copy): the page reaches no other host.
+DOCS_ASSETS = f"{API}/docs/assets"
+
 router = APIRouter()
+
+
+@router.get(f"{API}/openapi.json", include_in_schema=False)
+async def api_document(request: Request, call: ViewerCall) -> JSONResponse:
+    """The OpenAPI document, for a viewer."""
+    return JSONResponse(request.app.openapi())
+
+
+@router.get(f"{API}/docs", include_in_schema=False)
+async def api_page(call: ViewerCall) -> HTMLResponse:
+    """Swagger UI on the document, for a viewer; its scripts, style and icon from this service."""
+    return get_swagger_ui_html(
+        openapi_url=f"{API}/openapi.json",
+        title="ob-takeover: OCP's takeover API",
+        swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+        swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+        swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+    )
 
 
 @router.get(f"{API}/time", response_class=PlainTextResponse, summary="server time (anonymous)")
