@@ -133,3 +133,14 @@ def test_prometheus_and_grafana_are_provisioned() -> None:
         "Failures by subtask (1 h)",
         "Activity schedule-to-start latency p95",
     } <= titles
+
+
+def test_the_repository_keeps_no_downloads_and_ignores_password_files() -> None:
+    """No wheel or other download is committed, and the README's `root-password.txt` is never added."""
+    if not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.split()
+    assert not [name for name in tracked if name.endswith((".whl", ".tar.gz", ".zip"))]
+    assert all((ROOT / name).stat().st_size < 1_000_000 for name in tracked if (ROOT / name).is_file())
+    ignored = subprocess.run(["git", "check-ignore", "-q", "root-password.txt"], cwd=ROOT, check=False)
+    assert ignored.returncode == 0
