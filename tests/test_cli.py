@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +13,7 @@ from contracts.settings import load_settings
 from metadb import credentials, hosts, locks, users
 from metadb.db import Database
 from metadb.vault import load_vault, previous_key_file
+from tests.support.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,18 +28,8 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 
 def run(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, dict[str, Any] | None, str]:
-    process = subprocess.run(
-        [sys.executable, "-c", "from ob_takeover.cli import main; main()", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-    )
-    lines = process.stdout.strip().splitlines()
-    last = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
-    return process.returncode, last, process.stderr
+    code, last, _, stderr = run_cli(env, *args, stdin=stdin)
+    return code, last, stderr
 
 
 def test_host_type_and_credential_commands(cli_env: dict[str, str], tmp_path: Path) -> None:

@@ -3,10 +3,7 @@ file can be deleted once `vault status` says no secret needs it."""
 
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +16,7 @@ from metadb import vault as vault_module
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import MasterKey, Vault, load_vault, previous_key_file
+from tests.support.cli import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.unit
@@ -38,18 +36,7 @@ def cli_env(tmp_path: Path) -> dict[str, str]:
 
 def run(env: dict[str, str], *args: str, stdin: str = "") -> tuple[int, dict[str, Any] | None, str, str]:
     """`ob-takeover ARGS` in a process of its own: exit code, JSON last line, stdout, stderr."""
-    process = subprocess.run(
-        [sys.executable, "-c", "from ob_takeover.cli import main; main()", *args],
-        input=stdin,
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=60,
-    )
-    lines = process.stdout.strip().splitlines()
-    last = json.loads(lines[-1]) if lines and lines[-1].startswith("{") else None
-    return process.returncode, last, process.stdout, process.stderr
+    return run_cli(env, *args, stdin=stdin)
 
 
 def test_running_vault_seals_new_secrets_under_the_rotated_key(
