@@ -231,6 +231,25 @@ def _serve_probes(app: FastAPI, registry: CollectorRegistry, services: Services 
     async def health() -> dict[str, str]:
         return {"status": "ok"}
 
+    @app.get("/readyz", include_in_schema=False)
+    async def ready() -> JSONResponse:
+        """Ready to serve: the metadb answers and Temporal is connected (a load balancer's and Kubernetes'
+        readiness probe); 503 naming what is missing otherwise."""
+        if services is None:
+            return JSONResponse({"status": "ready"})
+        problems = []
+        try:
+            await services.metadb(services.db.check)
+        except Exception as exc:
+            problems.append(f"metadb: {type(exc).__name__}")
+        try:
+            await services.temporal()
+        except ApiError:
+            problems.append("temporal: unreachable")
+        if problems:
+            return JSONResponse({"status": "not ready", "problems": problems}, status_code=503)
+        return JSONResponse({"status": "ready"})
+
     @app.get("/metrics", include_in_schema=False)
     async def metrics(request: Request) -> Response:
         client = request.client.host if request.client else ""

@@ -148,6 +148,8 @@ async def test_every_endpoint_needs_basic_auth_and_the_right_role(api: Api) -> N
     assert reply.status_code == 200 and reply.text.startswith(str(time.gmtime().tm_year))
     reply = await api.call("GET", "/services?Action=ObRootServiceInfo&ObCluster=obcluster&version=2", who=None)
     assert reply.status_code == 404 and reply.json()["Data"] is None
+    ready = await api.call("GET", "/readyz", who=None)
+    assert ready.status_code == 200 and ready.json() == {"status": "ready"}
     # The service's own metrics: requests by route template (never by path with its ids), status, latency.
     page = (await api.call("GET", "/metrics", who=None)).text
     task = {"route": "/api/v2/tasks/instances/{task_id}", "method": "GET"}

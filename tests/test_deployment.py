@@ -19,7 +19,16 @@ pytestmark = pytest.mark.unit
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = Path(compose.__file__).parent / "docker-compose"
 # Commands of third-party images, as their images document them.
-IMAGE_COMMANDS = {"temporalio/admin-tools": {"temporal", "tctl"}, "temporalio/auto-setup": {"tctl"}}
+IMAGE_COMMANDS = {
+    "temporalio/admin-tools": {"temporal", "temporal-sql-tool", "/bin/sh"},
+    "temporalio/server": {"nc"},
+    "temporalio/ui": {"wget"},
+    "prom/prometheus": {"wget"},
+    "grafana/grafana": {"wget"},
+    "oceanbase/oceanbase-ce": {"bash"},
+}
+# Images Temporal no longer updates.
+DEPRECATED_IMAGES = {"temporalio/auto-setup", "temporalio/web", "temporalio/admin-tools:1.2"}
 
 
 def config() -> dict[str, Any]:
@@ -67,6 +76,22 @@ def test_compose_file_is_valid_and_commands_exist() -> None:
             if "build" in service:
                 allowed |= {"python"}
             assert check in allowed, f"{name}: healthcheck command {check} not known in {image}"
+    # Today's Temporal: the server image after one-shot schema and namespace jobs, no deprecated image, and every
+    # long-running service with a healthcheck.
+    images = {name: str(service.get("image", "")) for name, service in services.items()}
+    assert not [i for i in images.values() if any(i.startswith(d) for d in DEPRECATED_IMAGES)], images
+    assert images["temporal"].startswith("temporalio/server:1.3")
+    assert int(images["temporal-ui"].split(":")[1].split(".")[1]) >= 30
+    jobs = {"temporal-schema", "temporal-namespace"}
+    assert services["temporal"]["depends_on"]["temporal-schema"]["condition"] == "service_completed_successfully"
+    for name, service in services.items():
+        assert name in jobs or service.get("healthcheck"), f"{name} has no healthcheck"
+    assert "SERVICES" not in services["temporal"]["environment"]
+    schema = (ROOT / "deploy/temporal/setup-schema.sh").read_text()
+    for step in ("create", "setup-schema -v 0.0", "update-schema -d", "temporal/versioned", "visibility/versioned"):
+        assert step in schema, step
+    namespace = (ROOT / "deploy/temporal/setup-namespace.sh").read_text()
+    assert all(name in namespace for name in ("ObClusterName", "ObClusterAddress", "ObTaskStatus"))
     # The cluster's node shares a network only with the worker and the config server, and reaches no listener
     # that carries a secret: the service (API, codec) is not on its network, the config server's container
     # serves its API and codec on loopback, the worker's metrics listen on its platform address.

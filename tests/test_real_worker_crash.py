@@ -132,8 +132,9 @@ async def test_worker_killed_during_each_compensation(
 async def test_worker_stopped_with_sigterm_finishes_its_subtask_and_exits_cleanly(
     client: Client, task_queue: str, tmp_path: Path
 ) -> None:
-    """A rolling restart: SIGTERM lets the running subtask finish (no second attempt), the worker
-    exits 0, and the next worker carries the takeover on."""
+    """A rolling restart as Kubernetes does it: the new worker starts, then the old one gets SIGTERM, which
+    lets its running subtask finish (no second attempt) within its grace (OB_TAKEOVER_STOP_GRACE, matched by
+    the Deployment's terminationGracePeriodSeconds); it exits 0, and the new worker carries the takeover on."""
     with simulation(tmp_path, zones=1, servers_per_zone=1) as sim:
         takeover = Takeover(client, task_queue, tmp_path, sim, f"sqlite:///{tmp_path / 'metadb.sqlite'}")
         try:
@@ -141,11 +142,11 @@ async def test_worker_stopped_with_sigterm_finishes_its_subtask_and_exits_cleanl
             first = takeover.spawn()
             handle = await start(client, task_queue, takeover.body)
             await wait_for(handle, lambda t: named(t, "Reserve host")[0].status.value == "RUNNING", timeout=60)
+            takeover.spawn()  # the new pod is up before the old one is told to stop
             first.terminate()
             assert first.wait(15) == 0, takeover.last_log()
-            output = takeover.last_log()
+            output = (tmp_path / "worker0.log").read_text()
             assert "stopping: finishing running activities" in output and "Fatal" not in output, output
-            takeover.spawn()
             task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=120)
             assert task.status.value == "SUCCESSFUL", takeover.last_log()
             (reserve,) = named(task, "Reserve host")

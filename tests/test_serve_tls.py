@@ -58,6 +58,10 @@ def test_https_api_and_a_plain_http_config_server(tmp_path: Path) -> None:
                 assert process.poll() is None and time.monotonic() < deadline, (tmp_path / "serve.log").read_text()
                 time.sleep(0.2)
         assert reply.status_code == 200 and reply.text.startswith("20")
+        # Not ready while Temporal cannot be reached (a load balancer sends it nothing), alive all the same.
+        ready = requests.get(f"https://127.0.0.1:{api}/readyz", verify=str(tls.ca), timeout=30)
+        assert ready.status_code == 503 and ready.json()["problems"] == ["temporal: unreachable"], ready.text
+        assert requests.get(f"https://127.0.0.1:{api}/healthz", verify=str(tls.ca), timeout=5).status_code == 200
         # The API speaks HTTPS only; the codec too.
         try:
             plain = requests.get(f"http://127.0.0.1:{api}/api/v2/time", timeout=5)
