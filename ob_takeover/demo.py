@@ -273,6 +273,7 @@ def register_simulated_hosts(db: Database, vault: Vault, ready: dict[str, Any]) 
     credential = credentials.save_credential(
         db, vault, kind=credentials.HOST, name="demo-admin-key", username=ready["ssh"]["username"],
         secret=Path(ready["ssh"]["private_key_file"]).read_text(), secret_type="private_key",
+        hosts=[host["address"] for host in ready["hosts"]],  # bound to its hosts: a TASK_MANAGER may use it
     )  # fmt: skip
     print(f"Simulated cluster: 6 servers in 3 zones on 127.0.10.2-7; host type {host_type}, credential {credential}")
     return {
