@@ -167,3 +167,20 @@ def test_credential_bindings_and_forgetting_a_host_key(cli_env: dict[str, str]) 
     assert hosts.find_host(db, "10.0.0.7")["host_key"] is None  # type: ignore[index]
     code, _, err = run(cli_env, "host", "forget-key", "10.0.0.8")
     assert code == 2 and "not managed here" in err
+
+
+def test_a_takeover_command_without_its_cluster_says_so_before_asking_for_a_password(
+    cli_env: dict[str, str],
+) -> None:
+    for command in ("precheck", "start"):
+        code, last, stderr = run(cli_env, command)
+        assert code == 2 and last is None, stderr
+        assert "give --address and --port (or a --body file with them)" in stderr, stderr
+        assert "password" not in stderr.lower() and "--*-stdin" not in stderr
+    # Without a terminal and without --password-stdin, the message names the option to use.
+    code, _, stderr = run(cli_env, "precheck", "--address", "127.0.0.1", "--port", "2881")
+    assert code == 2 and "give it on stdin with --password-stdin, or run in a terminal" in stderr, stderr
+    help_text = " ".join(run_cli(cli_env, "precheck", "--help")[2].split())
+    for described in ("--address ADDRESS the cluster's SQL endpoint", "--port PORT its SQL port",
+                      "--host-type-id HOST_TYPE_ID host type of hosts not managed yet"):  # fmt: skip
+        assert described in help_text, help_text

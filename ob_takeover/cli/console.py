@@ -68,14 +68,14 @@ def say_where_if_empty(rows: Sequence[Any], what: str, args: argparse.Namespace)
         )
 
 
-def read_secret(prompt: str, from_stdin: bool) -> str:
-    """A secret from one line of stdin (`--*-stdin`) or a terminal prompt; never empty."""
+def read_secret(prompt: str, from_stdin: bool, option: str = "--password-stdin") -> str:
+    """A secret from one line of stdin (`option`) or a terminal prompt; never empty."""
     if from_stdin:
         value = sys.stdin.readline().rstrip("\n")
     elif sys.stdin.isatty():
         value = getpass.getpass(prompt)
     else:
-        raise CommandError(f"{prompt.strip(': ')} needed: use the --*-stdin option or a terminal")
+        raise CommandError(f"{prompt.strip(': ')} needed: give it on stdin with {option}, or run in a terminal")
     if not value:
         raise CommandError(f"{prompt.strip(': ')} must not be empty")
     return value

@@ -80,13 +80,15 @@ def add_task_parsers(commands: Subcommands) -> None:
 def _add_body_options(command: argparse.ArgumentParser) -> None:
     """The takeover request's fields as options, for `start` and `precheck`."""
     command.add_argument("--body", help="JSON file with the request body")
-    command.add_argument("--address")
-    command.add_argument("--port", type=int)
+    command.add_argument(
+        "--address", help="the cluster's SQL endpoint: an observer, or OBProxy with --connection-mode proxy"
+    )
+    command.add_argument("--port", type=int, help="its SQL port (2881 on an observer, 2883 on OBProxy)")
     command.add_argument("--connection-mode", choices=["direct", "proxy"])
     command.add_argument("--cluster-name")
     command.add_argument("--ob-cluster-id", type=int)
     command.add_argument("--root-credential-id", type=int, help="root@sys from the password box")
-    command.add_argument("--host-type-id", type=int)
+    command.add_argument("--host-type-id", type=int, help="host type of hosts not managed yet (`host-type list`)")
     command.add_argument("--credential-id", type=int, help="SSH credential for unmanaged hosts")
     command.add_argument("--ssh-port", type=int, default=22)
     command.add_argument("--password-stdin", action="store_true", help="read rootSysPassword from stdin")
@@ -216,6 +218,9 @@ def request_body(args: argparse.Namespace) -> dict[str, Any]:
         "rootSysCredentialId": args.root_credential_id,
     }
     body.update({k: v for k, v in flags.items() if v is not None})
+    missing = [option for option, field in (("--address", "address"), ("--port", "port")) if field not in body]
+    if missing:  # before any password is asked for
+        raise CommandError(f"give {' and '.join(missing)} (or a --body file with them): the cluster to take over")
     if args.host_type_id or args.credential_id:
         body["hostInfo"] = {
             **body.get("hostInfo", {}),
@@ -254,10 +259,13 @@ def cmd_precheck(args: argparse.Namespace) -> int:
     async def run() -> int:
         client = await connect_client(args)
         report = await client.precheck(request)
-        print(
-            f"cluster {report.cluster_name} (id {report.ob_cluster_id}), OceanBase {report.version}: "
-            f"{len(report.zones)} zones, {len(report.servers)} servers, {len(report.hosts)} hosts"
-        )
+        if report.cluster_name is None:
+            print(f"the cluster at {request.endpoint} could not be read: see the FAILED items")
+        else:
+            print(
+                f"cluster {report.cluster_name} (id {report.ob_cluster_id}), OceanBase {report.version}: "
+                f"{len(report.zones)} zones, {len(report.servers)} servers, {len(report.hosts)} hosts"
+            )
         table([i.model_dump() for i in report.items], ["status", "code", "name", "node", "message"])
         if args.plan:
             print("\nPlan: what the takeover would send (secrets masked)")
