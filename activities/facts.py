@@ -239,11 +239,6 @@ def mapping(user: str) -> Fact[str | None]:
     return Fact(FactKind.MAPPING, sql.MAPPING_SQL.format(user=sql.quote(user)), parse, (user,))
 
 
-def read_parameter(port: ClusterPort, name: str) -> str:
-    """A cluster parameter's value ('' when the cluster does not report it)."""
-    return port.read(parameter(name))
-
-
 def read_topology(port: ClusterPort) -> Topology:
     """Name, id, version, servers and zones, as root@sys; the version is checked first, so a server that is
     not OceanBase 4.x is named as such instead of failing on a missing view."""
@@ -270,7 +265,7 @@ def read_topology(port: ClusterPort) -> Topology:
 def read_cluster_facts(port: ClusterPort) -> ClusterFacts:
     """The topology, then the config URL and every server's state."""
     topology = read_topology(port)
-    config_url = read_parameter(port, "obconfig_url")
+    config_url = port.read(parameter("obconfig_url"))
     return ClusterFacts(topology=topology, servers=port.read(SERVERS), config_url=config_url)
 
 

@@ -28,12 +28,8 @@ def prepare_takeover(
     db: Database, vault: Vault, request: TakeOverRequest, *, workflow_id: str, creator: str, trace_id: str | None
 ) -> PreparedTask:
     """Ids for a takeover of `request`, its task row (RUNNING, run not known yet) and its passwords in the box."""
-    task_id = ids.allocate_task_id(db)
     cluster_id = ids.allocate_cluster_id(db)
-    tasks.record_task(
-        db, task_id=task_id, workflow_id=workflow_id, run_id="", name=task_name(False),
-        status=RecordedStatus.RUNNING, cluster_id=cluster_id, creator=creator, trace_id=trace_id,
-    )  # fmt: skip
+    task_id = _new_task(db, workflow_id, task_name(False), cluster_id, creator, trace_id)
     body, stored = _passwords_to_box(db, vault, request, _owner(task_id), task_id, cluster_id)
     return PreparedTask(
         task_id=task_id, cluster_id=cluster_id, workflow_id=workflow_id, input=body, stored_credential_ids=stored
@@ -50,12 +46,18 @@ def prepare_release(
     db: Database, *, workflow_id: str, cluster_id: int, body: dict[str, Any], creator: str, trace_id: str | None
 ) -> PreparedTask:
     """A release's task id and task row (its root@sys password is the one the takeover stored, or named)."""
+    task_id = _new_task(db, workflow_id, RELEASE_TASK_NAME, cluster_id, creator, trace_id)
+    return PreparedTask(task_id=task_id, cluster_id=cluster_id, workflow_id=workflow_id, input=body)
+
+
+def _new_task(db: Database, workflow_id: str, name: str, cluster_id: int, creator: str, trace_id: str | None) -> int:
+    """A new task id and its row in the registry: RUNNING, its run not known yet."""
     task_id = ids.allocate_task_id(db)
     tasks.record_task(
-        db, task_id=task_id, workflow_id=workflow_id, run_id="", name=RELEASE_TASK_NAME,
-        status=RecordedStatus.RUNNING, cluster_id=cluster_id, creator=creator, trace_id=trace_id,
+        db, task_id=task_id, workflow_id=workflow_id, run_id="", name=name, status=RecordedStatus.RUNNING,
+        cluster_id=cluster_id, creator=creator, trace_id=trace_id,
     )  # fmt: skip
-    return PreparedTask(task_id=task_id, cluster_id=cluster_id, workflow_id=workflow_id, input=body)
+    return task_id
 
 
 def record_started(db: Database, prepared: PreparedTask, run_id: str) -> None:
