@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from contracts.messages import PreparedTask
-from contracts.request import REQUEST_SECRETS, TakeOverRequest
+from contracts.request import REQUEST_SECRETS, FieldError, InvalidRequest, TakeOverRequest
 from contracts.stages import RELEASE_TASK_NAME
 from contracts.task_view import RecordedStatus, task_name
 from metadb import credentials, ids, tasks
@@ -28,6 +28,7 @@ def prepare_takeover(
     db: Database, vault: Vault, request: TakeOverRequest, *, workflow_id: str, creator: str, trace_id: str | None
 ) -> PreparedTask:
     """Ids for a takeover of `request`, its task row (RUNNING, run not known yet) and its passwords in the box."""
+    check_named_credentials(db, request)
     cluster_id = ids.allocate_cluster_id(db)
     task_id = _new_task(db, workflow_id, task_name(False), cluster_id, creator, trace_id)
     body, stored = _passwords_to_box(db, vault, request, _owner(task_id), task_id, cluster_id)
@@ -38,6 +39,7 @@ def prepare_takeover(
 
 def prepare_precheck(db: Database, vault: Vault, request: TakeOverRequest, *, workflow_id: str) -> PreparedTask:
     """A precheck's input: its passwords in the box for the precheck's time (no task, no ids)."""
+    check_named_credentials(db, request)
     body, stored = _passwords_to_box(db, vault, request, workflow_id, None, None)
     return PreparedTask(workflow_id=workflow_id, input=body, stored_credential_ids=stored)
 
@@ -103,6 +105,29 @@ def close_ended(db: Database, task_id: int, run_id: str, status: RecordedStatus)
 def _owner(task_id: int) -> str:
     """How the passwords a start stores for task `task_id` are named: `task N: root@sys of ADDR:PORT`."""
     return f"task {task_id}"
+
+
+def check_named_credentials(db: Database, request: TakeOverRequest) -> None:
+    """Every credential `request` names by id exists in the password box and is of the kind its field needs,
+    checked before anything is written, so that a typo is refused up front naming the field."""
+    named = [
+        ("rootSysCredentialId", request.root_sys_credential_id, credentials.CLUSTER),
+        ("proxyroCredentialId", request.proxyro_credential_id, credentials.CLUSTER),
+        ("hostInfo.credentialId", request.host_info.credential_id if request.host_info else None, credentials.HOST),
+    ]
+    errors = []
+    for field, credential_id, kind in named:
+        if credential_id is None:
+            continue
+        row = credentials.describe_credential(db, credential_id=credential_id)
+        if row is None:
+            message = f"credential {credential_id} does not exist in the password box (`ob-takeover credential list`)"
+            errors.append(FieldError(field=field, message=message))
+        elif row["kind"] != kind:
+            message = f"credential {credential_id} is a {row['kind']} credential; a {kind} credential is needed"
+            errors.append(FieldError(field=field, message=message))
+    if errors:
+        raise InvalidRequest(errors)
 
 
 def _passwords_to_box(

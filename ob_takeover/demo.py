@@ -202,7 +202,8 @@ def parse_arguments(argv: list[str] | None) -> argparse.Namespace:
 
 def reset_demo_directory(var: Path, demo: Path) -> None:
     """An empty var/demo, readable by its owner only."""
-    # Each run takes the simulated cluster over afresh; Temporal's history (var/temporal.db) is kept.
+    # Each run starts afresh, Temporal's history (var/demo/temporal.db) with the metadb, so that the REST API's
+    # tasks and Temporal's workflows are the same ones.
     shutil.rmtree(demo, ignore_errors=True)
     demo.mkdir(parents=True, mode=0o700)
     var.chmod(0o700)
@@ -215,12 +216,12 @@ def check_ports_free() -> None:
         raise SystemExit(f"demo: ports in use: {', '.join(busy)}; stop what uses them (an earlier demo?)")
 
 
-def start_temporal(processes: Processes, var: Path) -> None:
-    """The Temporal dev server on var/temporal.db, with the search attributes and the UI's codec."""
+def start_temporal(processes: Processes, demo: Path) -> None:
+    """The Temporal dev server on var/demo/temporal.db, with the search attributes and the UI's codec."""
     processes.start(
         "temporal",
         [
-            str(BIN / "temporal"), "server", "start-dev", "--db-filename", str(var / "temporal.db"),
+            str(BIN / "temporal"), "server", "start-dev", "--db-filename", str(demo / "temporal.db"),
             "--ip", "127.0.0.1", "--port", "7233", "--ui-port", "8233", "--log-level", "warn",
             "--search-attribute", "ObClusterName=Keyword", "--search-attribute", "ObClusterAddress=Keyword",
             "--search-attribute", "ObTaskStatus=Keyword",
@@ -293,7 +294,9 @@ def add_api_user(db: Database, demo: Path) -> tuple[DemoApi, Path]:
     return DemoApi("demo", api_password), password_file
 
 
-def print_outcome(task: TaskView, began: float, demo: Path, config: Path) -> None:
+def print_outcome(
+    task: TaskView, began: float, demo: Path, config: Path, body: dict[str, Any], password_file: Path
+) -> None:
     """The task table, how long the takeover took since `began` (monotonic), the timeline, where to look next."""
     print("\n" + task_table(task))
     print(f"\nTakeover {task.status.value} in {time.monotonic() - began:.1f}s.")
@@ -303,14 +306,35 @@ def print_outcome(task: TaskView, began: float, demo: Path, config: Path) -> Non
     print("Temporal UI:   http://127.0.0.1:8233")
     print(f"Settings:      {config} (`ob-takeover cluster list` here shows the demo's cluster)")
     if task.status is not TaskStatus.SUCCESSFUL:
-        print("The task waits for an operator: see README, 'Operate a failed takeover'.")
+        print("The task waits for an operator: see docs/operators-guide.md, 'Operate a failed takeover'.")
+    print_next_steps(task, body, password_file)
 
 
-def run_demo(processes: Processes, var: Path, demo: Path, config: Path) -> TaskView:
+def print_next_steps(task: TaskView, body: dict[str, Any], password_file: Path) -> None:
+    """What to try while the demo runs, with the demo's own user, credential and workflow."""
+    workflow_id = workflow_id_for(body["address"], body["port"])
+    codec = "--codec-endpoint http://127.0.0.1:8081/codec"
+    where = BIN.relative_to(ROOT) if BIN.is_relative_to(ROOT) else BIN
+    print("\nTry next (from this directory, with the demo's settings):")
+    print(f"  {where}/ob-takeover tasks                          # the tasks, as the REST API lists them")
+    print(f"  {where}/ob-takeover status {workflow_id}   # the subtasks")
+    print(f"  curl -s -u demo:$(cat {password_file}) {API}/tasks/instances/{task.id}")
+    print(f"  curl -s -u demo:$(cat {password_file}) {API}/ob/clusters")
+    print(
+        f"  {where}/ob-takeover precheck --address {body['address']} --port {body['port']} "
+        f"--host-type-id {body['hostInfo']['hostTypeId']} --credential-id {body['hostInfo']['credentialId']} "
+        f"--password-stdin < {password_file.parent / 'root_password'}"
+    )
+    print(f"  {where}/temporal workflow result -w {workflow_id} {codec}")
+    print(f"  {where}/temporal workflow describe -w {workflow_id} {codec}")
+    print("  (without --codec-endpoint, Temporal shows the payloads as ciphertext)")
+
+
+def run_demo(processes: Processes, demo: Path, config: Path) -> TaskView:
     """Start everything, register the simulated hosts, precheck and take the cluster over."""
     env = {**os.environ, "OB_TAKEOVER_CONFIG": str(config)}
-    print("Starting the Temporal dev server (var/temporal.db), the HTTP service and a simulated cluster…")
-    start_temporal(processes, var)
+    print("Starting the Temporal dev server (var/demo/temporal.db), the HTTP service and a simulated cluster…")
+    start_temporal(processes, demo)
     ready = start_simulator(processes, demo)
     write_demo_config(config, known_hosts=ready["ssh"]["known_hosts"])
     settings = load_settings(config_file=str(config))
@@ -322,13 +346,13 @@ def run_demo(processes: Processes, var: Path, demo: Path, config: Path) -> TaskV
     if not run_precheck(api, body):
         raise SystemExit("demo: the precheck failed; see the items above")
     task = run_takeover(api, body, settings, password_file.relative_to(ROOT))
-    print_outcome(task, began, demo, config)
+    print_outcome(task, began, demo, config, body, password_file.relative_to(ROOT))
     return task
 
 
 def keep_running() -> None:
     """Until Ctrl-C or SIGTERM."""
-    print("\nEverything keeps running; press Ctrl-C to stop.")
+    print("\nEverything keeps running; Ctrl-C (or SIGTERM to this process) stops it all.")
     signal.signal(signal.SIGTERM, _interrupt)
     while True:
         time.sleep(3600)
@@ -344,7 +368,7 @@ def main(argv: list[str] | None = None) -> None:
     config = demo_config_file()
     processes = Processes(demo)
     try:
-        task = run_demo(processes, var, demo, config)
+        task = run_demo(processes, demo, config)
         if not args.exit:
             keep_running()
         if task.status is not TaskStatus.SUCCESSFUL:

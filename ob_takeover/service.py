@@ -42,6 +42,7 @@ from temporalio.api.common.v1 import Payload, Payloads
 
 from contracts.errors import CodecKeyError
 from contracts.log_context import bound_log_context
+from contracts.request import InvalidRequest
 from metadb import clusters
 from metadb.db import Database
 from metadb.users import TASK_VIEWER
@@ -49,6 +50,7 @@ from ob_takeover.api.auth import require
 from ob_takeover.api.envelope import ApiError, failure, invalid
 from ob_takeover.api.routes import API, Services, router
 from ob_takeover.api.routes.system import DOCS_ASSETS
+from ob_takeover.api.takeover_body import rejected_fields
 from ob_takeover.codec import EncryptionCodec
 
 log = logging.getLogger("ob_takeover.service")
@@ -200,6 +202,10 @@ def _answer_errors_in_envelope(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def bad_parameters(request: Request, error: RequestValidationError) -> Response:
         return envelope_of(request, invalid(error.errors(), skip=1))
+
+    @app.exception_handler(InvalidRequest)
+    async def invalid_request(request: Request, error: InvalidRequest) -> Response:
+        return envelope_of(request, rejected_fields(error))
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:

@@ -322,6 +322,12 @@ async def test_a_bad_body_answers_400_per_field_and_starts_nothing(api: Api, sim
     stored = {"rootSysCredentialId": 1, "address": sim.address, "port": sim.sql_port}
     refused = await api.call("POST", "/api/v2/ob/clusters/takeOver", "manager", stored)
     assert refused.status_code == 403 and "it needs ADMIN" in error_of(refused)["message"]
+    # A credential id that names nothing is refused up front, naming the field, before anything is written.
+    for path in ("/api/v2/ob/clusters/takeOver", "/api/v2/ob/clusters/takeOverPreCheck"):
+        missing = await api.call("POST", path, "admin", stored)
+        assert missing.status_code == 400, missing.text
+        assert [e["field"] for e in error_of(missing)["subErrors"]] == ["rootSysCredentialId"]
+        assert "credential 1 does not exist" in error_of(missing)["message"]
     assert (await api.call("GET", f"/api/v2/tasks/instances/{2**64}", "viewer")).status_code == 400
     assert api.runtime.db.query("SELECT * FROM tasks") == []
     assert api.runtime.db.query("SELECT * FROM credentials WHERE kind = 'CLUSTER'") == []

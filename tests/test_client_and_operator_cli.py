@@ -104,6 +104,15 @@ async def test_operator_command_start_status_and_operations(
         assert row is not None and row["workflow_id"] == "takeover-127.0.0.8-2881"
         registry.close()
         assert "Sync cluster info" in text and "injected failure of sync_cluster_info" in text
+        # Every column starts where its header does, whatever the width of the names and times in it.
+        header = next(line for line in text.splitlines() if line.startswith("ID "))
+        row = next(line for line in text.splitlines() if "Sync cluster info" in line)
+        assert row[header.index("STATUS") :].startswith("FAILED"), (header, row)
+        assert row[header.index("NODE") - 1] == " " and row[header.index("START") - 1] == " "
+        # The task list shows the task as an operator must see it: FAILED, waiting, not "RUNNING".
+        listed_code, listed, listing = await cli(client, task_queue, "tasks")
+        assert listed_code == 0 and listed is not None, listing
+        assert [(t["workflow"], t["status"]) for t in listed["tasks"]] == [("takeover-127.0.0.8-2881", "FAILED")]
         failed_id = next(
             int(line.split()[0]) for line in text.splitlines() if "Sync cluster info" in line and "FAILED" in line
         )
@@ -130,6 +139,15 @@ async def test_operator_command_start_status_and_operations(
         client, task_queue, "start", "--address", "bad host", "--port", "1", "--password-stdin", stdin="x\n"
     )
     assert code == 2 and "address: is neither" in text
+    code, out, text = await cli(client, task_queue, "tasks", "--status", "SUCCESSFUL")
+    assert code == 0 and out is not None and [t["status"] for t in out["tasks"]] == ["SUCCESSFUL"], text
+    # A credential id that names nothing is a usage error naming the option's field, and starts nothing.
+    code, _, text = await cli(
+        client, task_queue, "start", "--address", "127.0.0.7", "--port", "2881", "--root-credential-id", "99"
+    )
+    assert code == 2 and "rootSysCredentialId: credential 99 does not exist" in text, text
+    code, out, _ = await cli(client, task_queue, "tasks")
+    assert out is not None and len(out["tasks"]) == 1
 
     # Errors are one line naming the cause and what to do; a traceback only with --debug.
     code, _, text = await cli(client, task_queue, "status", "takeover-nowhere-1")

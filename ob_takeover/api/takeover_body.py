@@ -47,13 +47,15 @@ def takeover_request(body: dict[str, Any], trace_id: str) -> TakeOverRequest:
     try:
         return parse_request(clean)
     except InvalidRequest as exc:
-        raise ApiError(
-            400,
-            str(exc),
-            sub_errors=[
-                SubError(field=e.field, message=e.message, rejected_value=_value(clean, e.field)) for e in exc.errors
-            ],
-        ) from None
+        raise rejected_fields(exc, clean) from None
+
+
+def rejected_fields(error: InvalidRequest, body: dict[str, Any] | None = None) -> ApiError:
+    """A 400 with one sub-error per field `error` names, with the submitted value where `body` has it."""
+    sub_errors = [
+        SubError(field=e.field, message=e.message, rejected_value=_value(body or {}, e.field)) for e in error.errors
+    ]
+    return ApiError(400, str(error), sub_errors=sub_errors)
 
 
 async def authorize_stored_credentials(call: Call, body: TakeOverRequest) -> None:

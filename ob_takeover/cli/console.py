@@ -49,11 +49,18 @@ def emit(result: dict[str, Any]) -> None:
 
 def table(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """A plain aligned table on stdout (followed by the JSON line)."""
+    for line in aligned(rows, columns):
+        print(line)
+
+
+def aligned(rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> list[str]:
+    """The lines of a table: upper-case headers over left-aligned columns as wide as their widest cell; "-"
+    for a missing value."""
     cells = [[str(row.get(c, "") if row.get(c) is not None else "-") for c in columns] for row in rows]
     widths = [max([len(c), *(len(r[i]) for r in cells)]) for i, c in enumerate(columns)]
-    print("  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)))
-    for row in cells:
-        print("  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)))
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(row, widths, strict=True)).rstrip() for row in cells]
+    return lines
 
 
 def say_where_if_empty(rows: Sequence[Any], what: str, args: argparse.Namespace) -> None:

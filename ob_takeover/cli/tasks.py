@@ -1,4 +1,4 @@
-"""`ob-takeover start`, `precheck`, `status`, the operations on a task (`retry`, `rollback`, `abort` …) and
+"""`ob-takeover start`, `precheck`, `tasks`, `status`, the operations on a task (`retry`, `rollback`, `abort` …) and
 `release`: the commands that start a task workflow or follow and operate one."""
 
 from __future__ import annotations
@@ -12,11 +12,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from temporalio.client import WorkflowExecutionStatus, WorkflowFailureError, WorkflowQueryFailedError
+from temporalio.service import RPCError
 
 from contracts.endpoints import endpoint_key, parse_endpoint
 from contracts.errors import OperationRefused, innermost_message
 from contracts.task_view import RecordedStatus, SubtaskStatus, TaskStatus, recorded_status
-from metadb import clusters
+from metadb import clusters, tasks
 from ob_takeover.cli.arguments import Subcommands, add_command
 from ob_takeover.cli.console import (
     EXIT_FAILED,
@@ -24,8 +25,10 @@ from ob_takeover.cli.console import (
     EXIT_RUNNING,
     STATUS_EXIT,
     CommandError,
+    aligned,
     emit,
     read_secret,
+    say_where_if_empty,
     table,
 )
 from ob_takeover.cli.deps import connect_client, open_metadb
@@ -62,6 +65,12 @@ def add_task_parsers(commands: Subcommands) -> None:
     command.add_argument(
         "--plan", action="store_true", help="also print every statement and command the takeover would send"
     )
+    command = add_command(commands, "tasks", cmd_tasks, "the tasks, newest first: takeovers and releases")
+    command.add_argument("--cluster-id", type=int, help="only this cluster's tasks")
+    command.add_argument(
+        "--status", choices=[s.value for s in RecordedStatus if s is not RecordedStatus.REJECTED], help="only these"
+    )
+    command.add_argument("--limit", type=int, default=20, help="at most this many (default: 20)")
     _add_operation_parsers(commands)
     command = add_command(
         commands,
@@ -119,15 +128,13 @@ def task_table(task: TaskView, status: str | None = None) -> str:
     """OCP's task as an aligned table: one row per subtask with its node, state, runs and times; the
     header's status is ObTaskStatus's (`status`, else worked out from the task)."""
     cluster = f"cluster {task.cluster_id}" if task.cluster_id is not None else "cluster not recorded yet"
-    lines = [
-        f"task {task.id} '{task.name}' {cluster}: {status or display_status(task)}",
-        f"{'ID':<12} {'SUBTASK':<42} {'NODE':<22} {'STATUS':<11} {'RUNS':>4}  {'START':<23} END",
-    ]
-    for s in task.subtasks:
-        lines.append(
-            f"{s.id:<12} {s.name:<42} {(s.node or '-'):<22} {s.status.value:<11} {s.run_time:>4}  "
-            f"{(s.start_time or '-'):<23} {s.finish_time or '-'}"
-        )
+    rows = [
+        {"id": s.id, "subtask": s.name, "node": s.node, "status": s.status.value, "runs": s.run_time,
+         "start": s.start_time, "end": s.finish_time}
+        for s in task.subtasks
+    ]  # fmt: skip
+    lines = [f"task {task.id} '{task.name}' {cluster}: {status or display_status(task)}"]
+    lines += aligned(rows, ["id", "subtask", "node", "status", "runs", "start", "end"])
     return "\n".join(lines)
 
 
@@ -326,6 +333,55 @@ def _operate(args: argparse.Namespace, *, operation: str) -> int:
         return STATUS_EXIT.get(status, EXIT_FAILED)
 
     return asyncio.run(run())
+
+
+# --- the task list ---------------------------------------------------------------------------------
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    """The registry's tasks; those it records as running get their live status from Temporal (FAILED when a
+    subtask waits for an operator), or show as recorded when Temporal cannot be reached."""
+    if args.limit < 1:
+        raise CommandError("--limit must be at least 1")
+    db = open_metadb(args)
+    live_kinds = [RecordedStatus.RUNNING, RecordedStatus.ROLLING_BACK]
+    # A task recorded as running may have failed or ended since: filtered once its live status is known.
+    statuses = [args.status, *live_kinds] if args.status else None
+    limit = None if args.status else args.limit
+    rows = tasks.list_tasks(db, cluster_id=args.cluster_id, statuses=statuses, limit=limit)
+    running = [row for row in rows if row["status"] in live_kinds]
+    live = asyncio.run(_live_statuses(args, running)) if running else {}
+    listed = [
+        {"id": row["task_id"], "name": row["name"], "cluster": row["cluster_id"],
+         "status": live.get(row["task_id"], row["status"]), "creator": row["creator"],
+         "created": row["created_at"], "workflow": row["workflow_id"]}
+        for row in rows
+    ]  # fmt: skip
+    listed = [task for task in listed if args.status in (None, task["status"])][: args.limit]
+    say_where_if_empty(listed, "tasks", args)
+    table(listed, ["id", "name", "cluster", "status", "creator", "created", "workflow"])
+    emit({"tasks": listed})
+    return EXIT_OK
+
+
+async def _live_statuses(args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[int, str]:
+    """ObTaskStatus of each row's workflow run, by task id; none when Temporal cannot be reached."""
+    try:
+        client = (await connect_client(args)).client
+    except (RuntimeError, ConnectionError, TimeoutError) as exc:
+        print(f"Temporal cannot be reached ({exc}); running tasks show their recorded status", file=sys.stderr)
+        return {}
+    found: dict[int, str] = {}
+    for row in rows:
+        handle = client.get_workflow_handle(row["workflow_id"], run_id=row["run_id"] or None)
+        try:
+            description = await handle.describe()
+        except RPCError:
+            continue
+        status = description.typed_search_attributes.get(TASK_STATUS_KEY)
+        if status:
+            found[int(row["task_id"])] = status
+    return found
 
 
 # --- release ---------------------------------------------------------------------------------------
