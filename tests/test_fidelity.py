@@ -193,7 +193,7 @@ def test_what_seekdb_cannot_run_is_listed_with_its_source(seekdb: tuple[str, int
 
 @pytest.mark.unit
 def test_the_readme_lists_what_is_proven_where() -> None:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[1] / "docs" / "testing.md").read_text()
     assert "### What the simulator proves" in text
     for _, source in NOT_ON_SEEKDB:
         assert source.split(": ", 1)[1].split(" (")[0].split(";")[0] in text, source

@@ -1,6 +1,7 @@
-"""The README's "Running it" and "Start a takeover with the `temporal` CLI" sections, run as written.
+"""The operator's guide's "Running it", "Start a takeover with the `temporal` CLI" and "Release a cluster from
+management" sections (docs/operators-guide.md), run as written.
 
-The command blocks marked `<!-- run:NAME -->` are read from the README and run with bash, in order, in a
+The command blocks marked `<!-- run:NAME -->` are read from the pages below and run with bash, in order, in a
 fresh directory (with `worker.py` linked in), so the docs cannot drift from what works. Only what would
 collide with other servers on this machine is replaced: the Temporal and HTTP ports and the simulator's
 loopback block. A command whose comment is a JSON object must print an object with those values last.
@@ -26,12 +27,15 @@ from tests.support.mariadb import free_port
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCK = re.compile(r"<!-- run:(\w+) -->\n```bash\n(.*?)```", re.DOTALL)
+# The pages whose marked blocks are run; a block's name is unique across them.
+PAGES = (ROOT / "docs" / "operators-guide.md",)
 
 
-def readme_blocks() -> dict[str, list[str]]:
+def documented_blocks() -> dict[str, list[str]]:
     """Each marked block's commands, continuation lines joined."""
     blocks: dict[str, list[str]] = {}
-    for name, text in BLOCK.findall((ROOT / "README.md").read_text()):
+    for name, text in BLOCK.findall("\n".join(page.read_text() for page in PAGES)):
+        assert name not in blocks, f"two blocks are marked run:{name}"
         joined = re.sub(r"\\\n\s*", "", text)
         # A JSON value spread over lines inside quotes stays one command.
         commands: list[str] = []
@@ -62,7 +66,7 @@ def listening(port: int) -> bool:
 
 
 class Shell:
-    """Runs README commands in one directory with one environment; `&` commands run on in the background."""
+    """Runs documented commands in one directory with one environment; `&` commands run on in the background."""
 
     def __init__(self, directory: Path, env: dict[str, str], replace: dict[str, str], ports: tuple[int, int]) -> None:
         self.directory = directory
@@ -139,8 +143,8 @@ def run_as_written(shell: Shell, commands: list[str]) -> None:
             assert {k: printed.get(k) for k in wanted} == wanted, (command, printed)
 
 
-def test_the_readme_takes_a_cluster_over_as_written(shell: Shell) -> None:
-    blocks = readme_blocks()
+def test_the_operators_guide_takes_a_cluster_over_as_written(shell: Shell) -> None:
+    blocks = documented_blocks()
     assert set(blocks) >= {"servers", "cluster", "register", "takeover", "release"}, blocks
     for command in blocks["servers"]:
         shell.run(command)
@@ -162,6 +166,6 @@ def test_the_readme_takes_a_cluster_over_as_written(shell: Shell) -> None:
     code, out, err = shell.run(status)
     assert code == 0 and json.loads(out.strip().splitlines()[-1])["status"] == "SUCCESSFUL", out + err
     assert set(codes) <= {0, 3}, codes
-    # Then out of management again, as the README's release section says.
+    # Then out of management again, as the guide's release section says.
     run_as_written(shell, blocks["release"])
     assert "Traceback" not in shell.log(2) + shell.log(3)
