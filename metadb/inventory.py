@@ -32,6 +32,11 @@ class ClusterInventory:
     creator: str | None = None
 
 
+def sort_pattern(columns: dict[str, str]) -> str:
+    """The regular expression of the `sort` values `order_by` takes, for the API's document."""
+    return f"^({'|'.join(columns)})(,([aA][sS][cC]|[dD][eE][sS][cC]))?$"
+
+
 def order_by(sort: str | None, columns: dict[str, str]) -> str:
     """`ORDER BY` for OCP's `sort=field,asc|desc`; ValueError naming what is wrong (only known fields)."""
     if not sort:

@@ -25,13 +25,12 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from importlib import metadata, resources
+from importlib import resources
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse, Response
 from google.protobuf import json_format
 from opentelemetry import trace
@@ -47,6 +46,7 @@ from metadb import clusters
 from metadb.db import Database
 from metadb.users import TASK_VIEWER
 from ob_takeover.api.auth import require
+from ob_takeover.api.document import api_document, api_routes
 from ob_takeover.api.envelope import ApiError, failure, invalid
 from ob_takeover.api.routes import API, Services, router
 from ob_takeover.api.routes.system import DOCS_ASSETS
@@ -132,20 +132,6 @@ def create_config_app(db: Database) -> FastAPI:
     return app
 
 
-def api_document(app: FastAPI) -> dict[str, Any]:
-    """The OpenAPI document, with HTTP Basic as every route's security scheme (the time's aside)."""
-    if app.openapi_schema is None:
-        document = get_openapi(title=app.title, version=metadata.version("ob-takeover"), summary=app.summary,
-                               routes=app.routes)  # fmt: skip
-        document.setdefault("components", {})["securitySchemes"] = {"basicAuth": {"type": "http", "scheme": "basic"}}
-        for path, operations in document["paths"].items():
-            if path != f"{API}/time":
-                for operation in operations.values():
-                    operation["security"] = [{"basicAuth": []}]
-        app.openapi_schema = document
-    return app.openapi_schema
-
-
 def _trace_requests(app: FastAPI, registry: CollectorRegistry) -> None:
     """Every request gets a trace id (in its log context, its span and its `X-Trace-Id` header), counts in
     `registry`'s metrics, and an API request a log line."""
@@ -210,7 +196,13 @@ def _answer_errors_in_envelope(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, error: HTTPException) -> Response:
         message = {404: f"no such endpoint: {request.method} {request.url.path}"}.get(error.status_code, error.detail)
-        return envelope_of(request, ApiError(error.status_code, str(message)))
+        headers = dict(error.headers or {})
+        if error.status_code == 405:  # every method the path takes, whichever route of it matched
+            methods = {
+                m for r in api_routes(app.routes) if r.path_regex.match(request.url.path) for m in r.methods or ()
+            }
+            headers["Allow"] = ", ".join(sorted(methods))
+        return envelope_of(request, ApiError(error.status_code, str(message), headers=headers))
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, error: Exception) -> Response:

@@ -171,7 +171,13 @@ async def test_info_is_the_bare_object_and_openapi_lists_the_endpoints(api: Api)
     document = (await api.call("GET", "/api/v2/openapi.json", who="viewer")).json()
     assert document["components"]["securitySchemes"]["basicAuth"] == {"type": "http", "scheme": "basic"}
     assert document["paths"]["/api/v2/ob/clusters"]["get"]["security"] == [{"basicAuth": []}]
-    assert "security" not in document["paths"]["/api/v2/time"]["get"]
+    assert document["paths"]["/api/v2/time"]["get"]["security"] == []  # anonymous
+    # Errors are OCP's envelope with OCP's 400, never FastAPI's 422; each role's refusals are declared.
+    task = document["paths"]["/api/v2/tasks/instances/{task_id}"]["get"]["responses"]
+    assert sorted(task) == ["200", "400", "401", "404", "429", "503"], sorted(task)
+    assert task["404"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ErrorEnvelope"}
+    assert "403" in document["paths"]["/api/v2/ob/clusters/takeOver"]["post"]["responses"]
+    assert "422" not in json.dumps(document["paths"]) and "$defs" not in json.dumps(document)
     for method, path, _ in ENDPOINTS:
         template = path.replace("/instances/1", "/instances/{task_id}").replace("/subtasks/2", "/subtasks/{subtask_id}")
         template = template.replace("/clusters/1", "/clusters/{cluster_id}").replace("/task/1", "/task/{task_id}")

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Generic, TypeVar
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
 from fastapi import Path as FastApiPath
 from fastapi.responses import Response
 from pydantic import BaseModel, ValidationError
@@ -23,7 +23,7 @@ from metadb.db import Database
 from metadb.users import ADMIN, TASK_MANAGER, TASK_VIEWER
 from metadb.vault import Vault
 from ob_takeover.api.auth import Authenticator, User, require
-from ob_takeover.api.envelope import ApiError, SubError, invalid, success
+from ob_takeover.api.envelope import ApiError, invalid, success
 from ob_takeover.tasks import TaskStarter, sweep_ended_tasks
 
 API = "/api/v2"
@@ -118,24 +118,27 @@ class Call:
         return success(data, trace_id=self.trace_id, began=self.began)
 
 
-def _call(role: str) -> Callable[[Request], Awaitable[Call]]:
-    async def authenticated(request: Request) -> Call:
+class Authenticated:
+    """The dependency that authenticates a call and requires `role`; the API's document reads the role here."""
+
+    def __init__(self, role: str) -> None:
+        self.role = role
+
+    async def __call__(self, request: Request) -> Call:
         services: Services = request.app.state.services
         client = request.client.host if request.client else "unknown"
         user = await services.auth.user(request.headers.get("Authorization"), client)
         request.state.user = user.name
-        require(user, role)
+        require(user, self.role)
         return Call(user, request.state.trace_id, request.state.began, services)
-
-    return authenticated
 
 
 # Ids are positive 64-bit integers; anything else is a 400 naming the parameter.
 MAX_ID = 2**63 - 1
 Id = Annotated[int, FastApiPath(ge=1, le=MAX_ID)]
-viewer = Depends(_call(TASK_VIEWER))
-manager = Depends(_call(TASK_MANAGER))
-admin = Depends(_call(ADMIN))
+viewer = Depends(Authenticated(TASK_VIEWER))
+manager = Depends(Authenticated(TASK_MANAGER))
+admin = Depends(Authenticated(ADMIN))
 # A call by a user with at least the role: TASK_VIEWER reads, TASK_MANAGER operates, ADMIN does everything.
 ViewerCall = Annotated[Call, viewer]
 ManagerCall = Annotated[Call, manager]
@@ -161,9 +164,11 @@ def parse_body(model: type[BaseModel], body: dict[str, Any]) -> Any:
         raise invalid(exc.errors(include_input=False, include_url=False, include_context=False)) from None
 
 
-def body_schema(model: type[BaseModel]) -> dict[str, Any]:
-    """The OpenAPI request body of an endpoint that parses its JSON body itself."""
-    return {"requestBody": {"content": {"application/json": {"schema": model.model_json_schema(by_alias=True)}}}}
+def body_schema(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    """The OpenAPI request body of an endpoint that parses its JSON body itself; the models it refers to are
+    moved into the document's components (`ob_takeover.api.document`)."""
+    schema = model.model_json_schema(by_alias=True, ref_template="#/components/schemas/{model}")
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
 
 
 Item = TypeVar("Item")
@@ -201,21 +206,35 @@ class PageOf(BaseModel, Generic[Item]):
     page: Page
 
 
-def answers(model: Any) -> dict[int | str, dict[str, Any]]:
-    """The `responses` of a route that answers `model` in OCP's envelope."""
-    return {200: {"model": Answer[model], "description": "OCP's envelope with the answer in `data`"}}
+class Done(BaseModel):
+    """OCP's envelope of a call with nothing to return: no `data`."""
+
+    duration: int
+    server: str
+    status: int
+    successful: bool
+    timestamp: str
+    traceId: str
+
+
+def answers(model: Any, *, conflict: bool = False) -> dict[int | str, dict[str, Any]]:
+    """The `responses` of a route that answers `model` in OCP's envelope (None: nothing in `data`); with
+    `conflict`, also its 409 (the document module gives every error its schema and meaning)."""
+    ok = (
+        {"model": Done, "description": "OCP's envelope, without data"}
+        if model is None
+        else {"model": Answer[model], "description": "OCP's envelope with the answer in `data`"}
+    )
+    responses: dict[int | str, dict[str, Any]] = {200: ok}
+    if conflict:
+        responses[409] = {"description": "conflict"}
+    return responses
 
 
 # Pages past this would skip more rows than any listing has (and overflow a database's OFFSET).
 MAX_PAGE = 1_000_000
-
-
-def valid_paging(number: int, size: int, *, largest: int = 1000) -> tuple[int, int]:
-    """The page number and size of a listing, if in range (page from 1, size 1 to `largest`); 400 otherwise."""
-    if not 1 <= number <= MAX_PAGE or not 1 <= size <= largest:
-        raise ApiError(
-            400,
-            f"page is 1 to {MAX_PAGE} and size is 1 to {largest}",
-            sub_errors=[SubError(field="size" if 1 <= number <= MAX_PAGE else "page", message="out of range")],
-        )
-    return number, size
+# A listing's page number, from 1; its size, 1 to 1000 unless the route allows more.
+PageNumber = Annotated[int, Query(ge=1, le=MAX_PAGE, description="the page, from 1")]
+PageSize = Annotated[int, Query(ge=1, le=1000, description="rows on a page, 1 to 1000")]
+# The inventory's listings (clusters, hosts) take pages of up to 2000, as OCP's do.
+InventoryPageSize = Annotated[int, Query(ge=1, le=2000, description="rows on a page, 1 to 2000")]

@@ -10,7 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from fastapi.responses import Response
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 SERVER = socket.gethostname()
 
@@ -32,6 +32,32 @@ class SubError(BaseModel):
     field: str
     message: str
     rejected_value: Any = None
+
+
+class SubErrorOut(BaseModel):
+    field: str
+    message: str
+    rejectedValue: Any = Field(None, description="the submitted value, never a secret; absent when not shown")
+
+
+class ErrorDetail(BaseModel):
+    """`error` of OCP's error envelope."""
+
+    code: int = Field(description="OCP's error code where OCP documents one for the case, 10xxx otherwise")
+    message: str
+    subErrors: list[SubErrorOut] = Field(description="one per field that breaks a rule")
+
+
+class ErrorEnvelope(BaseModel):
+    """OCP's error envelope: the HTTP status is `status`."""
+
+    duration: int
+    error: ErrorDetail
+    server: str
+    status: int
+    successful: bool = Field(description="always false")
+    timestamp: str
+    traceId: str
 
 
 class ApiError(Exception):

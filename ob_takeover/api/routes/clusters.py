@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field, ValidationError
 from temporalio.client import Client
 
 from contracts.errors import ClusterNotFound, FailedPrecondition, TaskConflict
+from contracts.messages import PrecheckReport
 from contracts.release import ReleaseRequest
 from contracts.request import TakeOverRequest
 from contracts.stages import RELEASE_TASK_NAME
@@ -26,13 +27,14 @@ from ob_takeover.api.deps import (
     Call,
     Contents,
     Id,
+    InventoryPageSize,
     ManagerCall,
+    PageNumber,
     PageOf,
     ViewerCall,
     answers,
     body_schema,
     json_object,
-    valid_paging,
 )
 from ob_takeover.api.envelope import ApiError, SubError, invalid, page_of
 from ob_takeover.api.inventory import STATUS_FILTER, ObCluster, ObServer, Zone, ob_cluster, ob_server
@@ -49,7 +51,10 @@ BODY_SCHEMA = body_schema(TakeOverRequest)
 router = APIRouter()
 
 
-@router.post(f"{API}/ob/clusters/takeOverPreCheck", openapi_extra=BODY_SCHEMA, summary="takeover precheck")
+@router.post(
+    f"{API}/ob/clusters/takeOverPreCheck", openapi_extra=BODY_SCHEMA, summary="takeover precheck",
+    responses=answers(PrecheckReport),
+)  # fmt: skip
 async def precheck(request: Request, call: ManagerCall) -> Response:
     body = takeover_request(await json_object(request), call.trace_id)
     await authorize_stored_credentials(call, body)
@@ -58,7 +63,10 @@ async def precheck(request: Request, call: ManagerCall) -> Response:
     return call.ok(report)
 
 
-@router.post(f"{API}/ob/clusters/takeOver", openapi_extra=BODY_SCHEMA, summary="take a cluster over")
+@router.post(
+    f"{API}/ob/clusters/takeOver", openapi_extra=BODY_SCHEMA, summary="take a cluster over",
+    responses=answers(TaskView, conflict=True),
+)  # fmt: skip
 async def take_over(request: Request, call: ManagerCall) -> Response:
     """Start a takeover; answers the task at once, with its id and the cluster's id from the metadb.
 
@@ -98,11 +106,13 @@ async def list_clusters(
     call: ViewerCall,
     name: str | None = Query(None, max_length=128, description="a keyword of the name, any case"),
     status: str | None = Query(None, max_length=256, description="comma-separated: TAKINGOVER, RUNNING, MOVINGOUT"),
-    sort: str | None = Query(None, max_length=64, description="FIELD[,asc|desc]: id, name, obClusterId, …"),
-    page: int = 1,
-    size: int = 10,
+    sort: str | None = Query(
+        None, max_length=64, pattern=inventory.sort_pattern(inventory.CLUSTER_SORTS), description="FIELD[,asc|desc]"
+    ),
+    page: PageNumber = 1,
+    size: InventoryPageSize = 10,
 ) -> Response:
-    number, size = valid_paging(page, size, largest=2000)
+    number = page
     statuses = [STATUS_FILTER.get(s.strip(), s.strip()) for s in (status or "").split(",") if s.strip()]
     try:
         found, total = await call.services.metadb(
@@ -121,13 +131,13 @@ async def _inventory(call: Call, cluster_id: int) -> inventory.ClusterInventory:
     return found  # type: ignore[no-any-return]
 
 
-@router.get(f"{API}/ob/clusters/{{cluster_id}}", summary="a managed cluster", responses=answers(ObCluster))
+@router.get(f"{API}/ob/clusters/{{cluster_id:int}}", summary="a managed cluster", responses=answers(ObCluster))
 async def get_cluster(cluster_id: Id, call: ViewerCall) -> Response:
     return call.ok(ob_cluster(await _inventory(call, cluster_id)))
 
 
 @router.get(
-    f"{API}/ob/clusters/{{cluster_id}}/zones", summary="a cluster's zones, with their servers",
+    f"{API}/ob/clusters/{{cluster_id:int}}/zones", summary="a cluster's zones, with their servers",
     responses=answers(Contents[Zone]),
 )  # fmt: skip
 async def list_zones(cluster_id: Id, call: ViewerCall) -> Response:
@@ -135,7 +145,7 @@ async def list_zones(cluster_id: Id, call: ViewerCall) -> Response:
 
 
 @router.get(
-    f"{API}/ob/clusters/{{cluster_id}}/servers", summary="a cluster's OBServer nodes",
+    f"{API}/ob/clusters/{{cluster_id:int}}/servers", summary="a cluster's OBServer nodes",
     responses=answers(Contents[ObServer]),
 )  # fmt: skip
 async def list_servers(
@@ -158,14 +168,18 @@ class MoveOutBody(BaseModel):
     model_config = {"extra": "forbid"}
 
     targetConfigAddress: str | None = Field(default=None, max_length=2048)
-    deleteHost: bool = True
-    deleteHostIds: list[int] = Field(default_factory=list)
-    skipOperationHostIds: list[int] = Field(default_factory=list)
-    force: bool = False
-    retainClusterInfo: bool = False
+    # What OCP's clients send; the document says which values a release takes.
+    deleteHost: bool = Field(True, json_schema_extra={"const": True})
+    deleteHostIds: list[int] = Field(default_factory=list, json_schema_extra={"maxItems": 0})
+    skipOperationHostIds: list[int] = Field(default_factory=list, json_schema_extra={"maxItems": 0})
+    force: bool = Field(False, json_schema_extra={"const": False})
+    retainClusterInfo: bool = Field(False, json_schema_extra={"const": False})
 
 
-@router.post(f"{API}/ob/clusters/{{cluster_id}}/moveOut", summary="move a cluster out of management")
+@router.post(
+    f"{API}/ob/clusters/{{cluster_id:int}}/moveOut", summary="move a cluster out of management",
+    openapi_extra=body_schema(MoveOutBody, required=False), responses=answers(TaskView, conflict=True),
+)  # fmt: skip
 async def move_out(cluster_id: Id, request: Request, call: ManagerCall) -> Response:
     """Start releasing a managed cluster (`ReleaseCluster`): its takeover's work undone, data untouched, the
     proxyro password left as it is. Answers the release task."""

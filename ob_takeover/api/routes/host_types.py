@@ -9,7 +9,18 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from metadb import hosts
-from ob_takeover.api.deps import API, AdminCall, ManagerCall, body_schema, json_object, parse_body, valid_paging
+from ob_takeover.api.deps import (
+    API,
+    AdminCall,
+    ManagerCall,
+    PageNumber,
+    PageOf,
+    PageSize,
+    answers,
+    body_schema,
+    json_object,
+    parse_body,
+)
 from ob_takeover.api.envelope import ApiError, SubError, paged
 
 router = APIRouter()
@@ -19,9 +30,16 @@ def _host_type(row: dict[str, Any]) -> dict[str, Any]:
     return {"id": row["id"], "name": row["name"], "description": row["description"], "createTime": row["created_at"]}
 
 
-@router.get(f"{API}/compute/hostTypes", summary="host types")
-async def list_host_types(call: ManagerCall, page: int = 1, size: int = 10) -> Response:
-    number, size = valid_paging(page, size)
+class HostType(BaseModel):
+    id: int
+    name: str
+    description: str
+    createTime: str
+
+
+@router.get(f"{API}/compute/hostTypes", summary="host types", responses=answers(PageOf[HostType]))
+async def list_host_types(call: ManagerCall, page: PageNumber = 1, size: PageSize = 10) -> Response:
+    number = page
     rows = await call.services.metadb(hosts.list_host_types, call.services.db)
     return call.ok(paged([_host_type(row) for row in rows], number, size))
 
@@ -35,12 +53,13 @@ class HostTypeBody(BaseModel):
     f"{API}/compute/hostTypes",
     openapi_extra=body_schema(HostTypeBody),
     summary="add a host type",
+    responses=answers(HostType, conflict=True),
 )
 async def add_host_type(request: Request, call: AdminCall) -> Response:
     body: HostTypeBody = parse_body(HostTypeBody, await json_object(request))
     db = call.services.db
     if any(row["name"] == body.name for row in await call.services.metadb(hosts.list_host_types, db)):
-        raise ApiError(400, f"host type {body.name} exists", sub_errors=[SubError(field="name", message="exists")])
+        raise ApiError(409, f"host type {body.name} exists", sub_errors=[SubError(field="name", message="exists")])
     host_type_id = await call.services.metadb(hosts.add_host_type, db, body.name, body.description)
     row = next(r for r in await call.services.metadb(hosts.list_host_types, db) if r["id"] == host_type_id)
     return call.ok(_host_type(row))

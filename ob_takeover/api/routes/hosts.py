@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
 from metadb import inventory
-from ob_takeover.api.deps import API, Id, PageOf, ViewerCall, answers, valid_paging
+from ob_takeover.api.deps import API, Id, InventoryPageSize, PageNumber, PageOf, ViewerCall, answers
 from ob_takeover.api.envelope import ApiError, SubError, page_of
 from ob_takeover.api.inventory import Host, host
 
@@ -24,11 +24,13 @@ async def list_hosts(
     keyword: str | None = Query(None, max_length=128, description="part of the host's name, address or service"),
     included_service_type: str | None = Query(None, alias="includedServiceType", max_length=256, description=_LIST),
     excluded_service_type: str | None = Query(None, alias="excludedServiceType", max_length=256, description=_LIST),
-    sort: str | None = Query(None, max_length=64, description="FIELD[,asc|desc]: id, innerIpAddress, createTime, …"),
-    page: int = 1,
-    size: int = 10,
+    sort: str | None = Query(
+        None, max_length=64, pattern=inventory.sort_pattern(inventory.HOST_SORTS), description="FIELD[,asc|desc]"
+    ),
+    page: PageNumber = 1,
+    size: InventoryPageSize = 10,
 ) -> Response:
-    number, size = valid_paging(page, size, largest=2000)
+    number = page
     try:
         rows = await call.services.metadb(inventory.host_rows, call.services.db, sort=sort)
     except ValueError as exc:

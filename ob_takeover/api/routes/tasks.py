@@ -32,9 +32,21 @@ from contracts.engine import (
     TASK_QUERY,
 )
 from contracts.messages import SubtaskRef
-from contracts.task_view import Operation, RecordedStatus, TaskStatus, TaskView, ocp_status, task_name
+from contracts.task_view import Operation, RecordedStatus, SubtaskView, TaskStatus, TaskView, ocp_status, task_name
 from metadb import clusters, tasks
-from ob_takeover.api.deps import API, MAX_ID, Call, ClosedViews, Id, ManagerCall, ViewerCall, valid_paging
+from ob_takeover.api.deps import (
+    API,
+    MAX_ID,
+    Call,
+    ClosedViews,
+    Id,
+    ManagerCall,
+    PageNumber,
+    PageOf,
+    PageSize,
+    ViewerCall,
+    answers,
+)
 from ob_takeover.api.envelope import ApiError, now_iso, page_of
 from ob_takeover.connection import ui_link
 
@@ -137,7 +149,7 @@ async def _view_or_row(call: Call, row: dict[str, Any]) -> TaskView:
         )
 
 
-@router.get(f"{API}/tasks/instances/{{task_id}}", summary="a task (OCP's task JSON)")
+@router.get(f"{API}/tasks/instances/{{task_id}}", summary="a task (OCP's task JSON)", responses=answers(TaskView))
 async def get_task(task_id: Id, call: ViewerCall) -> Response:
     return call.ok(await _view(call, await _task_row(call, task_id)))
 
@@ -153,19 +165,22 @@ class TaskSummary(BaseModel):
     subtasks: list[dict[str, Any]] = Field(default_factory=list)
 
 
-@router.get(f"{API}/tasks/instances", summary="tasks, newest first, filtered by name, status and cluster")
+@router.get(
+    f"{API}/tasks/instances", summary="tasks, newest first, filtered by name, status and cluster",
+    responses=answers(PageOf[TaskSummary]),
+)  # fmt: skip
 async def list_tasks(
     call: ViewerCall,
     name: str | None = None,
     status: str | None = None,
     cluster_id: int | None = Query(None, alias="clusterId", ge=1, le=MAX_ID),
-    page: int = 1,
-    size: int = 10,
+    page: PageNumber = 1,
+    size: PageSize = 10,
 ) -> Response:
     """Paged in the metadb: only the page's tasks are read from Temporal (and those that have ended, once). A
     status filter is answered from the registry where it knows the status (SUCCESSFUL: ended so), and from the
     workflows of the tasks still running otherwise (RUNNING and FAILED are told apart by their workflows)."""
-    number, size = valid_paging(page, size)
+    number = page
     services = call.services
     await services.sweep_if_due()
     query = functools.partial(tasks.list_tasks, services.db, name=name, cluster_id=cluster_id)
@@ -251,35 +266,56 @@ async def _update(call: Call, task_id: int, update: str, subtask_id: int | None 
     return view
 
 
-@router.post(f"{API}/tasks/instances/{{task_id}}/retry", summary="run every FAILED subtask again")
+@router.post(
+    f"{API}/tasks/instances/{{task_id}}/retry", summary="run every FAILED subtask again", responses=answers(TaskView)
+)
 async def retry_task(task_id: Id, call: ManagerCall) -> Response:
     return call.ok(await _update(call, task_id, RETRY_UPDATE))
 
 
-@router.post(f"{API}/tasks/instances/{{task_id}}/rollback", summary="undo the task's work in reverse order")
+@router.post(
+    f"{API}/tasks/instances/{{task_id}}/rollback", summary="undo the task's work in reverse order",
+    responses=answers(TaskView),
+)  # fmt: skip
 async def rollback_task(task_id: Id, call: ManagerCall) -> Response:
     return call.ok(await _update(call, task_id, ROLLBACK_UPDATE))
 
 
-@router.post(f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/retry", summary="run a FAILED subtask again")
+@router.post(
+    f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/retry", summary="run a FAILED subtask again",
+    responses=answers(SubtaskView),
+)  # fmt: skip
 async def retry_subtask(task_id: Id, subtask_id: Id, call: ManagerCall) -> Response:
     view = await _update(call, task_id, RETRY_SUBTASK_UPDATE, subtask_id)
     return call.ok(next((s for s in view.subtasks if s.id == subtask_id), None))
 
 
-@router.post(f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/skip", summary="skip a FAILED subtask")
+@router.post(
+    f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/skip", summary="skip a FAILED subtask",
+    responses=answers(None),
+)  # fmt: skip
 async def skip_subtask(task_id: Id, subtask_id: Id, call: ManagerCall) -> Response:
     await _update(call, task_id, SKIP_SUBTASK_UPDATE, subtask_id)
     return call.ok()
 
 
-@router.post(f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/cancel", summary="stop a RUNNING subtask")
+@router.post(
+    f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/cancel", summary="stop a RUNNING subtask",
+    responses=answers(None),
+)  # fmt: skip
 async def cancel_subtask(task_id: Id, subtask_id: Id, call: ManagerCall) -> Response:
     await _update(call, task_id, CANCEL_SUBTASK_UPDATE, subtask_id)
     return call.ok()
 
 
-@router.get(f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/log", summary="a subtask's log")
+class SubtaskLog(BaseModel):
+    log: str
+
+
+@router.get(
+    f"{API}/tasks/instances/{{task_id}}/subtasks/{{subtask_id}}/log", summary="a subtask's log",
+    responses=answers(SubtaskLog),
+)  # fmt: skip
 async def subtask_log(task_id: Id, subtask_id: Id, call: ViewerCall) -> Response:
     row = await _task_row(call, task_id)
     client = await call.services.temporal()
@@ -291,7 +327,10 @@ async def subtask_log(task_id: Id, subtask_id: Id, call: ViewerCall) -> Response
     return call.ok({"log": text})
 
 
-@router.get("/task/{task_id}", summary="the task's page in the Temporal UI (a redirect)")
+@router.get(
+    "/task/{task_id}", summary="the task's page in the Temporal UI (a redirect)", response_class=RedirectResponse,
+    status_code=302, responses={302: {"description": "to the task's page in the Temporal UI"}},
+)  # fmt: skip
 async def task_page(task_id: Id, call: ViewerCall) -> RedirectResponse:
     row = await _task_row(call, task_id)
     return RedirectResponse(ui_link(call.services.settings, row["workflow_id"], row["run_id"]), status_code=302)
