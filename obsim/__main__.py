@@ -2,6 +2,11 @@
 OBProxy in front of it).
 
 Prints one line `READY {json}` once every endpoint accepts connections; stops cleanly on SIGTERM.
+
+Network conditions (this machine has no netem): --latency-ms and --jitter-ms delay every exchange on the
+SQL, SSH and proxy endpoints; with them, or with --network, a relay in front of each endpoint also lets the
+control API partition an endpoint or a host, cut open connections and slow a host's commands (see
+obsim.control). Without them the endpoints are reached directly.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from mysql_mimic.stream import ConnectionClosed
 
 from obsim.cluster import ServerSpec, SimCluster
 from obsim.control import control_app
 from obsim.hosts import start_hosts
+from obsim.network import Network, NetworkConditions
 from obsim.proxy import start_proxy_endpoint
 from obsim.server import start_sql_endpoint
 
@@ -55,7 +62,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--ssh-port", type=int, help="also start one SSH server per host on this port")
     parser.add_argument("--hosts-dir", type=Path, help="where the simulated hosts' roots live (with --ssh-port)")
     parser.add_argument("--ssh-password-file", type=Path, help="also accept this password for the SSH user")
+    network = parser.add_argument_group("network conditions")
+    network.add_argument(
+        "--latency-ms",
+        type=float,
+        default=0.0,
+        help="one-way delay of every exchange on the SQL, SSH and proxy endpoints: a query costs twice this, "
+        "a connect its handshake's round trips",
+    )
+    network.add_argument("--jitter-ms", type=float, default=0.0, help="each delay varies by up to ± this (uniform)")
+    network.add_argument("--jitter-seed", type=int, help="seed of the jitter's random numbers")
+    network.add_argument(
+        "--network",
+        action="store_true",
+        help="relay every endpoint even at zero latency, so that the control API can partition endpoints and "
+        "cut connections (implied by --latency-ms or --jitter-ms above 0)",
+    )
     args = parser.parse_args(argv)
+    if args.latency_ms < 0 or args.jitter_ms < 0:
+        parser.error("--latency-ms and --jitter-ms must not be negative")
     if not args.root_password and not args.root_password_file:
         parser.error("--root-password or --root-password-file is required")
     args.ssh_password = args.ssh_password_file.read_text().rstrip("\n") if args.ssh_password_file else None
@@ -99,31 +124,34 @@ async def run(args: argparse.Namespace) -> None:
         io_calibration_seconds=args.io_calibration_seconds,
         standby=args.standby,
     )
+    network = Network(NetworkConditions(args.latency_ms, args.jitter_ms, args.jitter_seed), relay=args.network)
     hosts = None
     relays: dict[str, str] | None = None
     if args.ssh_port:
         base = args.hosts_dir or Path(tempfile.mkdtemp(prefix="obsim-"))
         (base / "sock").mkdir(parents=True, exist_ok=True)
         relays = {s.label: str(base / "sock" / f"{s.ip}-{s.rpc_port}.sock") for s in specs}
-    endpoints = [await start_sql_endpoint(cluster, spec, relays[spec.label] if relays else None) for spec in specs]
+    endpoints = [
+        await start_sql_endpoint(cluster, spec, relays[spec.label] if relays else None, network) for spec in specs
+    ]
     ready: dict[str, Any] = {
         "cluster": {"name": args.cluster_name, "id": args.cluster_id, "version": args.version, "standby": args.standby},
         "servers": [{"zone": s.zone, "address": s.ip, "sql_port": s.sql_port, "rpc_port": s.rpc_port} for s in specs],
         "hosts": [],
+        "network": network.state()["conditions"],
     }
     extra_state: dict[str, Any] = {}
     if args.proxy_port is not None:
-        proxy = await start_proxy_endpoint(cluster, args.proxy_address, args.proxy_port)
+        proxy = await start_proxy_endpoint(cluster, args.proxy_address, args.proxy_port, network)
         endpoints.append(proxy)
-        ready["proxy"] = extra_state["proxy"] = {
-            "address": args.proxy_address,
-            "port": proxy.sockets()[0].getsockname()[1],
-        }
+        ready["proxy"] = extra_state["proxy"] = {"address": args.proxy_address, "port": proxy.port}
     if args.ssh_port:
-        hosts = await start_hosts(specs, args.ssh_port, base, args.sql_port, relays=relays, password=args.ssh_password)
+        hosts = await start_hosts(
+            specs, args.ssh_port, base, args.sql_port, relays=relays, password=args.ssh_password, network=network
+        )
         ready["hosts"] = [{"address": h.address, "ssh_port": args.ssh_port, "root": str(h.root)} for h in hosts.hosts]
         ready["ssh"] = hosts.client_info()
-    runner = web.AppRunner(control_app(cluster, extra_state))
+    runner = web.AppRunner(control_app(cluster, extra_state, network))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.control_port)
     await site.start()
@@ -139,7 +167,8 @@ async def run(args: argparse.Namespace) -> None:
     if hosts is not None:
         await hosts.close()
     for endpoint in endpoints:
-        endpoint.close()
+        await endpoint.close()
+    network.close()
     if args.ssh_port and not args.hosts_dir:
         shutil.rmtree(base, ignore_errors=True)
     await runner.cleanup()
@@ -150,9 +179,9 @@ class _DroppedBeforeHandshake(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         error = record.exc_info[1] if record.exc_info else None
-        return not (
-            "client_connected_cb" in record.getMessage() and isinstance(error, ConnectionError | BrokenPipeError)
-        )
+        # Through a relay the client's leaving arrives as an orderly EOF, which mysql-mimic raises as its own.
+        dropped = ConnectionError | BrokenPipeError | ConnectionClosed
+        return not ("client_connected_cb" in record.getMessage() and isinstance(error, dropped))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -3,20 +3,42 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import math
 from typing import Any
 
 from aiohttp import web
 
 from obsim.cluster import Fault, SimCluster
+from obsim.network import Network
 
 
-def control_app(cluster: SimCluster, extra_state: dict[str, Any] | None = None) -> web.Application:
+class _BadField(Exception):
+    def __init__(self, name: str, problem: str) -> None:
+        super().__init__(f"{name}: {problem}")
+        self.name = name
+
+
+def control_app(
+    cluster: SimCluster, extra_state: dict[str, Any] | None = None, network: Network | None = None
+) -> web.Application:
     """`GET /state`: the cluster's state (`SimCluster.state`: among it `logins`, every login with its endpoint,
     "proxy" for the simulated OBProxy, and `statement_log`) and `extra_state` (`proxy` {address, port} when one
     runs); `GET /faults`; `POST /faults` {match, server, error, message, times, delay, skip};
     `DELETE /faults`; `PATCH /servers/{ip:port}` {status, stop_time, start_service_time}; `PATCH /zones/{zone}`
-    {status, region, idc}; `PUT /parameters/{name}` {value}."""
+    {status, region, idc}; `PUT /parameters/{name}` {value}.
+
+    The network (`obsim.network`): `GET /network` {conditions {latency_ms, jitter_ms, relayed}, partitions
+    {endpoint: seconds left}, slow_commands {host: seconds}, connections_opened and connections_open {sql, ssh,
+    proxy}, endpoints {ADDRESS:PORT: {kind, host, opened, open}}}; `POST /network/partitions` {endpoint,
+    seconds}: new connections to the endpoint time out and open ones stall for that long; `DELETE
+    /network/partitions` heals them all; `POST /network/cuts` {endpoint}: its open connections are reset;
+    `PUT /network/slow-commands` {host, seconds}: every command on that host starts that much later (0: no
+    longer). An endpoint is "ADDRESS:PORT", "host:ADDRESS" (all of a host's endpoints) or "proxy"; partitions
+    and cuts need the relay (`--network`, `--latency-ms` or `--jitter-ms`) and answer 409 without it. A bad
+    body answers 400 naming the field."""
     app = web.Application()
+    network = network or Network()
 
     async def state(request: web.Request) -> web.Response:
         return web.json_response({**cluster.state(), **(extra_state or {})})
@@ -60,6 +82,85 @@ def control_app(cluster: SimCluster, extra_state: dict[str, Any] | None = None) 
         cluster.set_parameter(request.match_info["name"], str(body["value"]))
         return web.json_response({"ok": True})
 
+    async def body_of(request: web.Request) -> dict[str, Any]:
+        try:
+            body = await request.json()
+        except json.JSONDecodeError as exc:
+            raise _BadField("body", f"not JSON ({exc})") from None
+        if not isinstance(body, dict):
+            raise _BadField("body", "not a JSON object")
+        return body
+
+    def text_field(body: dict[str, Any], name: str) -> str:
+        value = body.get(name)
+        if not isinstance(value, str) or not value:
+            raise _BadField(name, "required, a non-empty string")
+        return value
+
+    def seconds_field(body: dict[str, Any], positive: bool) -> float:
+        value = body.get("seconds")
+        if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+            raise _BadField("seconds", "required, a number of seconds")
+        if value < 0 or (positive and value == 0):
+            raise _BadField("seconds", f"must be {'above' if positive else 'at least'} 0")
+        return float(value)
+
+    def endpoint_field(body: dict[str, Any]) -> str:
+        spec = text_field(body, "endpoint")
+        try:
+            network.select(spec)
+        except ValueError as exc:
+            raise _BadField("endpoint", str(exc)) from None
+        return spec
+
+    def needs_relay() -> web.Response | None:
+        if network.relayed:
+            return None
+        message = "partitions and cuts need the network relay: start obsim with --network (or --latency-ms)"
+        return web.json_response({"error": message}, status=409)
+
+    @web.middleware
+    async def bad_fields(request: web.Request, handler: Any) -> web.StreamResponse:
+        try:
+            response: web.StreamResponse = await handler(request)
+        except _BadField as exc:
+            return web.json_response({"error": str(exc), "field": exc.name}, status=400)
+        return response
+
+    async def network_state(request: web.Request) -> web.Response:
+        return web.json_response(network.state())
+
+    async def partition(request: web.Request) -> web.Response:
+        if refused := needs_relay():
+            return refused
+        body = await body_of(request)
+        spec, seconds = endpoint_field(body), seconds_field(body, positive=True)
+        endpoints = network.partition(spec, seconds)
+        return web.json_response({"partitioned": [e.name for e in endpoints], "seconds": seconds}, status=201)
+
+    async def heal(request: web.Request) -> web.Response:
+        return web.json_response({"healed": network.heal()})
+
+    async def cut(request: web.Request) -> web.Response:
+        if refused := needs_relay():
+            return refused
+        return web.json_response({"cut": network.cut(endpoint_field(await body_of(request)))})
+
+    async def slow_commands(request: web.Request) -> web.Response:
+        body = await body_of(request)
+        host, seconds = text_field(body, "host"), seconds_field(body, positive=False)
+        try:
+            network.slow_commands(host, seconds)
+        except ValueError as exc:
+            raise _BadField("host", str(exc)) from None
+        return web.json_response({"slow_commands": network.state()["slow_commands"]})
+
+    app.middlewares.append(bad_fields)
+    app.router.add_get("/network", network_state)
+    app.router.add_post("/network/partitions", partition)
+    app.router.add_delete("/network/partitions", heal)
+    app.router.add_post("/network/cuts", cut)
+    app.router.add_put("/network/slow-commands", slow_commands)
     app.router.add_get("/state", state)
     app.router.add_get("/faults", list_faults)
     app.router.add_post("/faults", add_fault)

@@ -10,6 +10,7 @@ real SSH (asyncssh) and run with `bash -c`, with their real output and exit code
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import shutil
 import signal
@@ -22,17 +23,23 @@ from typing import Any
 import asyncssh
 
 from obsim.cluster import ServerSpec
+from obsim.network import Endpoint, Network, Relay
 
 SSH_USER = "admin"
 
 _OBSERVER = '''#!{python}
-"""A simulated observer: owns the server's SQL port and relays connections to the simulator."""
-import asyncio, os, sys
+"""A simulated observer: owns the server's SQL port and relays connections to the simulator.
+
+SIGUSR1 partitions it from new clients (their connects time out, as towards an unreachable host);
+SIGUSR2 ends the partition."""
+import asyncio, os, signal, socket, sys
 
 args = sys.argv[1:]
 opts = dict(zip(args[::2], args[1::2]))
 ip, port, upstream = opts["-I"], int(opts["-p"]), opts["--relay"]
 parent = os.getppid()
+BACKLOG = 128
+tasks = set()
 
 
 async def pipe(reader, writer):
@@ -46,7 +53,12 @@ async def pipe(reader, writer):
         writer.close()
 
 
-async def serve(client_reader, client_writer):
+async def serve(client):
+    try:
+        client_reader, client_writer = await asyncio.open_connection(sock=client)
+    except OSError:
+        client.close()
+        return
     try:
         reader, writer = await asyncio.open_unix_connection(upstream)
     except OSError:
@@ -55,14 +67,56 @@ async def serve(client_reader, client_writer):
     await asyncio.gather(pipe(client_reader, writer), pipe(reader, client_writer))
 
 
+class Listener:
+    def __init__(self, loop):
+        self.loop = loop
+        self.sock = socket.create_server((ip, port), backlog=BACKLOG)
+        self.sock.setblocking(False)
+        self.plug = None
+        loop.add_reader(self.sock.fileno(), self.accept)
+
+    def accept(self, skip=None):
+        while True:
+            try:
+                client, peer = self.sock.accept()
+            except (BlockingIOError, InterruptedError):
+                return
+            if peer == skip:
+                client.close()
+                continue
+            task = self.loop.create_task(serve(client))
+            tasks.add(task)
+            task.add_done_callback(tasks.discard)
+
+    def hold(self):
+        if self.plug is None:
+            self.loop.remove_reader(self.sock.fileno())
+            # A zero backlog is full with one queued connection (this plug): the kernel drops new SYNs.
+            self.sock.listen(0)
+            self.plug = socket.socket()
+            self.plug.setblocking(False)
+            self.plug.connect_ex((ip, port))
+
+    def release(self):
+        if self.plug is not None:
+            plug = self.plug.getsockname()
+            self.plug.close()
+            self.plug = None
+            self.sock.listen(BACKLOG)
+            self.accept(skip=plug)
+            self.loop.add_reader(self.sock.fileno(), self.accept)
+
+
 async def main():
-    server = await asyncio.start_server(serve, ip, port)
+    loop = asyncio.get_running_loop()
+    listener = Listener(loop)
+    loop.add_signal_handler(signal.SIGUSR1, listener.hold)
+    loop.add_signal_handler(signal.SIGUSR2, listener.release)
     os.makedirs("log", exist_ok=True)
     with open("run/observer.pid", "w") as handle:
         handle.write(str(os.getpid()))
-    async with server:
-        while os.getppid() == parent:
-            await asyncio.sleep(0.5)
+    while os.getppid() == parent:
+        await asyncio.sleep(0.5)
 
 
 asyncio.run(main())
@@ -96,6 +150,7 @@ class SimHosts:
         self.known_hosts_file = base / "known_hosts"
         self.password: str | None = None
         self._ssh_servers: list[asyncssh.SSHAcceptor] = []
+        self._relays: list[Relay] = []
         self._observers: list[asyncio.subprocess.Process] = []
 
     def client_info(self) -> dict[str, Any]:
@@ -106,6 +161,8 @@ class SimHosts:
         }
 
     async def close(self) -> None:
+        for relay in self._relays:
+            await relay.close()
         for server in self._ssh_servers:
             server.close()
         for process in self._observers:
@@ -130,8 +187,15 @@ def _layout(host: SimHost) -> None:
 
 
 class _HostSSHServer(asyncssh.SSHServer):
-    def __init__(self, hosts: SimHosts) -> None:
+    def __init__(self, hosts: SimHosts, endpoint: Endpoint) -> None:
         self._hosts = hosts
+        self._endpoint = endpoint
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._endpoint.accepted()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._endpoint.closed()
 
     def begin_auth(self, username: str) -> bool:
         return True
@@ -146,9 +210,11 @@ class _HostSSHServer(asyncssh.SSHServer):
         return True
 
 
-async def _run_command(host: SimHost, process: asyncssh.SSHServerProcess[bytes]) -> None:
+async def _run_command(host: SimHost, network: Network, process: asyncssh.SSHServerProcess[bytes]) -> None:
     """Run the client's command with bash in the host's home: its stdin, output and exit status."""
     command = process.command or "bash -l"
+    # A slow host (set through the control API): every command starts late.
+    await asyncio.sleep(network.command_delay(host.address))
     environment = {
         "HOME": str(host.home),
         "USER": SSH_USER,
@@ -176,6 +242,8 @@ async def _run_command(host: SimHost, process: asyncssh.SSHServerProcess[bytes])
     process.stdout.write(stdout)
     process.stderr.write(stderr)
     process.exit(local.returncode if local.returncode is not None else 255)
+    # Runs asyncssh's clean-up of the stdin redirection, which otherwise is never awaited.
+    await process.wait_closed()
 
 
 def _kept_key(path: Path) -> asyncssh.SSHKey:
@@ -197,11 +265,14 @@ async def start_hosts(
     *,
     relays: dict[str, str] | None = None,
     password: str | None = None,
+    network: Network | None = None,
 ) -> SimHosts:
     """Start one SSH server per distinct server address, and each server's observer process.
 
-    `relays` maps a server label (ip:rpc_port) to the unix socket its observer relays to.
+    `relays` maps a server label (ip:rpc_port) to the unix socket its observer relays to. Under
+    `network`'s conditions each SSH server listens on an internal port behind a relay on the host's.
     """
+    network = network or Network()
     owns = hosts_dir is None
     base = Path(tempfile.mkdtemp(prefix="obsim-hosts-")) if hosts_dir is None else hosts_dir
     base.mkdir(parents=True, exist_ok=True)
@@ -222,18 +293,22 @@ async def start_hosts(
         known_hosts.append(f"[{address}]:{ssh_port} {host.host_key.export_public_key().decode().strip()}")
 
         def factory(process: asyncssh.SSHServerProcess[bytes], host: SimHost = host) -> Any:
-            return _run_command(host, process)
+            return _run_command(host, network, process)
 
+        endpoint = network.endpoint("ssh", address, ssh_port)
         acceptor = await asyncssh.create_server(
-            lambda: _HostSSHServer(hosts),
-            address,
-            ssh_port,
+            functools.partial(_HostSSHServer, hosts, endpoint),
+            "127.0.0.1" if network.relayed else address,
+            0 if network.relayed else ssh_port,
             server_host_keys=[host.host_key],
             authorized_client_keys=authorized,
             process_factory=factory,
             encoding=None,
         )
         hosts._ssh_servers.append(acceptor)
+        if network.relayed:
+            relay = await network.relay(endpoint, (address, ssh_port), ("127.0.0.1", acceptor.get_port()))
+            hosts._relays.append(relay)
         for server in on_host:
             if relays is None:
                 continue
@@ -245,10 +320,19 @@ async def start_hosts(
                 stdin=asyncio.subprocess.DEVNULL,
             )  # fmt: skip
             hosts._observers.append(process)
+            network.endpoint("sql", server.ip, server.sql_port).holders.append(
+                functools.partial(_hold_observer, process)
+            )
     hosts.known_hosts_file.write_text("\n".join(known_hosts) + "\n")
     if relays is not None:
         await _wait_listening([(s.ip, s.sql_port) for s in servers])
     return hosts
+
+
+def _hold_observer(process: asyncio.subprocess.Process, held: bool) -> None:
+    """Partition an observer's SQL port from new clients, or end that (see its script)."""
+    if process.returncode is None:
+        process.send_signal(signal.SIGUSR1 if held else signal.SIGUSR2)
 
 
 async def _wait_listening(endpoints: list[tuple[str, int]], timeout: float = 20) -> None:

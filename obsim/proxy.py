@@ -30,18 +30,18 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from mysql_mimic import MysqlServer
 from mysql_mimic.connection import Connection
 from mysql_mimic.stream import MysqlStream
 
 from obsim.cluster import SimCluster, SimError
-from obsim.server import SimIdentities, SimSession
+from obsim.network import PROXY, Network
+from obsim.server import SimIdentities, SimSession, SimSqlServer, SqlEndpoint, serve_sql
 
 ER_CLUSTER_NOT_EXIST = 4669
 ER_LOCATION_CACHE = 4012  # with "Get Location Cache Fail": ODP's answer for a tenant it cannot find
 
 # The endpoint name the login and statement logs give the proxy.
-PROXY_ENDPOINT = "proxy"
+PROXY_ENDPOINT = PROXY
 # What SELECT PROXY_VERSION() answers: a released ODP version that serves OceanBase 4.2.
 PROXY_VERSION = "4.2.3.0"
 _PROXY_VERSION_SQL = re.compile(r"(?i)\s*SELECT\s+PROXY_VERSION\s*\(\s*\)\s*;?\s*")
@@ -130,8 +130,8 @@ class _ProxyConnection(Connection):
             await super().command_phase()
 
 
-class _ProxyServer(MysqlServer):
-    async def _client_connected_cb(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+class _ProxyServer(SimSqlServer):
+    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         # mysql-mimic builds its own Connection here and offers no other way to use another class.
         connection = _ProxyConnection(
             stream=MysqlStream(reader, writer),
@@ -149,8 +149,14 @@ class _ProxyServer(MysqlServer):
             await self.control.remove(connection.connection_id)
 
 
-async def start_proxy_endpoint(cluster: SimCluster, address: str, port: int) -> MysqlServer:
-    """Listen as OBProxy for `cluster` on `address`:`port` (0 picks a free port; see `sockets()`)."""
-    endpoint = _ProxyServer(session_factory=lambda: _ProxySession(cluster), identity_provider=SimIdentities(cluster))
-    await endpoint.start_server(host=address, port=port)
-    return endpoint
+async def start_proxy_endpoint(
+    cluster: SimCluster, address: str, port: int, network: Network | None = None
+) -> SqlEndpoint:
+    """Listen as OBProxy for `cluster` on `address`:`port` (0 picks a free port; see `SqlEndpoint.port`)."""
+    network = network or Network()
+    endpoint = _ProxyServer(
+        network.endpoint(PROXY, address, port),
+        session_factory=lambda: _ProxySession(cluster),
+        identity_provider=SimIdentities(cluster),
+    )
+    return await serve_sql(endpoint, network, (address, port))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from mysql_mimic import MysqlServer, ResultColumn, ResultSet
@@ -24,6 +25,7 @@ from mysql_mimic.utils import nonce
 from mysql_mimic.variables import GlobalVariables, SessionVariables
 
 from obsim.cluster import ER_ACCESS_DENIED, Result, ServerSpec, SimCluster, SimError
+from obsim.network import Endpoint, Network, Relay
 
 # An auth string no password hashes to, for unknown users: OceanBase answers 1045 for them too.
 _NO_PASSWORD = "0" * 40
@@ -130,18 +132,72 @@ def _result_set(result: Result) -> ResultSet:
     return ResultSet(rows=result.rows, columns=columns)
 
 
-async def start_sql_endpoint(cluster: SimCluster, server: ServerSpec, unix_path: str | None = None) -> MysqlServer:
-    """Listen on the server's own loopback address and SQL port, or on a unix socket that the
-    server's simulated observer process relays its SQL port to."""
-    endpoint = MysqlServer(
-        session_factory=lambda: SimSession(cluster, server.label),
-        identity_provider=SimIdentities(cluster),
-    )
-    if unix_path:
-        await endpoint.start_unix_server(path=unix_path)
+class SimSqlServer(MysqlServer):
+    """A mysql-mimic server that counts the connections it accepts on its endpoint."""
+
+    def __init__(self, endpoint: Endpoint, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.endpoint = endpoint
+
+    async def _client_connected_cb(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with self.endpoint.connection():
+            await self.serve_connection(reader, writer)
+
+    async def serve_connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await super()._client_connected_cb(reader, writer)
+
+
+@dataclass
+class SqlEndpoint:
+    """A listening SQL endpoint: its server and, under network conditions, the relay in front of it."""
+
+    server: SimSqlServer
+    relay: Relay | None
+
+    @property
+    def port(self) -> int:
+        """The public port (for a unix socket's server: 0)."""
+        if self.relay is not None:
+            return self.relay.port
+        address = self.server.sockets()[0].getsockname()
+        return int(address[1]) if isinstance(address, tuple) else 0
+
+    async def close(self) -> None:
+        if self.relay is not None:
+            await self.relay.close()
+        self.server.close()
+
+
+async def serve_sql(server: SimSqlServer, network: Network, listen: tuple[str, int] | str) -> SqlEndpoint:
+    """Listen with `server` on `listen` (address and port, or a unix socket path); under network
+    conditions the server listens on an internal loopback port behind a relay on `listen`."""
+    if network.relayed:
+        await server.start_server(host="127.0.0.1", port=0)
+        internal = server.sockets()[0].getsockname()
+        relay = await network.relay(server.endpoint, listen, (internal[0], internal[1]))
+        return SqlEndpoint(server, relay)
+    if isinstance(listen, str):
+        await server.start_unix_server(path=listen)
     else:
-        await endpoint.start_server(host=server.ip, port=server.sql_port)
+        await server.start_server(host=listen[0], port=listen[1])
+    endpoint = SqlEndpoint(server, None)
+    if not server.endpoint.port:
+        server.endpoint.port = endpoint.port
     return endpoint
 
 
-__all__ = ["ER_ACCESS_DENIED", "SimIdentities", "SimSession", "start_sql_endpoint"]
+async def start_sql_endpoint(
+    cluster: SimCluster, server: ServerSpec, unix_path: str | None = None, network: Network | None = None
+) -> SqlEndpoint:
+    """Listen on the server's own loopback address and SQL port, or on a unix socket that the
+    server's simulated observer process relays its SQL port to."""
+    network = network or Network()
+    sql = SimSqlServer(
+        network.endpoint("sql", server.ip, server.sql_port),
+        session_factory=lambda: SimSession(cluster, server.label),
+        identity_provider=SimIdentities(cluster),
+    )
+    return await serve_sql(sql, network, unix_path or (server.ip, server.sql_port))
+
+
+__all__ = ["ER_ACCESS_DENIED", "SimIdentities", "SimSession", "SimSqlServer", "SqlEndpoint", "start_sql_endpoint"]

@@ -108,9 +108,12 @@ def simulation(
     hosts: bool = True,
     base: str | None = None,
     sql_port: int | None = None,
+    latency_ms: float = 0,
+    jitter_ms: float = 0,
+    network: bool = False,
 ) -> Iterator[Simulation]:
     """Run a simulated cluster on a random 127.x.y.0/24 block and random ports (unless given); stop it
-    afterwards."""
+    afterwards. `latency_ms`, `jitter_ms` and `network` are the simulator's network options."""
     tmp_path.mkdir(parents=True, exist_ok=True)
     password_file = tmp_path / "root_password"
     password_file.write_text(root_password)
@@ -124,6 +127,12 @@ def simulation(
     ]  # fmt: skip
     if hosts:
         command += ["--ssh-port", str(sql_port + 1), "--hosts-dir", str(hosts_dir)]
+    if latency_ms:
+        command += ["--latency-ms", str(latency_ms)]
+    if jitter_ms:
+        command += ["--jitter-ms", str(jitter_ms)]
+    if network:
+        command.append("--network")
     log = (tmp_path / "obsim.log").open("wb")
     process = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.PIPE, stderr=log, env={**os.environ})
     try:
