@@ -187,6 +187,7 @@ PORTS = {
     "Temporal UI": 8233,
     "HTTP service": 8080,
     "payload codec": 8081,
+    "worker metrics": 9464,
     "simulator SQL": 2881,
     "simulator SSH": 2222,
 }
@@ -225,7 +226,7 @@ def start_temporal(processes: Processes, demo: Path) -> None:
             "--ip", "127.0.0.1", "--port", "7233", "--ui-port", "8233", "--log-level", "warn",
             "--search-attribute", "ObClusterName=Keyword", "--search-attribute", "ObClusterAddress=Keyword",
             "--search-attribute", "ObTaskStatus=Keyword",
-            "--ui-codec-endpoint", "http://127.0.0.1:8081/codec",
+            "--ui-codec-endpoint", "http://127.0.0.1:8081/codec", "--ui-disable-news-fetch",
         ],
     )  # fmt: skip
 
@@ -256,7 +257,8 @@ def start_service_and_worker(processes: Processes, env: dict[str, str]) -> None:
     processes.start("service", [str(BIN / "ob-takeover"), "serve", "--listen", "127.0.0.1:8080"], env=env)
     wait_port(7233, "Temporal")
     wait_port(8080, "the HTTP service")
-    processes.start("worker", [sys.executable, str(Path(__file__).resolve().parents[1] / "worker.py")], env=env)
+    worker_env = {**env, "OB_TAKEOVER_METRICS_LISTEN": "127.0.0.1:9464"}
+    processes.start("worker", [sys.executable, str(Path(__file__).resolve().parents[1] / "worker.py")], env=worker_env)
 
 
 def open_demo_metadb(settings: Settings) -> tuple[Database, Vault]:
@@ -304,6 +306,8 @@ def print_outcome(
     print("Timeline:      var/demo/timeline.svg (subtasks as bars over time, by node)")
     print("Config server: http://127.0.0.1:8080/services?Action=ObRootServiceInfo&ObCluster=obcluster")
     print("Temporal UI:   http://127.0.0.1:8233")
+    print("API page:      http://127.0.0.1:8080/api/v2/docs (user demo, password in var/demo/api-password)")
+    print("Metrics:       http://127.0.0.1:8080/metrics (service), http://127.0.0.1:9464/metrics (worker)")
     print(f"Settings:      {config} (`ob-takeover cluster list` here shows the demo's cluster)")
     if task.status is not TaskStatus.SUCCESSFUL:
         print("The task waits for an operator: see docs/operators-guide.md, 'Operate a failed takeover'.")

@@ -9,6 +9,7 @@ python=${PYTHON:-python3}
 if [ ! -x .venv/bin/python ]; then
     "$python" -m venv .venv
 fi
+echo "Installing ob-takeover and what the demo needs (Temporal's dev server, the cluster simulator) into .venv…"
 .venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[dev]'
+.venv/bin/python -m pip install --quiet -e '.[demo]'
 exec .venv/bin/python -m ob_takeover.demo "$@"

@@ -4,13 +4,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Metadb tests run on MariaDB too (Debian's server; nothing is started by the package itself).
-if ! command -v mariadb-install-db >/dev/null 2>&1; then
+# Metadb tests run on MariaDB too (Debian's server; nothing is started by the package itself); the pages are
+# looked at in Debian's Chromium, driven by Playwright (whose own browser download cannot work offline).
+missing=()
+command -v mariadb-install-db >/dev/null 2>&1 || missing+=(mariadb-server)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
     if [ "$(id -u)" = 0 ]; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mariadb-server >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
     else
-        echo "mariadb-server is needed for the metadb tests: sudo apt-get install mariadb-server" >&2
+        echo "needed for the tests: sudo apt-get install ${missing[*]}" >&2
         exit 1
     fi
 fi
