@@ -35,9 +35,13 @@ def mask(sql: str) -> str:
 # --- reads -------------------------------------------------------------------------------------
 
 PARAMETER_SQL = "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME = {name} LIMIT 1"
-USER_EXISTS_SQL = "SELECT user FROM mysql.user WHERE user = {user}"
+# Exactly the account `CREATE USER name` makes: mysql.user compares in utf8mb4_general_ci, where
+# `user = 'ocp_monitor'` also finds OCP_MONITOR (another account), so the name is compared as bytes, and the
+# host is the default one ('%'), not an account of the same name for other hosts (proven on seekdb).
+_ACCOUNT_WHERE = "user = BINARY {user} AND host = '%'"
+USER_EXISTS_SQL = "SELECT user FROM mysql.user WHERE " + _ACCOUNT_WHERE
 # The stored hash ('*' and 40 hex digits, '' for no password): OceanBase keeps it in `password`.
-USER_PASSWORD_SQL = "SELECT password AS PASSWORD FROM mysql.user WHERE user = {user}"
+USER_PASSWORD_SQL = "SELECT password AS PASSWORD FROM mysql.user WHERE " + _ACCOUNT_WHERE
 SERVERS_SQL = (
     "SELECT SVR_IP, SVR_PORT, SQL_PORT, ZONE, WITH_ROOTSERVER, STATUS, START_SERVICE_TIME, STOP_TIME, "
     "BUILD_VERSION FROM oceanbase.DBA_OB_SERVERS ORDER BY ZONE, SVR_IP, SVR_PORT"
@@ -135,19 +139,21 @@ def create_user_with_hash(user: str, password_hash: str) -> str:
     return f"CREATE USER IF NOT EXISTS {user} IDENTIFIED BY PASSWORD {quote(password_hash)}"
 
 
+# OceanBase names the default-host account `'user'`, any other `'user'@'host'`.
 _GRANT_LINE = re.compile(
-    r"GRANT ([A-Z][A-Z ,]*) ON ((?:\*|`[\w$]+`)\.(?:\*|`[\w$]+`)) TO '([\w$]+)'(?:@'[^']*')?( WITH GRANT OPTION)?"
+    r"GRANT ([A-Z][A-Z ,]*) ON ((?:\*|`[\w$]+`)\.(?:\*|`[\w$]+`)) TO '([\w$]+)'(?:@'([^']*)')?( WITH GRANT OPTION)?"
 )
 
 
 def grants_from_show(lines: list[str], user: str) -> list[str]:
-    """GRANT statements that give `user` again what SHOW GRANTS listed (USAGE alone gives nothing)."""
+    """GRANT statements that give `user` (the default-host account, exactly) again what SHOW GRANTS listed
+    (USAGE alone gives nothing); a line of another account is refused."""
     statements = []
     for line in lines:
         match = _GRANT_LINE.fullmatch(line.strip())
-        if match is None or match.group(3) != user:
+        if match is None or match.group(3) != user or match.group(4) not in (None, "%"):
             raise ValueError(f"unexpected SHOW GRANTS line for {user}: {line[:120]!r}")
-        privileges, target, _, option = match.groups()
+        privileges, target, _, _, option = match.groups()
         if privileges.strip() != "USAGE":
             statements.append(f"GRANT {privileges} ON {target} TO {user}{option or ''}")
     return statements

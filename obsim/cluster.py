@@ -2,7 +2,12 @@
 
 State lives in one SQLite database. SELECTs on OceanBase's views run on SQLite views of the same
 names and columns; everything else (users, grants, ALTER SYSTEM, the resource manager) is parsed here
-and changes the state. Statements it does not know fail as OceanBase fails them.
+and changes the state. Statements it does not know fail as OceanBase fails them. Each session's system
+variables (and the sql_mode its string literals are read in) are in `obsim.session`.
+
+Accounts are a user name and a host, both compared exactly (`x` and `X` are two accounts, and so are
+`'u'@'%'` and `'u'@'10.0.0.%'`), while mysql.user's columns compare in utf8mb4_general_ci as OceanBase's
+do: `WHERE user = 'x'` finds `X` too, unless the query says BINARY or COLLATE utf8mb4_bin.
 """
 
 from __future__ import annotations
@@ -13,10 +18,28 @@ import re
 import sqlite3
 import threading
 import time
-from collections.abc import Sequence
+import unicodedata
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
+
+from mysql_mimic import context as mimic_context
+
+from obsim.session import (
+    DEFAULT,
+    Scope,
+    SetValue,
+    SystemVariables,
+    UnterminatedLiteral,
+    Value,
+    VariableError,
+    escaped,
+    local_utc_offset,
+    rewrite_literals,
+    sqlite_literal,
+    unquote,
+)
 
 # OceanBase's MySQL-mode error codes and messages.
 ER_PARSE = 1064
@@ -33,7 +56,10 @@ ER_NO_SUCH_USER_ROW = 1133  # ALTER USER, SET PASSWORD, REVOKE and SHOW GRANTS f
 ER_PRIVILEGE_TYPE = 1149  # an unknown privilege in GRANT
 ER_PASSWORD_FORMAT = 1827  # IDENTIFIED BY PASSWORD with a string that is not '*' and 40 hex digits
 ER_INVALID_CONFIG = 4147  # ALTER SYSTEM SET with a value the parameter does not take
-ER_NO_SUCH_GRANT_DEFINED = 5133  # REVOKE of a privilege the user does not hold
+ER_NO_SUCH_GRANT_DEFINED = 5133  # REVOKE on a database or table the account holds nothing on
+ER_WRONG_STRING_LENGTH = 1470  # a user name longer than 64 bytes in CREATE USER, GRANT and REVOKE
+
+USER_NAME_BYTES = 64
 
 KNOWN_PARAMETERS: dict[str, str] = {
     "cluster": "",
@@ -71,8 +97,8 @@ CREATE TABLE resource_pools (resource_pool_id INTEGER PRIMARY KEY, name TEXT, un
 CREATE TABLE units (unit_id INTEGER PRIMARY KEY, tenant_id INTEGER, status TEXT, resource_pool_id INTEGER,
     zone TEXT, svr_ip TEXT, svr_port INTEGER, unit_config_id INTEGER);
 CREATE TABLE parameters (name TEXT PRIMARY KEY, value TEXT, scope TEXT);
-CREATE TABLE users (user TEXT PRIMARY KEY, host TEXT, auth_string TEXT);
-CREATE TABLE grants (user TEXT, privilege TEXT, object TEXT, PRIMARY KEY (user, privilege, object));
+CREATE TABLE users (user TEXT, host TEXT, auth_string TEXT, PRIMARY KEY (user, host));
+CREATE TABLE grants (user TEXT, host TEXT, privilege TEXT, object TEXT, PRIMARY KEY (user, host, privilege, object));
 CREATE TABLE io_calibration (svr_ip TEXT, svr_port INTEGER, storage_name TEXT, started REAL,
     start_time TEXT, PRIMARY KEY (svr_ip, svr_port));
 CREATE TABLE rsrc_plans (plan TEXT PRIMARY KEY, comments TEXT);
@@ -81,7 +107,6 @@ CREATE TABLE rsrc_plan_directives (plan TEXT, group_or_subplan TEXT, comments TE
     utilization_limit INTEGER, PRIMARY KEY (plan, group_or_subplan));
 CREATE TABLE rsrc_group_mappings (attribute TEXT, value TEXT, consumer_group TEXT,
     PRIMARY KEY (attribute, value));
-CREATE TABLE variables (name TEXT PRIMARY KEY, value TEXT);
 CREATE TABLE statements (seq INTEGER PRIMARY KEY AUTOINCREMENT, server TEXT, user TEXT, sql TEXT,
     error INTEGER, at TEXT, endpoint TEXT, login TEXT);
 CREATE TABLE logins (seq INTEGER PRIMARY KEY AUTOINCREMENT, endpoint TEXT, login TEXT, error INTEGER, at TEXT);
@@ -130,7 +155,7 @@ CREATE VIEW DBA_RSRC_PLAN_DIRECTIVES AS SELECT plan AS PLAN, group_or_subplan AS
     FROM rsrc_plan_directives;
 CREATE VIEW DBA_RSRC_GROUP_MAPPINGS AS SELECT attribute AS ATTRIBUTE, value AS VALUE,
     consumer_group AS CONSUMER_GROUP FROM rsrc_group_mappings;
-CREATE VIEW "user" AS SELECT host AS host, user AS user,
+CREATE VIEW "user" AS SELECT host COLLATE GENERAL_CI AS host, user COLLATE GENERAL_CI AS user,
     CASE WHEN auth_string = '' THEN '' ELSE '*' || upper(auth_string) END AS password,
     'ob_native_password' AS plugin, '' AS authentication_string, 'N' AS account_locked FROM users;
 """
@@ -247,12 +272,34 @@ class SimCluster:
         self._db.create_function("now", 0, _now)
         self._db.create_function("io_calibration_status", 1, self._calibration_status)
         self._db.create_function("io_calibration_finish", 1, self._calibration_finish)
+        self._db.create_function("current_user", 0, lambda: f"{self._statement_user}@%")
+        self._db.create_function("ob_variable", 1, lambda index: self._statement_values[index])
+        self._db.create_collation("GENERAL_CI", _general_ci)
+        self._db.create_collation("UTF8MB4_BIN", _utf8mb4_bin)
         self._db.executescript(_SCHEMA)
+        self.variables = SystemVariables(
+            {
+                "version": self.version_string,
+                "version_comment": self.version_comment,
+                "system_time_zone": local_utc_offset(),
+            }
+        )
+        # The session and user of the statement running (statements run one at a time, under the lock).
+        self._session: Hashable = None
+        self._statement_user = ""
+        self._statement_values: list[Value] = []
         self._seed(servers, root_password)
 
     @property
     def version_string(self) -> str:
         return f"5.7.25-OceanBase_CE-v{self.version}"
+
+    @property
+    def version_comment(self) -> str:
+        """@@version_comment in OceanBase CE's form: the product, the version (what OCP's agent reads, the
+        second word), the build's revision and date."""
+        revision = hashlib.sha1(self.version.encode()).hexdigest()
+        return f"OceanBase_CE {self.version} (r100000000-{revision}) (Built Jan  1 2024 00:00:00)"
 
     # --- seed -------------------------------------------------------------------------------
 
@@ -290,8 +337,8 @@ class SimCluster:
         for name, value in parameters.items():
             db.execute("INSERT INTO parameters VALUES (?, ?, 'CLUSTER')", (name, value))
         db.execute("INSERT INTO users VALUES ('root', '%', ?)", (native_password_hash(root_password),))
-        db.execute("INSERT INTO grants VALUES ('root', 'ALL PRIVILEGES', '*.*')")
-        db.execute("INSERT INTO variables VALUES ('resource_manager_plan', '')")
+        db.execute("INSERT INTO grants VALUES ('root', '%', 'ALL PRIVILEGES', '*.*')")
+        db.execute("INSERT INTO grants VALUES ('root', '%', 'GRANT OPTION', '*.*')")
         self._seed_tenants(zones, servers)
 
     def _seed_tenants(self, zones: list[str], servers: list[ServerSpec]) -> None:
@@ -366,8 +413,17 @@ class SimCluster:
         if cluster_id is not None and int(cluster_id) != self.cluster_id:
             return None
         with self._lock:
-            row = self._db.execute("SELECT auth_string FROM users WHERE user = ?", (user,)).fetchone()
+            account = self._login_account(user)
+            row = self._db.execute("SELECT auth_string FROM users WHERE user = ? AND host = ?", account).fetchone()
         return row[0] if row else None
+
+    def _login_account(self, user: str) -> tuple[str, str]:
+        """The account a client of the simulator logs in as: of the accounts named exactly `user`, the most
+        specific one whose host admits a client on loopback (`'%'` last)."""
+        hosts = [host for (host,) in self._db.execute("SELECT host FROM users WHERE user = ?", (user,))]
+        admitting = [host for host in hosts if _host_admits(host, "127.0.0.1") or host.lower() == "localhost"]
+        admitting.sort(key=lambda host: (host == "%", "%" in host or "_" in host, host))
+        return user, admitting[0] if admitting else "%"
 
     # --- statements -------------------------------------------------------------------------------
 
@@ -399,6 +455,7 @@ class SimCluster:
         """
         statement = sql.strip().rstrip(";").strip()
         via = (endpoint or server, login or user)
+        session = (via[0], mimic_context.connection_id.get(None))
         with self._lock:
             fault = next((f for f in self.faults if f.applies(statement, server)), None)
             if fault is not None and fault.skip > 0:
@@ -413,8 +470,9 @@ class SimCluster:
                 self._log(server, user, statement, fault.error, via)
                 raise SimError(fault.error, fault.message)
         with self._lock:
+            self._session, self._statement_user = session, user.split("@")[0]
             try:
-                result = self._dispatch(statement, user.split("@")[0])
+                result = self._dispatch(statement, self._statement_user)
             except SimError as exc:
                 self._log(server, user, statement, exc.code, via)
                 raise
@@ -430,6 +488,14 @@ class SimCluster:
         )
 
     def _dispatch(self, sql: str, user: str) -> Result:
+        # Leading comments (a driver's name, as Connector/J sends it) say nothing about the statement.
+        sql = re.sub(r"^(?:/\*.*?\*/\s*)+", "", sql, flags=re.DOTALL)
+        if not self.variables.backslash_escapes(self._session):
+            # Read the literals as this session's sql_mode does, and parse on in the default mode's form.
+            try:
+                sql = rewrite_literals(sql, False, escaped)
+            except UnterminatedLiteral:
+                raise _syntax_error(sql) from None
         head = sql.split(None, 1)[0].upper() if sql else ""
         upper = sql.upper()
         if head == "SELECT":
@@ -458,17 +524,40 @@ class SimCluster:
 
     # SELECT: OceanBase names are rewritten to the SQLite views, then SQLite runs the query.
     def _select(self, sql: str) -> Result:
-        rewritten = re.sub(r"(?i)\boceanbase\.", "", sql)
+        literals: list[str] = []
+
+        def hold(value: str) -> str:
+            literals.append(value)
+            return f"\x00{len(literals) - 1}\x00"
+
+        try:
+            # Literals are held aside while names are rewritten, and put back in SQLite's form.
+            rewritten = rewrite_literals(sql, True, hold)
+        except UnterminatedLiteral:
+            raise _syntax_error(sql) from None
+        rewritten = re.sub(r"(?i)\boceanbase\.", "", rewritten)
         rewritten = re.sub(r"(?i)\bmysql\.user\b", '"user"', rewritten)
         for table in re.findall(r"(?i)\b(?:FROM|JOIN)\s+([\w$.\"]+)", rewritten):
             bare = table.strip('"')
             if bare.upper() not in _VIEWS and bare != "user":
                 raise SimError(ER_NO_SUCH_TABLE, f"Table 'oceanbase.{bare}' doesn't exist")
-        rewritten = re.sub(
-            r"(?i)@@(?:global\.|session\.)?(\w+)",
-            lambda m: f"(SELECT value FROM variables WHERE name = '{m.group(1).lower()}')",
-            rewritten,
-        )
+        # BINARY compares bytes without padding (SQLite's BINARY); utf8mb4_bin ignores trailing spaces.
+        rewritten = re.sub(r"(?i)\bBINARY\s+(\x00\d+\x00|[\w$.\"]+)", r"(\1 COLLATE BINARY)", rewritten)
+        rewritten = re.sub(r"(?i)\bCOLLATE\s+utf8mb4_general_ci\b", "COLLATE GENERAL_CI", rewritten)
+        self._statement_values = []
+        names: dict[str, str] = {}
+
+        def variable(match: re.Match[str]) -> str:
+            scope: Scope | None = None
+            if match.group(1):
+                scope = "global" if match.group(1).lower() == "global" else "session"
+            self._statement_values.append(self._variable(match.group(2), scope))
+            call = f"ob_variable({len(self._statement_values) - 1})"
+            names[call] = match.group(0)
+            return call
+
+        rewritten = re.sub(r"(?i)@@(?:(global|session|local)\.)?(\w+)", variable, rewritten)
+        rewritten = re.sub(r"\x00(\d+)\x00", lambda m: sqlite_literal(literals[int(m.group(1))]), rewritten)
         try:
             cursor = self._db.execute(rewritten)
         except sqlite3.OperationalError as exc:
@@ -477,8 +566,20 @@ class SimCluster:
             if missing:
                 raise SimError(ER_NO_SUCH_TABLE, f"Table 'oceanbase.{missing.group(1)}' doesn't exist") from None
             raise _syntax_error(sql) from None
-        columns = [d[0] for d in cursor.description or []]
+        columns = []
+        for description in cursor.description or []:
+            column = description[0]
+            # A column without an alias is named by its expression, as the client wrote it.
+            for call, written in names.items():
+                column = column.replace(call, written)
+            columns.append(column)
         return Result(columns, [tuple(row) for row in cursor.fetchall()])
+
+    def _variable(self, name: str, scope: Scope | None) -> Value:
+        try:
+            return self.variables.read(self._session, name, scope)
+        except VariableError as exc:
+            raise SimError(exc.code, exc.message) from None
 
     def _show(self, sql: str, user: str) -> Result:
         match = re.fullmatch(r"(?is)SHOW\s+PARAMETERS(?:\s+LIKE\s+'([^']*)')?", sql)
@@ -493,86 +594,108 @@ class SimCluster:
                 (pattern,),
             )
             return Result([d[0] for d in cursor.description], [tuple(r) for r in cursor.fetchall()])
-        match = re.fullmatch(r"(?is)SHOW\s+GRANTS(?:\s+FOR\s+" + _USER + ")?", sql)
+        match = re.fullmatch(r"(?is)SHOW\s+GRANTS(?:\s+FOR\s+(?:CURRENT_USER(?:\s*\(\s*\))?|" + _ACCOUNT + "))?", sql)
         if match:
-            target = match.group(1) or user
-            if not self._user_exists(target):
+            account = _account(match.group(1)) if match.group(1) else self._login_account(user)
+            if not self._account_exists(account):
                 raise self._no_such_user()
-            return Result([f"Grants for {target}@%"], [(line,) for line in self.show_grants(target)])
-        match = re.fullmatch(r"(?is)SHOW\s+(?:GLOBAL\s+|SESSION\s+)?VARIABLES(?:\s+LIKE\s+'([^']*)')?", sql)
+            name, host = account
+            return Result([f"Grants for {name}@{host}"], [(line,) for line in self.show_grants(*account)])
+        match = re.fullmatch(
+            r"(?is)SHOW\s+(GLOBAL\s+|SESSION\s+|LOCAL\s+)?VARIABLES"
+            r"(?:\s+LIKE\s+" + _STRING + r"|\s+WHERE\s+Variable_name\s*=\s*" + _STRING + ")?",
+            sql,
+        )
         if match:
-            cursor = self._db.execute(
-                "SELECT name, value FROM variables WHERE name LIKE ? ORDER BY name", (match.group(1) or "%",)
-            )
-            return Result(["Variable_name", "Value"], [tuple(r) for r in cursor.fetchall()])
+            scope: Scope = "global" if (match.group(1) or "").strip().upper() == "GLOBAL" else "session"
+            if match.group(3) is not None:
+                wanted = unquote(match.group(3)).lower()
+                rows = self.variables.show(self._session, scope, lambda name: name == wanted)
+            else:
+                rows = self.variables.show(self._session, scope, _like(unquote(match.group(2) or "'%'")))
+            return Result(["Variable_name", "Value"], [tuple(row) for row in rows])
         raise _syntax_error(sql)
 
     def _set(self, sql: str) -> Result:
         if re.match(r"(?is)SET\s+PASSWORD\b", sql):
             return self._set_password_statement(sql)
-        match = re.fullmatch(r"(?is)SET\s+GLOBAL\s+resource_manager_plan\s*=\s*'([^']*)'", sql)
-        if match:
-            plan = match.group(1)
-            if plan and not self._db.execute("SELECT 1 FROM rsrc_plans WHERE plan = ?", (plan,)).fetchone():
-                raise SimError(ER_WRONG_ARGUMENTS, f"plan '{plan}' does not exist")
-            self._db.execute("UPDATE variables SET value = ? WHERE name = 'resource_manager_plan'", (plan,))
-            return Result()
-        if re.match(r"(?is)SET\s+(AUTOCOMMIT|NAMES|SESSION|@@SESSION|character_set|sql_mode|time_zone)\b", sql):
-            return Result()
-        raise _syntax_error(sql)
+        if re.match(r"(?is)SET\s+(?:NAMES|CHARACTER\s+SET|CHARSET|(?:SESSION\s+|GLOBAL\s+)?TRANSACTION)\b", sql):
+            return Result()  # what drivers send on connect: accepted, as OceanBase does
+        for scope, name, value in _assignments(sql):
+            try:
+                self.variables.set(self._session, name, scope, value, self._check_variable)
+            except VariableError as exc:
+                raise SimError(exc.code, exc.message) from None
+        return Result()
+
+    def _check_variable(self, name: str, value: Value) -> None:
+        exists = "SELECT 1 FROM rsrc_plans WHERE plan = ?"
+        if name == "resource_manager_plan" and value and not self._db.execute(exists, (value,)).fetchone():
+            raise VariableError(ER_WRONG_ARGUMENTS, f"plan '{value}' does not exist")
 
     # --- users and grants -------------------------------------------------------------------
 
-    def _user_exists(self, user: str) -> bool:
-        return self._db.execute("SELECT 1 FROM users WHERE user = ?", (user,)).fetchone() is not None
+    def _account_exists(self, account: tuple[str, str]) -> bool:
+        return self._db.execute("SELECT 1 FROM users WHERE user = ? AND host = ?", account).fetchone() is not None
 
     def _no_such_user(self) -> SimError:
         return SimError(ER_NO_SUCH_USER_ROW, "Can not find any matching row in the user table")
 
+    def _check_name_length(self, user: str) -> None:
+        if len(user.encode()) > USER_NAME_BYTES:
+            raise SimError(
+                ER_WRONG_STRING_LENGTH,
+                f"String '{user}' is too long for user name (should be no longer than {USER_NAME_BYTES})",
+            )
+
     def _create_user(self, sql: str) -> Result:
         match = re.fullmatch(
-            r"(?is)CREATE\s+USER\s+(IF\s+NOT\s+EXISTS\s+)?" + _USER
+            r"(?is)CREATE\s+USER\s+(IF\s+NOT\s+EXISTS\s+)?" + _ACCOUNT
             + r"(?:\s+IDENTIFIED\s+BY\s+(PASSWORD\s+)?" + _STRING + ")?",
             sql,
         )  # fmt: skip
         if not match:
             raise _syntax_error(sql)
-        if_not_exists, user, host, by_hash, literal = match.groups()
+        if_not_exists, account_text, by_hash, literal = match.groups()
+        user, host = _account(account_text)
+        self._check_name_length(user)
         if by_hash:
             auth = _hash_of(_unquote(literal))
         else:
             auth = native_password_hash(_unquote(literal)) if literal is not None else ""
-        if self._user_exists(user):
+        if not user:
+            raise SimError(ER_CANNOT_USER, f"Operation CREATE USER failed for {host}")
+        if self._account_exists((user, host)):
             if if_not_exists:
                 return Result()
-            raise SimError(ER_CANNOT_USER, f"Operation CREATE USER failed for '{user}'@'{host or '%'}'")
-        self._db.execute("INSERT INTO users VALUES (?, ?, ?)", (user, host or "%", auth))
+            raise SimError(ER_CANNOT_USER, f"Operation CREATE USER failed for '{user}'@'{host}'")
+        self._db.execute("INSERT INTO users VALUES (?, ?, ?)", (user, host, auth))
         return Result()
 
     def _alter_user(self, sql: str) -> Result:
         # OceanBase's grammar has no ALTER USER … IDENTIFIED BY PASSWORD: that is a syntax error. A string
         # after `AS` is hashed again like a password (proven on seekdb).
         match = re.fullmatch(
-            r"(?is)ALTER\s+USER\s+" + _USER
+            r"(?is)ALTER\s+USER\s+" + _ACCOUNT
             + r"\s+IDENTIFIED\s+(?:WITH\s+'?mysql_native_password'?\s+(?:BY|AS)|BY)\s+" + _STRING,
             sql,
         )  # fmt: skip
         if not match:
             raise _syntax_error(sql)
-        user, _, literal = match.groups()
-        if not self._user_exists(user):
+        account, literal = _account(match.group(1)), match.group(2)
+        if not self._account_exists(account):
             raise self._no_such_user()
-        self._set_password(user, native_password_hash(_unquote(literal)))
+        self._set_password(account, native_password_hash(_unquote(literal)))
         return Result()
 
-    def _set_password(self, user: str, auth: str) -> None:
-        self._db.execute("UPDATE users SET auth_string = ? WHERE user = ?", (auth, user))
+    def _set_password(self, account: tuple[str, str], auth: str) -> None:
+        self._db.execute("UPDATE users SET auth_string = ? WHERE user = ? AND host = ?", (auth, *account))
 
     def _set_password_statement(self, sql: str) -> Result:
         # SET PASSWORD FOR u = PASSWORD('x') hashes x; = 'string' hashes the string too (proven on seekdb).
         match = re.fullmatch(
             r"(?is)SET\s+PASSWORD\s+FOR\s+"
-            + _USER
+            + _ACCOUNT
             + r"\s*=\s*(?:PASSWORD\s*\(\s*"
             + _STRING
             + r"\s*\)|"
@@ -582,31 +705,26 @@ class SimCluster:
         )
         if not match:
             raise _syntax_error(sql)
-        user, _, in_function, literal = match.groups()
-        if not self._user_exists(user):
+        account_text, in_function, literal = match.groups()
+        account = _account(account_text)
+        if not self._account_exists(account):
             raise self._no_such_user()
-        self._set_password(user, native_password_hash(_unquote(in_function or literal)))
+        self._set_password(account, native_password_hash(_unquote(in_function or literal)))
         return Result()
 
     def _drop_user(self, sql: str) -> Result:
-        match = re.fullmatch(r"(?is)DROP\s+USER\s+(IF\s+EXISTS\s+)?(" + _USER_LIST + ")", sql)
+        match = re.fullmatch(r"(?is)DROP\s+USER\s+(IF\s+EXISTS\s+)?(" + _ACCOUNT_LIST + ")", sql)
         if not match:
             raise _syntax_error(sql)
         if_exists, names = match.group(1), match.group(2)
-        targets = [(m.group(1), m.group(2)) for m in re.finditer(_USER, names)]
+        targets = [_account(m.group(0)) for m in re.finditer(_ACCOUNT_PATTERN, names)]
         for user, host in targets:
-            if self._host_of(user) not in (None, host or "%") or (not if_exists and not self._user_exists(user)):
-                raise SimError(ER_CANNOT_USER, f"Operation DROP USER failed for '{user}'@'{host or '%'}'")
-            if user == "root":
-                raise SimError(ER_CANNOT_USER, "Operation DROP USER failed for 'root'@'%'")
-        for user, _ in targets:
-            self._db.execute("DELETE FROM users WHERE user = ?", (user,))
-            self._db.execute("DELETE FROM grants WHERE user = ?", (user,))
+            if (not if_exists and not self._account_exists((user, host))) or (user, host) == ("root", "%"):
+                raise SimError(ER_CANNOT_USER, f"Operation DROP USER failed for '{user}'@'{host}'")
+        for account in targets:
+            self._db.execute("DELETE FROM users WHERE user = ? AND host = ?", account)
+            self._db.execute("DELETE FROM grants WHERE user = ? AND host = ?", account)
         return Result()
-
-    def _host_of(self, user: str) -> str | None:
-        row = self._db.execute("SELECT host FROM users WHERE user = ?", (user,)).fetchone()
-        return str(row[0]) if row else None
 
     def _privileges_and_object(self, privileges: str, target: str, sql: str) -> tuple[list[str], str]:
         found = re.fullmatch(r"`?(\*|\w+)`?\.`?(\*|[\w$]+)`?", target)
@@ -626,14 +744,18 @@ class SimCluster:
         return wanted, f"{database}.{table.upper() if table != '*' else '*'}"
 
     def _grant(self, sql: str) -> Result:
-        match = re.fullmatch(r"(?is)GRANT\s+(.+?)\s+ON\s+(\S+)\s+TO\s+" + _USER + r"(\s+WITH\s+GRANT\s+OPTION)?", sql)
+        match = re.fullmatch(
+            r"(?is)GRANT\s+(.+?)\s+ON\s+(\S+)\s+TO\s+" + _ACCOUNT + r"(\s+WITH\s+GRANT\s+OPTION)?", sql
+        )
         if not match:
             raise _syntax_error(sql)
-        privileges, target, user, host, grant_option = match.groups()
+        privileges, target, account_text, grant_option = match.groups()
         wanted, target = self._privileges_and_object(privileges, target, sql)
-        if not self._user_exists(user):
+        user, host = _account(account_text)
+        self._check_name_length(user)
+        if not self._account_exists((user, host)):
             # What OceanBase answers (proven on seekdb), not MySQL's 1133.
-            raise SimError(ER_ACCESS_DENIED, f"Access denied for user '{user}'@'{host or '%'}' (using password: NO)")
+            raise SimError(ER_ACCESS_DENIED, f"Access denied for user '{user}'@'{host}' (using password: NO)")
         if grant_option:
             wanted.append("GRANT OPTION")
         for privilege in wanted:
@@ -641,41 +763,51 @@ class SimCluster:
                 continue
             if privilege == "ALL PRIVILEGES":
                 self._db.execute(
-                    "DELETE FROM grants WHERE user = ? AND object = ? AND privilege != 'GRANT OPTION'", (user, target)
+                    "DELETE FROM grants WHERE user = ? AND host = ? AND object = ? AND privilege != 'GRANT OPTION'",
+                    (user, host, target),
                 )
-            self._db.execute("INSERT OR IGNORE INTO grants VALUES (?, ?, ?)", (user, privilege, target))
+            self._db.execute("INSERT OR IGNORE INTO grants VALUES (?, ?, ?, ?)", (user, host, privilege, target))
         return Result()
 
     def _revoke(self, sql: str) -> Result:
-        match = re.fullmatch(r"(?is)REVOKE\s+(.+?)\s+ON\s+(\S+)\s+FROM\s+" + _USER, sql)
+        match = re.fullmatch(r"(?is)REVOKE\s+(.+?)\s+ON\s+(\S+)\s+FROM\s+" + _ACCOUNT, sql)
         if not match:
             raise _syntax_error(sql)
-        privileges, target, user, _ = match.groups()
+        privileges, target, account_text = match.groups()
         wanted, target = self._privileges_and_object(privileges, target, sql)
-        if not self._user_exists(user):
+        account = _account(account_text)
+        self._check_name_length(account[0])
+        if not self._account_exists(account):
             raise self._no_such_user()
         held = {
-            p for (p,) in self._db.execute("SELECT privilege FROM grants WHERE user = ? AND object = ?", (user, target))
+            p
+            for (p,) in self._db.execute(
+                "SELECT privilege FROM grants WHERE user = ? AND host = ? AND object = ?", (*account, target)
+            )
         }
-        if "ALL PRIVILEGES" in wanted:
-            removed = held - {"GRANT OPTION"}
-        else:
-            removed = held & set(wanted)
-            if not removed:
-                raise SimError(ER_NO_SUCH_GRANT_DEFINED, "No such grant defined")
+        # Global privileges always have a row to revoke from; a database or table has one only while the
+        # account holds something on it (proven on seekdb).
+        if not held and target != "*.*":
+            raise SimError(ER_NO_SUCH_GRANT_DEFINED, "No such grant defined")
+        removed = held - {"GRANT OPTION"} if "ALL PRIVILEGES" in wanted else held & set(wanted)
         for privilege in removed:
             self._db.execute(
-                "DELETE FROM grants WHERE user = ? AND privilege = ? AND object = ?", (user, privilege, target)
+                "DELETE FROM grants WHERE user = ? AND host = ? AND privilege = ? AND object = ?",
+                (*account, privilege, target),
             )
         return Result()
 
-    def show_grants(self, user: str) -> list[str]:
+    def show_grants(self, user: str, host: str = "%") -> list[str]:
         """SHOW GRANTS lines as OceanBase prints them: the global privileges (or USAGE) first, then one line
-        per database (backquoted) and table, privileges in OceanBase's order, WITH GRANT OPTION last."""
+        per database (backquoted) and table, privileges in OceanBase's order, WITH GRANT OPTION last. The
+        account is `'user'` for the default host, `'user'@'host'` for any other."""
         objects: dict[str, set[str]] = {}
-        for privilege, target in self._db.execute("SELECT privilege, object FROM grants WHERE user = ?", (user,)):
+        for privilege, target in self._db.execute(
+            "SELECT privilege, object FROM grants WHERE user = ? AND host = ?", (user, host)
+        ):
             objects.setdefault(target, set()).add(privilege)
         objects.setdefault("*.*", set())
+        account = f"'{user}'" if host == "%" else f"'{user}'@'{host}'"
         lines = []
         for target in sorted(objects, key=lambda t: (t != "*.*", t)):
             held = objects[target]
@@ -683,7 +815,7 @@ class SimCluster:
             database, table = target.split(".")
             shown = target if target == "*.*" else f"`{database}`.{'*' if table == '*' else f'`{table}`'}"
             option = " WITH GRANT OPTION" if "GRANT OPTION" in held else ""
-            lines.append(f"GRANT {', '.join(listed)} ON {shown} TO '{user}'{option}")
+            lines.append(f"GRANT {', '.join(listed)} ON {shown} TO {account}{option}")
         return lines
 
     # --- ALTER SYSTEM ---------------------------------------------------------------------------
@@ -819,7 +951,7 @@ class SimCluster:
                 names = [d[0].lower() for d in cursor.description]
                 return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
-            grants_sql = "SELECT privilege, object FROM grants WHERE user = ? ORDER BY object, privilege"
+            grants_sql = "SELECT privilege, object FROM grants WHERE user = ? AND host = ? ORDER BY object, privilege"
             statements: dict[str, list[str]] = {}
             for server, sql in q("SELECT server, sql FROM statements WHERE error IS NULL ORDER BY seq"):
                 statements.setdefault(server, []).append(sql)
@@ -830,15 +962,16 @@ class SimCluster:
                     "version": self.version,
                     "standby": self.standby,
                 },
+                # Accounts of the default host by their user name, any other as user@host.
                 "users": {
-                    user: {
+                    user if host == "%" else f"{user}@{host}": {
                         "host": host,
-                        "grants": [f"{p} ON {o}" for p, o in q(grants_sql, (user,))],
+                        "grants": [f"{p} ON {o}" for p, o in q(grants_sql, (user, host))],
                     }
-                    for user, host in q("SELECT user, host FROM users ORDER BY user")
+                    for user, host in q("SELECT user, host FROM users ORDER BY user, host")
                 },
                 "parameters": dict(q("SELECT name, value FROM parameters ORDER BY name").fetchall()),
-                "variables": dict(q("SELECT name, value FROM variables ORDER BY name").fetchall()),
+                "variables": dict(sorted(self.variables.changed.items())),
                 "servers": rows("SELECT * FROM DBA_OB_SERVERS ORDER BY SVR_IP, SVR_PORT"),
                 "zones": rows("SELECT * FROM DBA_OB_ZONES ORDER BY ZONE"),
                 "io_calibration": {
@@ -858,7 +991,8 @@ class SimCluster:
 
     def password_matches(self, user: str, password: str) -> bool:
         with self._lock:
-            row = self._db.execute("SELECT auth_string FROM users WHERE user = ?", (user,)).fetchone()
+            account = self._login_account(user)
+            row = self._db.execute("SELECT auth_string FROM users WHERE user = ? AND host = ?", account).fetchone()
         return bool(row) and row[0] == native_password_hash(password)
 
     def add_fault(self, fault: Fault) -> None:
@@ -904,9 +1038,12 @@ class SimCluster:
 
 
 _STRING = r"('(?:[^'\\]|\\.|'')*')"
-# A user name, quoted or not, with an optional host: groups (user, host).
-_USER = r"'?([\w$]+)'?(?:@'([^']*)')?"
-_USER_LIST = r"'?[\w$]+'?(?:@'[^']*')?(?:\s*,\s*'?[\w$]+'?(?:@'[^']*')?)*"
+# A name in an account: quoted ('…', `…` or "…") or bare.
+_NAME = r"""(?:'(?:[^'\\]|\\.|'')*'|`(?:[^`]|``)*`|"(?:[^"\\]|\\.|"")*"|[\w$]+)"""
+# An account: a user name with an optional @host (the default host is '%'). One group.
+_ACCOUNT_PATTERN = _NAME + r"(?:\s*@\s*" + _NAME + ")?"
+_ACCOUNT = "(" + _ACCOUNT_PATTERN + ")"
+_ACCOUNT_LIST = _ACCOUNT_PATTERN + r"(?:\s*,\s*" + _ACCOUNT_PATTERN + ")*"
 # The order SHOW GRANTS lists privileges in (SELECT before PROCESS is proven on seekdb; the rest follows
 # OceanBase's privilege bits).
 _PRIVILEGE_ORDER = (
@@ -969,8 +1106,94 @@ def _hash_of(literal: str) -> str:
 
 
 def _unquote(literal: str) -> str:
-    body = literal[1:-1]
-    return re.sub(r"\\(.)|''", lambda m: m.group(1) if m.group(1) is not None else "'", body)
+    return unquote(literal)
+
+
+def _name(text: str) -> str:
+    if text.startswith("`"):
+        return text[1:-1].replace("``", "`")
+    if text[0] in "'\"":
+        return unquote(text)
+    return text
+
+
+def _account(text: str) -> tuple[str, str]:
+    """(user, host) of an account as a statement names it; names are kept exactly as written."""
+    match = re.fullmatch(r"(" + _NAME + r")(?:\s*@\s*(" + _NAME + "))?", text.strip())
+    if match is None:
+        raise ValueError(text)
+    return _name(match.group(1)), _name(match.group(2)) if match.group(2) else "%"
+
+
+def _host_admits(pattern: str, address: str) -> bool:
+    """Whether an account's host (with % and _ wildcards) admits a client at `address`."""
+    regex = "".join(".*" if c == "%" else "." if c == "_" else re.escape(c) for c in pattern)
+    return re.fullmatch(regex, address, re.IGNORECASE) is not None
+
+
+def _like(pattern: str) -> Callable[[str], bool]:
+    """A name test for LIKE 'pattern' (case-insensitive, as variable names compare)."""
+    parts = []
+    for escaped_char, wildcard, text in re.findall(r"\\(.)|([%_])|([^%_\\]+)", pattern):
+        if wildcard:
+            parts.append(".*" if wildcard == "%" else ".")
+        else:
+            parts.append(re.escape(escaped_char or text))
+    regex = "".join(parts)
+    return lambda name: re.fullmatch(regex, name, re.IGNORECASE | re.DOTALL) is not None
+
+
+_ASSIGNMENT = re.compile(
+    r"\s*(?:(GLOBAL|SESSION|LOCAL)\s+|@@(?:(GLOBAL|SESSION|LOCAL)\.)?)?(\w+)\s*:?=\s*"
+    r"""('(?:[^'\\]|\\.|'')*'|"(?:[^"\\]|\\.|"")*"|-?\d+|\w+)\s*(,|$)""",
+    re.IGNORECASE,
+)
+
+
+def _assignments(sql: str) -> list[tuple[Scope, str, SetValue]]:
+    """The (scope, name, value) of each assignment in SET …: a value is text, a number, None for NULL or
+    DEFAULT; a bare word (ON, OFF) is text."""
+    text = re.sub(r"(?is)^SET\s+", "", sql)
+    assignments: list[tuple[Scope, str, SetValue]] = []
+    position = 0
+    while position < len(text):
+        match = _ASSIGNMENT.match(text, position)
+        if match is None:
+            raise _syntax_error(sql)
+        word, at, name, raw, _ = match.groups()
+        scope: Scope = "global" if (word or at or "").upper() == "GLOBAL" else "session"
+        value: SetValue
+        if raw[0] in "'\"":
+            value = unquote(raw)
+        elif re.fullmatch(r"-?\d+", raw):
+            value = int(raw)
+        elif raw.upper() == "DEFAULT":
+            value = DEFAULT
+        elif raw.upper() == "NULL":
+            value = None
+        else:
+            value = raw
+        assignments.append((scope, name, value))
+        position = match.end()
+    if not assignments:
+        raise _syntax_error(sql)
+    return assignments
+
+
+def _general_ci_key(text: str) -> str:
+    """utf8mb4_general_ci's view of a string: accents dropped, case folded, trailing spaces ignored."""
+    decomposed = unicodedata.normalize("NFD", text)
+    return "".join(c for c in decomposed if not unicodedata.combining(c)).upper().rstrip(" ")
+
+
+def _general_ci(left: str, right: str) -> int:
+    a, b = _general_ci_key(left), _general_ci_key(right)
+    return (a > b) - (a < b)
+
+
+def _utf8mb4_bin(left: str, right: str) -> int:
+    a, b = left.rstrip(" "), right.rstrip(" ")
+    return (a > b) - (a < b)
 
 
 def _syntax_error(sql: str) -> SimError:

@@ -35,7 +35,7 @@ def test_every_answer_is_one_the_document_declares(tmp_path: Path, client: Clien
              "--header", f"Authorization: Basic {token}", "--checks", "all", "--exclude-checks", EXCLUDED_CHECKS,
              "--exclude-path-regex", "takeOver", "--max-examples", "25", "--seed", "20261204",
              "--request-timeout", "30", "--no-color"],
-            capture_output=True, text=True, timeout=600,
+            capture_output=True, text=True, timeout=600, cwd=tmp_path,
         )  # fmt: skip
         output = process.stdout + process.stderr
         assert process.returncode == 0, output[-6000:] + "\n" + service.log.read_text()[-2000:]
