@@ -283,7 +283,7 @@ def mask_url_password(url: str, mask: str = MASK) -> str:
 
 
 def settings_table_markdown() -> str:
-    """The README's table of settings, generated from `Settings` (a test keeps them equal)."""
+    """The table of settings in docs/configuration.md, generated from `Settings` (a test keeps them equal)."""
     rows = ["| setting (file key) | variable | default | meaning |", "|---|---|---|---|"]
     for name, info in Settings.model_fields.items():
         extra = info.json_schema_extra

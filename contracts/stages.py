@@ -2,7 +2,7 @@
 
 Each row is a stage of OCP's "Take over primary OB cluster" DAG, in order. A stage that fans out runs
 one subtask per server, host or zone and is followed by a "Wait node" barrier. The workflow, the task
-JSON, the activity summaries and the README's table of steps are all derived from this table.
+JSON, the activity summaries and the docs' table of steps (docs/steps.md) are all derived from this table.
 """
 
 from __future__ import annotations
@@ -179,7 +179,7 @@ def activity_names() -> list[str]:
 
 
 def steps_table_markdown() -> str:
-    """The README's table of takeover steps, generated from SUBTASKS (a test keeps them equal)."""
+    """The table of takeover steps in docs/steps.md, generated from SUBTASKS (a test keeps them equal)."""
     rows = [
         "| # | subtask | runs once per | timeout (s) | activity | rollback | skip |",
         "|---|---|---|---:|---|---|---|",
@@ -196,7 +196,7 @@ def steps_table_markdown() -> str:
 
 
 def mermaid_diagram() -> str:
-    """The takeover DAG as a Mermaid flowchart, generated from SUBTASKS (a test keeps the README's equal)."""
+    """The takeover DAG as a Mermaid flowchart, generated from SUBTASKS (a test keeps docs/steps.md's equal)."""
     lines = ["flowchart TD"]
     previous: str | None = None
     for number, stage in enumerate(SUBTASKS, start=1):

@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run one command and exit with its exit code (README, "Exit codes")."""
+    """Run one command and exit with its exit code (docs/operators-guide.md, "Exit codes")."""
     args = build_parser().parse_args(argv)
     try:
         args.settings = load_settings(config_file=args.config)

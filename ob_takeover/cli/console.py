@@ -14,7 +14,7 @@ from typing import Any
 from contracts.task_view import RecordedStatus
 from metadb.db import Database
 
-# Exit codes, for scripts (README, "Exit codes").
+# Exit codes, for scripts (docs/operators-guide.md, "Exit codes").
 EXIT_OK = 0  # done: the task is SUCCESSFUL or ROLLED_BACK, the precheck passed
 EXIT_FAILED = 1  # the task FAILED or was ABORTED, the precheck did not pass, an operation was refused
 EXIT_USAGE = 2  # a wrong argument, setting or input, or something named does not exist
