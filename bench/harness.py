@@ -7,11 +7,14 @@ import platform
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.client import Client
+from google.protobuf.message import Message
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
 
@@ -86,6 +89,7 @@ class TimedTakeover:
     task: TaskView
     wall: float
     history_events: int
+    largest_payload: int = 0
 
 
 async def timed_takeover(client: Client, queue: str) -> TimedTakeover:
@@ -101,5 +105,32 @@ async def timed_takeover(client: Client, queue: str) -> TimedTakeover:
     )
     wall = time.perf_counter() - began
     assert task.status.value == "SUCCESSFUL", task.status
-    events = len((await client.get_workflow_handle(workflow_id).fetch_history()).events)
-    return TimedTakeover(task, wall, events)
+    history = await client.get_workflow_handle(workflow_id).fetch_history()
+    return TimedTakeover(task, wall, len(history.events), largest_payload(history))
+
+
+def largest_payload(history: WorkflowHistory) -> int:
+    """The size in bytes of the largest payload in `history`, as Temporal stores it (encoded)."""
+    largest = 0
+    for event in history.events:
+        for payload in _payloads(event):
+            largest = max(largest, payload.ByteSize())
+    return largest
+
+
+def _payloads(message: Message) -> Iterator[Payload]:
+    """Every Payload inside a protobuf message."""
+    for field, value in message.ListFields():
+        if field.message_type is None:
+            continue
+        if isinstance(value, Message):
+            items = [value]
+        elif field.message_type.GetOptions().map_entry:  # a map: its values (e.g. the header's fields)
+            items = list(value.values())
+        else:  # a repeated field
+            items = list(value)
+        for item in items:
+            if isinstance(item, Payload):
+                yield item
+            elif isinstance(item, Message):
+                yield from _payloads(item)

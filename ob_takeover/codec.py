@@ -19,6 +19,7 @@ import hashlib
 import logging
 import re
 import secrets
+import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -39,6 +40,13 @@ log = logging.getLogger("ob_takeover.codec")
 CODEC_KEY_ENV = "OB_TAKEOVER_CODEC_KEY"
 CODEC_OLD_KEYS_ENV = "OB_TAKEOVER_CODEC_OLD_KEYS"
 ENCODING = b"binary/encrypted"
+# Payloads larger than this are compressed before they are encrypted: a large cluster's task JSON (hundreds of
+# KB, very repetitive) stays far below Temporal's payload limits. Small payloads, those that may carry a
+# secret next to a value a caller chose, are never compressed, so their length says nothing of the secret.
+COMPRESS_ABOVE = 32 * 1024
+COMPRESSION = b"zlib"
+# The most a compressed payload may grow back to (Temporal refuses payloads over 2 MB long before this).
+DECOMPRESSED_LIMIT = 64 << 20
 # A secret field with a value: in a payload that arrives unencrypted, worth a warning.
 _SECRET_FIELD = re.compile(rb'"(' + "|".join(map(re.escape, sorted(SECRET_FIELDS))).encode() + rb')"\s*:\s*"[^"]')
 
@@ -87,11 +95,13 @@ class EncryptionCodec(PayloadCodec):
 
     def encrypt(self, payload: Payload) -> Payload:
         nonce = secrets.token_bytes(12)
-        sealed = self._keys[self._current_id].encrypt(nonce, payload.SerializeToString(), None)
-        return Payload(
-            metadata={"encoding": ENCODING, "encryption-key-id": self._current_id},
-            data=nonce + sealed,
-        )
+        plain = payload.SerializeToString()
+        metadata = {"encoding": ENCODING, "encryption-key-id": self._current_id}
+        if len(plain) > COMPRESS_ABOVE:
+            plain = zlib.compress(plain, 6)
+            metadata["encryption-compression"] = COMPRESSION
+        sealed = self._keys[self._current_id].encrypt(nonce, plain, None)
+        return Payload(metadata=metadata, data=nonce + sealed)
 
     def decrypt(self, payload: Payload) -> Payload:
         if payload.metadata.get("encoding", b"") != ENCODING:
@@ -106,9 +116,24 @@ class EncryptionCodec(PayloadCodec):
         if cipher is None:
             raise CodecKeyError(f"payload encrypted with unknown codec key {key_name.decode(errors='replace')}")
         try:
-            return Payload.FromString(cipher.decrypt(payload.data[:12], payload.data[12:], None))
+            plain = cipher.decrypt(payload.data[:12], payload.data[12:], None)
         except InvalidTag:
             raise CodecKeyError("payload does not decrypt: altered, or encrypted with another key") from None
+        compression = payload.metadata.get("encryption-compression", b"")
+        if compression == COMPRESSION:
+            plain = _decompress(plain)
+        elif compression:
+            raise CodecKeyError(f"payload compressed with {compression.decode(errors='replace')}, unknown here")
+        return Payload.FromString(plain)
+
+
+def _decompress(data: bytes) -> bytes:
+    """zlib's inflate, bounded: an authenticated payload cannot be a bomb, but a bound costs nothing."""
+    inflater = zlib.decompressobj()
+    plain = inflater.decompress(data, DECOMPRESSED_LIMIT)
+    if inflater.unconsumed_tail or not inflater.eof:
+        raise CodecKeyError(f"payload inflates past {DECOMPRESSED_LIMIT >> 20} MB or is truncated")
+    return plain
 
 
 class ReadableFailureConverter(DefaultFailureConverter):

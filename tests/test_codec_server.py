@@ -13,6 +13,7 @@ import requests
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload, Payloads
 
+from contracts.errors import CodecKeyError
 from contracts.settings import load_settings
 from metadb.db import Database
 from metadb.migrate import migrate
@@ -96,3 +97,23 @@ async def test_the_codec_needs_its_token_masks_secrets_and_refuses_garbage(tmp_p
         assert reply.status_code == 404
     finally:
         await service.cleanup()
+
+
+async def test_large_payloads_are_compressed_before_encryption_and_small_ones_never() -> None:
+    codec = EncryptionCodec([bytes(32)])
+    subtask = {"name": "Update server process info", "nodeType": "JAVA_TASK", "status": "SUCCESSFUL", "runTime": 1}
+    task = {"subtasks": [{**subtask, "id": 100000 + i, "node": f"10.0.{i // 250}.{i % 250}:2882"} for i in range(9000)]}
+    large = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps(task).encode())
+    small = Payload(metadata={"encoding": b"json/plain"}, data=json.dumps({"proxyroPassword": "x" * 20000}).encode())
+    (sealed_large, sealed_small) = await codec.encode([large, small])
+    # A 9,000-subtask task JSON (a takeover of about 1,000 servers) is well under Temporal's 512 KB warning.
+    assert len(large.data) > 1_000_000 and len(sealed_large.data) < 200_000, len(sealed_large.data)
+    assert sealed_large.metadata["encryption-compression"] == b"zlib"
+    assert "encryption-compression" not in sealed_small.metadata and len(sealed_small.data) > 20_000
+    assert await codec.decode([sealed_large, sealed_small]) == [large, small]
+    # What a worker without compression wrote still decodes; a compression this codec does not know is refused.
+    unknown = Payload()
+    unknown.CopyFrom(sealed_large)
+    unknown.metadata["encryption-compression"] = b"brotli"
+    with pytest.raises(CodecKeyError, match="compressed with brotli"):
+        await codec.decode([unknown])
