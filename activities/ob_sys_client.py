@@ -3,6 +3,11 @@
 It connects lazily, sets connect and read timeouts, and turns driver errors into the project's
 error tree so that activities report what failed and what to do. It tells how its live connection is
 protected (`connection_security`), for the precheck to warn about a certificate nobody checked.
+
+With a pool (`activities.connections.SqlPool`), each statement borrows the worker's connection for the
+endpoint and login and gives it back when it succeeded; on any error the connection is closed instead.
+A read (`read`) that finds a reused connection gone is sent once more on a new one; a write never is, as
+it may have been applied (the subtask's own retry decides).
 """
 
 from __future__ import annotations
@@ -10,7 +15,7 @@ from __future__ import annotations
 import contextlib
 import re
 import ssl
-from collections.abc import Sequence
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
@@ -19,6 +24,7 @@ import pymysql
 import pymysql.cursors
 from opentelemetry import trace
 
+from activities.connections import SqlPool, file_signature, secret_digest
 from contracts.errors import (
     BadCredentials,
     ClusterSqlError,
@@ -43,6 +49,8 @@ _NO_BACKSLASH_ESCAPES = "NO_BACKSLASH_ESCAPES"
 
 # MySQL client error codes that mean the server could not be reached or the connection dropped.
 _NETWORK_ERRORS = {2003, 2005, 2006, 2013, 2055}
+# A connection that was open and is gone: server gone away, lost during a query.
+_CONNECTION_GONE = {2006, 2013}
 _ACCESS_DENIED = 1045
 # OBProxy's answers to a login for a cluster or tenant it does not serve.
 _PROXY_CLUSTER_NOT_EXIST = 4669
@@ -114,8 +122,16 @@ class ReportsConnectionSecurity(Protocol):
     def connection_security(self) -> ConnectionSecurity | None: ...
 
 
+def _connection_gone(exc: pymysql.err.MySQLError) -> bool:
+    """Whether the error says the connection itself is gone (not that the statement was refused)."""
+    if isinstance(exc, pymysql.err.InterfaceError):
+        return True
+    return bool(exc.args) and exc.args[0] in _CONNECTION_GONE
+
+
 class ObSysClient:
-    """Queries on the sys tenant (as root unless `user` says otherwise); one connection per client."""
+    """Queries on the sys tenant (as root unless `user` says otherwise): over a connection of its own, or,
+    with `pool`, over the worker's connection for this endpoint and login."""
 
     def __init__(
         self,
@@ -125,68 +141,120 @@ class ObSysClient:
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         tls: ClusterTls = DEFAULT_TLS,
+        pool: SqlPool | None = None,
     ) -> None:
         self._endpoint = endpoint
         self._tls = tls
         self._user = user
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        self._pool = pool
         self._connection: pymysql.connections.Connection[Any] | None = None
+        self._security: ConnectionSecurity | None = None
 
     @property
     def where(self) -> str:
         host = self._endpoint.address
         return f"{'[' + host + ']' if ':' in host else host}:{self._endpoint.port}"
 
-    def _connect(self) -> pymysql.connections.Connection[Any]:
-        if self._connection is None:
-            user = login_user(self._endpoint, self._user)
-            try:
-                self._connection = mysql_connect(
-                    self._tls.mode,
-                    tls_context(self._tls.mode, self._tls.ca_file),
-                    host=self._endpoint.address,
-                    port=self._endpoint.port,
-                    user=user,
-                    # Bytes: PyMySQL would encode a str password as latin-1 and fail on other characters.
-                    password=(self._endpoint.root_sys_password or "").encode(),
-                    charset="utf8mb4",
-                    connect_timeout=self._connect_timeout,
-                    read_timeout=self._read_timeout,
-                    write_timeout=self._read_timeout,
-                    autocommit=True,
-                    cursorclass=pymysql.cursors.DictCursor,
-                )
-                _pin_sql_mode(self._connection)
-            except pymysql.err.MySQLError as exc:
-                self.close()
-                raise self._translate(exc, None) from None
-        return self._connection
+    def pool_key(self) -> Hashable:
+        """What a pooled connection must share to serve this client: endpoint, login, password (as a
+        digest), TLS settings and read timeout. The session state (sql_mode) is pinned when it connects."""
+        endpoint = self._endpoint
+        return (
+            endpoint.address,
+            endpoint.port,
+            endpoint.connection_mode,
+            login_user(endpoint, self._user),
+            secret_digest(endpoint.root_sys_password),
+            self._tls.mode,
+            file_signature(self._tls.ca_file) or self._tls.ca_file,
+            self._read_timeout,
+        )
+
+    def _new_connection(self) -> pymysql.connections.Connection[Any]:
+        connection: pymysql.connections.Connection[Any] | None = None
+        try:
+            connection = mysql_connect(
+                self._tls.mode,
+                tls_context(self._tls.mode, self._tls.ca_file),
+                host=self._endpoint.address,
+                port=self._endpoint.port,
+                user=login_user(self._endpoint, self._user),
+                # Bytes: PyMySQL would encode a str password as latin-1 and fail on other characters.
+                password=(self._endpoint.root_sys_password or "").encode(),
+                charset="utf8mb4",
+                connect_timeout=self._connect_timeout,
+                read_timeout=self._read_timeout,
+                write_timeout=self._read_timeout,
+                autocommit=True,
+                cursorclass=pymysql.cursors.DictCursor,
+            )
+            _pin_sql_mode(connection)
+        except pymysql.err.MySQLError as exc:
+            if connection is not None:
+                with contextlib.suppress(pymysql.err.Error):
+                    connection.close()
+            raise self._translate(exc, None) from None
+        return connection
+
+    def _borrow(self) -> tuple[pymysql.connections.Connection[Any], bool]:
+        """A connection for one statement, and whether it is the pool's and served statements before."""
+        if self._pool is not None:
+            connection, reused = self._pool.borrow(self.pool_key(), self._new_connection)
+        else:
+            if self._connection is None:
+                self._connection = self._new_connection()
+            connection, reused = self._connection, False
+        # PyMySQL keeps the socket it wrapped in TLS (or left plain) to itself.
+        self._security = ConnectionSecurity.of(getattr(connection, "_sock", None))
+        return connection, reused
+
+    def _give_back(self, connection: pymysql.connections.Connection[Any]) -> None:
+        if self._pool is not None:
+            self._pool.give_back(self.pool_key(), connection)
+
+    def _drop(self, connection: pymysql.connections.Connection[Any]) -> None:
+        """Close a connection that saw an error: it is never used again."""
+        if self._pool is not None:
+            self._pool.discard(self.pool_key(), connection)
+        else:
+            self.close()
 
     def connection_security(self) -> ConnectionSecurity | None:
-        """How the live connection is protected; None before a statement has connected."""
-        if self._connection is None:
-            return None
-        # PyMySQL keeps the socket it wrapped in TLS (or left plain) to itself.
-        return ConnectionSecurity.of(getattr(self._connection, "_sock", None))
+        """How the connection of the last statement was protected; None before a statement has connected."""
+        return self._security
 
     def read(self, fact: Fact[T]) -> T:
         """The answer to a fact: its statement's rows, parsed."""
-        return fact.parse(self.query(fact.statement))
+        return fact.parse(self._run(fact.statement, None, read_only=True))
 
     def query(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]:
         """Rows of a statement as dicts keyed by upper-case column names."""
-        connection = self._connect()
+        return self._run(sql, args, read_only=False)
+
+    def _run(self, sql: str, args: Sequence[Any] | None, *, read_only: bool) -> list[dict[str, Any]]:
         verb = (sql.split(None, 1) or ["?"])[0].upper()
         # A span per statement, named by its verb only: values (and passwords) never go into a trace.
         with _tracer.start_as_current_span(f"SQL {verb}", attributes={"db.system": "oceanbase", "db.operation": verb}):
-            try:
-                with connection.cursor() as cursor:
-                    cursor.execute(sql, args)
-                    rows = cursor.fetchall()
-            except pymysql.err.MySQLError as exc:
-                raise self._translate(exc, sql) from None
-        return [{str(k).upper(): v for k, v in row.items()} for row in rows]
+            while True:
+                connection, reused = self._borrow()
+                try:
+                    with connection.cursor() as cursor:
+                        cursor.execute(sql, args)
+                        rows = cursor.fetchall()
+                except pymysql.err.MySQLError as exc:
+                    self._drop(connection)
+                    if read_only and reused and _connection_gone(exc):
+                        # The pool's connection died while it was idle: a read is sent once more, on a new one.
+                        read_only = False
+                        continue
+                    raise self._translate(exc, sql) from None
+                except BaseException:
+                    self._drop(connection)
+                    raise
+                self._give_back(connection)
+                return [{str(k).upper(): v for k, v in row.items()} for row in rows]
 
     def execute(self, sql: str, args: Sequence[Any] | None = None) -> None:
         self.query(sql, args)

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.connections import ConnectionPools
 from activities.credentials import Credentials
 from activities.facts import Fact
 from activities.failures import project_activity, to_application_error
@@ -51,9 +52,17 @@ log = logging.getLogger("ob_takeover.activities")
 T = TypeVar("T")
 
 
-def connect_cluster(endpoint: ClusterEndpoint, user: str, tls: ClusterTls = DEFAULT_TLS) -> ClusterPort:
-    """The production cluster port: pymysql to the sys tenant as `user`."""
-    return ObSysClient(endpoint, user=user, tls=tls)
+ROOT_USER = "root"
+
+
+def connect_cluster(
+    endpoint: ClusterEndpoint, user: str, tls: ClusterTls = DEFAULT_TLS, pools: ConnectionPools | None = None
+) -> ClusterPort:
+    """The production cluster port: pymysql to the sys tenant as `user`. root's statements use the worker's
+    connections (`pools`); a login as any other user is there to prove that user's password works (the
+    monitor user's, proxyro's), so it always opens a connection of its own."""
+    pool = pools.sql if pools is not None and user == ROOT_USER else None
+    return ObSysClient(endpoint, user=user, tls=tls, pool=pool)
 
 
 @dataclass
@@ -71,8 +80,17 @@ class Runtime:
     # How subtasks reach clusters and hosts: the real clients, or the plan preview's recorders.
     cluster_connector: ClusterConnector = field(default=connect_cluster)
     host_connector: HostConnector = field(default=HostClient)
+    # The worker's SQL and SSH connections, reused by every subtask (shared by copies of this runtime).
+    pools: ConnectionPools = field(default_factory=ConnectionPools)
 
-    def cluster(self, endpoint: ClusterEndpoint, user: str = "root") -> ClusterPort:
+    def __post_init__(self) -> None:
+        # The real clients by default, over this runtime's pools.
+        if self.cluster_connector is connect_cluster:
+            self.cluster_connector = functools.partial(connect_cluster, pools=self.pools)
+        if self.host_connector is HostClient:
+            self.host_connector = functools.partial(HostClient, pool=self.pools.ssh)
+
+    def cluster(self, endpoint: ClusterEndpoint, user: str = ROOT_USER) -> ClusterPort:
         """A port to the cluster's sys tenant as `user` (root unless said), connected on first use."""
         return self.cluster_connector(endpoint, user)
 
@@ -121,6 +139,7 @@ class Runtime:
         migrate(db)
         vault = load_vault(settings)
         vault.verify(db)
+        pools = ConnectionPools()
         return cls(
             db=db,
             vault=vault,
@@ -130,8 +149,9 @@ class Runtime:
             trust_on_first_use=settings.host_key_policy == "tofu",
             poll_interval=settings.poll_interval,
             cluster_connector=functools.partial(
-                connect_cluster, tls=ClusterTls(settings.cluster_tls, settings.cluster_tls_ca)
+                connect_cluster, tls=ClusterTls(settings.cluster_tls, settings.cluster_tls_ca), pools=pools
             ),
+            pools=pools,
         )
 
 
@@ -212,7 +232,7 @@ class Work:
         return await asyncio.to_thread(lambda: self.sys.read(fact))
 
     def cluster_as(self, user: str, password: str) -> ClusterPort:
-        """The same cluster endpoint as another sys-tenant user."""
+        """The same cluster endpoint as another sys-tenant user, on a login of its own (`connect_cluster`)."""
         return self.runtime.cluster(self.endpoint.model_copy(update={"root_sys_password": password}), user)
 
     def host(self, ip: str, *, reserving: bool = False) -> HostPort:
