@@ -31,11 +31,13 @@ from contracts.engine import DEFAULT_TASK_QUEUE
 from contracts.settings import Settings, SettingsError, load_settings
 from ob_takeover.connection import connect as connect_temporal
 from ob_takeover.telemetry import configure_logging, metrics_runtime, serve_worker_http, setup_tracing
+from ob_takeover.verify_schedules import keep_schedules
 from workflows.fleet import TakeOverFleet
 from workflows.precheck import TakeOverPrecheck
 from workflows.release import ReleaseCluster
 from workflows.sandbox import workflow_runner
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
+from workflows.verify import VerifyManagedCluster
 
 log = logging.getLogger("ob_takeover.worker")
 
@@ -83,7 +85,7 @@ def build_worker(
     return Worker(
         client,
         task_queue=queue,
-        workflows=[TakeOverCluster, TakeOverPrecheck, TakeOverFleet, ReleaseCluster],
+        workflows=[TakeOverCluster, TakeOverPrecheck, TakeOverFleet, ReleaseCluster, VerifyManagedCluster],
         workflow_runner=workflow_runner(),
         activities=list(activities),
         max_concurrent_activities=max_concurrent_activities,
@@ -166,13 +168,30 @@ async def main() -> None:
     http = None
     if metrics is not None:
         try:
-            http = await serve_worker_http(settings.metrics_listen, metrics, client, runtime.db)
+            http = await serve_worker_http(
+                settings.metrics_listen, metrics, client, runtime.db, verify_interval=settings.verify_interval
+            )
         except OSError as exc:
             log.error("cannot start: metrics_listen %s: %s", settings.metrics_listen, exc.strerror)
             sys.exit(2)
+    # Every managed cluster verified at an interval: its schedule kept in step with the metadb.
+    stop_schedules = asyncio.Event()
+    schedules = asyncio.create_task(
+        keep_schedules(
+            client,
+            runtime.db,
+            task_queue=settings.task_queue,
+            interval=settings.verify_interval,
+            every=settings.verify_reconcile_seconds,
+            stop=stop_schedules,
+        )
+    )
     try:
         await serve(worker)
     finally:
+        stop_schedules.set()
+        await schedules
+        await runtime.pools.close()
         if http is not None:
             await http.cleanup()
 

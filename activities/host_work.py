@@ -124,12 +124,14 @@ def remove_server_process_info(work: Work) -> None:
 async def refresh_agent_config(work: Work) -> None:
     host = work.arg.host
     assert host is not None
-    servers, password = await asyncio.to_thread(_agent_inputs, work, host.ip)
+    servers, password = await asyncio.to_thread(agent_inputs, work, host.ip)
     async with work.host(host.ip) as client:
-        agent_key = (await client.run(commands.agent_key(work.arg.task_id), what="reading the agent key")).stdout
+        # Keyed to the task whose before-state a release restores: a repair acting for the takeover keeps
+        # the takeover's backup and marker, and leaves none of its own.
+        agent_key = (await client.run(commands.agent_key(work.owner_task_id), what="reading the agent key")).stdout
         current = (await client.run(commands.read_agent_file(commands.AGENT_CONFIG_FILE))).stdout
         # Re-encrypting gives new bytes each time; keep the file as it is when only the nonce would change.
-        if not _same_config(current, agent_key, password, work, servers):
+        if not same_agent_config(current, agent_key, password, work, servers):
             document = commands.agent_config(
                 cluster_name=work.arg.target.name_and_id[0],
                 ob_cluster_id=work.arg.target.name_and_id[1],
@@ -139,7 +141,7 @@ async def refresh_agent_config(work: Work) -> None:
                 config_url=config_url(work),
             )
             await client.run(
-                commands.write_agent_file(commands.AGENT_CONFIG_FILE, work.arg.task_id, len(document.encode())),
+                commands.write_agent_file(commands.AGENT_CONFIG_FILE, work.owner_task_id, len(document.encode())),
                 input=document,
                 what=f"writing {commands.AGENT_CONFIG_FILE}",
             )
@@ -150,7 +152,7 @@ async def refresh_agent_config(work: Work) -> None:
     work.say(f"{host.ip}: {reload}")
 
 
-def _agent_inputs(work: Work, ip: str) -> tuple[list[dict[str, object]], str]:
+def agent_inputs(work: Work, ip: str) -> tuple[list[dict[str, object]], str]:
     """The host's observers as the agent configuration lists them, and the monitor user's password."""
     servers: list[dict[str, object]] = [
         {
@@ -170,7 +172,10 @@ def _agent_inputs(work: Work, ip: str) -> tuple[list[dict[str, object]], str]:
     return servers, monitor_password(work)
 
 
-def _same_config(current: str, agent_key: str, password: str, work: Work, servers: list[dict[str, object]]) -> bool:
+def same_agent_config(
+    current: str, agent_key: str, password: str, work: Work, servers: list[dict[str, object]]
+) -> bool:
+    """Whether `current` is the configuration this subtask writes (the monitor password compared decrypted)."""
     try:
         document = json.loads(current)
         stored = commands.decrypt_for_agent(agent_key, document["monitor"]["password"])
@@ -218,7 +223,7 @@ async def activate_agent_modules(work: Work) -> None:
     assert host is not None
     async with work.host(host.ip) as client:
         await client.run(
-            commands.write_agent_file(commands.AGENT_MODULES_FILE, work.arg.task_id, len(modules.encode())),
+            commands.write_agent_file(commands.AGENT_MODULES_FILE, work.owner_task_id, len(modules.encode())),
             input=modules,
             what=f"writing {commands.AGENT_MODULES_FILE}",
         )

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from contracts.verification import DriftKind
+
 # Which part of the system an error type comes from, for `ob_takeover_errors_total{component, type}`.
 _COMPONENTS = {
     "Metadb": "metadb",
@@ -39,3 +41,15 @@ def record_subtask(name: str, outcome: str, seconds: float, attempt: int, error_
         meter.create_counter("ob_takeover_errors_total", "Failures by component and error type").add(
             1, {"component": component_of(error_type), "type": error_type}
         )
+
+
+def record_verification(cluster: str, kinds: list[str], checked_at: float) -> None:
+    """A verification of `cluster` found drifts of `kinds` (one entry per finding): every kind's gauge is set,
+    to 0 for the kinds not found, so a drift that was put right drops back to 0."""
+    meter = activity.metric_meter()
+    drift = meter.create_gauge("ob_takeover_drift", "Drifts the latest verification found, by cluster and kind")
+    for kind in DriftKind:
+        drift.set(kinds.count(kind.value), {"cluster": cluster, "kind": kind.value})
+    meter.create_gauge_float(
+        "ob_takeover_verification_timestamp_seconds", "When the cluster was last verified (Unix time)", "s"
+    ).set(checked_at, {"cluster": cluster})

@@ -19,6 +19,7 @@ from activities.runtime import Runtime, heartbeat_until_done, subtask_activity
 from activities.settings import engine_settings_activity
 from activities.subtasks import IMPLEMENTATIONS
 from activities.topology import discover_topology_activity
+from activities.verify_work import describe_verify_target_activity, verify_managed_cluster_activity
 from contracts.messages import PRECHECK_HEARTBEAT_SECONDS, PrecheckInput, PrecheckReport
 from contracts.stages import ALLOCATE_TASK_ID, RUN_PRECHECK, activity_names
 from metadb import ids
@@ -46,6 +47,8 @@ def build_activities(runtime: Runtime) -> list[Callable[..., Any]]:
         allocate_task_id,
         discover_topology_activity(runtime),
         describe_managed_cluster_activity(runtime),
+        describe_verify_target_activity(runtime),
+        verify_managed_cluster_activity(runtime),
         check_fleet_members_activity(),
         find_managed_activity(runtime.db),
         *prepare_fleet_member_activities(runtime.db, runtime.vault),

@@ -12,10 +12,13 @@ TAKEOVER_WORKFLOW = "TakeOverCluster"
 PRECHECK_WORKFLOW = "TakeOverPrecheck"
 FLEET_WORKFLOW = "TakeOverFleet"
 RELEASE_WORKFLOW = "ReleaseCluster"
+VERIFY_WORKFLOW = "VerifyManagedCluster"
 DEFAULT_TASK_QUEUE = "ob-takeover"
 
 TASK_QUERY = "task"
 SUBTASK_LOG_QUERY = "subtask_log"
+# A verification's first report (before any repair).
+REPORT_QUERY = "report"
 RETRY_UPDATE = "retry"
 RETRY_SUBTASK_UPDATE = "retry_subtask"
 SKIP_SUBTASK_UPDATE = "skip_subtask"
@@ -58,6 +61,20 @@ def workflow_id_for(address: str, port: int) -> str:
 def release_workflow_id_for(address: str, port: int) -> str:
     """One running release per cluster endpoint (the cluster lock keeps a takeover of it out as well)."""
     return f"release-{address}-{port}"
+
+
+def verify_schedule_id(cluster_id: int) -> str:
+    """The Temporal Schedule that verifies managed cluster `cluster_id` (the metadb's id) at an interval; its
+    runs' workflow ids start with it."""
+    return f"{VERIFY_SCHEDULE_PREFIX}{cluster_id}"
+
+
+VERIFY_SCHEDULE_PREFIX = "verify-cluster-"
+
+
+def verify_workflow_id(cluster_id: int, suffix: str) -> str:
+    """A verification started by hand (CLI, REST API): many may run; a repair holds the cluster lock."""
+    return f"verify-{cluster_id}-{suffix}"
 
 
 def fleet_workflow_id(name: str) -> str:

@@ -163,6 +163,18 @@ class Settings(BaseModel):
         ge=100,
         le=50000,
     )
+    verify_interval: float = _setting(
+        3600.0,
+        "OB_TAKEOVER_VERIFY_INTERVAL",
+        "seconds between scheduled verifications of each managed cluster (a Temporal Schedule per cluster)",
+        ge=10,
+    )
+    verify_reconcile_seconds: float = _setting(
+        30.0,
+        "OB_TAKEOVER_VERIFY_RECONCILE_SECONDS",
+        "how often a worker brings the verification schedules in step with the managed clusters",
+        gt=0,
+    )
     stop_grace: float = _setting(
         10.0,
         "OB_TAKEOVER_STOP_GRACE",

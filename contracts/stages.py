@@ -155,6 +155,35 @@ RELEASE_SUBTASKS: tuple[SubtaskDef, ...] = (
 )
 
 
+# Verifying a managed cluster, and repairing what drifted: the takeover's own idempotent subtasks, acting for
+# its task, between the lock and the unlock. A repair has nothing of its own to undo (it puts back what the
+# takeover set), so its stages carry no compensation: a rollback of a repair only releases the lock, and
+# never runs the takeover's compensations (they would undo the takeover itself).
+REPAIR_TASK_NAME = "Repair OB cluster"
+DESCRIBE_VERIFY_TARGET = "describe_verify_target"
+VERIFY_MANAGED_CLUSTER = "verify_managed_cluster"
+# The takeover subtasks a repair may run, in the takeover's order.
+REPAIRABLE_ACTIVITIES = ("create_default_user", "register_config_url", "refresh_agent_config", "activate_agent_modules")
+
+
+def _without_compensation(stage: SubtaskDef) -> SubtaskDef:
+    return SubtaskDef(stage.name, stage.timeout, stage.activity, stage.fan_out, None, stage.prohibit_skip, False)
+
+
+REPAIRABLE_STAGES: dict[str, SubtaskDef] = {
+    stage.name: _without_compensation(stage) for stage in SUBTASKS if stage.activity in REPAIRABLE_ACTIVITIES
+}
+
+
+def repair_stages(subtask_names: set[str]) -> tuple[SubtaskDef, ...]:
+    """A repair task's table: the lock, the named takeover subtasks in the takeover's order, the unlock."""
+    unknown = subtask_names - set(REPAIRABLE_STAGES)
+    if unknown:
+        raise ValueError(f"not a repairing subtask: {sorted(unknown)}")
+    named = tuple(stage for name, stage in REPAIRABLE_STAGES.items() if name in subtask_names)
+    return (LOCK_STAGE, *named, UNLOCK_STAGE)
+
+
 def stage_nodes(
     stage: SubtaskDef, topology: Topology
 ) -> list[ServerNode] | list[HostNode] | list[ZoneNode] | list[None]:

@@ -19,26 +19,43 @@ from metadb.db import Database
 def describe_managed_cluster(db: Database, release: ReleaseRequest, workflow_id: str) -> ReleaseTarget:
     """The cluster to release as the metadb records it; refused unless a takeover brought it into management
     and finished, and unless `workflow_id` is the one release of this cluster may run under."""
-    record = clusters.get_cluster(db, release.cluster_id)
-    if record is None:
-        raise FailedPrecondition(f"no managed cluster {release.cluster_id}; `ob-takeover cluster list` lists them")
-    if record["status"] not in (clusters.RUNNING, clusters.RELEASING):
-        raise FailedPrecondition(
-            f"cluster {release.cluster_id} is {record['status']}: its takeover has not finished; let it finish "
-            "or roll it back first"
-        )
+    record = _managed_record(db, release.cluster_id, (clusters.RUNNING, clusters.RELEASING))
     expected = release_workflow_id_for(record["address"], int(record["port"]))
     if workflow_id != expected:
         raise FailedPrecondition(f"a release of cluster {release.cluster_id} runs as workflow {expected}")
+    return _managed_target(db, record, release.cluster_id, release.root_sys_credential_id)
+
+
+def describe_verify_target(db: Database, cluster_id: int) -> ReleaseTarget:
+    """A managed cluster (RUNNING: its takeover finished, no release has begun) as the metadb records it, with
+    the root@sys password its takeover kept, for a verification and its repair."""
+    record = _managed_record(db, cluster_id, (clusters.RUNNING,))
+    return _managed_target(db, record, cluster_id, None)
+
+
+def _managed_record(db: Database, cluster_id: int, statuses: tuple[str, ...]) -> dict[str, Any]:
+    record = clusters.get_cluster(db, cluster_id)
+    if record is None:
+        raise FailedPrecondition(f"no managed cluster {cluster_id}; `ob-takeover cluster list` lists them")
+    if record["status"] not in statuses:
+        raise FailedPrecondition(
+            f"cluster {cluster_id} is {record['status']}: its release has begun"
+            if record["status"] == clusters.RELEASING
+            else f"cluster {cluster_id} is {record['status']}: its takeover has not finished; let it finish "
+            "or roll it back first"
+        )
+    return record
+
+
+def _managed_target(db: Database, record: dict[str, Any], cluster_id: int, credential_id: int | None) -> ReleaseTarget:
     key = f"{record['name']}:{record['ob_cluster_id']}"
-    credential_id = release.root_sys_credential_id
     if credential_id is None:
         saved = credentials.describe_credential(
             db, kind=CLUSTER, name=credentials.cluster_credential_name(key, "root@sys")
         ) or _bound_root_credential(db, key, endpoint_key(record["address"], int(record["port"])))
         if saved is None:
             raise FailedPrecondition(
-                f"cluster {release.cluster_id}'s root@sys password is not in the password box (neither saved by its "
+                f"cluster {cluster_id}'s root@sys password is not in the password box (neither saved by its "
                 "takeover nor bound to it): store it with `ob-takeover credential add-cluster --endpoint …` and "
                 "give its id as rootSysCredentialId"
             )
@@ -53,8 +70,8 @@ def describe_managed_cluster(db: Database, release: ReleaseRequest, workflow_id:
         cluster_name=record["name"] if proxy else None,
         ob_cluster_id=int(record["ob_cluster_id"]) if proxy else None,
     )
-    servers = clusters.rows_of(db, "servers", release.cluster_id)
-    zones = clusters.rows_of(db, "zones", release.cluster_id)
+    servers = clusters.rows_of(db, "servers", cluster_id)
+    zones = clusters.rows_of(db, "zones", cluster_id)
     topology = Topology(
         cluster_name=record["name"],
         ob_cluster_id=int(record["ob_cluster_id"]),
@@ -68,9 +85,9 @@ def describe_managed_cluster(db: Database, release: ReleaseRequest, workflow_id:
         ],
     )
     owner_task_id = int(record["task_id"])
-    target = ClusterTarget(endpoint=endpoint, cluster_id=release.cluster_id, owner_task_id=owner_task_id)
+    target = ClusterTarget(endpoint=endpoint, cluster_id=cluster_id, owner_task_id=owner_task_id)
     return ReleaseTarget(
-        cluster_id=release.cluster_id,
+        cluster_id=cluster_id,
         owner_task_id=owner_task_id,
         target=target.discovered(topology),
         topology=topology,

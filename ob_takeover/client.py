@@ -40,6 +40,7 @@ from contracts.release import ReleaseRequest
 from contracts.request import TakeOverRequest, parse_request
 from contracts.settings import Settings, load_settings
 from contracts.task_view import TaskView
+from contracts.verification import VerificationResult, VerifyRequest
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import Vault, load_vault
@@ -194,6 +195,15 @@ class TakeoverClient:
         )
         started = await tasks.start_release(await self._starter(), release, creator=_creator(creator))
         return Takeover(started.handle)
+
+    async def verify(
+        self, cluster_id: int, *, repair: bool = False, creator: str | None = None
+    ) -> WorkflowHandle[Any, VerificationResult]:
+        """Start verifying managed cluster `cluster_id` (and, with `repair`, repairing what drifted); the
+        handle's result is the `VerificationResult`, its `report` query the first report and, during a repair,
+        its `task` query the repair task."""
+        request = VerifyRequest(cluster_id=cluster_id, repair=repair)
+        return await tasks.start_verification(await self._starter(), request, creator=_creator(creator))
 
     def get_fleet(self, name_or_id: str) -> Fleet:
         """A fleet by its name or its workflow id."""

@@ -19,13 +19,20 @@ from temporalio.client import Client, WorkflowExecutionStatus, WorkflowHandle
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.engine import fleet_workflow_id, release_workflow_id_for, task_memo, workflow_id_for
+from contracts.engine import (
+    fleet_workflow_id,
+    release_workflow_id_for,
+    task_memo,
+    verify_workflow_id,
+    workflow_id_for,
+)
 from contracts.errors import ClusterNotFound, FailedPrecondition, TaskConflict
 from contracts.fleet import FleetRequest, check_fleet_name
 from contracts.messages import PrecheckReport, PreparedTask
 from contracts.release import ReleaseRequest
 from contracts.request import TakeOverRequest
 from contracts.task_view import RecordedStatus, TaskView
+from contracts.verification import VerificationResult, VerifyRequest
 from metadb import clusters, task_starts, tasks
 from metadb.db import Database
 from metadb.managed import describe_managed_cluster
@@ -34,6 +41,7 @@ from workflows.fleet import TakeOverFleet
 from workflows.precheck import TakeOverPrecheck
 from workflows.release import ReleaseCluster
 from workflows.takeover import TakeOverCluster
+from workflows.verify import VerifyManagedCluster
 
 Result = TypeVar("Result")
 log = logging.getLogger("ob_takeover.tasks")
@@ -99,6 +107,32 @@ async def start_release(
     )  # fmt: skip
     conflict = f"cluster {release.cluster_id} is being moved out by another task ({workflow_id})"
     return await _start(starter, ReleaseCluster.run, prepared, creator, trace_id, conflict)
+
+
+async def start_verification(
+    starter: TaskStarter, request: VerifyRequest, *, creator: str, trace_id: str | None = None
+) -> WorkflowHandle[Any, VerificationResult]:
+    """Start verifying managed cluster `request.cluster_id` (with `repair`, and repairing it); ClusterNotFound,
+    or FailedPrecondition when it is not RUNNING under management. One repair of a cluster at a time: a repair
+    runs as `verify-<id>-repair` (TaskConflict while one runs); verifications alone run side by side."""
+    row = await starter.metadb(clusters.get_cluster, starter.db, request.cluster_id)
+    if row is None:
+        raise ClusterNotFound(f"cluster {request.cluster_id} does not exist")
+    if row["status"] != clusters.RUNNING:
+        raise FailedPrecondition(f"cluster {request.cluster_id} is {row['status']}: only a managed cluster is verified")
+    suffix = "repair" if request.repair else (trace_id or os.urandom(4).hex())[:8]
+    workflow_id = verify_workflow_id(request.cluster_id, suffix)
+    try:
+        return await starter.client.start_workflow(
+            VerifyManagedCluster.run,
+            request.model_dump(mode="json"),
+            id=workflow_id,
+            task_queue=starter.task_queue,
+            memo=task_memo(creator, trace_id),
+            static_summary=f"Verify cluster {row['name']}{' and repair it' if request.repair else ''}",
+        )
+    except WorkflowAlreadyStartedError:
+        raise TaskConflict(f"cluster {request.cluster_id} is being repaired already ({workflow_id})") from None
 
 
 async def run_precheck(

@@ -19,6 +19,7 @@ import asyncio
 import json
 import logging
 import socket
+import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -43,7 +44,7 @@ from contracts.errors import READABLE_FAILURE_TYPES, TakeoverError
 from contracts.log_context import log_context
 from contracts.settings import Settings
 from contracts.task_view import TaskStatus
-from metadb import locks
+from metadb import clusters, locks, verifications
 from metadb.db import Database
 
 log = logging.getLogger("ob_takeover.telemetry")
@@ -143,7 +144,31 @@ async def scrape_gauges(client: Client, db: Database) -> bytes:
 # --- the worker's HTTP port ----------------------------------------------------------------------------
 
 
-async def serve_worker_http(listen: str, metrics: MetricsRuntime, client: Client, db: Database) -> web.AppRunner:
+def stale_verifications(db: Database, interval: float, now: float | None = None) -> list[dict[str, object]]:
+    """The managed clusters whose latest verification is older than twice `interval` (or that have none
+    though managed for that long): their schedule is paused or missing, or verifications fail."""
+    moment = time.time() if now is None else now
+    checked = verifications.last_checked(db)
+    stale: list[dict[str, object]] = []
+    for row in clusters.list_clusters(db):
+        if row["status"] != clusters.RUNNING:
+            continue
+        cluster_id = int(row["id"])
+        last = checked.get(cluster_id)
+        since = last or _created_at(db, cluster_id)
+        if since is None or moment - datetime.fromisoformat(since).timestamp() > 2 * interval:
+            stale.append({"clusterId": cluster_id, "cluster": row["name"], "lastVerified": last})
+    return stale
+
+
+def _created_at(db: Database, cluster_id: int) -> str | None:
+    record = clusters.get_cluster(db, cluster_id)
+    return str(record["updated_at"]) if record and record.get("updated_at") else None
+
+
+async def serve_worker_http(
+    listen: str, metrics: MetricsRuntime, client: Client, db: Database, *, verify_interval: float | None = None
+) -> web.AppRunner:
     """`/metrics` (the SDK's and the product's, and the scrape-time gauges), `/healthz` (the process
     answers) and `/readyz` (Temporal and the metadb answer) on `listen` (host:port)."""
     session = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5))
@@ -173,7 +198,11 @@ async def serve_worker_http(listen: str, metrics: MetricsRuntime, client: Client
         except Exception as exc:
             checks["metadb"] = f"unavailable: {type(exc).__name__}"
         ready = all(value == "ok" for value in checks.values())
-        return web.json_response({"ready": ready, **checks}, status=200 if ready else 503)
+        details: dict[str, object] = {}
+        if verify_interval is not None and checks["metadb"] == "ok":
+            # A detail, not a readiness failure: the worker serves; the schedules or the clusters need a look.
+            details["stale_verifications"] = await asyncio.to_thread(stale_verifications, db, verify_interval)
+        return web.json_response({"ready": ready, **checks, **details}, status=200 if ready else 503)
 
     async def close_session(_: web.Application) -> None:
         await session.close()

@@ -1019,6 +1019,28 @@ class SimCluster:
                 ).rowcount
             )
 
+    def add_server(self, ip: str, rpc_port: int, sql_port: int, zone: str) -> bool:
+        """A server row added by hand (control API), ACTIVE and serving, as `ALTER SYSTEM ADD SERVER` and a
+        started observer leave it; False when the server is listed already or the zone does not exist."""
+        with self._lock:
+            db = self._db
+            if db.execute("SELECT 1 FROM servers WHERE svr_ip = ? AND svr_port = ?", (ip, rpc_port)).fetchone():
+                return False
+            if not db.execute("SELECT 1 FROM zones WHERE zone = ?", (zone,)).fetchone():
+                return False
+            (number,) = db.execute("SELECT COALESCE(MAX(id), 0) + 1 FROM servers").fetchone()
+            db.execute(
+                "INSERT INTO servers VALUES (?, ?, ?, ?, ?, 'NO', 'ACTIVE', ?, NULL, NULL, ?)",
+                (ip, rpc_port, sql_port, number, zone, _now(), f"{self.version}_{100000000 + number}-x86_64"),
+            )
+            return True
+
+    def remove_server(self, label: str) -> bool:
+        """A server deleted by hand (control API), as `ALTER SYSTEM DELETE SERVER` leaves DBA_OB_SERVERS."""
+        ip, _, port = label.rpartition(":")
+        with self._lock:
+            return bool(self._db.execute("DELETE FROM servers WHERE svr_ip = ? AND svr_port = ?", (ip, port)).rowcount)
+
     def update_zone(self, zone: str, values: dict[str, Any]) -> bool:
         allowed = {k: v for k, v in values.items() if k in ("status", "region", "idc")}
         if not allowed:

@@ -25,7 +25,9 @@ def control_app(
     """`GET /state`: the cluster's state (`SimCluster.state`: among it `logins`, every login with its endpoint,
     "proxy" for the simulated OBProxy, and `statement_log`) and `extra_state` (`proxy` {address, port} when one
     runs); `GET /faults`; `POST /faults` {match, server, error, message, times, delay, skip};
-    `DELETE /faults`; `PATCH /servers/{ip:port}` {status, stop_time, start_service_time}; `PATCH /zones/{zone}`
+    `DELETE /faults`; `PATCH /servers/{ip:port}` {status, stop_time, start_service_time}; `POST /servers` {ip,
+    rpc_port, sql_port, zone} and `DELETE /servers/{ip:port}`: a server added or deleted by hand (its row in
+    DBA_OB_SERVERS; no observer or host comes with it); `PATCH /zones/{zone}`
     {status, region, idc}; `PUT /parameters/{name}` {value}.
 
     The network (`obsim.network`): `GET /network` {conditions {latency_ms, jitter_ms, relayed}, partitions
@@ -72,6 +74,18 @@ def control_app(
             return web.json_response({"error": "no such server or nothing to change"}, status=404)
         return web.json_response({"ok": True})
 
+    async def add_server(request: web.Request) -> web.Response:
+        body = await body_of(request)
+        ip, zone = text_field(body, "ip"), text_field(body, "zone")
+        if not cluster.add_server(ip, port_field(body, "rpc_port"), port_field(body, "sql_port"), zone):
+            return web.json_response({"error": "the server is listed already, or no such zone"}, status=409)
+        return web.json_response({"ok": True}, status=201)
+
+    async def delete_server(request: web.Request) -> web.Response:
+        if not cluster.remove_server(request.match_info["label"]):
+            return web.json_response({"error": "no such server"}, status=404)
+        return web.json_response({"ok": True})
+
     async def patch_zone(request: web.Request) -> web.Response:
         if not cluster.update_zone(request.match_info["zone"], await request.json()):
             return web.json_response({"error": "no such zone or nothing to change"}, status=404)
@@ -95,6 +109,12 @@ def control_app(
         value = body.get(name)
         if not isinstance(value, str) or not value:
             raise _BadField(name, "required, a non-empty string")
+        return value
+
+    def port_field(body: dict[str, Any], name: str) -> int:
+        value = body.get(name)
+        if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
+            raise _BadField(name, "required, a port number")
         return value
 
     def seconds_field(body: dict[str, Any], positive: bool) -> float:
@@ -166,6 +186,8 @@ def control_app(
     app.router.add_post("/faults", add_fault)
     app.router.add_delete("/faults", clear_faults)
     app.router.add_patch("/servers/{label}", patch_server)
+    app.router.add_post("/servers", add_server)
+    app.router.add_delete("/servers/{label}", delete_server)
     app.router.add_patch("/zones/{zone}", patch_zone)
     app.router.add_put("/parameters/{name}", put_parameter)
     return app

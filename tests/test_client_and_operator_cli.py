@@ -106,9 +106,9 @@ async def test_operator_command_start_status_and_operations(
         assert "Sync cluster info" in text and "injected failure of sync_cluster_info" in text
         # Every column starts where its header does, whatever the width of the names and times in it.
         header = next(line for line in text.splitlines() if line.startswith("ID "))
-        row = next(line for line in text.splitlines() if "Sync cluster info" in line)
-        assert row[header.index("STATUS") :].startswith("FAILED"), (header, row)
-        assert row[header.index("NODE") - 1] == " " and row[header.index("START") - 1] == " "
+        line = next(line for line in text.splitlines() if "Sync cluster info" in line)
+        assert line[header.index("STATUS") :].startswith("FAILED"), (header, line)
+        assert line[header.index("NODE") - 1] == " " and line[header.index("START") - 1] == " "
         # The task list shows the task as an operator must see it: FAILED, waiting, not "RUNNING".
         listed_code, listed, listing = await cli(client, task_queue, "tasks")
         assert listed_code == 0 and listed is not None, listing

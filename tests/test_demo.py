@@ -26,7 +26,13 @@ from tests.support.browser import browser, chromium_available
 ROOT = Path(__file__).resolve().parents[1]
 WORKFLOW = "takeover-127.0.10.2-2881"
 DASHBOARD = ROOT / "deploy/grafana/dashboards/ob-takeover.json"
-AFTER_AN_EVENT = {"ob_takeover_errors_total", "ob_takeover_operations_total"}
+# The verification's gauges appear with the first verification (its schedule's first run is an interval away).
+AFTER_AN_EVENT = {
+    "ob_takeover_errors_total",
+    "ob_takeover_operations_total",
+    "ob_takeover_drift",
+    "ob_takeover_verification_timestamp_seconds",
+}
 
 
 class Output:

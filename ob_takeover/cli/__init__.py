@@ -19,7 +19,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from contracts.errors import TakeoverError, TaskConflict, innermost_message
 from contracts.settings import CONFIG_ENV, DEFAULT_CONFIG_FILE, SettingsError, load_settings
-from ob_takeover.cli import config, fleet, inventory, secrets, serve, tasks
+from ob_takeover.cli import config, fleet, inventory, secrets, serve, tasks, verify
 from ob_takeover.cli.console import EXIT_FAILED, EXIT_OK, EXIT_UNAVAILABLE, EXIT_USAGE, CommandError
 from ob_takeover.cli.tasks import task_table
 
@@ -37,6 +37,7 @@ COMMAND_GROUPS = (
     inventory.add_lock_parsers,
     tasks.add_task_parsers,
     fleet.add_fleet_parsers,
+    verify.add_verify_parsers,
     secrets.add_vault_parsers,
 )
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from ob_takeover.api.deps import API, Services
-from ob_takeover.api.routes import clusters, credentials, host_types, hosts, system, tasks
+from ob_takeover.api.routes import clusters, credentials, host_types, hosts, system, tasks, verification
 
 __all__ = ["API", "Services", "router"]
 
 router = APIRouter()
-for resource in (system, clusters, tasks, hosts, host_types, credentials):
+for resource in (system, clusters, verification, tasks, hosts, host_types, credentials):
     router.include_router(resource.router)
