@@ -63,13 +63,16 @@ def release_workflow_id_for(address: str, port: int) -> str:
     return f"release-{address}-{port}"
 
 
-def verify_schedule_id(cluster_id: int) -> str:
+def verify_schedule_id(cluster_id: int, task_queue: str) -> str:
     """The Temporal Schedule that verifies managed cluster `cluster_id` (the metadb's id) at an interval; its
-    runs' workflow ids start with it."""
-    return f"{VERIFY_SCHEDULE_PREFIX}{cluster_id}"
+    runs' workflow ids start with it. Named after the deployment's task queue: two deployments on one
+    namespace each number their clusters from 1."""
+    return f"{verify_schedule_prefix(task_queue)}{cluster_id}"
 
 
-VERIFY_SCHEDULE_PREFIX = "verify-cluster-"
+def verify_schedule_prefix(task_queue: str) -> str:
+    """What the ids of one deployment's verification schedules start with."""
+    return f"verify-{task_queue}-cluster-"
 
 
 def verify_workflow_id(cluster_id: int, suffix: str) -> str:

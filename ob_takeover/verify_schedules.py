@@ -1,7 +1,7 @@
 """Every managed cluster is verified at an interval: one Temporal Schedule per cluster, kept in step with the
 metadb by a reconciler that each worker runs (on start and every `verify_reconcile_seconds`).
 
-A cluster whose takeover finished (RUNNING) gets a schedule `verify-cluster-<id>` that starts
+A cluster whose takeover finished (RUNNING) gets a schedule `verify-<task queue>-cluster-<id>` that starts
 `VerifyManagedCluster` every `verify_interval` on this worker's task queue; a schedule of a cluster no longer
 managed (released) is deleted, with its latest report. The schedules are Temporal's, so they outlive any
 restart; several workers reconciling at once converge on the same schedules. A schedule paused by an
@@ -31,7 +31,7 @@ from temporalio.client import (
 )
 from temporalio.service import RPCError, RPCStatusCode
 
-from contracts.engine import VERIFY_SCHEDULE_PREFIX, task_memo, verify_schedule_id
+from contracts.engine import task_memo, verify_schedule_id, verify_schedule_prefix
 from metadb import clusters, verifications
 from metadb.db import Database
 from workflows.verify import VerifyManagedCluster
@@ -54,7 +54,7 @@ def verify_schedule(cluster_id: int, task_queue: str, interval: float) -> Schedu
         action=ScheduleActionStartWorkflow(
             VerifyManagedCluster.run,
             {"clusterId": cluster_id},
-            id=verify_schedule_id(cluster_id),
+            id=verify_schedule_id(cluster_id, task_queue),
             task_queue=task_queue,
             memo=task_memo("schedule"),
         ),
@@ -74,7 +74,7 @@ async def reconcile_schedules(client: Client, db: Database, *, task_queue: str, 
     done = Reconciled()
     managed = await asyncio.to_thread(_managed_ids, db)
     for cluster_id in sorted(managed):
-        handle = client.get_schedule_handle(verify_schedule_id(cluster_id))
+        handle = client.get_schedule_handle(verify_schedule_id(cluster_id, task_queue))
         queue, every = await _described(handle)
         if queue is None:
             try:
@@ -88,8 +88,9 @@ async def reconcile_schedules(client: Client, db: Database, *, task_queue: str, 
             done.updated.append(cluster_id)
     listed = [entry.id async for entry in await client.list_schedules()]
     for schedule_id in listed:
-        suffix = schedule_id.removeprefix(VERIFY_SCHEDULE_PREFIX)
-        if not schedule_id.startswith(VERIFY_SCHEDULE_PREFIX) or not suffix.isdigit() or int(suffix) in managed:
+        prefix = verify_schedule_prefix(task_queue)
+        suffix = schedule_id.removeprefix(prefix)
+        if not schedule_id.startswith(prefix) or not suffix.isdigit() or int(suffix) in managed:
             continue
         handle = client.get_schedule_handle(schedule_id)
         queue, _ = await _described(handle)
@@ -140,9 +141,9 @@ async def keep_schedules(
             await asyncio.wait_for(stop.wait(), every)
 
 
-async def set_paused(client: Client, cluster_id: int, paused: bool, note: str) -> None:
+async def set_paused(client: Client, cluster_id: int, task_queue: str, paused: bool, note: str) -> None:
     """Pause or resume the verification schedule of `cluster_id` (an RPCError NOT_FOUND when it has none)."""
-    handle = client.get_schedule_handle(verify_schedule_id(cluster_id))
+    handle = client.get_schedule_handle(verify_schedule_id(cluster_id, task_queue))
     if paused:
         await handle.pause(note=note)
     else:

@@ -182,7 +182,7 @@ async def test_drift_is_reported_repaired_and_a_release_still_restores_the_clust
         # The schedule of the managed cluster, and none once it is released.
         done = await reconcile_schedules(client, runtime.db, task_queue=task_queue, interval=3600)
         assert done.created == [cluster_id]
-        schedule = await client.get_schedule_handle(verify_schedule_id(cluster_id)).describe()
+        schedule = await client.get_schedule_handle(verify_schedule_id(cluster_id, task_queue)).describe()
         assert schedule.schedule.spec.intervals[0].every.total_seconds() == 3600
         again_done = await reconcile_schedules(client, runtime.db, task_queue=task_queue, interval=3600)
         assert (again_done.created, again_done.updated, again_done.deleted) == ([], [], [])
@@ -255,7 +255,7 @@ async def test_the_cli_and_the_rest_api_verify_repair_and_pause(
             assert stale["clusterId"] == cluster_id
 
             await reconcile_schedules(client, runtime.db, task_queue=task_queue, interval=600)
-            schedule = client.get_schedule_handle(verify_schedule_id(cluster_id))
+            schedule = client.get_schedule_handle(verify_schedule_id(cluster_id, task_queue))
             try:
                 code, out, _, err = await asyncio.to_thread(run_cli, env, "verify", "pause", str(cluster_id))
                 assert code == 0, err

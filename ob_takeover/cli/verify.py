@@ -84,9 +84,10 @@ def _cluster_id(db: Any, text: str) -> int:
 
 async def _pause(args: argparse.Namespace, cluster_id: int, paused: bool) -> int:
     client = await connect_client(args)
-    schedule = verify_schedule_id(cluster_id)
+    queue = args.settings.task_queue
+    schedule = verify_schedule_id(cluster_id, queue)
     try:
-        await set_paused(client.client, cluster_id, paused, f"{'paused' if paused else 'resumed'} from the CLI")
+        await set_paused(client.client, cluster_id, queue, paused, f"{'paused' if paused else 'resumed'} from the CLI")
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
