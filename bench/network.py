@@ -87,26 +87,12 @@ def bench_runtime(work: Path, sim: Simulation, poll_interval: float, counts: dic
     return dataclasses.replace(runtime, host_connector=counted)
 
 
-def settled_network(sim: Simulation) -> dict[str, Any]:
-    """`GET /network` once no connection is open and the counts stay put: the simulator's own start-up probes
-    reach its servers through the relay a few one-way trips after its READY line."""
-    deadline = time.monotonic() + 15
-    last: dict[str, Any] = sim.call("GET", "/network")
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        now: dict[str, Any] = sim.call("GET", "/network")
-        if now["connections_opened"] == last["connections_opened"] and not any(now["connections_open"].values()):
-            return now
-        last = now
-    raise RuntimeError(f"the simulator's connections did not settle: {last}")
-
-
 async def one_takeover(client: Client, work: Path, latency_ms: float, poll_interval: float) -> Row:
     work.mkdir()
     with simulation(work, zones=3, servers_per_zone=2, latency_ms=latency_ms, network=True) as sim:
         counts = {"commands": 0}
         runtime = bench_runtime(work, sim, poll_interval, counts)
-        network_before = settled_network(sim)
+        network_before = sim.settled_network()
         statements_before = len(sim.state()["statement_log"])
         body = takeover_body(sim, runtime)
         queue = f"network-bench-{uuid.uuid4().hex[:8]}"

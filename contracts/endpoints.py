@@ -26,3 +26,13 @@ def parse_host_pattern(text: str) -> str:
         return str(ipaddress.ip_network(text.strip(), strict=False))
     except ValueError:
         raise ValueError(f"host {text!r} is not an IP address or a network such as 10.0.0.0/24") from None
+
+
+def is_loopback_host(host: str) -> bool:
+    """Whether `host` (an address or `localhost`) names this machine's loopback."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

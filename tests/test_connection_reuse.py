@@ -237,20 +237,6 @@ def test_threads_never_share_a_connection_at_once(one_server: Simulation) -> Non
 # --- whole takeovers -------------------------------------------------------------------------------------
 
 
-def settled_network(sim: Simulation) -> dict[str, Any]:
-    """`GET /network` once no connection is open and the counts stay put (the simulator's own start-up
-    probes reach its servers through the relay after READY)."""
-    deadline = time.monotonic() + 15
-    last: dict[str, Any] = sim.call("GET", "/network")
-    while time.monotonic() < deadline:
-        time.sleep(0.3)
-        now: dict[str, Any] = sim.call("GET", "/network")
-        if now["connections_opened"] == last["connections_opened"] and not any(now["connections_open"].values()):
-            return now
-        last = now
-    raise AssertionError(f"the simulator's connections did not settle: {last}")
-
-
 def opened_since(sim: Simulation, before: dict[str, Any]) -> dict[str, int]:
     now = sim.call("GET", "/network")["connections_opened"]
     return {kind: now[kind] - before["connections_opened"][kind] for kind in now}
@@ -269,7 +255,7 @@ async def test_a_takeover_opens_one_ssh_connection_per_host_and_one_sql_connecti
     with simulation(tmp_path / "sim", latency_ms=5) as sim:
         runtime = sim_runtime(tmp_path, sim)
         body = takeover_body(sim, runtime)
-        before, logins_before = settled_network(sim), successful_logins(sim)
+        before, logins_before = sim.settled_network(), successful_logins(sim)
         async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
             handle = await start(client, task_queue, body)
             task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=90)

@@ -181,16 +181,21 @@ class Page(BaseModel):
     totalPages: int
 
 
-class Answer(BaseModel, Generic[Item]):
-    """OCP's success envelope, for the OpenAPI document."""
+class Done(BaseModel):
+    """OCP's envelope of a call with nothing to return: no `data`."""
 
-    data: Item
     duration: int
     server: str
     status: int
     successful: bool
     timestamp: str
     traceId: str
+
+
+class Answer(Done, Generic[Item]):
+    """OCP's success envelope, for the OpenAPI document."""
+
+    data: Item
 
 
 class Contents(BaseModel, Generic[Item]):
@@ -204,17 +209,6 @@ class PageOf(BaseModel, Generic[Item]):
 
     contents: list[Item]
     page: Page
-
-
-class Done(BaseModel):
-    """OCP's envelope of a call with nothing to return: no `data`."""
-
-    duration: int
-    server: str
-    status: int
-    successful: bool
-    timestamp: str
-    traceId: str
 
 
 def answers(model: Any, *, conflict: bool = False) -> dict[int | str, dict[str, Any]]:

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import ipaddress
 from pathlib import Path
 
+from contracts.endpoints import is_loopback_host
 from ob_takeover.cli.arguments import Subcommands, add_command
 from ob_takeover.cli.console import CommandError
 from ob_takeover.cli.deps import open_metadb, open_vault
@@ -108,7 +108,7 @@ def _listeners(args: argparse.Namespace, tls: tuple[str, str] | None) -> dict[st
         listeners["config"] = _address(args.config_listen, "--config-listen")
     for name, option in (("api", "--listen"), ("codec", "--codec-listen")):
         host = listeners[name][0]
-        if tls is None and not args.insecure_http and not _is_loopback(host):
+        if tls is None and not args.insecure_http and not is_loopback_host(host):
             raise CommandError(
                 f"{option} {host} is not a loopback address and the service has no TLS: Basic credentials and "
                 "passwords would cross the network in clear; give --tls-cert and --tls-key (or --insecure-http "
@@ -122,12 +122,3 @@ def _address(text: str, option: str) -> tuple[str, int]:
     if not port.isdigit() or not 0 < int(port) < 65536:
         raise CommandError(f"{option} {text}: expected HOST:PORT")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False

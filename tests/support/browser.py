@@ -4,7 +4,6 @@ out."""
 
 from __future__ import annotations
 
-import ipaddress
 import shutil
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -13,6 +12,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from playwright.sync_api import BrowserContext, ConsoleMessage, Route, sync_playwright
+
+from contracts.endpoints import is_loopback_host
 
 CHROMIUM = "/usr/bin/chromium"
 # As root, headless, and quiet: no background calls to Google's services, which the network refuses anyway.
@@ -23,13 +24,7 @@ CHROMIUM_ARGS = [
 
 
 def is_loopback(url: str) -> bool:
-    host = urlsplit(url).hostname or ""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+    return is_loopback_host(urlsplit(url).hostname or "")
 
 
 @dataclass

@@ -81,6 +81,19 @@ class Simulation:
         with urllib.request.urlopen(request, timeout=10) as reply:
             return json.load(reply)
 
+    def settled_network(self) -> dict[str, Any]:
+        """`GET /network` once no connection is open and the counts stay put: the simulator's own start-up
+        probes reach its servers through the relay a few one-way trips after its READY line."""
+        deadline = time.monotonic() + 15
+        last: dict[str, Any] = self.call("GET", "/network")
+        while time.monotonic() < deadline:
+            time.sleep(0.3)
+            now: dict[str, Any] = self.call("GET", "/network")
+            if now["connections_opened"] == last["connections_opened"] and not any(now["connections_open"].values()):
+                return now
+            last = now
+        raise TimeoutError(f"the simulator's connections did not settle: {last}")
+
     def fault(
         self,
         match: str,
