@@ -64,6 +64,7 @@ async def prepare_takeover(work: Work) -> None:
         PrecheckInput(
             target=work.arg.target, options=work.arg.options, workflow_id=work.arg.workflow_id, task_id=work.arg.task_id
         ),
+        known=work.arg.topology,
     )
     warnings = [item for item in report.items if item.status == WARNING]
     for item in warnings:

@@ -2,8 +2,10 @@
 connection the worker already has there, as pyinfra and Fabric connect to a host once per run.
 
 - SQL (`SqlPool`, pymysql, used from threads): connections per endpoint and login (the password as a
-  digest, the TLS settings), each lent to one statement at a time. A statement that waits longer than
-  `share_wait` for the busy connection gets another one (at most `sql_per_key` per endpoint and login).
+  digest, the TLS settings), each lent to one statement at a time. A statement that waits for the busy
+  connection longer than a new one took to open (at most `share_wait`) opens another (at most `sql_per_key`
+  per endpoint and login): far from the cluster, waiting behind a queue of statements costs more than a
+  handshake; near it, one connection serves every statement.
 - SSH (`SshPool`, asyncssh, on the event loop): one connection per host and login (the credential as a
   digest, the host-key policy), shared by every subtask on the host, at most `max_channels` commands at a
   time on it (below sshd's default MaxSessions of 10).
@@ -96,6 +98,8 @@ class _Idle:
 class _SqlSlot:
     idle: list[_Idle] = field(default_factory=list)
     lent: int = 0
+    # How long the last new connection took to open: the longest a statement waits for a busy one.
+    connect_seconds: float | None = None
 
 
 class SqlPool:
@@ -113,9 +117,11 @@ class SqlPool:
         """A connection for `key`, lent to the caller alone until `give_back` or `discard`, and whether it
         was used before (a new one comes from `connect`, called without the pool's lock)."""
         stale: list[Any] = []
-        share_until = time.monotonic() + self.limits.share_wait
         try:
             with self._cond:
+                slot = self._slots.setdefault(key, _SqlSlot())
+                wait = self.limits.share_wait if slot.connect_seconds is None else slot.connect_seconds
+                share_until = time.monotonic() + min(wait, self.limits.share_wait)
                 while True:
                     slot = self._slots.setdefault(key, _SqlSlot())
                     now = time.monotonic()
@@ -132,6 +138,7 @@ class SqlPool:
                     self._cond.wait(max(share_until - now, 0) or 1.0)
         finally:
             self._close_all(stale)
+        began = time.monotonic()
         try:
             connection = connect()
         except BaseException:
@@ -140,7 +147,8 @@ class SqlPool:
                 self._cond.notify_all()
             raise
         with self._cond:
-            self._born[id(connection)] = time.monotonic()
+            self._born[id(connection)] = now = time.monotonic()
+            self._slots[key].connect_seconds = now - began
         return connection, False
 
     def give_back(self, key: Hashable, connection: Any) -> None:

@@ -344,13 +344,20 @@ async def read_observer_process(port: HostPort, server: ServerNode, *, with_disk
             node=server.label,
         )
     name, pid = found
-    output = (await port.run(commands.process_details(pid), what=f"reading process {pid}")).stdout
+    script = commands.process_details_with_disk(pid) if with_disk else commands.process_details(pid)
+    output = (await port.run(script, what=f"reading process {pid}")).stdout
     try:
-        details = commands.parse_process_details(output, pid, name)
-        if with_disk:
-            dirs = (details["data_dir"], details["log_dir"])
+        if not with_disk:
+            return ObserverProcess(name=name, pid=pid, details=commands.parse_process_details(output, pid, name))
+        described, measured = commands.sections(output, 2)
+        details = commands.parse_process_details(described, pid, name)
+        dirs = (details["data_dir"], details["log_dir"])
+        data_dir, _, free = measured.partition("\n")
+        if data_dir != details["data_dir"]:
+            # The shell read the command line otherwise (an empty or repeated option): measure the directories
+            # this parser names.
             free = (await port.run(commands.disk_free(*dirs), what="measuring free space")).stdout
-            details["data_disk_free_kb"], details["log_disk_free_kb"] = commands.parse_disk_free(free, 2)
+        details["data_disk_free_kb"], details["log_disk_free_kb"] = commands.parse_disk_free(free, 2)
     except ValueError as exc:
         raise FailedPrecondition(f"{exc}; check `ps`, `df` and /proc on host {server.ip}", node=server.label) from None
     return ObserverProcess(name=name, pid=pid, details=details)

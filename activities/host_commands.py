@@ -23,6 +23,18 @@ AGENT_MODULES_FILE = "modules.json"
 AGENT_PID_FILE = f"{AGENT_DIR}/run/ocp_agent.pid"
 MONITOR_MODULES = ("ob_metrics", "host_metrics", "ob_logs", "sql_audit")
 
+# A line between the outputs of a command that does several things in one round trip.
+SECTION = "--- ob-takeover section ---"
+
+
+def sections(output: str, count: int) -> list[str]:
+    """The `count` outputs of a command whose parts are separated by `SECTION` lines."""
+    parts = output.split(f"{SECTION}\n")
+    if len(parts) != count:
+        raise ValueError(f"expected {count} sections of output, got {len(parts)}: {output[:200]!r}")
+    return parts
+
+
 # --- facts -------------------------------------------------------------------------------------
 
 # Every fact must be read: a failing command ends the script with its error instead of an empty value.
@@ -137,6 +149,23 @@ def disk_free(*paths: str) -> str:
     return f"out=$(df -Pk -- {quoted}) && echo \"$out\" | awk 'NR > 1 {{print $4}}'"
 
 
+def process_details_with_disk(pid: int) -> str:
+    """`process_details`, then (after a `SECTION` line) the data directory as the observer's command line
+    names it (`-d`/`--data_dir`, else `<cwd>/store`) and the free kilobytes of it and of `<cwd>/log`: what
+    `parse_process_details` and `disk_free` tell in two round trips, in one."""
+    p = int(pid)
+    data_dir = (
+        f"tr '\\0' '\\n' < /proc/{p}/cmdline | "
+        'awk \'NR > 2 && p == "-d" {d = $0} NR > 2 && p == "--data_dir" {e = $0} {p = $0} '
+        'END {print (d != "" ? d : e)}\''
+    )
+    return (
+        f"{process_details(p)} && echo '{SECTION}' && c=$(readlink /proc/{p}/cwd) && d=$({data_dir}) && "
+        'd=${d:-$c/store} && printf \'%s\\n\' "$d" && out=$(df -Pk -- "$d" "$c/log") && '
+        "echo \"$out\" | awk 'NR > 1 {print $4}'"
+    )
+
+
 def parse_disk_free(output: str, count: int) -> list[int]:
     values = output.split()
     if len(values) != count or not all(v.isdigit() for v in values):
@@ -208,6 +237,21 @@ def restore_agent_file(name: str, task_id: int) -> str:
 
 def read_agent_file(name: str) -> str:
     return f'cat "{AGENT_CONF}/{name}" 2>/dev/null || true'
+
+
+def agent_key_and_file(task_id: int, name: str) -> str:
+    """`agent_key`, then (after a `SECTION` line) the agent file `name`, in one round trip."""
+    return f"{agent_key(task_id)} && echo '{SECTION}' && {{ {read_agent_file(name)}; }}"
+
+
+def write_agent_file_and_reload(name: str, task_id: int, size: int) -> str:
+    """`write_agent_file`, then, once written, `RELOAD_AGENT` (its message is the output)."""
+    return f"( {write_agent_file(name, task_id, size)} ) && {{ {RELOAD_AGENT}; }}"
+
+
+def write_reload_and_read(name: str, task_id: int, size: int) -> str:
+    """`write_agent_file_and_reload`, then (after a `SECTION` line) the file as the agent now reads it."""
+    return f"{write_agent_file_and_reload(name, task_id, size)} && echo '{SECTION}' && {{ {read_agent_file(name)}; }}"
 
 
 # The pid file is only trusted for a positive number whose process is the agent (`/proc/PID/comm` is

@@ -128,8 +128,11 @@ async def refresh_agent_config(work: Work) -> None:
     async with work.host(host.ip) as client:
         # Keyed to the task whose before-state a release restores: a repair acting for the takeover keeps
         # the takeover's backup and marker, and leaves none of its own.
-        agent_key = (await client.run(commands.agent_key(work.owner_task_id), what="reading the agent key")).stdout
-        current = (await client.run(commands.read_agent_file(commands.AGENT_CONFIG_FILE))).stdout
+        output = await client.run(
+            commands.agent_key_and_file(work.owner_task_id, commands.AGENT_CONFIG_FILE),
+            what=f"reading the agent key and {commands.AGENT_CONFIG_FILE}",
+        )
+        agent_key, current = host_sections(output.stdout, 2, host.ip)
         # Re-encrypting gives new bytes each time; keep the file as it is when only the nonce would change.
         if not same_agent_config(current, agent_key, password, work, servers):
             document = commands.agent_config(
@@ -140,16 +143,28 @@ async def refresh_agent_config(work: Work) -> None:
                 servers=servers,
                 config_url=config_url(work),
             )
-            await client.run(
-                commands.write_agent_file(commands.AGENT_CONFIG_FILE, work.owner_task_id, len(document.encode())),
+            written = await client.run(
+                commands.write_agent_file_and_reload(
+                    commands.AGENT_CONFIG_FILE, work.owner_task_id, len(document.encode())
+                ),
                 input=document,
-                what=f"writing {commands.AGENT_CONFIG_FILE}",
+                what=f"writing {commands.AGENT_CONFIG_FILE} and reloading the agent",
             )
             work.say(f"{host.ip}: agent configuration written for {len(servers)} observer(s)")
+            reload = written.stdout.strip()
         else:
             work.say(f"{host.ip}: agent configuration already current")
-        reload = (await client.run(commands.RELOAD_AGENT, what="reloading the agent")).stdout.strip()
+            reload = (await client.run(commands.RELOAD_AGENT, what="reloading the agent")).stdout.strip()
     work.say(f"{host.ip}: {reload}")
+
+
+def host_sections(output: str, count: int, ip: str) -> list[str]:
+    """The sections of a command's output (`host_commands.sections`); a host whose shell answered in another
+    shape is named."""
+    try:
+        return commands.sections(output, count)
+    except ValueError as exc:
+        raise FailedPrecondition(f"{exc}; check the host's shell (bash, cat, base64)", node=ip) from None
 
 
 def agent_inputs(work: Work, ip: str) -> tuple[list[dict[str, object]], str]:
@@ -222,15 +237,13 @@ async def activate_agent_modules(work: Work) -> None:
     host = work.arg.host
     assert host is not None
     async with work.host(host.ip) as client:
-        await client.run(
-            commands.write_agent_file(commands.AGENT_MODULES_FILE, work.owner_task_id, len(modules.encode())),
+        output = await client.run(
+            commands.write_reload_and_read(commands.AGENT_MODULES_FILE, work.owner_task_id, len(modules.encode())),
             input=modules,
-            what=f"writing {commands.AGENT_MODULES_FILE}",
+            what=f"writing {commands.AGENT_MODULES_FILE}, reloading the agent and reading the file back",
         )
-        reload = (await client.run(commands.RELOAD_AGENT, what="reloading the agent")).stdout.strip()
-        state = commands.parse_agent_modules(
-            (await client.run(commands.read_agent_file(commands.AGENT_MODULES_FILE))).stdout
-        )
+    reloaded, written = host_sections(output.stdout, 2, host.ip)
+    reload, state = reloaded.strip(), commands.parse_agent_modules(written)
     wrong = [m for m in commands.MONITOR_MODULES if state.get(m) is not True]
     if wrong:
         raise FailedPrecondition(f"agent modules {', '.join(wrong)} did not switch on", node=host.ip)

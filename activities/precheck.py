@@ -44,7 +44,7 @@ from contracts.errors import (
 )
 from contracts.messages import FAILED, PASSED, WARNING, CheckItem, PlannedStep, PrecheckInput, PrecheckReport
 from contracts.request import ConnectionMode
-from contracts.target import TakeoverOptions
+from contracts.target import ClusterTarget, TakeoverOptions
 from contracts.topology import ClusterEndpoint, ServerNode, Topology
 from metadb import clusters, credentials, hosts, locks
 from metadb.credentials import HOST
@@ -63,9 +63,33 @@ class _Items:
 Preview = Callable[[Runtime, PrecheckInput, ClusterFacts, "list[HostReading]"], Awaitable[list[PlannedStep]]]
 
 
-async def run_checks(runtime: Runtime, arg: PrecheckInput, *, preview: Preview | None = None) -> PrecheckReport:
+async def run_checks(
+    runtime: Runtime, arg: PrecheckInput, *, preview: Preview | None = None, known: Topology | None = None
+) -> PrecheckReport:
     """Every check that can run; a cluster that cannot be read stops at the checks that failed. With
-    `preview` (`activities.preview.preview_takeover`), the report also shows what a takeover would send."""
+    `preview` (`activities.preview.preview_takeover`), the report also shows what a takeover would send.
+
+    `known`, the topology the task discovered moments before, lets the hosts be read while the cluster is:
+    far from the cluster, the two together cost the slower of them instead of their sum. A cluster read
+    that finds another topology has its hosts read again."""
+    early: dict[str, asyncio.Future[HostReading]] = {}
+    if known is not None:
+        early = {h.ip: asyncio.ensure_future(_read_host(runtime, arg.options, known, h.ip)) for h in known.hosts}
+    try:
+        return await _run_checks(runtime, arg, preview, known, early)
+    finally:
+        for reading in early.values():
+            reading.cancel()
+        await asyncio.gather(*early.values(), return_exceptions=True)
+
+
+async def _run_checks(
+    runtime: Runtime,
+    arg: PrecheckInput,
+    preview: Preview | None,
+    known: Topology | None,
+    early: dict[str, asyncio.Future[HostReading]],
+) -> PrecheckReport:
     began = time.monotonic()
     target, where = arg.target, arg.target.where
     out = _Items()
@@ -113,11 +137,15 @@ async def run_checks(runtime: Runtime, arg: PrecheckInput, *, preview: Preview |
         await asyncio.to_thread(_check_management, out, runtime, arg, topology)
         check_config_url(out, runtime.public_url, arg.options, topology, cluster.config_url)
         check_servers_and_zones(out, cluster)
-        readings = await asyncio.gather(*(_read_host(runtime, arg.options, topology, h.ip) for h in topology.hosts))
+        if known is None or known.servers != topology.servers:
+            early = {}
+        host_readings = asyncio.gather(
+            *(early.get(h.ip) or _read_host(runtime, arg.options, topology, h.ip) for h in topology.hosts)
+        )
+        proxyro = _Items()
+        readings, _ = await asyncio.gather(host_readings, _check_proxyro_login(proxyro, runtime, target, endpoint))
         check_hosts(out, topology, readings)
-        proxyro_password = await asyncio.to_thread(runtime.credentials.proxyro_password, target)
-        if proxyro_password:
-            await asyncio.to_thread(_check_proxyro, out, runtime, proxyro_password, endpoint)
+        out.items.extend(proxyro.items)
         if preview is not None:
             try:
                 plan = await preview(runtime, arg, cluster, readings)
@@ -286,6 +314,12 @@ def check_servers_and_zones(out: _Items, cluster: ClusterFacts) -> None:
             out.add("zone IDC", FAILED, "the zone has no IDC: ALTER SYSTEM MODIFY ZONE … IDC", 11036, zone.name)
         else:
             out.add("zone region and IDC", PASSED, f"region {zone.region}, IDC {zone.idc}", 11035, zone.name)
+
+
+async def _check_proxyro_login(out: _Items, runtime: Runtime, target: ClusterTarget, endpoint: ClusterEndpoint) -> None:
+    proxyro_password = await asyncio.to_thread(runtime.credentials.proxyro_password, target)
+    if proxyro_password:
+        await asyncio.to_thread(_check_proxyro, out, runtime, proxyro_password, endpoint)
 
 
 def _check_proxyro(out: _Items, runtime: Runtime, password: str, endpoint: ClusterEndpoint) -> None:

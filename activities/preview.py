@@ -46,6 +46,7 @@ PREVIEW_TASK_ID = 987_654_321_012
 PREVIEW_PID = 4_194_305  # above Linux's largest pid, so it never stands for a real one
 PLACEHOLDERS = {str(PREVIEW_TASK_ID): "<task-id>", str(PREVIEW_PID): "<pid>"}
 _AGENT_KEY = base64.b64encode(bytes(32)).decode()
+_NO_AGENT = "no agent process running\n"
 T = TypeVar("T")
 
 
@@ -237,7 +238,7 @@ class RecordingHost:
         self._answers: dict[str, Callable[[], str]] = {
             commands.HOST_FACTS: functools.partial(_host_facts, address, facts),
             commands.agent_key(PREVIEW_TASK_ID): functools.partial(str, _AGENT_KEY),
-            commands.RELOAD_AGENT: functools.partial(str, "no agent process running\n"),
+            commands.RELOAD_AGENT: functools.partial(str, _NO_AGENT),
         }
         for server, process in reading.observers if reading else []:
             details = process.details if process else _default_process(server)
@@ -252,11 +253,33 @@ class RecordingHost:
             self._answers[commands.disk_free(details["data_dir"], details["log_dir"])] = functools.partial(
                 str, "0\n0\n"
             )
+            self._answers[commands.process_details_with_disk(PREVIEW_PID)] = functools.partial(
+                str,
+                f"{details['os_user']}\n{details['start_time']}\n{argv}\n{details['install_path']}\n"
+                f"{commands.SECTION}\n{details['data_dir']}\n0\n0\n",
+            )
         for name in (commands.AGENT_CONFIG_FILE, commands.AGENT_MODULES_FILE):
             self._answers[commands.read_agent_file(name)] = functools.partial(self._file, name)
+            self._answers[commands.agent_key_and_file(PREVIEW_TASK_ID, name)] = functools.partial(
+                lambda name: f"{_AGENT_KEY}\n{commands.SECTION}\n{self._file(name)}", name
+            )
 
     def _file(self, name: str) -> str:
         return self._files.get(name, "")
+
+    def _write(self, command: str, input: str) -> str | None:
+        """The output of a command that writes an agent file (the file is kept for later reads), or None."""
+        size = len(input.encode())
+        for name in (commands.AGENT_CONFIG_FILE, commands.AGENT_MODULES_FILE):
+            written = {
+                commands.write_agent_file(name, PREVIEW_TASK_ID, size): "",
+                commands.write_agent_file_and_reload(name, PREVIEW_TASK_ID, size): _NO_AGENT,
+                commands.write_reload_and_read(name, PREVIEW_TASK_ID, size): f"{_NO_AGENT}{commands.SECTION}\n{input}",
+            }
+            if command in written:
+                self._files[name] = input
+                return written[command]
+        return None
 
     @property
     def address(self) -> str:
@@ -268,10 +291,9 @@ class RecordingHost:
         self._recording.command(command, input)
         if command in self._answers:
             return CommandResult(0, self._answers[command](), "")
-        for name in (commands.AGENT_CONFIG_FILE, commands.AGENT_MODULES_FILE):
-            if input is not None and command == commands.write_agent_file(name, PREVIEW_TASK_ID, len(input.encode())):
-                self._files[name] = input
-                return CommandResult(0, "", "")
+        output = None if input is None else self._write(command, input)
+        if output is not None:
+            return CommandResult(0, output, "")
         raise FailedPrecondition(f"the plan preview has no answer for `{what or command}`", node=self._address)
 
     async def __aenter__(self) -> RecordingHost:

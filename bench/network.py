@@ -20,6 +20,7 @@ import sys
 import tempfile
 import time
 import uuid
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +32,7 @@ from activities.ports import CommandResult, HostLogin, HostPort
 from activities.registry import build_activities
 from activities.runtime import Runtime
 from bench.harness import machine, start_dev_server
+from contracts.task_view import TaskView
 from metadb.db import Database
 from metadb.migrate import migrate
 from metadb.vault import MasterKey, Vault
@@ -48,6 +50,19 @@ class Row:
     sql: int
     statements: int
     commands: int
+    steps: dict[str, float] = dataclasses.field(default_factory=dict)
+
+
+def step_times(task: TaskView) -> dict[str, float]:
+    """Each subtask name's longest run in seconds (the slowest of its fan-out, which is on the critical path)."""
+    longest: dict[str, float] = {}
+    for subtask in task.subtasks:
+        if subtask.start_time and subtask.finish_time:
+            took = (
+                datetime.fromisoformat(subtask.finish_time) - datetime.fromisoformat(subtask.start_time)
+            ).total_seconds()
+            longest[subtask.name] = max(took, longest.get(subtask.name, 0.0))
+    return longest
 
 
 class CountedHost:
@@ -109,13 +124,16 @@ async def one_takeover(client: Client, work: Path, latency_ms: float, poll_inter
         opened = {k: v - network_before["connections_opened"][k] for k, v in network["connections_opened"].items()}
         statements = len(sim.state()["statement_log"]) - statements_before
         runtime.db.close()
-    return Row(latency_ms, task.status.value, wall, opened["ssh"], opened["sql"], statements, counts["commands"])
+    return Row(
+        latency_ms, task.status.value, wall, opened["ssh"], opened["sql"], statements, counts["commands"], step_times(task)
+    )
 
 
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--latency-ms", type=float, nargs="+", default=[0.0, 25.0, 50.0], help="one-way latencies")
     parser.add_argument("--poll-interval", type=float, default=2.0, help="the worker's poll interval (production: 2)")
+    parser.add_argument("--steps", action="store_true", help="also print each subtask's longest run per latency")
     parser.add_argument("--no-warm-up", action="store_true", help="skip the unreported first takeover at 0 ms")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="ob-takeover-network-"))
@@ -146,6 +164,17 @@ async def main() -> None:
             f"| {row.latency_ms:g} | {row.status} | {row.wall:.1f} | {row.ssh} | {row.sql} | {row.statements} "
             f"| {row.commands} | {trips} |"
         )
+    if args.steps:
+        print_steps(rows)
+
+
+def print_steps(rows: list[Row]) -> None:
+    """One row per subtask name: its longest run at each latency, slowest growth first."""
+    names = sorted(rows[0].steps, key=lambda name: rows[-1].steps.get(name, 0) - rows[0].steps.get(name, 0))
+    print("\n| subtask | " + " | ".join(f"{row.latency_ms:g} ms" for row in rows) + " |")
+    print("|---|" + "---:|" * len(rows))
+    for name in reversed(names):
+        print(f"| {name} | " + " | ".join(f"{row.steps.get(name, 0):.2f}" for row in rows) + " |")
 
 
 if __name__ == "__main__":
