@@ -52,7 +52,7 @@ from metadb.credentials import HOST
 log = logging.getLogger("ob_takeover.activities")
 
 
-class _Items:
+class CheckItems:
     def __init__(self) -> None:
         self.items: list[CheckItem] = []
 
@@ -74,7 +74,7 @@ async def run_checks(
     that finds another topology has its hosts read again."""
     early: dict[str, asyncio.Future[HostReading]] = {}
     if known is not None:
-        early = {h.ip: asyncio.ensure_future(_read_host(runtime, arg.options, known, h.ip)) for h in known.hosts}
+        early = {h.ip: asyncio.ensure_future(read_host(runtime, arg.options, known, h.ip)) for h in known.hosts}
     try:
         return await _run_checks(runtime, arg, preview, known, early)
     finally:
@@ -92,7 +92,7 @@ async def _run_checks(
 ) -> PrecheckReport:
     began = time.monotonic()
     target, where = arg.target, arg.target.where
-    out = _Items()
+    out = CheckItems()
     report = PrecheckReport()
     cluster: ClusterFacts | None = None
     try:
@@ -140,9 +140,9 @@ async def _run_checks(
         if known is None or known.servers != topology.servers:
             early = {}
         host_readings = asyncio.gather(
-            *(early.get(h.ip) or _read_host(runtime, arg.options, topology, h.ip) for h in topology.hosts)
+            *(early.get(h.ip) or read_host(runtime, arg.options, topology, h.ip) for h in topology.hosts)
         )
-        proxyro = _Items()
+        proxyro = CheckItems()
         readings, _ = await asyncio.gather(host_readings, _check_proxyro_login(proxyro, runtime, target, endpoint))
         check_hosts(out, topology, readings)
         out.items.extend(proxyro.items)
@@ -181,7 +181,7 @@ _VERIFY_TLS = (
 )
 
 
-def check_cluster_tls(out: _Items, security: ConnectionSecurity | None, where: str) -> None:
+def check_cluster_tls(out: CheckItems, security: ConnectionSecurity | None, where: str) -> None:
     """A warning when the sys-tenant connection was not TLS with a checked certificate: the default
     `cluster_tls = preferred` checks none, so a man in the middle can relay root@sys's login and read the
     passwords the takeover sets. Kept a warning, as clusters often have no certificate to check."""
@@ -211,7 +211,7 @@ def check_cluster_tls(out: _Items, security: ConnectionSecurity | None, where: s
         out.add(CLUSTER_TLS, PASSED, "TLS, certificate and host name checked")
 
 
-def check_connection_mode(out: _Items, endpoint: ClusterEndpoint, topology: Topology) -> None:
+def check_connection_mode(out: CheckItems, endpoint: ClusterEndpoint, topology: Topology) -> None:
     if endpoint.connection_mode != ConnectionMode.PROXY.value:
         return
     if endpoint.cluster_name != topology.cluster_name:
@@ -233,7 +233,7 @@ def check_connection_mode(out: _Items, endpoint: ClusterEndpoint, topology: Topo
         )
 
 
-def _check_management(out: _Items, runtime: Runtime, arg: PrecheckInput, topology: Topology) -> None:
+def _check_management(out: CheckItems, runtime: Runtime, arg: PrecheckInput, topology: Topology) -> None:
     record = clusters.find_cluster(runtime.db, topology.cluster_name, topology.ob_cluster_id)
     endpoint = arg.target.endpoint
     keys = locks.lock_keys(endpoint.address, endpoint.port, topology.cluster_name, topology.ob_cluster_id)
@@ -241,7 +241,11 @@ def _check_management(out: _Items, runtime: Runtime, arg: PrecheckInput, topolog
 
 
 def check_management(
-    out: _Items, arg: PrecheckInput, topology: Topology, record: dict[str, Any] | None, holder: dict[str, Any] | None
+    out: CheckItems,
+    arg: PrecheckInput,
+    topology: Topology,
+    record: dict[str, Any] | None,
+    holder: dict[str, Any] | None,
 ) -> None:
     """The cluster is neither managed here (except by this very task) nor locked by another task."""
     ours = record is not None and arg.task_id is not None and record["task_id"] == arg.task_id
@@ -267,7 +271,9 @@ def check_management(
         out.add("not locked by a running task", PASSED, "no other task holds the cluster", 11033)
 
 
-def check_config_url(out: _Items, public_url: str, options: TakeoverOptions, topology: Topology, current: str) -> None:
+def check_config_url(
+    out: CheckItems, public_url: str, options: TakeoverOptions, topology: Topology, current: str
+) -> None:
     ours = config_url_for(public_url, topology.cluster_name, topology.ob_cluster_id)
     problem = unreachable_config_url(public_url, [server.ip for server in topology.servers])
     if options.switch_config_url and problem:
@@ -291,7 +297,7 @@ def check_config_url(out: _Items, public_url: str, options: TakeoverOptions, top
         )
 
 
-def check_servers_and_zones(out: _Items, cluster: ClusterFacts) -> None:
+def check_servers_and_zones(out: CheckItems, cluster: ClusterFacts) -> None:
     for row in cluster.servers:
         label = f"{row['SVR_IP']}:{row['SVR_PORT']}"
         if not server_serving(row):
@@ -316,13 +322,15 @@ def check_servers_and_zones(out: _Items, cluster: ClusterFacts) -> None:
             out.add("zone region and IDC", PASSED, f"region {zone.region}, IDC {zone.idc}", 11035, zone.name)
 
 
-async def _check_proxyro_login(out: _Items, runtime: Runtime, target: ClusterTarget, endpoint: ClusterEndpoint) -> None:
+async def _check_proxyro_login(
+    out: CheckItems, runtime: Runtime, target: ClusterTarget, endpoint: ClusterEndpoint
+) -> None:
     proxyro_password = await asyncio.to_thread(runtime.credentials.proxyro_password, target)
     if proxyro_password:
         await asyncio.to_thread(_check_proxyro, out, runtime, proxyro_password, endpoint)
 
 
-def _check_proxyro(out: _Items, runtime: Runtime, password: str, endpoint: ClusterEndpoint) -> None:
+def _check_proxyro(out: CheckItems, runtime: Runtime, password: str, endpoint: ClusterEndpoint) -> None:
     try:
         proxyro = endpoint.model_copy(update={"root_sys_password": password})
         with runtime.cluster(proxyro, sql.PROXYRO_USER) as port:
@@ -351,7 +359,7 @@ class HostReading:
     """What the precheck learnt of one host: whether it may be reached, and its facts."""
 
     ip: str
-    access: _Items = field(default_factory=_Items)
+    access: CheckItems = field(default_factory=CheckItems)
     measured: MeasuredHost | None = None
     # Per server on the host, its observer process (None: nothing listens on its SQL port).
     observers: list[tuple[ServerNode, ObserverProcess | None]] = field(default_factory=list)
@@ -359,7 +367,7 @@ class HostReading:
     problem: CheckItem | None = None
 
 
-async def _read_host(runtime: Runtime, options: TakeoverOptions, topology: Topology, ip: str) -> HostReading:
+async def read_host(runtime: Runtime, options: TakeoverOptions, topology: Topology, ip: str) -> HostReading:
     reading = HostReading(ip)
     out = reading.access
     row, type_ok, credential_row = await asyncio.to_thread(_host_records, runtime, options, ip)
@@ -445,7 +453,7 @@ def _problem(name: str, message: str, ip: str) -> CheckItem:
     return CheckItem(name=name, status=FAILED, message=message, node=ip)
 
 
-def check_hosts(out: _Items, topology: Topology, readings: list[HostReading]) -> None:
+def check_hosts(out: CheckItems, topology: Topology, readings: list[HostReading]) -> None:
     """Judge every host's facts, then what the hosts must have in common."""
     for reading in readings:
         out.items.extend(reading.access.items)
@@ -464,7 +472,7 @@ def check_hosts(out: _Items, topology: Topology, readings: list[HostReading]) ->
         out.add("one architecture", PASSED, f"all hosts {arches.pop()}", 11023)
 
 
-def check_host(out: _Items, topology: Topology, reading: HostReading) -> None:
+def check_host(out: CheckItems, topology: Topology, reading: HostReading) -> None:
     ip = reading.ip
     if reading.measured is not None:
         offset = reading.measured.clock_offset

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from activities import cluster_users, cluster_work, host_work, release_work
+from activities import adopt_work, cluster_users, cluster_work, host_work, release_work
 from activities.runtime import Implementation
 
 IMPLEMENTATIONS: dict[str, Implementation] = {
@@ -41,4 +41,6 @@ IMPLEMENTATIONS: dict[str, Implementation] = {
     "prepare_release": release_work.prepare_release,
     "resume_management": release_work.resume_management,
     "remove_cluster_credentials": release_work.remove_cluster_credentials,
+    "precheck_new_servers": adopt_work.precheck_new_servers,
+    "reserve_new_hosts": adopt_work.reserve_new_hosts,
 }

@@ -3,7 +3,8 @@
 Read-only: the cluster is read through the facts layer (as the precheck and the subtasks read it) and the
 hosts with `cat` of the agent's files (the files the takeover's subtasks write); nothing is created, not
 even a missing agent key, and a host whose key changed is reported, never accepted. Each finding names the
-takeover subtask that puts it right (`contracts.stages.REPAIRABLE_STAGES`), or none.
+takeover subtask that puts it right (`contracts.stages.REPAIRABLE_STAGES`; a server that joined, its
+adoption, `ADOPT_SERVER`), or none.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ from contracts.errors import (
 )
 from contracts.messages import SubtaskInput
 from contracts.release import ReleaseTarget
-from contracts.stages import DESCRIBE_VERIFY_TARGET, SUBTASKS, VERIFY_MANAGED_CLUSTER
-from contracts.topology import HostNode
+from contracts.stages import ADOPT_SERVER, DESCRIBE_VERIFY_TARGET, SUBTASKS, VERIFY_MANAGED_CLUSTER
+from contracts.topology import HostNode, ServerNode
 from contracts.verification import DriftKind, Finding, VerificationReport, VerifyInput, VerifyRequest
 from metadb import clusters, hosts, verifications
 from metadb.managed import describe_verify_target
@@ -175,6 +176,13 @@ def _server_findings(managed: ReleaseTarget, rows: list[dict[str, Any]]) -> list
             node=label,
             expected="not managed (the takeover did not see it)",
             found=f"in zone {row['ZONE']}, {row['STATUS']}",
+            repair=ADOPT_SERVER,
+            server=ServerNode(
+                ip=str(row["SVR_IP"]),
+                rpc_port=int(row["SVR_PORT"]),
+                sql_port=int(row["SQL_PORT"]),
+                zone=str(row["ZONE"]),
+            ),
         )
         for label, row in live.items()
         if label not in recorded

@@ -163,7 +163,30 @@ REPAIR_TASK_NAME = "Repair OB cluster"
 DESCRIBE_VERIFY_TARGET = "describe_verify_target"
 VERIFY_MANAGED_CLUSTER = "verify_managed_cluster"
 # The takeover subtasks a repair may run, in the takeover's order.
-REPAIRABLE_ACTIVITIES = ("create_default_user", "register_config_url", "refresh_agent_config", "activate_agent_modules")
+REPAIRABLE_ACTIVITIES = (
+    "create_default_user",
+    "register_config_url",
+    "update_server_process_info",
+    "refresh_agent_config",
+    "activate_agent_modules",
+    "sync_cluster_info",
+)
+# A server that joined after the takeover is adopted as the takeover adopts its servers: the takeover's
+# precheck items on its host, its host registered (with the takeover's hostInfo) and reserved, then the
+# takeover's own subtasks for it. A finding names the whole adoption by this name.
+ADOPT_SERVER = "Adopt new server"
+ADOPTION_STAGES: tuple[SubtaskDef, ...] = (
+    # Nothing is written before every item passes: skipping it would adopt an unchecked host.
+    SubtaskDef("Precheck new servers", 300, "precheck_new_servers", prohibit_skip=True),
+    SubtaskDef("Reserve new hosts", 1800, "reserve_new_hosts"),
+)
+ADOPTION_SUBTASKS = (
+    *(stage.name for stage in ADOPTION_STAGES),
+    "Update server process info",
+    "Refresh ocp agent config",
+    "Active agent modules",
+    "Sync cluster info",
+)
 
 
 def _without_compensation(stage: SubtaskDef) -> SubtaskDef:
@@ -171,17 +194,29 @@ def _without_compensation(stage: SubtaskDef) -> SubtaskDef:
 
 
 REPAIRABLE_STAGES: dict[str, SubtaskDef] = {
-    stage.name: _without_compensation(stage) for stage in SUBTASKS if stage.activity in REPAIRABLE_ACTIVITIES
+    stage.name: stage
+    for stage in (
+        *ADOPTION_STAGES,
+        *(_without_compensation(stage) for stage in SUBTASKS if stage.activity in REPAIRABLE_ACTIVITIES),
+    )
 }
 
 
 def repair_stages(subtask_names: set[str]) -> tuple[SubtaskDef, ...]:
-    """A repair task's table: the lock, the named takeover subtasks in the takeover's order, the unlock."""
-    unknown = subtask_names - set(REPAIRABLE_STAGES)
+    """A repair task's table: the lock, the named takeover subtasks (an adoption's, for `ADOPT_SERVER`) in
+    the takeover's order, the unlock."""
+    unknown = subtask_names - set(REPAIRABLE_STAGES) - {ADOPT_SERVER}
     if unknown:
         raise ValueError(f"not a repairing subtask: {sorted(unknown)}")
+    if ADOPT_SERVER in subtask_names:
+        subtask_names = (subtask_names - {ADOPT_SERVER}) | set(ADOPTION_SUBTASKS)
     named = tuple(stage for name, stage in REPAIRABLE_STAGES.items() if name in subtask_names)
     return (LOCK_STAGE, *named, UNLOCK_STAGE)
+
+
+def repair_fan_out(repair: str) -> FanOut:
+    """What the repair a finding names runs once for (an adoption: the new server)."""
+    return FanOut.SERVER if repair == ADOPT_SERVER else REPAIRABLE_STAGES[repair].fan_out
 
 
 def stage_nodes(
@@ -198,9 +233,10 @@ def stage_nodes(
 
 
 def activity_names() -> list[str]:
-    """Every activity a takeover or a release may schedule: subtask work and compensations, without repeats."""
+    """Every activity a takeover, a release or a repair may schedule: subtask work and compensations, without
+    repeats."""
     names: list[str] = []
-    for stage in (*SUBTASKS, *RELEASE_SUBTASKS):
+    for stage in (*SUBTASKS, *RELEASE_SUBTASKS, *ADOPTION_STAGES):
         for name in (stage.activity, stage.compensation):
             if name and name not in names:
                 names.append(name)

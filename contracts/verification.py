@@ -2,7 +2,8 @@
 
 A finding names its kind, the node (server `ip:rpc_port`, host ip, zone, or none for the cluster), what the
 takeover left and what is there now, and the takeover subtask that puts it right (None: an operator's
-call). Never a password in a finding: "the password stored by the takeover", "another password".
+call); a server that joined is put right by its adoption (`contracts.stages.ADOPT_SERVER`). Never a password
+in a finding: "the password stored by the takeover", "another password".
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contracts.model import Model
 from contracts.release import ReleaseTarget
 from contracts.request import FieldError, InvalidRequest, field_path
 from contracts.task_view import TaskView
+from contracts.topology import ServerNode
 
 
 class DriftKind(StrEnum):
@@ -43,6 +45,8 @@ class Finding(Model):
     expected: str
     found: str
     repair: str | None = None
+    # SERVER_ADDED: the server as the cluster lists it now, the one its adoption takes into management.
+    server: ServerNode | None = None
 
 
 class VerificationReport(Model):

@@ -78,6 +78,19 @@ def register_host(
     return int(row["id"])
 
 
+def registration_of(db: Database, cluster_id: int, task_id: int) -> dict[str, Any] | None:
+    """How the hosts of cluster `cluster_id` were registered (ip, ssh_port, kind, publish_ports, host_type_id,
+    credential_id, registered_by_task_id): a host task `task_id` registered (its request's hostInfo), else any
+    host the cluster holds; None when it holds none."""
+    rows = db.query(
+        "SELECT ip, ssh_port, kind, publish_ports, host_type_id, credential_id, registered_by_task_id "
+        "FROM hosts WHERE reserved_by_cluster_id = ? ORDER BY id",
+        (cluster_id,),
+    )
+    own = [row for row in rows if row["registered_by_task_id"] == task_id]
+    return (own or rows)[0] if rows else None
+
+
 def reserve_host(db: Database, ip: str, cluster_id: int, facts: dict[str, Any]) -> None:
     """Reserve a host for a cluster unless another cluster holds it (a conditional write: of two takeovers
     racing for one host, one wins and the other gets FailedPrecondition)."""

@@ -151,7 +151,18 @@ async def run(args: argparse.Namespace) -> None:
         )
         ready["hosts"] = [{"address": h.address, "ssh_port": args.ssh_port, "root": str(h.root)} for h in hosts.hosts]
         ready["ssh"] = hosts.client_info()
-    runner = web.AppRunner(control_app(cluster, extra_state, network))
+
+    async def join(spec: ServerSpec, observer: bool) -> dict[str, Any]:
+        """A server joining with its host: its SQL endpoint behind its observer (unless `observer` is
+        false: a host where the observer is not running), its host's SSH server."""
+        assert hosts is not None
+        relay = str(base / "sock" / f"{spec.ip}-{spec.rpc_port}.sock") if observer else None
+        if relay is not None:
+            endpoints.append(await start_sql_endpoint(cluster, spec, relay, network))
+        host = await hosts.join(spec, relay)
+        return {"address": host.address, "ssh_port": args.ssh_port, "root": str(host.root)}
+
+    runner = web.AppRunner(control_app(cluster, extra_state, network, join if args.ssh_port else None))
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", args.control_port)
     await site.start()

@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import json
 import math
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
 
-from obsim.cluster import Fault, SimCluster
+from obsim.cluster import Fault, ServerSpec, SimCluster
 from obsim.network import Network
 
 
@@ -19,15 +21,32 @@ class _BadField(Exception):
         self.name = name
 
 
+def _loopback(ip: str) -> bool:
+    try:
+        return ipaddress.ip_address(ip).is_loopback
+    except ValueError:
+        return False
+
+
+# Starts what comes with a server that joins (`POST /servers` with "host": true): (server, observer running).
+Joiner = Callable[[ServerSpec, bool], Awaitable[dict[str, Any]]]
+
+
 def control_app(
-    cluster: SimCluster, extra_state: dict[str, Any] | None = None, network: Network | None = None
+    cluster: SimCluster,
+    extra_state: dict[str, Any] | None = None,
+    network: Network | None = None,
+    join: Joiner | None = None,
 ) -> web.Application:
     """`GET /state`: the cluster's state (`SimCluster.state`: among it `logins`, every login with its endpoint,
     "proxy" for the simulated OBProxy, and `statement_log`) and `extra_state` (`proxy` {address, port} when one
     runs); `GET /faults`; `POST /faults` {match, server, error, message, times, delay, skip};
     `DELETE /faults`; `PATCH /servers/{ip:port}` {status, stop_time, start_service_time}; `POST /servers` {ip,
     rpc_port, sql_port, zone} and `DELETE /servers/{ip:port}`: a server added or deleted by hand (its row in
-    DBA_OB_SERVERS; no observer or host comes with it); `PATCH /zones/{zone}`
+    DBA_OB_SERVERS; no observer or host comes with it); with `"host": true` (and --ssh-port) the server joins
+    as a real one does: its observer process on its host (an SSH server, its key added to the known_hosts
+    file, unless a host has its address already), answered with `host` {address, ssh_port, root};
+    `"observer": false` leaves the observer not running there; `PATCH /zones/{zone}`
     {status, region, idc}; `PUT /parameters/{name}` {value}.
 
     The network (`obsim.network`): `GET /network` {conditions {latency_ms, jitter_ms, relayed}, partitions
@@ -77,9 +96,23 @@ def control_app(
     async def add_server(request: web.Request) -> web.Response:
         body = await body_of(request)
         ip, zone = text_field(body, "ip"), text_field(body, "zone")
-        if not cluster.add_server(ip, port_field(body, "rpc_port"), port_field(body, "sql_port"), zone):
+        spec = ServerSpec(ip, port_field(body, "rpc_port"), port_field(body, "sql_port"), zone)
+        with_host, observer = flag_field(body, "host", False), flag_field(body, "observer", True)
+        if with_host and join is None:
+            refusal = "a server with its host needs obsim started with --ssh-port"
+            return web.json_response({"error": refusal}, status=409)
+        if with_host and not _loopback(ip):
+            raise _BadField("ip", "a server with its host needs a loopback address (127.0.0.0/8)")
+        if not cluster.add_server(spec.ip, spec.rpc_port, spec.sql_port, spec.zone):
             return web.json_response({"error": "the server is listed already, or no such zone"}, status=409)
-        return web.json_response({"ok": True}, status=201)
+        if not with_host or join is None:
+            return web.json_response({"ok": True}, status=201)
+        try:
+            host = await join(spec, observer)
+        except OSError as exc:
+            cluster.remove_server(spec.label)
+            return web.json_response({"error": f"the server's host did not start: {exc}"}, status=500)
+        return web.json_response({"ok": True, "host": host}, status=201)
 
     async def delete_server(request: web.Request) -> web.Response:
         if not cluster.remove_server(request.match_info["label"]):
@@ -115,6 +148,12 @@ def control_app(
         value = body.get(name)
         if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < 65536:
             raise _BadField(name, "required, a port number")
+        return value
+
+    def flag_field(body: dict[str, Any], name: str, default: bool) -> bool:
+        value = body.get(name, default)
+        if not isinstance(value, bool):
+            raise _BadField(name, "must be true or false")
         return value
 
     def seconds_field(body: dict[str, Any], positive: bool) -> float:

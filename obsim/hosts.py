@@ -149,6 +149,9 @@ class SimHosts:
         self.client_key_file = base / "client_key"
         self.known_hosts_file = base / "known_hosts"
         self.password: str | None = None
+        self.ssh_port = 0
+        self.network = Network()
+        self.authorized: asyncssh.SSHAuthorizedKeys | None = None
         self._ssh_servers: list[asyncssh.SSHAcceptor] = []
         self._relays: list[Relay] = []
         self._observers: list[asyncio.subprocess.Process] = []
@@ -159,6 +162,60 @@ class SimHosts:
             "private_key_file": str(self.client_key_file),
             "known_hosts": str(self.known_hosts_file),
         }
+
+    async def start_host(self, address: str) -> SimHost:
+        """A host at `address`: its directory tree and its SSH server (no observer yet)."""
+        network = self.network
+        host = SimHost(address, self.base / address, [], _kept_key(self.base / f"{address}.host_key"))
+        _layout(host)
+        self.hosts.append(host)
+
+        def factory(process: asyncssh.SSHServerProcess[bytes], host: SimHost = host) -> Any:
+            return _run_command(host, network, process)
+
+        endpoint = network.endpoint("ssh", address, self.ssh_port)
+        acceptor = await asyncssh.create_server(
+            functools.partial(_HostSSHServer, self, endpoint),
+            "127.0.0.1" if network.relayed else address,
+            0 if network.relayed else self.ssh_port,
+            server_host_keys=[host.host_key],
+            authorized_client_keys=self.authorized,
+            process_factory=factory,
+            encoding=None,
+        )
+        self._ssh_servers.append(acceptor)
+        if network.relayed:
+            relay = await network.relay(endpoint, (address, self.ssh_port), ("127.0.0.1", acceptor.get_port()))
+            self._relays.append(relay)
+        return host
+
+    async def start_observer(self, host: SimHost, server: ServerSpec, relay: str) -> None:
+        """The server's observer process on `host`, owning its SQL port and relaying to `relay`."""
+        process = await asyncio.create_subprocess_exec(
+            str(host.install_dir / "bin" / "observer"),
+            "-I", server.ip, "-p", str(server.sql_port), "-P", str(server.rpc_port), "-z", server.zone,
+            "-d", str(host.install_dir / "store"), "--relay", relay,
+            cwd=host.install_dir,
+            stdin=asyncio.subprocess.DEVNULL,
+        )  # fmt: skip
+        self._observers.append(process)
+        self.network.endpoint("sql", server.ip, server.sql_port).holders.append(
+            functools.partial(_hold_observer, process)
+        )
+
+    async def join(self, server: ServerSpec, relay: str | None) -> SimHost:
+        """A server that joins the cluster after the start: its host (started, and its key added to the
+        known_hosts file, unless the address has a host already) and, with `relay`, its observer process."""
+        host = next((h for h in self.hosts if h.address == server.ip), None)
+        if host is None:
+            host = await self.start_host(server.ip)
+            with self.known_hosts_file.open("a") as known:
+                known.write(_known_hosts_line(host, self.ssh_port))
+        host.servers.append(server)
+        if relay is not None:
+            await self.start_observer(host, server, relay)
+            await _wait_listening([(server.ip, server.sql_port)])
+        return host
 
     async def close(self) -> None:
         for relay in self._relays:
@@ -278,55 +335,29 @@ async def start_hosts(
     base.mkdir(parents=True, exist_ok=True)
     hosts = SimHosts(base, owns)
     hosts.password = password
+    hosts.ssh_port = ssh_port
+    hosts.network = network
     # Kept across restarts with the same --hosts-dir, so a credential registered with it keeps working.
     client_key = _kept_key(hosts.client_key_file)
-    authorized = asyncssh.import_authorized_keys(client_key.export_public_key().decode())
+    hosts.authorized = asyncssh.import_authorized_keys(client_key.export_public_key().decode())
 
     by_address: dict[str, list[ServerSpec]] = {}
     for server in servers:
         by_address.setdefault(server.ip, []).append(server)
-    known_hosts = []
     for address, on_host in by_address.items():
-        host = SimHost(address, base / address, on_host, _kept_key(base / f"{address}.host_key"))
-        _layout(host)
-        hosts.hosts.append(host)
-        known_hosts.append(f"[{address}]:{ssh_port} {host.host_key.export_public_key().decode().strip()}")
-
-        def factory(process: asyncssh.SSHServerProcess[bytes], host: SimHost = host) -> Any:
-            return _run_command(host, network, process)
-
-        endpoint = network.endpoint("ssh", address, ssh_port)
-        acceptor = await asyncssh.create_server(
-            functools.partial(_HostSSHServer, hosts, endpoint),
-            "127.0.0.1" if network.relayed else address,
-            0 if network.relayed else ssh_port,
-            server_host_keys=[host.host_key],
-            authorized_client_keys=authorized,
-            process_factory=factory,
-            encoding=None,
-        )
-        hosts._ssh_servers.append(acceptor)
-        if network.relayed:
-            relay = await network.relay(endpoint, (address, ssh_port), ("127.0.0.1", acceptor.get_port()))
-            hosts._relays.append(relay)
+        host = await hosts.start_host(address)
         for server in on_host:
-            if relays is None:
-                continue
-            process = await asyncio.create_subprocess_exec(
-                str(host.install_dir / "bin" / "observer"),
-                "-I", server.ip, "-p", str(server.sql_port), "-P", str(server.rpc_port), "-z", server.zone,
-                "-d", str(host.install_dir / "store"), "--relay", relays[server.label],
-                cwd=host.install_dir,
-                stdin=asyncio.subprocess.DEVNULL,
-            )  # fmt: skip
-            hosts._observers.append(process)
-            network.endpoint("sql", server.ip, server.sql_port).holders.append(
-                functools.partial(_hold_observer, process)
-            )
-    hosts.known_hosts_file.write_text("\n".join(known_hosts) + "\n")
+            host.servers.append(server)
+            if relays is not None:
+                await hosts.start_observer(host, server, relays[server.label])
+    hosts.known_hosts_file.write_text("".join(_known_hosts_line(h, ssh_port) for h in hosts.hosts))
     if relays is not None:
         await _wait_listening([(s.ip, s.sql_port) for s in servers])
     return hosts
+
+
+def _known_hosts_line(host: SimHost, ssh_port: int) -> str:
+    return f"[{host.address}]:{ssh_port} {host.host_key.export_public_key().decode().strip()}\n"
 
 
 def _hold_observer(process: asyncio.subprocess.Process, held: bool) -> None:

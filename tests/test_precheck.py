@@ -14,7 +14,7 @@ import pytest
 from temporalio.client import Client
 
 from activities.ob_sys_client import ConnectionSecurity
-from activities.precheck import _Items, check_cluster_tls, run_checks
+from activities.precheck import CheckItems, check_cluster_tls, run_checks
 from activities.registry import build_activities
 from activities.runtime import Runtime
 from contracts.messages import PrecheckInput, PrecheckReport
@@ -384,7 +384,7 @@ def test_the_tls_item_follows_what_the_connection_checked(mode: str, status: str
     if context is not None:
         sock = context.wrap_socket(sock, server_hostname="127.0.0.1", do_handshake_on_connect=False)
     with sock:
-        out = _Items()
+        out = CheckItems()
         check_cluster_tls(out, ConnectionSecurity.of(sock), "127.0.0.1:2881")
     (tls,) = out.items
     assert tls.name == "TLS to the cluster" and tls.status == status and tls.message.startswith(message)

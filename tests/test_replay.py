@@ -17,6 +17,7 @@ from workflows.fleet import TakeOverFleet
 from workflows.release import ReleaseCluster
 from workflows.sandbox import workflow_runner
 from workflows.takeover import TakeOverCluster
+from workflows.verify import VerifyManagedCluster
 
 pytestmark = pytest.mark.unit
 
@@ -30,13 +31,15 @@ def test_histories_cover_every_operation() -> None:
     # Recorded with `ClusterTarget` subtask inputs, and fleets whose members are prepared in the metadb.
     assert {"success_3x2_cluster_target", "release_2x2_cluster_target", "fleet_6_prepared_members"} <= names
     assert "fleet_member_prepared_retried" in names
+    # A repair that adopts a server that joined after the takeover.
+    assert "verify_repair_3x2" in names
 
 
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
-        workflows=[TakeOverCluster, TakeOverFleet, ReleaseCluster],
+        workflows=[TakeOverCluster, TakeOverFleet, ReleaseCluster, VerifyManagedCluster],
         data_converter=data_converter(),
         workflow_runner=workflow_runner(),
     )

@@ -29,7 +29,7 @@ from activities import cluster_records
 from activities import cluster_sql as sql
 from activities.credentials import check_host
 from activities.ob_sys_client import ClusterTls, ObSysClient
-from activities.precheck import _Items, check_config_url, run_checks
+from activities.precheck import CheckItems, check_config_url, run_checks
 from activities.registry import build_activities
 from activities.runtime import Runtime, Work
 from contracts.engine import MEMO_CLUSTER_ID, MEMO_TASK_ID, config_url_for
@@ -463,7 +463,7 @@ def _config_url_item(public_url: str, ips: list[str], current: str) -> Any:
         cluster_name="c1", ob_cluster_id=7, version="4.2.1.8", zones=[ZoneNode(name="z1")],
         servers=[ServerNode(ip=ip, rpc_port=2882, sql_port=2881, zone="z1") for ip in ips],
     )  # fmt: skip
-    out = _Items()
+    out = CheckItems()
     check_config_url(out, public_url, TakeoverOptions(), topology, current)
     (item,) = out.items
     return item

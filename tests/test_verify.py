@@ -1,16 +1,18 @@
 """Verifying a managed cluster: after a real takeover of a simulated 3x2 cluster, drift made from outside
 (root SQL, the hosts' files, the simulator's control API, a host's new key) is reported with its kind, node
 and repair; a repair task puts right what it can, the next verification is clean of it; a release after the
-repairs still leaves the cluster as it was before the takeover; each managed cluster has its verification
+repairs still leaves the cluster as it was before the takeover; a server that joins is adopted as the
+takeover adopts its servers, after the same precheck items; each managed cluster has its verification
 schedule, gone once it is released."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,20 +20,25 @@ import asyncssh
 import pymysql
 import pytest
 import requests
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle, WorkflowQueryFailedError
 
 from activities import cluster_sql as sql
 from activities.registry import build_activities
 from activities.runtime import Runtime
-from contracts.engine import verify_schedule_id, verify_workflow_id
+from contracts.engine import ROLLBACK_UPDATE, verify_schedule_id, verify_workflow_id
+from contracts.messages import SubtaskRef
 from contracts.settings import Settings
-from contracts.verification import DriftKind, VerificationResult
-from metadb import hosts, verifications
+from contracts.stages import ADOPT_SERVER, repair_stages
+from contracts.task_view import TaskView
+from contracts.topology import ServerNode
+from contracts.verification import DriftKind, Finding, VerificationResult
+from metadb import clusters, hosts, verifications
 from metadb.vault import load_vault
 from ob_takeover.client import TakeoverClient
 from ob_takeover.telemetry import stale_verifications
 from ob_takeover.verify_schedules import reconcile_schedules
 from tests.support.cli import run_cli
+from tests.support.driver import keep_history
 from tests.support.service import served
 from tests.support.simulator import Simulation, end_state, sim_runtime, simulation, takeover_body
 from tests.test_release import take_over, without_calibration
@@ -87,7 +94,6 @@ async def test_drift_is_reported_repaired_and_a_release_still_restores_the_clust
     removed = servers[5]
     removed_label = f"{removed['address']}:{removed['rpc_port']}"
     zone = servers[4]["zone"]
-    added = {"ip": "127.0.0.254", "rpc_port": 2882, "sql_port": 2881, "zone": servers[0]["zone"]}
     async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
         cluster_id = await take_over(client, task_queue, body)
         first = await verify(client, task_queue, cluster_id)
@@ -106,7 +112,6 @@ async def test_drift_is_reported_repaired_and_a_release_still_restores_the_clust
         sim.call("PATCH", f"/zones/{zone}", {"status": "INACTIVE"})
         sim.call("PATCH", f"/servers/{stopped}", {"stop_time": "2024-01-01 00:00:00"})
         sim.call("DELETE", f"/servers/{removed_label}")
-        sim.call("POST", "/servers", added)
         cluster_drift = {
             ("CONFIG_URL_CHANGED", None, "Register config url"),
             ("MONITOR_PASSWORD_CHANGED", None, "Create default user"),
@@ -117,7 +122,6 @@ async def test_drift_is_reported_repaired_and_a_release_still_restores_the_clust
             ("ZONE_NOT_ACTIVE", zone, None),
             ("SERVER_NOT_ACTIVE", stopped, None),
             ("SERVER_REMOVED", removed_label, None),
-            ("SERVER_ADDED", "127.0.0.254:2882", None),
         }
         drifted = await verify(client, task_queue, cluster_id)
         assert found(drifted) == cluster_drift | by_hand
@@ -146,7 +150,6 @@ async def test_drift_is_reported_repaired_and_a_release_still_restores_the_clust
 
         sim.call("PATCH", f"/zones/{zone}", {"status": "ACTIVE"})
         sim.call("PATCH", f"/servers/{stopped}", {"stop_time": None})
-        sim.call("DELETE", f"/servers/{added['ip']}:{added['rpc_port']}")
         sim.call("POST", "/servers", {"ip": removed["address"], "rpc_port": removed["rpc_port"],
                                       "sql_port": removed["sql_port"], "zone": removed["zone"]})  # fmt: skip
         assert found(await verify(client, task_queue, cluster_id)) == set()
@@ -200,6 +203,148 @@ async def test_drift_is_reported_repaired_and_a_release_still_restores_the_clust
         gone = await reconcile_schedules(client, runtime.db, task_queue=task_queue, interval=3600)
         assert gone.deleted == [cluster_id]
         assert verifications.latest_report(runtime.db, cluster_id) is None
+
+
+@pytest.mark.unit
+def test_an_adoption_runs_the_takeovers_subtasks_in_its_order_and_older_reports_still_parse() -> None:
+    before_adoption = {"kind": "SERVER_ADDED", "node": "10.0.0.9:2882", "expected": "not managed", "found": "ACTIVE"}
+    finding = Finding.model_validate(before_adoption)
+    assert (finding.repair, finding.server) == (None, None)
+    assert [stage.name for stage in repair_stages({ADOPT_SERVER, "Create default user"})] == [
+        "Mc lock ob clusters",
+        "Precheck new servers",
+        "Reserve new hosts",
+        "Create default user",
+        "Update server process info",
+        "Refresh ocp agent config",
+        "Active agent modules",
+        "Sync cluster info",
+        "Mc unlock ob clusters",
+    ]
+    # Repairs without an adoption keep their table.
+    assert [stage.name for stage in repair_stages({"Active agent modules"})] == [
+        "Mc lock ob clusters",
+        "Active agent modules",
+        "Mc unlock ob clusters",
+    ]
+
+
+async def repair_task(handle: WorkflowHandle[Any, Any], done: Callable[[TaskView], bool]) -> TaskView:
+    """The repair's task once `done` holds (the task does not exist while the cluster is read)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            task: TaskView = await handle.query(VerifyManagedCluster.task)
+            if done(task):
+                return task
+        except WorkflowQueryFailedError:
+            pass
+        assert time.monotonic() < deadline, "the repair task did not get there"
+        await asyncio.sleep(0.1)
+
+
+async def test_a_server_that_joins_is_adopted_as_the_takeover_adopts_servers(
+    client: Client, task_queue: str, sim: Simulation, tmp_path: Path
+) -> None:
+    runtime: Runtime = sim_runtime(tmp_path, sim)
+    body = takeover_body(sim, runtime)
+    first = sim.ready["servers"][0]
+    block = sim.address.rsplit(".", 1)[0]
+
+    def joining(last: int, **more: Any) -> dict[str, Any]:
+        server = {"ip": f"{block}.{last}", "rpc_port": first["rpc_port"], "sql_port": first["sql_port"]}
+        return {**server, "zone": first["zone"], **more}
+
+    def recorded_servers() -> set[str]:
+        return {f"{row['ip']}:{row['rpc_port']}" for row in clusters.rows_of(runtime.db, "servers", cluster_id)}
+
+    async with build_worker(client, activities=build_activities(runtime), queue=task_queue):
+        cluster_id = await take_over(client, task_queue, body)
+        takeover_task = clusters.get_cluster(runtime.db, cluster_id)["task_id"]  # type: ignore[index]
+
+        # Two servers join whose adoption cannot pass the takeover's precheck: one on a host that does not
+        # answer, one whose observer is not running. The repair stops there, writing nothing of them.
+        unreachable, stopped = joining(21), joining(22, host=True, observer=False)
+        sim.call("POST", "/servers", unreachable)
+        sim.call("POST", "/servers", stopped)
+        handle = await client.start_workflow(
+            VerifyManagedCluster.run, {"clusterId": cluster_id, "repair": True},
+            id=f"verify-test-{uuid.uuid4().hex[:8]}", task_queue=task_queue,
+        )  # fmt: skip
+        task = await repair_task(handle, lambda t: t.status.value == "FAILED")
+        (failed,) = [s for s in task.subtasks if s.status.value == "FAILED"]
+        assert (failed.name, failed.prohibit_skip) == ("Precheck new servers", True)
+        log = await handle.query(VerifyManagedCluster.subtask_log, SubtaskRef(subtask_id=failed.id))
+        assert f"SSH login on {unreachable['ip']}:" in log
+        assert f"observer process on {stopped['ip']}:{stopped['rpc_port']}: no process listens on SQL port" in log
+        assert "start the observer" in log and "retry this subtask, or roll the repair back" in log
+        assert body["rootSysPassword"] not in log
+        assert all(s.status.value == "PENDING" for s in task.subtasks if s.id > failed.id)
+        assert [hosts.find_host(runtime.db, s["ip"]) for s in (unreachable, stopped)] == [None, None]
+        assert len(recorded_servers()) == 6
+        await handle.execute_update(ROLLBACK_UPDATE, result_type=TaskView)
+        result: VerificationResult = await handle.result()
+        assert found(result) == {
+            ("SERVER_ADDED", f"{s['ip']}:{s['rpc_port']}", "Adopt new server") for s in (unreachable, stopped)
+        }
+        for server in (unreachable, stopped):
+            sim.call("DELETE", f"/servers/{server['ip']}:{server['rpc_port']}")
+
+        # A server joins with its host: reported, adopted, and the cluster is clean again.
+        joined = joining(20, host=True)
+        label = f"{joined['ip']}:{joined['rpc_port']}"
+        root = Path(sim.call("POST", "/servers", joined)["host"]["root"])
+        (finding,) = (await verify(client, task_queue, cluster_id)).report.findings
+        assert (finding.kind, finding.node, finding.repair) == (DriftKind.SERVER_ADDED, label, "Adopt new server")
+        assert finding.server == ServerNode(
+            ip=joined["ip"], rpc_port=joined["rpc_port"], sql_port=joined["sql_port"], zone=joined["zone"]
+        )
+        handle = await client.start_workflow(
+            VerifyManagedCluster.run, {"clusterId": cluster_id, "repair": True},
+            id=f"verify-test-{uuid.uuid4().hex[:8]}", task_queue=task_queue,
+        )  # fmt: skip
+        repaired = await handle.result()
+        await keep_history(handle, "verify_repair_3x2")
+        adoption = repaired.repair_task
+        assert adoption is not None and adoption.status.value == "SUCCESSFUL"
+        assert [(s.name, s.node) for s in adoption.subtasks if s.name != "Wait node"] == [
+            ("Mc lock ob clusters", None),
+            ("Precheck new servers", None),
+            ("Reserve new hosts", None),
+            ("Update server process info", label),
+            ("Refresh ocp agent config", joined["ip"]),
+            ("Active agent modules", joined["ip"]),
+            ("Sync cluster info", None),
+            ("Mc unlock ob clusters", None),
+        ]
+        assert repaired.after_repair is not None and found(repaired) == set()
+        assert found(await verify(client, task_queue, cluster_id)) == set()
+        precheck = next(s for s in adoption.subtasks if s.name == "Precheck new servers")
+        log = await handle.query(VerifyManagedCluster.subtask_log, SubtaskRef(subtask_id=precheck.id))
+        assert f"PASSED observer process on {label}" in log and f"precheck passed for {label}" in log
+
+        # Recorded as the takeover records its servers; the host registered as the takeover registered its own.
+        row = next(r for r in clusters.rows_of(runtime.db, "servers", cluster_id) if r["ip"] == joined["ip"])
+        assert row["status"] == "ACTIVE" and row["zone"] == joined["zone"]
+        assert json.loads(row["process_info"])["install_path"] == str(root / "home/admin/oceanbase")
+        host = hosts.find_host(runtime.db, joined["ip"])
+        assert host is not None and host["reserved_by_cluster_id"] == cluster_id
+        assert (host["registered_by_task_id"], host["credential_id"]) == (
+            takeover_task,
+            body["hostInfo"]["credentialId"],
+        )
+        config = json.loads((root / "home/admin/ocp_agent/conf/ob_cluster.json").read_text())
+        assert [o["ip"] for o in config["observers"]] == [joined["ip"]]
+        assert config["monitor"]["password"].startswith("aesgcm:")
+        modules = json.loads((root / "home/admin/ocp_agent/conf/modules.json").read_text())
+        assert all(modules.values())
+
+        # A release undoes the adopted host as it undoes the takeover's own.
+        takeovers = TakeoverClient(client, task_queue, db=runtime.db, vault=runtime.vault)
+        release = await (await takeovers.release(cluster_id)).result()
+        assert release.status.value == "SUCCESSFUL"
+        assert hosts.find_host(runtime.db, joined["ip"]) is None
+        assert not (root / "home/admin/ocp_agent/conf/ob_cluster.json").exists()
 
 
 async def test_the_cli_and_the_rest_api_verify_repair_and_pause(

@@ -5,7 +5,8 @@ The verification itself is one read-only activity (`verify_managed_cluster`): th
 layer, its hosts over SSH, compared with the metadb. A repair runs the takeover's own idempotent subtasks
 that the findings name (`contracts.stages.repair_stages`), between the cluster lock and its release, acting
 for the takeover's task (so a later release still restores what was there before the takeover), over the
-drifted hosts only; then the cluster is verified again. A repair's rollback only releases the lock.
+drifted hosts and the servers that joined only (those are adopted: checked, their hosts reserved, recorded,
+their agents configured); then the cluster is verified again. A repair's rollback only releases the lock.
 """
 
 from __future__ import annotations
@@ -22,16 +23,17 @@ from contracts.engine import MEMO_CREATOR, MEMO_TASK_ID, REPORT_QUERY, SUBTASK_I
 from contracts.messages import EngineSettings
 from contracts.release import ReleaseTarget
 from contracts.stages import (
+    ADOPT_SERVER,
     ALLOCATE_TASK_ID,
     DESCRIBE_VERIFY_TARGET,
     LOAD_ENGINE_SETTINGS,
     REPAIR_TASK_NAME,
-    REPAIRABLE_STAGES,
     VERIFY_MANAGED_CLUSTER,
     FanOut,
+    repair_fan_out,
     repair_stages,
 )
-from contracts.topology import Topology
+from contracts.topology import ServerNode, Topology
 from contracts.verification import (
     VerificationReport,
     VerificationResult,
@@ -45,6 +47,8 @@ from workflows.task import Task, format_time
 
 DESCRIBE_TIMEOUT_SECONDS = 60
 VERIFY_TIMEOUT_SECONDS = 120
+# A repair adopts the servers that joined (their findings name ADOPT_SERVER and carry the server).
+ADOPTION_PATCH = "adopt-new-servers"
 
 
 @workflow.defn(name=VERIFY_WORKFLOW)
@@ -78,16 +82,19 @@ class VerifyManagedCluster(SubtaskWorkflow):
             task_id = await workflow.execute_local_activity(
                 ALLOCATE_TASK_ID, result_type=int, start_to_close_timeout=timedelta(seconds=30)
             )
+        # Servers that joined are adopted (reports from before adoption never name a repair for them).
+        adopted = [f.server for f in repairable if f.repair == ADOPT_SERVER and f.server is not None]
+        if adopted and not workflow.patched(ADOPTION_PATCH):
+            adopted = []
+            repairable = [f for f in repairable if f.repair != ADOPT_SERVER]
         names = {finding.repair for finding in repairable if finding.repair}
         drifted_hosts = {
-            finding.node
-            for finding in repairable
-            if finding.repair and REPAIRABLE_STAGES[finding.repair].fan_out is FanOut.HOST
+            finding.node for finding in repairable if finding.repair and repair_fan_out(finding.repair) is FanOut.HOST
         }
         self._task = Task(
             task_id=task_id,
             first_subtask_id=task_id * SUBTASK_IDS_PER_TASK,
-            topology=_restricted(managed.topology, drifted_hosts),
+            topology=_restricted(managed.topology, drifted_hosts, adopted),
             creator=str(workflow.memo_value(MEMO_CREATOR, "temporal")),
             executor=self._settings.executor,
             start_time=format_time(workflow.now()),
@@ -104,6 +111,9 @@ class VerifyManagedCluster(SubtaskWorkflow):
             ", ".join(sorted(names)),
         )
         repaired = await self._run_task()
+        if adopted:
+            # The adopted servers are recorded now: they are verified as the others are.
+            managed = await self._describe(request)
         after = await self._verify(managed)
         workflow.set_current_details(_summary(after))
         return VerificationResult(report=report, repair_task=repaired, after_repair=after)
@@ -156,9 +166,11 @@ def _failed(what: str, exc: ActivityError, timeout: timedelta) -> ApplicationErr
     )
 
 
-def _restricted(topology: Topology, host_ips: set[str | None]) -> Topology:
-    """The topology with only the servers of the drifted hosts: host subtasks run there and nowhere else."""
-    return topology.model_copy(update={"servers": [s for s in topology.servers if s.ip in host_ips]})
+def _restricted(topology: Topology, host_ips: set[str | None], adopted: list[ServerNode]) -> Topology:
+    """The topology with only the servers of the drifted hosts and the servers to adopt: host and server
+    subtasks run there and nowhere else."""
+    kept = [s for s in topology.servers if s.ip in host_ips]
+    return topology.model_copy(update={"servers": [*kept, *(s for s in adopted if s not in kept)]})
 
 
 def _summary(report: VerificationReport) -> str:
