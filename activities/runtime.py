@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from types import TracebackType
 from typing import Any, TypeVar
 
 from temporalio import activity
@@ -28,7 +29,7 @@ from activities.facts import Fact
 from activities.failures import project_activity, to_application_error
 from activities.host_client import HostClient
 from activities.metrics import record_subtask
-from activities.ob_sys_client import DEFAULT_TLS, ClusterTls, ObSysClient
+from activities.ob_sys_client import DEFAULT_TLS, ClusterTls, ObSysClient, ReportsConnectionSecurity
 from activities.ports import (
     ClusterConnector,
     ClusterPort,
@@ -219,7 +220,7 @@ class Work:
     def sys(self) -> ClusterPort:
         """root@sys on the cluster, connected on first use."""
         if self._sys is None:
-            self._sys = self.runtime.cluster(self.endpoint)
+            self._sys = _WatchedCluster(self.runtime.cluster(self.endpoint), self.say)
         return self._sys
 
     async def query(self, statement: str) -> list[dict[str, Any]]:
@@ -233,13 +234,14 @@ class Work:
 
     def cluster_as(self, user: str, password: str) -> ClusterPort:
         """The same cluster endpoint as another sys-tenant user, on a login of its own (`connect_cluster`)."""
-        return self.runtime.cluster(self.endpoint.model_copy(update={"root_sys_password": password}), user)
+        port = self.runtime.cluster(self.endpoint.model_copy(update={"root_sys_password": password}), user)
+        return _WatchedCluster(port, self.say)
 
     def host(self, ip: str, *, reserving: bool = False) -> HostPort:
         """A session on a host reserved for this takeover's cluster ('Reserve host' runs first and may not be
         skipped: a host that another cluster holds is never worked on with that cluster's credential). The
         host's record and credential are read from the metadb in a thread when the session is entered."""
-        return _HostOpenedInThread(ip, lambda: self._host_now(ip, reserving))
+        return _HostOpenedInThread(ip, lambda: self._host_now(ip, reserving), self.say)
 
     def _host_now(self, ip: str, reserving: bool) -> HostPort:
         row = hosts.find_host(self.db, ip)
@@ -308,20 +310,104 @@ class Work:
             self._sys.close()
 
 
+# An answer slower than this is told in the subtask's log: the network to the node (a partition, a congested
+# link) or the node itself held the subtask up, and the log says where and how long.
+SLOW_ANSWER_SECONDS = 5.0
+
+
+def _tell_if_slow(say: Callable[[str], None], where: str, what: str, began: float) -> None:
+    took = time.monotonic() - began
+    if took >= SLOW_ANSWER_SECONDS:
+        say(
+            f"{where} took {took:.1f}s to answer {what} (a network partition, a congested link or a busy node "
+            "held it up); the subtask went on once it answered"
+        )
+
+
+class _WatchedCluster:
+    """A `ClusterPort` that tells the subtask's log of a statement answered late (`SLOW_ANSWER_SECONDS`)."""
+
+    def __init__(self, port: ClusterPort, say: Callable[[str], None]) -> None:
+        self._port = port
+        self._say = say
+
+    @property
+    def where(self) -> str:
+        return self._port.where
+
+    def connection_security(self) -> Any:
+        return self._port.connection_security() if isinstance(self._port, ReportsConnectionSecurity) else None
+
+    def query(self, sql: str, args: Sequence[Any] | None = None) -> list[dict[str, Any]]:
+        began = time.monotonic()
+        rows = self._port.query(sql, args)
+        _tell_if_slow(self._say, self.where, "a statement", began)
+        return rows
+
+    def execute(self, sql: str, args: Sequence[Any] | None = None) -> None:
+        began = time.monotonic()
+        self._port.execute(sql, args)
+        _tell_if_slow(self._say, self.where, "a statement", began)
+
+    def read(self, fact: Fact[T]) -> T:
+        began = time.monotonic()
+        answer = self._port.read(fact)
+        _tell_if_slow(self._say, self.where, "a query", began)
+        return answer
+
+    def close(self) -> None:
+        self._port.close()
+
+    def __enter__(self) -> _WatchedCluster:
+        self._port.__enter__()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        self._port.__exit__(exc_type, exc, traceback)
+
+
+class _WatchedHost:
+    """A `HostPort` that tells the subtask's log of a command answered late (`SLOW_ANSWER_SECONDS`)."""
+
+    def __init__(self, port: HostPort, say: Callable[[str], None]) -> None:
+        self._port = port
+        self._say = say
+        self.address = port.address
+
+    async def run(
+        self, command: str, *, input: str | None = None, check: bool = True, what: str | None = None
+    ) -> CommandResult:
+        began = time.monotonic()
+        result = await self._port.run(command, input=input, check=check, what=what)
+        _tell_if_slow(self._say, f"host {self.address}", what or "a command", began)
+        return result
+
+    async def __aenter__(self) -> _WatchedHost:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        pass
+
+
 class _HostOpenedInThread:
     """A `HostPort` whose login (metadb row, password box) is looked up in a worker thread on entry, so
     that async subtasks never block the event loop on the metadb."""
 
-    def __init__(self, ip: str, open_port: Callable[[], HostPort]) -> None:
+    def __init__(self, ip: str, open_port: Callable[[], HostPort], say: Callable[[str], None]) -> None:
         self.address = ip
         self._open = open_port
+        self._say = say
         self._port: HostPort | None = None
 
     async def __aenter__(self) -> HostPort:
         port = await asyncio.to_thread(self._open)
+        began = time.monotonic()
         entered = await port.__aenter__()
+        _tell_if_slow(self._say, f"host {self.address}", "the SSH login", began)
         self._port = port
-        return entered
+        return _WatchedHost(entered, self._say)
 
     async def __aexit__(self, *exc_info: object) -> None:
         if self._port is not None:
@@ -382,8 +468,9 @@ def subtask_activity(name: str, implementation: Implementation, runtime: Runtime
         work = Work(arg=arg, runtime=runtime, run_id=activity.info().workflow_run_id or "")
         info = activity.info()
         if info.attempt > 1:
-            work.say(f"attempt {info.attempt}")
             work.progress = _progress_of(info.heartbeat_details)
+            failure = work.progress.pop(LAST_FAILURE, None)
+            work.say(f"attempt {info.attempt}" + (f" (attempt {info.attempt - 1}: {failure})" if failure else ""))
         if inspect.iscoroutinefunction(implementation):
             thread = asyncio.ensure_future(_guarded_async(implementation, work))
         else:
@@ -399,11 +486,19 @@ def subtask_activity(name: str, implementation: Implementation, runtime: Runtime
             await _heartbeat_until_done(waiting, beat, work, stop=False)
         if error is not None:
             what, node = _node_of(work)
-            raise to_application_error(error, what=what, node=node, log=work.log)
+            failed = to_application_error(error, what=what, node=node, log=work.log)
+            # The next attempt, if any, says why this one ended: a partition the subtask rode out shows
+            # in its log, not only in the attempt count.
+            if isinstance(failed, ApplicationError) and not failed.non_retryable:
+                work.keep_progress(**{LAST_FAILURE: f"{failed.type}: {failed.message}"})
+            raise failed
         return SubtaskResult(log=work.log, context=work.context)
 
     return run
 
+
+# The progress key under which a failed attempt leaves its error for the next attempt's log.
+LAST_FAILURE = "last_failure"
 
 # How long one attempt waits for an unavailable metadb to answer again.
 METADB_WAIT_SECONDS = 120.0

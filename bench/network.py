@@ -125,7 +125,14 @@ async def one_takeover(client: Client, work: Path, latency_ms: float, poll_inter
         statements = len(sim.state()["statement_log"]) - statements_before
         runtime.db.close()
     return Row(
-        latency_ms, task.status.value, wall, opened["ssh"], opened["sql"], statements, counts["commands"], step_times(task)
+        latency_ms,
+        task.status.value,
+        wall,
+        opened["ssh"],
+        opened["sql"],
+        statements,
+        counts["commands"],
+        step_times(task),
     )
 
 

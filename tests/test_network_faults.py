@@ -1,11 +1,13 @@
-"""A takeover across a network that fails for a while: a partition of a host or a server in the middle of a
-takeover heals and the takeover ends SUCCESSFUL with no operator (the subtask that met it waits for it, as a
-TCP connection does); connections cut in the middle of the work are replaced without doing anything twice."""
+"""A takeover across a network that fails for a while: a 30 s partition of a host or a server in the middle of
+a takeover heals and the takeover ends SUCCESSFUL with no operator (the subtask that met it waits for it, as a
+TCP connection does, or its next attempt goes on), and the subtask's log says so; connections cut in the
+middle of the work are replaced without doing anything twice."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
+import re
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
@@ -15,11 +17,11 @@ from temporalio.client import Client
 
 from activities.registry import build_activities
 from activities.runtime import Runtime
-from tests.support.driver import start, wait_for
+from tests.support.driver import log_of, start, wait_for
 from tests.support.simulator import Simulation, sim_runtime, simulation, takeover_body
 from worker import build_worker
 
-PARTITION_SECONDS = 8
+PARTITION_SECONDS = 30
 
 
 @pytest.fixture
@@ -62,12 +64,18 @@ async def test_a_partition_mid_takeover_heals_and_the_takeover_succeeds(
         await wait_for(handle, running(subtask), timeout=90)
         sim.call("POST", "/network/partitions", {"endpoint": endpoint, "seconds": PARTITION_SECONDS})
         task = await wait_for(handle, lambda t: t.status.value != "RUNNING", timeout=180)
+        lines = [line for s in task.subtasks for line in (await log_of(handle, s.id)).splitlines()]
     assert task.status.value == "SUCCESSFUL", [(s.name, s.node, s.status.value) for s in task.subtasks][-10:]
     # Nobody operated, and the takeover did meet the partition: it could not end before the partition healed.
     began = min(datetime.fromisoformat(s.start_time) for s in task.subtasks if s.start_time)
     ended = max(datetime.fromisoformat(s.finish_time) for s in task.subtasks if s.finish_time)
     assert (ended - began).total_seconds() >= PARTITION_SECONDS, (began, ended)
     assert all(s.run_time == 1 for s in task.subtasks), "an operator's retry was needed"
+    # The log says what happened: an answer held up by the partition, or an attempt that ended for it (and why).
+    address = endpoint.removeprefix("host:").split(":")[0]
+    told = [line for line in lines if address in line and ("to answer" in line or re.match(r"attempt \d+ \(", line))]
+    assert told, [line for line in lines if "attempt" in line or "answer" in line]
+    assert all(re.match(r"attempt \d+ \(attempt \d+: \w+", line) for line in lines if line.startswith("attempt "))
 
 
 @pytest.mark.timeout(240)
