@@ -55,6 +55,12 @@ class Outcome:
     rss: list[float]
     worker_cpu: float = 0.0
     machine_cpu: float = 0.0
+    # CPU seconds by program (worker, temporal, simulator, mariadb, other) over the run.
+    by_program: dict[str, float] | None = None
+
+    def per_takeover(self, program: str) -> str:
+        spent = (self.by_program or {}).get(program)
+        return "" if spent is None else f"{spent / self.clusters:.2f}"
 
 
 class Bench:
@@ -103,14 +109,15 @@ class Bench:
 
     async def single(self, calibration: float) -> Outcome:
         with self.scenario("single", 1, calibration, workers=1) as (bodies, processes):
-            began, machine_began = time.monotonic(), cpu_seconds()
+            began, machine_began, programs = time.monotonic(), cpu_seconds(), cpu_by_program()
             task = await (await self.client.start(bodies[0])).result()
             wall = time.monotonic() - began
             rss = [peak_rss_mb(p.pid) for p in processes]
             worker_cpu = cpu_seconds(processes[0].pid)
             machine_cpu = cpu_seconds() - machine_began
+            spent = {k: v - programs.get(k, 0.0) for k, v in cpu_by_program().items()}
         successful = int(task.status.value == "SUCCESSFUL")
-        return Outcome("one takeover", 1, 1, successful, wall, rss, worker_cpu, machine_cpu)
+        return Outcome("one takeover", 1, 1, successful, wall, rss, worker_cpu, machine_cpu, spent)
 
     async def fleet(self, clusters: int, calibration: float, workers: int) -> Outcome:
         with self.scenario(f"fleet{clusters}x{workers}", clusters, calibration, workers) as (bodies, processes):
@@ -130,7 +137,7 @@ class Bench:
             )
             await self.phases(view)
         successful = view.counts.get("SUCCESSFUL", 0)
-        return Outcome(f"fleet of {clusters}", clusters, workers, successful, wall, rss, worker_cpu, machine_cpu)
+        return Outcome(f"fleet of {clusters}", clusters, workers, successful, wall, rss, worker_cpu, machine_cpu, spent)
 
     async def phases(self, view: Any) -> None:
         """When, after the first member started, the members' io calibrations began and their tasks ended."""
@@ -186,14 +193,16 @@ async def main() -> None:
     print(f"\n{machine()}; production timeouts; io calibration {args.calibration:.0f} s; MariaDB metadb\n")
     print(
         "| run | clusters | workers | successful | wall s | x one takeover | worker CPU s | machine CPU s "
-        "| worker peak RSS MB |"
+        "| CPU s per takeover: worker / Temporal / simulator | worker peak RSS MB |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---|---|")
     for outcome in (single, one, *([two] if two else [])):
         rss = " + ".join(f"{r:.0f}" for r in outcome.rss)
+        per = " / ".join(outcome.per_takeover(program) for program in ("worker", "temporal", "simulator"))
         print(
             f"| {outcome.name} | {outcome.clusters} | {outcome.workers} | {outcome.successful} | {outcome.wall:.1f} "
-            f"| {outcome.wall / single.wall:.2f} | {outcome.worker_cpu:.1f} | {outcome.machine_cpu:.1f} | {rss} |"
+            f"| {outcome.wall / single.wall:.2f} | {outcome.worker_cpu:.1f} | {outcome.machine_cpu:.1f} | {per} "
+            f"| {rss} |"
         )
     for note in bench.notes:
         print(f"\n{note}")

@@ -1,13 +1,14 @@
 """A 3-zone x 2-server takeover (real SQL and SSH to the simulator) at several one-way latencies, in one run.
 
-    python bench/network.py [--latency-ms 0 25 50] [--poll-interval 2]
+    python bench/network.py [--latency-ms 0 25 50] [--poll-interval 2] [--steps]
 
 Each latency gets a fresh simulated cluster behind the simulator's network relay (`--network`, so that 0 ms
 goes through the same relay as the others), a fresh SQLite metadb and a fresh in-process worker with the
 production timeouts, on one dev server. Prints one row per latency: the takeover's wall time, the SSH and
 MySQL connections the simulator accepted (`GET /network`), the statements it ran (`statement_log`), the host
-commands the worker sent, and an estimate of the round trips on the critical path: the wall time added over
-the 0 ms run, divided by the round-trip time.
+commands the worker sent, an estimate of the round trips on the critical path (the wall time added over
+the 0 ms run, divided by the round-trip time) and the worker's CPU seconds (this process: the worker and the
+workflow client; the simulator and Temporal run apart). `--steps` adds each subtask's longest run per latency.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class Row:
     sql: int
     statements: int
     commands: int
+    worker_cpu: float
     steps: dict[str, float] = dataclasses.field(default_factory=dict)
 
 
@@ -113,11 +115,11 @@ async def one_takeover(client: Client, work: Path, latency_ms: float, poll_inter
         queue = f"network-bench-{uuid.uuid4().hex[:8]}"
         try:
             async with build_worker(client, activities=build_activities(runtime), queue=queue):
-                began = time.perf_counter()
+                began, cpu_began = time.perf_counter(), time.process_time()
                 task = await client.execute_workflow(
                     TakeOverCluster.run, body, id=f"network-bench-{uuid.uuid4().hex[:8]}", task_queue=queue
                 )
-                wall = time.perf_counter() - began
+                wall, worker_cpu = time.perf_counter() - began, time.process_time() - cpu_began
         finally:
             await runtime.pools.close()
         network: dict[str, Any] = sim.call("GET", "/network")
@@ -132,6 +134,7 @@ async def one_takeover(client: Client, work: Path, latency_ms: float, poll_inter
         opened["sql"],
         statements,
         counts["commands"],
+        worker_cpu,
         step_times(task),
     )
 
@@ -162,14 +165,14 @@ async def main() -> None:
     )
     print(
         "| one-way latency ms | status | wall s | SSH connections | MySQL connections | statements | commands "
-        "| round trips on the critical path (est.) |"
+        "| round trips on the critical path (est.) | worker CPU s |"
     )
-    print("|---:|---|---:|---:|---:|---:|---:|---:|")
+    print("|---:|---|---:|---:|---:|---:|---:|---:|---:|")
     for row in rows:
         trips = f"{(row.wall - base) / (2 * row.latency_ms / 1000):.0f}" if base is not None and row.latency_ms else ""
         print(
             f"| {row.latency_ms:g} | {row.status} | {row.wall:.1f} | {row.ssh} | {row.sql} | {row.statements} "
-            f"| {row.commands} | {trips} |"
+            f"| {row.commands} | {trips} | {row.worker_cpu:.2f} |"
         )
     if args.steps:
         print_steps(rows)
