@@ -84,6 +84,18 @@ DIRECTIVES_SQL = (
 )
 MAPPING_SQL = "SELECT CONSUMER_GROUP FROM oceanbase.DBA_RSRC_GROUP_MAPPINGS WHERE ATTRIBUTE = 'USER' AND VALUE = {user}"
 ACTIVE_PLAN_SQL = "SELECT @@global.resource_manager_plan AS PLAN"
+# Everything "Create resource manager for default user" decides on, in one round trip: the active plan,
+# whether the group and the plan exist, whether the plan the group goes in (the active one, else `plan`) has
+# a directive for it, and the group the user is mapped to.
+RESOURCE_MANAGER_SQL = (
+    "SELECT @@global.resource_manager_plan AS ACTIVE_PLAN, "
+    "(SELECT COUNT(*) FROM oceanbase.DBA_RSRC_CONSUMER_GROUPS WHERE CONSUMER_GROUP = {group}) AS GROUPS_FOUND, "
+    "(SELECT COUNT(*) FROM oceanbase.DBA_RSRC_PLANS WHERE PLAN = {plan}) AS PLANS_FOUND, "
+    "(SELECT COUNT(*) FROM oceanbase.DBA_RSRC_PLAN_DIRECTIVES WHERE GROUP_OR_SUBPLAN = {group}"
+    " AND PLAN = COALESCE(NULLIF(@@global.resource_manager_plan, ''), {plan})) AS DIRECTIVES_FOUND, "
+    "(SELECT CONSUMER_GROUP FROM oceanbase.DBA_RSRC_GROUP_MAPPINGS WHERE ATTRIBUTE = 'USER' AND VALUE = {user}"
+    " LIMIT 1) AS MAPPED_GROUP"
+)
 OB_VERSION_SQL = "SELECT ob_version() AS VERSION"
 # A login succeeds and answers: how a new password is verified.
 LOGIN_CHECK_SQL = "SELECT 1 AS OK"

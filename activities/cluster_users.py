@@ -35,11 +35,14 @@ def create_default_user(work: Work) -> None:
         save_cluster_credential(
             work, name, sql.MONITOR_USER, password, work.known_cluster_id(), user_existed=created_before
         )
+        exists = created_before  # if it was not there a moment ago, CREATE sets the password: no ALTER
     else:
         password = existing.secret
         created_before = existing.user_existed
+        exists = True  # an earlier attempt may have created it, with this password or not yet
     work.sys.execute(sql.create_user(sql.MONITOR_USER, password))
-    work.sys.execute(sql.alter_user_password(sql.MONITOR_USER, password))
+    if exists:
+        work.sys.execute(sql.alter_user_password(sql.MONITOR_USER, password))
     work.sys.execute(sql.grant("SELECT", "*.*", sql.MONITOR_USER))
     work.say(
         f"monitor user {sql.MONITOR_USER} {'already existed; password reset' if created_before else 'created'}"
@@ -109,7 +112,8 @@ def set_proxyro_password(work: Work) -> None:
             )
     exists = work.sys.read(facts.user_exists(sql.PROXYRO_USER))
     work.sys.execute(sql.create_user(sql.PROXYRO_USER, password))
-    work.sys.execute(sql.alter_user_password(sql.PROXYRO_USER, password))
+    if exists:  # else CREATE has just set this password
+        work.sys.execute(sql.alter_user_password(sql.PROXYRO_USER, password))
     work.sys.execute(sql.grant("SELECT", "oceanbase.*", sql.PROXYRO_USER))
     # Verify: the proxy logs in with exactly this password.
     with work.cluster_as(sql.PROXYRO_USER, password) as client:
@@ -124,16 +128,16 @@ def set_proxyro_password(work: Work) -> None:
 
 
 def create_resource_manager(work: Work) -> None:
-    read = work.sys.read
-    active = read(facts.ACTIVE_PLAN)
+    state = work.sys.read(facts.resource_manager(sql.RESOURCE_PLAN, sql.CONSUMER_GROUP, sql.MONITOR_USER))
+    active = state.active_plan
     plan = active or sql.RESOURCE_PLAN
-    if not read(facts.group_exists(sql.CONSUMER_GROUP)):
+    if not state.group_exists:
         work.sys.execute(sql.create_consumer_group(sql.CONSUMER_GROUP))
-    if not active and not read(facts.plan_exists(plan)):
+    if not active and not state.plan_exists:
         work.sys.execute(sql.create_plan(plan))
-    if plan not in read(facts.directives(sql.CONSUMER_GROUP)):
+    if not state.directive_exists:
         work.sys.execute(sql.create_plan_directive(plan, sql.CONSUMER_GROUP, sql.MONITOR_UTILIZATION_LIMIT))
-    if read(facts.mapping(sql.MONITOR_USER)) != sql.CONSUMER_GROUP:
+    if state.mapped_group != sql.CONSUMER_GROUP:
         work.sys.execute(sql.map_user_to_group(sql.MONITOR_USER, sql.CONSUMER_GROUP))
     if not active:
         work.sys.execute(sql.enable_plan(plan))

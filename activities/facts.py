@@ -137,6 +137,7 @@ class FactKind(StrEnum):
     GROUP_EXISTS = "consumer group exists"
     DIRECTIVES = "plan directives"
     MAPPING = "group mapping"
+    RESOURCE_MANAGER = "resource manager of a user"
 
 
 @dataclass(frozen=True)
@@ -237,6 +238,37 @@ def mapping(user: str) -> Fact[str | None]:
     """The consumer group the user is mapped to (None: none)."""
     parse: Callable[[Rows], str | None] = lambda rows: str(rows[0]["CONSUMER_GROUP"]) if rows else None  # noqa: E731
     return Fact(FactKind.MAPPING, sql.MAPPING_SQL.format(user=sql.quote(user)), parse, (user,))
+
+
+@dataclass(frozen=True)
+class ResourceManagerState:
+    """What the resource manager holds for a user's consumer group: the active plan ("" none), whether the
+    group and the default plan exist, whether the plan the group goes in has its directive, and the group the
+    user is mapped to (None: none)."""
+
+    active_plan: str
+    group_exists: bool
+    plan_exists: bool
+    directive_exists: bool
+    mapped_group: str | None
+
+
+def resource_manager(plan: str, group: str, user: str) -> Fact[ResourceManagerState]:
+    """`ResourceManagerState` for `user` in `group`, with `plan` as the plan when none is active: one statement."""
+
+    def parse(rows: Rows) -> ResourceManagerState:
+        row = rows[0]
+        mapped = row["MAPPED_GROUP"]
+        return ResourceManagerState(
+            active_plan=str(row["ACTIVE_PLAN"] or ""),
+            group_exists=int(row["GROUPS_FOUND"]) > 0,
+            plan_exists=int(row["PLANS_FOUND"]) > 0,
+            directive_exists=int(row["DIRECTIVES_FOUND"]) > 0,
+            mapped_group=None if mapped is None else str(mapped),
+        )
+
+    statement = sql.RESOURCE_MANAGER_SQL.format(plan=sql.quote(plan), group=sql.quote(group), user=sql.quote(user))
+    return Fact(FactKind.RESOURCE_MANAGER, statement, parse, (plan, group, user))
 
 
 def read_topology(port: ClusterPort) -> Topology:

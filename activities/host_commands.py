@@ -239,6 +239,11 @@ def read_agent_file(name: str) -> str:
     return f'cat "{AGENT_CONF}/{name}" 2>/dev/null || true'
 
 
+def read_agent_files(*names: str) -> str:
+    """`read_agent_file` of each of `names`, separated by `SECTION` lines: one round trip."""
+    return f" && echo '{SECTION}' && ".join(f"{{ {read_agent_file(name)}; }}" for name in names)
+
+
 def agent_key_and_file(task_id: int, name: str) -> str:
     """`agent_key`, then (after a `SECTION` line) the agent file `name`, in one round trip."""
     return f"{agent_key(task_id)} && echo '{SECTION}' && {{ {read_agent_file(name)}; }}"

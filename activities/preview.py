@@ -174,6 +174,9 @@ class ClusterModel:
             return None
         if kind is FactKind.USER_PASSWORD_HASH:
             return ""
+        if kind is FactKind.RESOURCE_MANAGER:
+            nothing = {"ACTIVE_PLAN": "", "GROUPS_FOUND": 0, "PLANS_FOUND": 0, "DIRECTIVES_FOUND": 0}
+            return fact.parse([{**nothing, "MAPPED_GROUP": None}])
         return _UNKNOWN
 
 

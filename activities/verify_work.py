@@ -22,7 +22,7 @@ from activities import host_commands as commands
 from activities.cluster_records import monitor_password
 from activities.cluster_sql import MONITOR_USER
 from activities.failures import project_activity
-from activities.host_work import agent_inputs, same_agent_config
+from activities.host_work import agent_inputs, host_sections, same_agent_config
 from activities.metrics import record_verification
 from activities.ports import HostPort
 from activities.runtime import Runtime, Work
@@ -243,9 +243,8 @@ async def _host_findings(work: Work, managed: ReleaseTarget, host: HostNode) -> 
     try:
         port = await asyncio.to_thread(_open_host, work, managed.cluster_id, ip)
         async with port as client:
-            key = (await client.run(commands.read_agent_file("agent.key"))).stdout
-            current = (await client.run(commands.read_agent_file(commands.AGENT_CONFIG_FILE))).stdout
-            modules = (await client.run(commands.read_agent_file(commands.AGENT_MODULES_FILE))).stdout
+            files = ("agent.key", commands.AGENT_CONFIG_FILE, commands.AGENT_MODULES_FILE)
+            output = (await client.run(commands.read_agent_files(*files))).stdout
     except (HostKeyMismatch, HostKeysUnknown) as exc:
         return [
             Finding(
@@ -257,6 +256,7 @@ async def _host_findings(work: Work, managed: ReleaseTarget, host: HostNode) -> 
         ]
     except TakeoverError as exc:
         return [Finding(kind=DriftKind.HOST_UNREACHABLE, node=ip, expected="reachable over SSH", found=str(exc))]
+    key, current, modules = host_sections(output, 3, ip)
     findings = []
     host_work = _reading_work(work.runtime, managed, work.arg.workflow_id, host)
     servers, password = await asyncio.to_thread(agent_inputs, host_work, ip)

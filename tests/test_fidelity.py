@@ -304,6 +304,10 @@ NOT_ON_SEEKDB: list[tuple[str, str]] = [
     (sql.run_io_calibration(*SERVER), f"{DOCS}, SQL reference: ALTER SYSTEM RUN JOB 'io_calibration'"),
     (sql.create_plan("FID_PLAN"), f"{DOCS}, PL reference: DBMS_RESOURCE_MANAGER.CREATE_PLAN"),
     (sql.ACTIVE_PLAN_SQL, f"{DOCS}, system variables: resource_manager_plan"),
+    (
+        sql.RESOURCE_MANAGER_SQL.format(plan="'FID_PLAN'", group="'FID_GROUP'", user="'fid_user'"),
+        f"{DOCS}, system variables: resource_manager_plan (and the DBA_RSRC_* views)",
+    ),
     (sql.enable_plan(""), f"{DOCS}, system variables: resource_manager_plan"),
 ]
 
