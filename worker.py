@@ -23,7 +23,7 @@ from temporalio.api.operatorservice.v1 import (
 )
 from temporalio.client import Client
 from temporalio.service import RPCError
-from temporalio.worker import Worker
+from temporalio.worker import Worker, WorkflowRunner
 
 from activities.registry import build_activities
 from activities.runtime import Runtime
@@ -79,14 +79,16 @@ def build_worker(
     queue: str = DEFAULT_TASK_QUEUE,
     max_concurrent_activities: int = 100,
     stop_grace: float = 0,
+    runner: WorkflowRunner | None = None,
 ) -> Worker:
-    """The worker for the takeover workflows; tests pass their own activities and task queue."""
+    """The worker for the takeover workflows; tests pass their own activities and task queue, benchmarks
+    their own workflow runner."""
     size_thread_pool(max_concurrent_activities)
     return Worker(
         client,
         task_queue=queue,
         workflows=[TakeOverCluster, TakeOverPrecheck, TakeOverFleet, ReleaseCluster, VerifyManagedCluster],
-        workflow_runner=workflow_runner(),
+        workflow_runner=runner or workflow_runner(),
         activities=list(activities),
         max_concurrent_activities=max_concurrent_activities,
         # When a worker dies, its workflows' next tasks move to another worker after this long.
@@ -163,7 +165,11 @@ async def main() -> None:
         sys.exit(2)
     await ensure_search_attributes(client)
     worker = build_worker(
-        client, activities=build_activities(runtime), queue=settings.task_queue, stop_grace=settings.stop_grace
+        client,
+        activities=build_activities(runtime),
+        queue=settings.task_queue,
+        stop_grace=settings.stop_grace,
+        runner=workflow_runner(settings.workflow_sandbox),
     )
     http = None
     if metrics is not None:

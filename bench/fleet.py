@@ -30,6 +30,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from bench.harness import cpu_by_program, cpu_seconds, machine, peak_rss_mb, start_dev_server
@@ -152,6 +153,13 @@ class Bench:
         )
         calibrated = sorted(seconds(s.finish_time) for t in tasks for s in t.subtasks if s.name == "Run io calibration")
         ends = sorted(seconds(t.finish_time) for t in tasks)
+        timeouts = 0
+        for member in view.members:
+            history = await self.env.client.get_workflow_handle(member.workflow_id).fetch_history()
+            timeouts += sum(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for e in history.events)
+        self.notes.append(
+            f"{len(tasks)} members' histories: {timeouts} workflow task(s) timed out (the sticky queue waits 3 s)"
+        )
         self.notes.append(
             f"{len(tasks)} members: io calibrations began {calibrations[0]:.1f}-{calibrations[-1]:.1f} s, "
             f"ended {calibrated[0]:.1f}-{calibrated[-1]:.1f} s, tasks ended {ends[0]:.1f}-{ends[-1]:.1f} s "

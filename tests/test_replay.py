@@ -35,13 +35,15 @@ def test_histories_cover_every_operation() -> None:
     assert "verify_repair_3x2" in names
 
 
+@pytest.mark.parametrize("sandboxed", [True, False], ids=["sandboxed", "unsandboxed"])
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
-async def test_history_replays(path: Path) -> None:
+async def test_history_replays(path: Path, sandboxed: bool) -> None:
+    """In the sandbox, as workers run by default, and without it (`workflow_sandbox = false`)."""
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
         workflows=[TakeOverCluster, TakeOverFleet, ReleaseCluster, VerifyManagedCluster],
         data_converter=data_converter(),
-        workflow_runner=workflow_runner(),
+        workflow_runner=workflow_runner(sandboxed),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None

@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from temporalio.worker import UnsandboxedWorkflowRunner
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner
 
 from contracts.settings import SettingsError, load_settings
 from metadb import clusters
 from metadb.db import Database
 from metadb.migrate import migrate
 from ob_takeover.connection import connect_options
+from workflows.sandbox import workflow_runner
 
 pytestmark = pytest.mark.unit
 
@@ -37,6 +40,11 @@ def test_the_environment_wins_over_the_file_which_wins_over_the_defaults(tmp_pat
         "poll_interval": f"file {config}",
         "task_queue": "env OB_TAKEOVER_TASK_QUEUE",
     }
+    # Workflows run in the sandbox unless a deployment turns it off.
+    assert settings.workflow_sandbox is True
+    assert isinstance(workflow_runner(settings.workflow_sandbox), SandboxedWorkflowRunner)
+    unsandboxed = load_settings({"OB_TAKEOVER_WORKFLOW_SANDBOX": "false"}).workflow_sandbox
+    assert isinstance(workflow_runner(unsandboxed), UnsandboxedWorkflowRunner)
     sqlite_url = tmp_path / "url.toml"
     sqlite_url.write_text('metadb = "sqlite:///var/m.sqlite"\n')
     assert load_settings({}, config_file=str(sqlite_url)).metadb == f"sqlite:///{tmp_path}/var/m.sqlite"
