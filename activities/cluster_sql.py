@@ -35,6 +35,7 @@ def mask(sql: str) -> str:
 # --- reads -------------------------------------------------------------------------------------
 
 PARAMETER_SQL = "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME = {name} LIMIT 1"
+PARAMETERS_SQL = "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME IN ({names})"
 # Exactly the account `CREATE USER name` makes: mysql.user compares in utf8mb4_general_ci, where
 # `user = 'ocp_monitor'` also finds OCP_MONITOR (another account), so the name is compared as bytes, and the
 # host is the default one ('%'), not an account of the same name for other hosts (proven on seekdb).
@@ -88,13 +89,12 @@ ACTIVE_PLAN_SQL = "SELECT @@global.resource_manager_plan AS PLAN"
 # whether the group and the plan exist, whether the plan the group goes in (the active one, else `plan`) has
 # a directive for it, and the group the user is mapped to.
 RESOURCE_MANAGER_SQL = (
-    "SELECT @@global.resource_manager_plan AS ACTIVE_PLAN, "
-    "(SELECT COUNT(*) FROM oceanbase.DBA_RSRC_CONSUMER_GROUPS WHERE CONSUMER_GROUP = {group}) AS GROUPS_FOUND, "
+    "SELECT (SELECT COUNT(*) FROM oceanbase.DBA_RSRC_CONSUMER_GROUPS WHERE CONSUMER_GROUP = {group}) AS GROUPS_FOUND, "
     "(SELECT COUNT(*) FROM oceanbase.DBA_RSRC_PLANS WHERE PLAN = {plan}) AS PLANS_FOUND, "
     "(SELECT COUNT(*) FROM oceanbase.DBA_RSRC_PLAN_DIRECTIVES WHERE GROUP_OR_SUBPLAN = {group}"
     " AND PLAN = COALESCE(NULLIF(@@global.resource_manager_plan, ''), {plan})) AS DIRECTIVES_FOUND, "
     "(SELECT CONSUMER_GROUP FROM oceanbase.DBA_RSRC_GROUP_MAPPINGS WHERE ATTRIBUTE = 'USER' AND VALUE = {user}"
-    " LIMIT 1) AS MAPPED_GROUP"
+    " LIMIT 1) AS MAPPED_GROUP, @@global.resource_manager_plan AS ACTIVE_PLAN"
 )
 OB_VERSION_SQL = "SELECT ob_version() AS VERSION"
 # A login succeeds and answers: how a new password is verified.

@@ -138,11 +138,11 @@ def register_config_url(work: Work) -> None:
     record = clusters.get_cluster(work.db, cluster_id)
     assert record is not None
     url = config_url(work)
-    current = work.sys.read(facts.parameter("obconfig_url"))
+    found = work.sys.read(facts.parameters("obconfig_url", "rootservice_list"))
     # The URL found before the takeover is kept once; a retry sees our own URL and must not keep that.
-    previous = record["previous_config_url"] if record["config_url"] else current
+    previous = record["previous_config_url"] if record["config_url"] else found["obconfig_url"]
     # The config server must know the RS list before the cluster is pointed at it.
-    rs_list = sql.rs_list_from_parameter(work.sys.read(facts.parameter("rootservice_list")))
+    rs_list = sql.rs_list_from_parameter(found["rootservice_list"])
     clusters.set_rs_list(work.db, cluster_id, rs_list)
     clusters.set_config_url(work.db, cluster_id, url, previous)
     work.sys.execute(sql.set_parameter("obconfig_url", url))
@@ -274,6 +274,7 @@ def attach_cluster_attributes(work: Work) -> None:
     cluster_id = work.cluster_id()
     servers = work.sys.read(facts.SERVERS)
     zones = work.sys.read(facts.ZONES)
+    found = work.sys.read(facts.parameters("data_dir", "obconfig_url"))
     process = {
         (row["ip"], row["rpc_port"]): json.loads(row["process_info"])
         for row in clusters.rows_of(work.db, "servers", cluster_id)
@@ -285,10 +286,10 @@ def attach_cluster_attributes(work: Work) -> None:
         "build_versions": sorted({str(r["BUILD_VERSION"]) for r in servers}),
         "regions": sorted({str(r["REGION"]) for r in zones}),
         "architecture": "distributed" if len(servers) > 1 else "standalone",
-        "data_dir": work.sys.read(facts.parameter("data_dir")),
+        "data_dir": found["data_dir"],
         "install_paths": install_paths,
         "log_dirs": sorted({p["log_dir"] for p in process.values() if p.get("log_dir")}),
-        "config_url": work.sys.read(facts.parameter("obconfig_url")),
+        "config_url": found["obconfig_url"],
         "zones": len(zones),
         "servers": len(servers),
     }

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, Generic, TypeVar
@@ -31,6 +32,9 @@ from contracts.topology import ServerNode, Topology, ZoneNode
 
 VERSION_SQL = "SELECT version() AS VERSION"
 IDENTITY_SQL = "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME IN ('cluster', 'cluster_id')"
+IDENTITY_AND_CONFIG_URL_SQL = (
+    "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME IN ('cluster', 'cluster_id', 'obconfig_url')"
+)
 TENANT_ROLES_SQL = "SELECT TENANT_ROLE FROM oceanbase.DBA_OB_TENANTS WHERE TENANT_TYPE = 'USER'"
 TOPOLOGY_SERVERS_SQL = (
     "SELECT SVR_IP, SVR_PORT, SQL_PORT, ZONE FROM oceanbase.DBA_OB_SERVERS ORDER BY ZONE, SVR_IP, SVR_PORT"
@@ -138,6 +142,7 @@ class FactKind(StrEnum):
     DIRECTIVES = "plan directives"
     MAPPING = "group mapping"
     RESOURCE_MANAGER = "resource manager of a user"
+    PARAMETERS = "parameters"
 
 
 @dataclass(frozen=True)
@@ -165,6 +170,8 @@ def _first(column: str, default: str = "") -> Callable[[Rows], str]:
 
 VERSION = Fact(FactKind.VERSION, VERSION_SQL, _first("VERSION"))
 IDENTITY = Fact(FactKind.IDENTITY, IDENTITY_SQL, _rows)
+# The identity parameters and obconfig_url (one row per server and parameter): the subject names the extra one.
+IDENTITY_AND_CONFIG_URL = Fact(FactKind.IDENTITY, IDENTITY_AND_CONFIG_URL_SQL, _rows, ("obconfig_url",))
 TENANT_ROLES = Fact(FactKind.TENANT_ROLES, TENANT_ROLES_SQL, _rows)
 TOPOLOGY_SERVERS = Fact(FactKind.TOPOLOGY_SERVERS, TOPOLOGY_SERVERS_SQL, _rows)
 TOPOLOGY_ZONES = Fact(FactKind.TOPOLOGY_ZONES, TOPOLOGY_ZONES_SQL, _rows)
@@ -184,6 +191,19 @@ ACTIVE_PLAN = Fact(FactKind.ACTIVE_PLAN, sql.ACTIVE_PLAN_SQL, _first("PLAN"))
 def parameter(name: str) -> Fact[str]:
     """A cluster parameter's value ('' when the cluster does not report it)."""
     return Fact(FactKind.PARAMETER, sql.parameter(name), _first("VALUE"), (name,))
+
+
+def parameters(*names: str) -> Fact[dict[str, str]]:
+    """Cluster parameters' values by name, in one statement ('' for one the cluster does not report)."""
+
+    def parse(rows: Rows) -> dict[str, str]:
+        values = {name: "" for name in names}
+        for row in reversed(rows):  # the first row of each name wins, as `parameter`'s LIMIT 1
+            values[str(row["NAME"]).lower()] = str(row["VALUE"] or "")
+        return values
+
+    statement = sql.PARAMETERS_SQL.format(names=", ".join(sql.quote(name) for name in names))
+    return Fact(FactKind.PARAMETERS, statement, parse, names)
 
 
 def user_exists(user: str) -> Fact[bool]:
@@ -274,7 +294,7 @@ def resource_manager(plan: str, group: str, user: str) -> Fact[ResourceManagerSt
 def read_topology(port: ClusterPort) -> Topology:
     """Name, id, version, servers and zones, as root@sys; the version is checked first, so a server that is
     not OceanBase 4.x is named as such instead of failing on a missing view."""
-    try:
+    with _oceanbase_views(port):
         version_text = port.read(VERSION)
         parse_version(version_text)
         return parse_topology(
@@ -284,6 +304,26 @@ def read_topology(port: ClusterPort) -> Topology:
             port.read(TOPOLOGY_ZONES),
             port.read(TENANT_ROLES),
         )
+
+
+def read_cluster_facts(port: ClusterPort) -> ClusterFacts:
+    """The topology, the config URL and every server's state: five statements, as the topology alone (the
+    identity parameters come with obconfig_url, and the servers' rows with their state)."""
+    with _oceanbase_views(port):
+        version_text = port.read(VERSION)
+        parse_version(version_text)
+        parameters = port.read(IDENTITY_AND_CONFIG_URL)
+        servers = port.read(SERVERS)
+        topology = parse_topology(version_text, parameters, servers, port.read(TOPOLOGY_ZONES), port.read(TENANT_ROLES))
+    config_url = next((str(r["VALUE"] or "") for r in parameters if str(r["NAME"]).lower() == "obconfig_url"), "")
+    return ClusterFacts(topology=topology, servers=servers, config_url=config_url)
+
+
+@contextmanager
+def _oceanbase_views(port: ClusterPort) -> Iterator[None]:
+    """A missing system view names the server as not OceanBase."""
+    try:
+        yield
     except ClusterSqlError as exc:
         if exc.code == _NO_SUCH_TABLE:
             raise NotOceanBase(
@@ -292,13 +332,6 @@ def read_topology(port: ClusterPort) -> Topology:
                 node=port.where,
             ) from None
         raise
-
-
-def read_cluster_facts(port: ClusterPort) -> ClusterFacts:
-    """The topology, then the config URL and every server's state."""
-    topology = read_topology(port)
-    config_url = port.read(parameter("obconfig_url"))
-    return ClusterFacts(topology=topology, servers=port.read(SERVERS), config_url=config_url)
 
 
 def server_serving(row: dict[str, Any]) -> bool:
@@ -358,17 +391,17 @@ class ObserverProcess:
         return str(self.details["install_path"])
 
 
-async def find_observer(port: HostPort, server: ServerNode) -> tuple[tuple[str, int] | None, str]:
-    """(process name, pid) of what listens on the server's SQL port, or None; and the listeners seen."""
-    listeners = (await port.run(commands.listening_process(server.sql_port))).stdout
-    return commands.parse_listener(listeners, server.ip, server.sql_port), listeners.strip()
-
-
 async def read_observer_process(port: HostPort, server: ServerNode, *, with_disk: bool = False) -> ObserverProcess:
     """The observer of `server`: pid, OS user, start time, command line, install, data and log directories
     (and, `with_disk`, their free space). ObserverNotRunning when nothing listens on its SQL port,
-    FailedPrecondition when the host's tools answer in an unknown shape."""
-    found, listeners = await find_observer(port, server)
+    FailedPrecondition when the host's tools answer in an unknown shape. One command where the observer is
+    the only listener on its port (`host_commands.observer_on_port`), two otherwise."""
+    script = commands.observer_on_port(server.ip, server.sql_port, with_disk=with_disk)
+    parts = (await port.run(script, what=f"reading the process on port {server.sql_port}")).stdout.split(
+        f"{commands.SECTION}\n", 2
+    )
+    listeners = parts[0].strip()
+    found = commands.parse_listener(listeners, server.ip, server.sql_port)
     if found is None:
         raise ObserverNotRunning(
             f"no observer process listens on SQL port {server.sql_port} of host {server.ip} "
@@ -376,8 +409,11 @@ async def read_observer_process(port: HostPort, server: ServerNode, *, with_disk
             node=server.label,
         )
     name, pid = found
-    script = commands.process_details_with_disk(pid) if with_disk else commands.process_details(pid)
-    output = (await port.run(script, what=f"reading process {pid}")).stdout
+    if len(parts) == 3 and parts[1].strip() == str(pid):
+        output = parts[2]
+    else:  # the shell read another listener first: read the one the parser chose
+        script = commands.process_details_with_disk(pid) if with_disk else commands.process_details(pid)
+        output = (await port.run(script, what=f"reading process {pid}")).stdout
     try:
         if not with_disk:
             return ObserverProcess(name=name, pid=pid, details=commands.parse_process_details(output, pid, name))

@@ -56,7 +56,11 @@ def listening_process(port: int) -> str:
 def process_details(pid: int) -> str:
     """OS user, start time, command line (NUL-separated) and working directory of a process; the
     first step that fails ends it with that step's error."""
-    p = int(pid)
+    return _process_details(str(int(pid)))
+
+
+def _process_details(p: str) -> str:
+    """`process_details` of the pid `p` names: a number, or a shell variable that holds one."""
     return (
         f"ps -o user= -p {p} && ps -o lstart= -p {p} && "
         f"tr '\\0' '\\n' < /proc/{p}/cmdline | base64 -w0 && echo && readlink /proc/{p}/cwd"
@@ -153,16 +157,36 @@ def process_details_with_disk(pid: int) -> str:
     """`process_details`, then (after a `SECTION` line) the data directory as the observer's command line
     names it (`-d`/`--data_dir`, else `<cwd>/store`) and the free kilobytes of it and of `<cwd>/log`: what
     `parse_process_details` and `disk_free` tell in two round trips, in one."""
-    p = int(pid)
+    return _process_details_with_disk(str(int(pid)))
+
+
+def _process_details_with_disk(p: str) -> str:
     data_dir = (
         f"tr '\\0' '\\n' < /proc/{p}/cmdline | "
         'awk \'NR > 2 && p == "-d" {d = $0} NR > 2 && p == "--data_dir" {e = $0} {p = $0} '
         'END {print (d != "" ? d : e)}\''
     )
     return (
-        f"{process_details(p)} && echo '{SECTION}' && c=$(readlink /proc/{p}/cwd) && d=$({data_dir}) && "
+        f"{_process_details(p)} && echo '{SECTION}' && c=$(readlink /proc/{p}/cwd) && d=$({data_dir}) && "
         'd=${d:-$c/store} && printf \'%s\\n\' "$d" && out=$(df -Pk -- "$d" "$c/log") && '
         "echo \"$out\" | awk 'NR > 1 {print $4}'"
+    )
+
+
+def observer_on_port(ip: str, port: int, *, with_disk: bool = False) -> str:
+    """`listening_process`, then (after a `SECTION` line) the pid of the first listener on `ip` (or on every
+    address) and port, and (after another) that process's `process_details`, or `process_details_with_disk`:
+    one round trip. No such listener: the listeners and one `SECTION` line."""
+    p = int(port)
+    locals_ = " || ".join(
+        f'$4 == "{address}:{p}"' for address in (ip, f"[{ip}]", "0.0.0.0", "*", "[::]") if '"' not in address
+    )
+    details = _process_details_with_disk("$pid") if with_disk else _process_details("$pid")
+    return (
+        f"out=$({listening_process(p)}) && printf '%s\\n' \"$out\" && echo '{SECTION}' && "
+        f"pid=$(printf '%s\\n' \"$out\" | awk {shlex.quote(locals_)} | grep -o 'pid=[0-9][0-9]*' | head -n 1 | "
+        "cut -c5-) && "
+        f'if [ -n "$pid" ]; then echo "$pid" && echo \'{SECTION}\' && {{ {details}; }}; fi'
     )
 
 

@@ -134,7 +134,9 @@ class ClusterModel:
         if kind in (FactKind.OB_VERSION,):
             return topology.version
         if kind is FactKind.IDENTITY:
-            return [{"NAME": name, "VALUE": self._parameters[name]} for name in ("cluster", "cluster_id")]
+            return [
+                {"NAME": name, "VALUE": self._parameters[name]} for name in ("cluster", "cluster_id", *fact.subject)
+            ]
         if kind is FactKind.TENANT_ROLES:
             return [{"TENANT_ROLE": "STANDBY" if topology.standby else "PRIMARY"}]
         if kind in (FactKind.SERVERS, FactKind.TOPOLOGY_SERVERS):
@@ -143,6 +145,8 @@ class ClusterModel:
             return self._zones
         if kind is FactKind.PARAMETER:
             return self._parameters.get(fact.subject[0], "")
+        if kind is FactKind.PARAMETERS:
+            return {name: self._parameters.get(name, "") for name in fact.subject}
         if kind is FactKind.ROOT_SERVICE:  # the first server leads
             return fact.parse(
                 [
@@ -256,11 +260,16 @@ class RecordingHost:
             self._answers[commands.disk_free(details["data_dir"], details["log_dir"])] = functools.partial(
                 str, "0\n0\n"
             )
+            described = f"{details['os_user']}\n{details['start_time']}\n{argv}\n{details['install_path']}\n"
+            measured = f"{commands.SECTION}\n{details['data_dir']}\n0\n0\n"
             self._answers[commands.process_details_with_disk(PREVIEW_PID)] = functools.partial(
-                str,
-                f"{details['os_user']}\n{details['start_time']}\n{argv}\n{details['install_path']}\n"
-                f"{commands.SECTION}\n{details['data_dir']}\n0\n0\n",
+                str, described + measured
             )
+            found = f'{listener}users:(("observer",pid={PREVIEW_PID},fd=3))\n{commands.SECTION}\n{PREVIEW_PID}\n'
+            for with_disk, answer in ((False, described), (True, described + measured)):
+                self._answers[commands.observer_on_port(server.ip, server.sql_port, with_disk=with_disk)] = (
+                    functools.partial(str, f"{found}{commands.SECTION}\n{answer}")
+                )
         for name in (commands.AGENT_CONFIG_FILE, commands.AGENT_MODULES_FILE):
             self._answers[commands.read_agent_file(name)] = functools.partial(self._file, name)
             self._answers[commands.agent_key_and_file(PREVIEW_TASK_ID, name)] = functools.partial(

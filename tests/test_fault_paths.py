@@ -64,7 +64,7 @@ FAN_OUT: dict[str, Fault] = {
 }
 
 BEFORE_PROXYRO: dict[str, Fault] = {
-    "Prepare take over cluster": Fault("sql", "WHERE NAME = 'obconfig_url'"),
+    "Prepare take over cluster": Fault("sql", "'cluster_id', 'obconfig_url'"),
     "Reserve host": host_failure("df", "-Pk", skip=1),
     "Create default user": Fault("sql", "CREATE USER IF NOT EXISTS ocp_monitor"),
     "Register config url": Fault("sql", "ALTER SYSTEM SET obconfig_url"),

@@ -346,7 +346,7 @@ async def test_operator_precheck_prints_the_report_and_the_plan(
     assert json.loads(text.strip().splitlines()[-1])["passed"] is True
     assert "WARNING" in text and "observer OS user" in text
     assert "SQL  CREATE USER IF NOT EXISTS ocp_monitor IDENTIFIED BY '***'" in text
-    assert "Run io calibration · " in text and "SSH  ss -Hltnp" in text
+    assert "Run io calibration · " in text and "SSH  out=$(ss -Hltnp" in text
     assert body["rootSysPassword"] not in text
     # The password was in the box for the precheck's time only.
     assert [c for c in credentials.list_credentials(runtime.db) if c["name"].startswith("precheck-")] == []

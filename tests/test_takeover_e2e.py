@@ -220,7 +220,7 @@ async def test_the_plan_preview_shows_what_each_subtask_sends(
     assert [s.node for s in report.plan if s.subtask == "Run io calibration"] == [
         f"{s['address']}:{s['rpc_port']}" for s in sim.ready["servers"]
     ]
-    assert any("ps -o user= -p <pid>" in c for c in previewed["Update server process info"])
+    assert any("ps -o user= -p $pid" in c for c in previewed["Update server process info"])
     recorder = PortRecorder(runtime)
     recording = dataclasses.replace(runtime, cluster_connector=recorder.cluster, host_connector=recorder.host)
     async with build_worker(client, activities=build_activities(recording), queue=task_queue):
