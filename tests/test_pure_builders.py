@@ -4,6 +4,7 @@ without a server, against recorded outputs kept as data files."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -236,3 +237,31 @@ def test_disk_free_takes_paths_that_look_like_options(tmp_path: Path) -> None:
         check=True,
     )
     assert commands.parse_disk_free(done.stdout, 2)[0] > 0
+
+
+def test_the_observer_command_reads_the_process_on_the_servers_address(tmp_path: Path) -> None:
+    """One command finds the listener on the server's address (not the first `ss` line) and reads its
+    process; with no listener there, it answers the listeners alone. Real bash, `ps` and /proc; `ss` is a
+    stand-in that lists another address's listener first."""
+    me, other = os.getpid(), os.getppid()
+    lines = [
+        f'LISTEN 0 128 10.0.0.9:2881 0.0.0.0:* users:(("observer",pid={other},fd=6))',
+        f'LISTEN 0 128 10.0.0.5:2881 0.0.0.0:* users:(("observer",pid={me},fd=6))',
+    ]
+    ss = tmp_path / "ss"
+    ss.write_text('#!/bin/sh\ncat "$(dirname "$0")/listeners"\n')
+    ss.chmod(0o755)
+    (tmp_path / "listeners").write_text("\n".join(lines) + "\n")
+    env = {"PATH": f"{tmp_path}:{os.environ['PATH']}"}
+
+    def run(ip: str) -> list[str]:
+        done = subprocess.run(
+            ["bash", "-c", commands.observer_on_port(ip, 2881)], env=env, capture_output=True, text=True, check=True
+        )
+        return done.stdout.split(f"{commands.SECTION}\n", 2)
+
+    listeners, pid, details = run("10.0.0.5")
+    assert commands.parse_listener(listeners, "10.0.0.5", 2881) == ("observer", me)
+    assert pid.strip() == str(me)
+    assert commands.parse_process_details(details, me, "observer")["install_path"] == os.path.realpath(os.getcwd())
+    assert run("10.0.0.7") == ["\n".join(lines) + "\n", ""]
