@@ -100,6 +100,12 @@ async def test_drift_is_reported_repaired_and_a_release_still_restores_the_clust
         assert first.report.findings == [] and first.repair_task is None
         assert verifications.latest_report(runtime.db, cluster_id) == first.report.model_dump(mode="json")
 
+        # A sys tenant that does not answer is a finding with nothing to repair, not a failed verification.
+        sim.fault("'cluster_id', 'obconfig_url'")
+        silent = await verify(client, task_queue, cluster_id, repair=True)
+        assert [(f.kind, f.repair) for f in silent.report.findings] == [(DriftKind.CLUSTER_UNREACHABLE, None)]
+        assert "Timeout" in silent.report.findings[0].found and silent.repair_task is None
+
         # Drift from outside: SQL as root, the hosts' files, the simulator's control API.
         root_sql(
             sim,

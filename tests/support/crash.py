@@ -50,7 +50,7 @@ class Slowdown:
 
 SLOWDOWNS: dict[str, Slowdown] = {
     "Mc lock ob clusters": Slowdown("metadb", "INSERT cluster_locks", args="TRUE"),
-    "Prepare take over cluster": Slowdown("sql", r"WHERE NAME = 'obconfig_url'"),
+    "Prepare take over cluster": Slowdown("sql", r"'cluster_id', 'obconfig_url'"),
     "Reserve host": Slowdown("host", "df"),
     "Create default user": Slowdown("sql", r"CREATE USER IF NOT EXISTS ocp_monitor"),
     "Register config url": Slowdown("sql", r"ALTER SYSTEM SET obconfig_url"),
