@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, TaskQueueType
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client
 
 from activities.registry import build_activities
@@ -86,6 +88,25 @@ async def worker_pids(client: Client, workflow_id: str) -> set[int]:
     return {int(identity.split("@")[0]) for identity in identities if identity.split("@")[0].isdigit()}
 
 
+async def until_polling(client: Client, task_queue: str, pids: set[int], timeout: float = 60) -> None:
+    """Until every process in `pids` polls `task_queue` for workflow tasks and for activities: a worker
+    that starts later than the other would otherwise find the work already taken."""
+    deadline = time.monotonic() + timeout
+    kinds = (TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW, TaskQueueType.TASK_QUEUE_TYPE_ACTIVITY)
+    while True:
+        polling = []
+        for kind in kinds:
+            request = DescribeTaskQueueRequest(
+                namespace=client.namespace, task_queue=TaskQueue(name=task_queue), task_queue_type=kind
+            )
+            pollers = (await client.workflow_service.describe_task_queue(request)).pollers
+            polling.append({int(p.identity.split("@")[0]) for p in pollers if p.identity.split("@")[0].isdigit()})
+        if all(pids <= seen for seen in polling):
+            return
+        assert time.monotonic() < deadline, f"workers {pids} not all polling {task_queue}: {polling}"
+        await asyncio.sleep(0.2)
+
+
 @pytest.mark.reliability
 async def test_two_workers_share_a_fleet_and_one_is_killed_mid_fleet(
     client: Client, task_queue: str, tmp_path: Path, mariadb: tuple[str, int]
@@ -103,6 +124,7 @@ async def test_two_workers_share_a_fleet_and_one_is_killed_mid_fleet(
             for log in logs
         ]
         try:
+            await until_polling(client, task_queue, {w.pid for w in workers})
             fleet = await TakeoverClient(client, task_queue).start_fleet(
                 {"requests": bodies, "maxConcurrent": 6}, f"workers-{uuid.uuid4().hex[:8]}"
             )
