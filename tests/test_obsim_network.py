@@ -168,9 +168,10 @@ async def test_jitter_keeps_every_byte_in_order(delayed: Simulation) -> None:
 def test_a_partitioned_server_times_out_new_connections_and_stalls_open_ones(faulty: Simulation) -> None:
     endpoint = sql_endpoint(faulty)
     opened = connect(faulty)
-    reply = faulty.call("POST", "/network/partitions", {"endpoint": endpoint, "seconds": 1.5})
+    # Long enough that the timed-out connect below still falls inside it on a busy machine.
+    reply = faulty.call("POST", "/network/partitions", {"endpoint": endpoint, "seconds": 3})
     began = time.perf_counter()
-    assert reply == {"partitioned": [endpoint], "seconds": 1.5}
+    assert reply == {"partitioned": [endpoint], "seconds": 3}
     assert endpoint in network(faulty)["partitions"]
     with pytest.raises(pymysql.err.OperationalError) as refused:
         connect(faulty, timeout=1)
@@ -178,7 +179,7 @@ def test_a_partitioned_server_times_out_new_connections_and_stalls_open_ones(fau
     with opened.cursor() as cursor:
         cursor.execute("SELECT 1")
         assert cursor.fetchall() == ((1,),)
-    assert time.perf_counter() - began >= 1.4
+    assert time.perf_counter() - began >= 2.9
     opened.close()
     assert network(faulty)["partitions"] == {}
     connect(faulty, timeout=1).close()
@@ -186,7 +187,7 @@ def test_a_partitioned_server_times_out_new_connections_and_stalls_open_ones(fau
 
 async def test_a_partitioned_host_is_cut_off_over_ssh_and_sql(faulty: Simulation) -> None:
     async with ssh(faulty) as connection:
-        reply = faulty.call("POST", "/network/partitions", {"endpoint": f"host:{faulty.address}", "seconds": 1.5})
+        reply = faulty.call("POST", "/network/partitions", {"endpoint": f"host:{faulty.address}", "seconds": 3})
         began = time.perf_counter()
         assert sorted(reply["partitioned"]) == sorted([sql_endpoint(faulty), f"{faulty.address}:{faulty.ssh_port}"])
         with pytest.raises(asyncio.TimeoutError):
@@ -195,7 +196,7 @@ async def test_a_partitioned_host_is_cut_off_over_ssh_and_sql(faulty: Simulation
         with pytest.raises(pymysql.err.OperationalError):
             connect(faulty, timeout=0.3)
         result = await connection.run("echo healed", check=True)
-        assert result.stdout == "healed\n" and time.perf_counter() - began >= 1.4
+        assert result.stdout == "healed\n" and time.perf_counter() - began >= 2.9
 
 
 def test_deleting_the_partitions_heals_them_at_once(faulty: Simulation) -> None:
