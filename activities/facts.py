@@ -32,9 +32,6 @@ from contracts.topology import ServerNode, Topology, ZoneNode
 
 VERSION_SQL = "SELECT version() AS VERSION"
 IDENTITY_SQL = "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME IN ('cluster', 'cluster_id')"
-IDENTITY_AND_CONFIG_URL_SQL = (
-    "SELECT NAME, VALUE FROM oceanbase.GV$OB_PARAMETERS WHERE NAME IN ('cluster', 'cluster_id', 'obconfig_url')"
-)
 TENANT_ROLES_SQL = "SELECT TENANT_ROLE FROM oceanbase.DBA_OB_TENANTS WHERE TENANT_TYPE = 'USER'"
 TOPOLOGY_SERVERS_SQL = (
     "SELECT SVR_IP, SVR_PORT, SQL_PORT, ZONE FROM oceanbase.DBA_OB_SERVERS ORDER BY ZONE, SVR_IP, SVR_PORT"
@@ -171,7 +168,12 @@ def _first(column: str, default: str = "") -> Callable[[Rows], str]:
 VERSION = Fact(FactKind.VERSION, VERSION_SQL, _first("VERSION"))
 IDENTITY = Fact(FactKind.IDENTITY, IDENTITY_SQL, _rows)
 # The identity parameters and obconfig_url (one row per server and parameter): the subject names the extra one.
-IDENTITY_AND_CONFIG_URL = Fact(FactKind.IDENTITY, IDENTITY_AND_CONFIG_URL_SQL, _rows, ("obconfig_url",))
+IDENTITY_AND_CONFIG_URL = Fact(
+    FactKind.IDENTITY,
+    sql.PARAMETERS_SQL.format(names="'cluster', 'cluster_id', 'obconfig_url'"),
+    _rows,
+    ("obconfig_url",),
+)
 TENANT_ROLES = Fact(FactKind.TENANT_ROLES, TENANT_ROLES_SQL, _rows)
 TOPOLOGY_SERVERS = Fact(FactKind.TOPOLOGY_SERVERS, TOPOLOGY_SERVERS_SQL, _rows)
 TOPOLOGY_ZONES = Fact(FactKind.TOPOLOGY_ZONES, TOPOLOGY_ZONES_SQL, _rows)
@@ -196,14 +198,17 @@ def parameter(name: str) -> Fact[str]:
 def parameters(*names: str) -> Fact[dict[str, str]]:
     """Cluster parameters' values by name, in one statement ('' for one the cluster does not report)."""
 
-    def parse(rows: Rows) -> dict[str, str]:
-        values = {name: "" for name in names}
-        for row in reversed(rows):  # the first row of each name wins, as `parameter`'s LIMIT 1
-            values[str(row["NAME"]).lower()] = str(row["VALUE"] or "")
-        return values
-
     statement = sql.PARAMETERS_SQL.format(names=", ".join(sql.quote(name) for name in names))
-    return Fact(FactKind.PARAMETERS, statement, parse, names)
+    return Fact(FactKind.PARAMETERS, statement, lambda rows: _parameter_values(rows, names), names)
+
+
+def _parameter_values(rows: Rows, names: tuple[str, ...]) -> dict[str, str]:
+    """`names`' values in GV$OB_PARAMETERS rows (one per server): the first row of each name wins, as
+    `parameter`'s LIMIT 1; '' for a name no row has."""
+    values = {name: "" for name in names}
+    for row in reversed(rows):
+        values[str(row["NAME"]).lower()] = str(row["VALUE"] or "")
+    return values
 
 
 def user_exists(user: str) -> Fact[bool]:
@@ -315,7 +320,7 @@ def read_cluster_facts(port: ClusterPort) -> ClusterFacts:
         parameters = port.read(IDENTITY_AND_CONFIG_URL)
         servers = port.read(SERVERS)
         topology = parse_topology(version_text, parameters, servers, port.read(TOPOLOGY_ZONES), port.read(TENANT_ROLES))
-    config_url = next((str(r["VALUE"] or "") for r in parameters if str(r["NAME"]).lower() == "obconfig_url"), "")
+    config_url = _parameter_values(parameters, ("obconfig_url",))["obconfig_url"]
     return ClusterFacts(topology=topology, servers=servers, config_url=config_url)
 
 

@@ -250,21 +250,12 @@ class RecordingHost:
         for server, process in reading.observers if reading else []:
             details = process.details if process else _default_process(server)
             listener = f"LISTEN 0 4096 {server.ip}:{server.sql_port} 0.0.0.0:* "
-            self._answers[commands.listening_process(server.sql_port)] = functools.partial(
-                str, f'{listener}users:(("observer",pid={PREVIEW_PID},fd=3))\n'
-            )
             argv = base64.b64encode("\n".join(shlex.split(details["command_line"])).encode()).decode()
-            self._answers[commands.process_details(PREVIEW_PID)] = functools.partial(
-                str, f"{details['os_user']}\n{details['start_time']}\n{argv}\n{details['install_path']}\n"
-            )
             self._answers[commands.disk_free(details["data_dir"], details["log_dir"])] = functools.partial(
                 str, "0\n0\n"
             )
             described = f"{details['os_user']}\n{details['start_time']}\n{argv}\n{details['install_path']}\n"
             measured = f"{commands.SECTION}\n{details['data_dir']}\n0\n0\n"
-            self._answers[commands.process_details_with_disk(PREVIEW_PID)] = functools.partial(
-                str, described + measured
-            )
             found = f'{listener}users:(("observer",pid={PREVIEW_PID},fd=3))\n{commands.SECTION}\n{PREVIEW_PID}\n'
             for with_disk, answer in ((False, described), (True, described + measured)):
                 self._answers[commands.observer_on_port(server.ip, server.sql_port, with_disk=with_disk)] = (

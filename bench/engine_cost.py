@@ -25,14 +25,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client
 from temporalio.worker import UnsandboxedWorkflowRunner, WorkflowRunner
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.harness import cpu_by_program, machine, start_dev_server
+from bench.harness import cpu_by_program, machine, start_dev_server, workflow_task_timeouts
 from tests.support.fakes import FakeCluster, make_topology
 from worker import build_worker
 from workflows.sandbox import workflow_runner
@@ -94,7 +93,7 @@ async def takeovers(client: Client, runner: str, server: str, count: int, zones:
     for workflow_id in ids:
         history = await client.get_workflow_handle(workflow_id).fetch_history()
         events = max(events, len(history.events))
-        timeouts += sum(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for e in history.events)
+        timeouts += workflow_task_timeouts(history)
     return Row(server, runner, statistics.median(walls), cpu / count, temporal / count, events, timeouts)
 
 

@@ -30,10 +30,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
-from bench.harness import cpu_by_program, cpu_seconds, machine, peak_rss_mb, start_dev_server
+from bench.harness import (
+    cpu_by_program,
+    cpu_by_program_since,
+    cpu_seconds,
+    machine,
+    peak_rss_mb,
+    start_dev_server,
+    workflow_task_timeouts,
+)
 from contracts.settings import load_settings
 from metadb import hosts
 from metadb.db import Database
@@ -116,7 +123,7 @@ class Bench:
             rss = [peak_rss_mb(p.pid) for p in processes]
             worker_cpu = cpu_seconds(processes[0].pid)
             machine_cpu = cpu_seconds() - machine_began
-            spent = {k: v - programs.get(k, 0.0) for k, v in cpu_by_program().items()}
+            spent = cpu_by_program_since(programs)
         successful = int(task.status.value == "SUCCESSFUL")
         return Outcome("one takeover", 1, 1, successful, wall, rss, worker_cpu, machine_cpu, spent)
 
@@ -131,7 +138,7 @@ class Bench:
             rss = [peak_rss_mb(p.pid) for p in processes]
             worker_cpu = sum(cpu_seconds(p.pid) for p in processes)
             machine_cpu = cpu_seconds() - machine_began
-            spent = {k: v - programs.get(k, 0.0) for k, v in cpu_by_program().items()}
+            spent = cpu_by_program_since(programs)
             self.notes.append(
                 f"fleet of {clusters} on {workers} worker(s), CPU s by program: "
                 + ", ".join(f"{k} {v:.1f}" for k, v in sorted(spent.items(), key=lambda kv: -kv[1]))
@@ -156,7 +163,7 @@ class Bench:
         timeouts = 0
         for member in view.members:
             history = await self.env.client.get_workflow_handle(member.workflow_id).fetch_history()
-            timeouts += sum(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for e in history.events)
+            timeouts += workflow_task_timeouts(history)
         self.notes.append(
             f"{len(tasks)} members' histories: {timeouts} workflow task(s) timed out (the sticky queue waits 3 s)"
         )

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from google.protobuf.message import Message
 from temporalio.api.common.v1 import Payload
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHistory
 from temporalio.converter import DataConverter
 from temporalio.testing import WorkflowEnvironment
@@ -80,6 +81,16 @@ def cpu_by_program() -> dict[str, float]:
         )
         totals[kind] = totals.get(kind, 0.0) + sum(int(v) for v in stat[11:15]) / ticks
     return totals
+
+
+def cpu_by_program_since(before: dict[str, float]) -> dict[str, float]:
+    """CPU seconds by program (`cpu_by_program`) used since `before` was read."""
+    return {program: spent - before.get(program, 0.0) for program, spent in cpu_by_program().items()}
+
+
+def workflow_task_timeouts(history: WorkflowHistory) -> int:
+    """The workflow tasks in `history` that timed out (a sticky queue's task not picked up in time is one)."""
+    return sum(e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT for e in history.events)
 
 
 _PROGRAMS = (("worker", "worker.py"), ("simulator", "-m obsim"), ("temporal", "temporal"), ("mariadb", "mariadbd"))
